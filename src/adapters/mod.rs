@@ -1,0 +1,3 @@
+//! Async shells: the per-call driver that runs the sans-IO session, and provider implementations.
+
+pub mod providers;

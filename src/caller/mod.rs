@@ -1,0 +1,1 @@
+//! The simulated Twilio peer: `kav call`, `kav loadgen`, `kav demo`.

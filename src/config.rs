@@ -1,0 +1,372 @@
+//! Configuration: `config.toml` (documented defaults) overlaid by `KAV_<SECTION>_<KEY>` environment
+//! variables. Secrets (auth tokens, API keys) are read from the environment only, never from files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("environment variable {var}={value:?} is not a valid {expected}")]
+    Env { var: String, value: String, expected: &'static str },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub call: CallConfig,
+    pub vad: VadConfig,
+    pub turn: TurnConfig,
+    pub playout: PlayoutConfig,
+    pub dtmf: DtmfConfig,
+    pub store: StoreConfig,
+    pub sim: SimConfig,
+    pub espeak: EspeakConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address `kav serve` listens on (also `KAV_LISTEN`, `--listen`).
+    pub listen: String,
+    /// Public base URL Twilio reaches us at, e.g. `https://kav.example.com` (also `KAV_PUBLIC_URL`,
+    /// `--public-url`). Empty: derived from the request's Host header (fine on loopback only).
+    pub public_url: String,
+    /// Largest WebSocket message accepted from Twilio; larger ones end that call's stream.
+    pub max_message_bytes: usize,
+    /// Outbound WebSocket messages queued per call before further ones are dropped and counted.
+    pub ws_send_queue: usize,
+    /// A call whose outbound queue stays full this long is a slow consumer and is ended.
+    pub slow_consumer_ms: u64,
+    /// On shutdown, live calls get this long to finish before they are closed.
+    pub shutdown_grace_ms: u64,
+    /// A call that sends no `start` within this long after connecting is closed.
+    pub start_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallConfig {
+    /// Language of calls (BCP-47); Hebrew first.
+    pub language: String,
+    /// Speech recogniser: `simulated` (more providers arrive with the providers issue).
+    pub stt: String,
+    /// Agent: `simulated`.
+    pub agent: String,
+    /// Speech synthesiser: `espeak` (real offline speech) or `simulated` (tones, for load tests).
+    pub tts: String,
+    /// Spoken when the call connects; empty for none.
+    pub greeting: String,
+    /// Spoken when a provider fails mid-turn, so the caller is never left in silence.
+    pub fallback_reply: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VadConfig {
+    /// webrtc-vad aggressiveness 0 (permissive) ..= 3 (strict).
+    pub aggressiveness: u8,
+    /// Speech starts after this much voiced audio within `start_window_ms`.
+    pub start_voiced_ms: u32,
+    pub start_window_ms: u32,
+    /// Silence that must follow speech before the utterance is over.
+    pub hangover_ms: u32,
+    /// Utterances shorter than this are noise, not a turn.
+    pub min_utterance_ms: u32,
+    /// Audio kept before the detected onset and sent to the recogniser with the utterance.
+    pub preroll_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// After end of speech, wait this long for a final transcript before using the last partial.
+    pub stt_timeout_ms: u64,
+    /// The agent must produce its first words within this long, or the fallback reply is spoken.
+    pub agent_timeout_ms: u64,
+    /// The caller must talk over the bot this long before playback is cut (false barge-in guard).
+    pub barge_in_min_speech_ms: u32,
+    /// Barge-in is possible at all.
+    pub barge_in: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlayoutConfig {
+    /// Frames (20 ms each) sent ahead of Twilio's playback position at most.
+    pub lead_frames: u32,
+    /// A mark goes out every this many frames so we know what has been played.
+    pub mark_every_frames: u32,
+    /// Internal playout buffer for TTS audio; when full, TTS is throttled.
+    pub buffer_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DtmfConfig {
+    /// Detect DTMF tones in the audio as well as taking Twilio `dtmf` events.
+    pub inband: bool,
+    /// Reports of the same key from both sources within this window are one press.
+    pub merge_window_ms: u64,
+    /// While collecting digits: give up this long after the last key.
+    pub inter_digit_timeout_ms: u64,
+    /// While collecting digits: give up this long after collection started.
+    pub overall_timeout_ms: u64,
+    /// Collection commits on its own once this many digits are in (the agent may ask for fewer).
+    pub max_digits: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sqlx URL: `sqlite://kav.db` (embedded default) or `postgres://…` for several instances.
+    pub url: String,
+    /// Rows queued for the writer before new ones are dropped and counted (never blocks audio).
+    pub writer_queue: usize,
+}
+
+/// Latencies of the simulated providers, as distributions: `fixed:MS`, `uniform:LO..HI`,
+/// `normal:MEAN,SD` (clamped at 0). They stand in for cloud providers in tests and benchmarks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    pub stt_first_partial_ms: String,
+    pub stt_final_ms: String,
+    pub agent_first_token_ms: String,
+    pub agent_token_ms: String,
+    pub tts_first_audio_ms: String,
+    /// Seed for the distributions (each call mixes in its call sid).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EspeakConfig {
+    /// espeak-ng binary.
+    pub binary: String,
+    /// Words per minute.
+    pub speed: u32,
+    /// Voice per language prefix: Hebrew and English.
+    pub voice_he: String,
+    pub voice_en: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            max_message_bytes: 64 * 1024,
+            ws_send_queue: 128,
+            slow_consumer_ms: 5_000,
+            shutdown_grace_ms: 30_000,
+            start_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            language: "he-IL".into(),
+            stt: "simulated".into(),
+            agent: "simulated".into(),
+            tts: "espeak".into(),
+            greeting: String::new(),
+            fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),
+        }
+    }
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self {
+            aggressiveness: 2,
+            start_voiced_ms: 60,
+            start_window_ms: 100,
+            hangover_ms: 140,
+            min_utterance_ms: 220,
+            preroll_ms: 300,
+        }
+    }
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self { stt_timeout_ms: 1_500, agent_timeout_ms: 6_000, barge_in_min_speech_ms: 80, barge_in: true }
+    }
+}
+
+impl Default for PlayoutConfig {
+    fn default() -> Self {
+        Self { lead_frames: 5, mark_every_frames: 5, buffer_ms: 1_000 }
+    }
+}
+
+impl Default for DtmfConfig {
+    fn default() -> Self {
+        Self {
+            inband: true,
+            merge_window_ms: 300,
+            inter_digit_timeout_ms: 5_000,
+            overall_timeout_ms: 30_000,
+            max_digits: 15,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://kav.db".into(), writer_queue: 4_096 }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            stt_first_partial_ms: "normal:180,30".into(),
+            stt_final_ms: "normal:150,40".into(),
+            agent_first_token_ms: "normal:350,80".into(),
+            agent_token_ms: "fixed:25".into(),
+            tts_first_audio_ms: "normal:120,25".into(),
+            seed: 7,
+        }
+    }
+}
+
+impl Default for EspeakConfig {
+    fn default() -> Self {
+        Self { binary: "espeak-ng".into(), speed: 165, voice_he: "he".into(), voice_en: "en-us".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            call: CallConfig::default(),
+            vad: VadConfig::default(),
+            turn: TurnConfig::default(),
+            playout: PlayoutConfig::default(),
+            dtmf: DtmfConfig::default(),
+            store: StoreConfig::default(),
+            sim: SimConfig::default(),
+            espeak: EspeakConfig::default(),
+        }
+    }
+}
+
+/// Short names for the two settings operators reach for first.
+const ENV_ALIASES: &[(&str, &str, &str)] =
+    &[("KAV_LISTEN", "server", "listen"), ("KAV_PUBLIC_URL", "server", "public_url")];
+
+impl Config {
+    /// Reads `path` if it exists (a missing file means all defaults), then applies `KAV_*` overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+        };
+        Self::from_toml_and_env(&text, std::env::vars())
+    }
+
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parsed: Config = toml::from_str(text)?;
+        let mut table = toml::Table::try_from(&parsed).expect("config serialises to a table");
+        for (var, value) in env {
+            let Some((section, key)) = env_target(&table, &var) else { continue };
+            let slot = table
+                .get_mut(&section)
+                .and_then(|s| s.as_table_mut())
+                .and_then(|s| s.get_mut(&key))
+                .expect("env_target only names existing keys");
+            *slot = parse_like(slot, &var, &value)?;
+        }
+        Ok(table.try_into()?)
+    }
+
+    pub fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+}
+
+/// Maps `KAV_SECTION_KEY` (or an alias) onto an existing `[section] key`.
+fn env_target(table: &toml::Table, var: &str) -> Option<(String, String)> {
+    if let Some((_, s, k)) = ENV_ALIASES.iter().find(|(name, _, _)| *name == var) {
+        return Some((s.to_string(), k.to_string()));
+    }
+    let rest = var.strip_prefix("KAV_")?.to_ascii_lowercase();
+    for (section, values) in table {
+        let Some(key) = rest.strip_prefix(section.as_str()).and_then(|r| r.strip_prefix('_')) else {
+            continue;
+        };
+        if values.as_table().is_some_and(|t| t.contains_key(key)) {
+            return Some((section.clone(), key.to_string()));
+        }
+    }
+    None
+}
+
+fn parse_like(current: &toml::Value, var: &str, value: &str) -> Result<toml::Value, ConfigError> {
+    let err = |expected| ConfigError::Env { var: var.into(), value: value.into(), expected };
+    Ok(match current {
+        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().map_err(|_| err("integer"))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match value.trim() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(err("boolean")),
+        }),
+        toml::Value::Float(_) => toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?),
+        _ => toml::Value::String(value.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_values_then_env_overrides() {
+        let cfg = Config::from_toml_and_env(
+            "[vad]\nhangover_ms = 150\n[server]\nlisten = \"0.0.0.0:9000\"\n",
+            env(&[("KAV_VAD_MIN_UTTERANCE_MS", "240"), ("KAV_TURN_BARGE_IN", "false"), ("KAV_PUBLIC_URL", "https://x.test")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.vad.hangover_ms, 150);
+        assert_eq!(cfg.vad.min_utterance_ms, 240);
+        assert!(!cfg.turn.barge_in);
+        assert_eq!(cfg.server.listen, "0.0.0.0:9000");
+        assert_eq!(cfg.server.public_url, "https://x.test");
+    }
+
+    #[test]
+    fn bad_env_value_is_a_clear_error() {
+        let err = Config::from_toml_and_env("", env(&[("KAV_VAD_HANGOVER_MS", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("KAV_VAD_HANGOVER_MS"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_file_are_rejected() {
+        assert!(Config::from_toml_and_env("[vad]\nhangover = 1\n", env(&[])).is_err());
+    }
+
+    #[test]
+    fn shipped_config_toml_matches_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        assert_eq!(Config::from_toml_and_env(&text, env(&[])).unwrap(), Config::default());
+    }
+}

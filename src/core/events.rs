@@ -1,0 +1,70 @@
+//! What a call session reports for persistence and metrics. Emitted at most a few times per turn,
+//! never per frame, so these may own their strings.
+
+/// Per-turn latency marks in milliseconds. Each is `None` when the turn never reached that point
+/// (e.g. a barge-in before any TTS audio). Definitions (also in README, "Latency marks"):
+///
+/// * `stt_first_partial_ms`: caller speech start (first voiced frame of the utterance) → first
+///   partial transcript.
+/// * `stt_final_ms`: end of caller speech (end of the last voiced frame) → final transcript
+///   accepted (0 if the recogniser finished before our VAD did).
+/// * `ai_latency_ms`: request handed to the agent → first agent text delta.
+/// * `tts_ready_ms`: first sentence handed to TTS → first TTS audio received.
+/// * `total_ms`: end of caller speech → first bot audio frame sent to Twilio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyMarks {
+    pub stt_first_partial_ms: Option<u32>,
+    pub stt_final_ms: Option<u32>,
+    pub ai_latency_ms: Option<u32>,
+    pub tts_ready_ms: Option<u32>,
+    pub total_ms: Option<u32>,
+}
+
+/// How the caller's side of a turn reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Speech,
+    Digits,
+}
+
+impl InputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Speech => "speech",
+            InputKind::Digits => "digits",
+        }
+    }
+}
+
+/// One completed (or interrupted) exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnRecord {
+    pub turn: u32,
+    pub input: InputKind,
+    pub user_text: String,
+    /// What the caller actually heard of the reply (truncated on barge-in).
+    pub bot_text: String,
+    pub interrupted: bool,
+    pub marks: LatencyMarks,
+}
+
+/// Something worth keeping about a call. The adapter stamps call id and wall-clock time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    Turn(TurnRecord),
+    BargeIn { turn: u32, heard_chars: u32, speech_ms: u32 },
+    Digits { digits: String, committed_by: &'static str },
+    /// A recoverable problem (bad frame, provider failure, timeout); `kind` is a stable label.
+    Warning { kind: &'static str, detail: String },
+}
+
+impl CallEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallEvent::Turn(_) => "turn",
+            CallEvent::BargeIn { .. } => "barge_in",
+            CallEvent::Digits { .. } => "digits",
+            CallEvent::Warning { kind, .. } => kind,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Counters and per-turn latency histograms, rendered for Prometheus at `GET /metrics`.

@@ -1,0 +1,1 @@
+//! axum front door: TwiML webhook, Media Streams WebSocket, health and metrics.
