@@ -9,11 +9,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config: {0}")]
     Parse(#[from] toml::de::Error),
     #[error("environment variable {var}={value:?} is not a valid {expected}")]
-    Env { var: String, value: String, expected: &'static str },
+    Env {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,13 +206,22 @@ impl Default for VadConfig {
 
 impl Default for TurnConfig {
     fn default() -> Self {
-        Self { stt_timeout_ms: 1_500, agent_timeout_ms: 6_000, barge_in_min_speech_ms: 80, barge_in: true }
+        Self {
+            stt_timeout_ms: 1_500,
+            agent_timeout_ms: 6_000,
+            barge_in_min_speech_ms: 80,
+            barge_in: true,
+        }
     }
 }
 
 impl Default for PlayoutConfig {
     fn default() -> Self {
-        Self { lead_frames: 5, mark_every_frames: 5, buffer_ms: 1_000 }
+        Self {
+            lead_frames: 5,
+            mark_every_frames: 5,
+            buffer_ms: 1_000,
+        }
     }
 }
 
@@ -223,7 +239,10 @@ impl Default for DtmfConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: "sqlite://kav.db".into(), writer_queue: 4_096 }
+        Self {
+            url: "sqlite://kav.db".into(),
+            writer_queue: 4_096,
+        }
     }
 }
 
@@ -242,7 +261,12 @@ impl Default for SimConfig {
 
 impl Default for EspeakConfig {
     fn default() -> Self {
-        Self { binary: "espeak-ng".into(), speed: 165, voice_he: "he".into(), voice_en: "en-us".into() }
+        Self {
+            binary: "espeak-ng".into(),
+            speed: 165,
+            voice_he: "he".into(),
+            voice_en: "en-us".into(),
+        }
     }
 }
 
@@ -263,8 +287,10 @@ impl Default for Config {
 }
 
 /// Short names for the two settings operators reach for first.
-const ENV_ALIASES: &[(&str, &str, &str)] =
-    &[("KAV_LISTEN", "server", "listen"), ("KAV_PUBLIC_URL", "server", "public_url")];
+const ENV_ALIASES: &[(&str, &str, &str)] = &[
+    ("KAV_LISTEN", "server", "listen"),
+    ("KAV_PUBLIC_URL", "server", "public_url"),
+];
 
 impl Config {
     /// Reads `path` if it exists (a missing file means all defaults), then applies `KAV_*` overrides.
@@ -272,7 +298,12 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         };
         Self::from_toml_and_env(&text, std::env::vars())
     }
@@ -284,7 +315,9 @@ impl Config {
         let parsed: Config = toml::from_str(text)?;
         let mut table = toml::Table::try_from(&parsed).expect("config serialises to a table");
         for (var, value) in env {
-            let Some((section, key)) = env_target(&table, &var) else { continue };
+            let Some((section, key)) = env_target(&table, &var) else {
+                continue;
+            };
             let slot = table
                 .get_mut(&section)
                 .and_then(|s| s.as_table_mut())
@@ -307,7 +340,10 @@ fn env_target(table: &toml::Table, var: &str) -> Option<(String, String)> {
     }
     let rest = var.strip_prefix("KAV_")?.to_ascii_lowercase();
     for (section, values) in table {
-        let Some(key) = rest.strip_prefix(section.as_str()).and_then(|r| r.strip_prefix('_')) else {
+        let Some(key) = rest
+            .strip_prefix(section.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+        else {
             continue;
         };
         if values.as_table().is_some_and(|t| t.contains_key(key)) {
@@ -318,15 +354,23 @@ fn env_target(table: &toml::Table, var: &str) -> Option<(String, String)> {
 }
 
 fn parse_like(current: &toml::Value, var: &str, value: &str) -> Result<toml::Value, ConfigError> {
-    let err = |expected| ConfigError::Env { var: var.into(), value: value.into(), expected };
+    let err = |expected| ConfigError::Env {
+        var: var.into(),
+        value: value.into(),
+        expected,
+    };
     Ok(match current {
-        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().map_err(|_| err("integer"))?),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(value.trim().parse().map_err(|_| err("integer"))?)
+        }
         toml::Value::Boolean(_) => toml::Value::Boolean(match value.trim() {
             "1" | "true" | "yes" | "on" => true,
             "0" | "false" | "no" | "off" => false,
             _ => return Err(err("boolean")),
         }),
-        toml::Value::Float(_) => toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?),
+        toml::Value::Float(_) => {
+            toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?)
+        }
         _ => toml::Value::String(value.to_string()),
     })
 }
@@ -336,14 +380,21 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn file_values_then_env_overrides() {
         let cfg = Config::from_toml_and_env(
             "[vad]\nhangover_ms = 150\n[server]\nlisten = \"0.0.0.0:9000\"\n",
-            env(&[("KAV_VAD_MIN_UTTERANCE_MS", "240"), ("KAV_TURN_BARGE_IN", "false"), ("KAV_PUBLIC_URL", "https://x.test")]),
+            env(&[
+                ("KAV_VAD_MIN_UTTERANCE_MS", "240"),
+                ("KAV_TURN_BARGE_IN", "false"),
+                ("KAV_PUBLIC_URL", "https://x.test"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.vad.hangover_ms, 150);
@@ -355,7 +406,8 @@ mod tests {
 
     #[test]
     fn bad_env_value_is_a_clear_error() {
-        let err = Config::from_toml_and_env("", env(&[("KAV_VAD_HANGOVER_MS", "soon")])).unwrap_err();
+        let err =
+            Config::from_toml_and_env("", env(&[("KAV_VAD_HANGOVER_MS", "soon")])).unwrap_err();
         assert!(err.to_string().contains("KAV_VAD_HANGOVER_MS"), "{err}");
     }
 
@@ -366,7 +418,11 @@ mod tests {
 
     #[test]
     fn shipped_config_toml_matches_defaults() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
-        assert_eq!(Config::from_toml_and_env(&text, env(&[])).unwrap(), Config::default());
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        assert_eq!(
+            Config::from_toml_and_env(&text, env(&[])).unwrap(),
+            Config::default()
+        );
     }
 }

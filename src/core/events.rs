@@ -25,6 +25,8 @@ pub struct LatencyMarks {
 pub enum InputKind {
     Speech,
     Digits,
+    /// The bot spoke first (greeting); there was no caller input.
+    Greeting,
 }
 
 impl InputKind {
@@ -32,6 +34,7 @@ impl InputKind {
         match self {
             InputKind::Speech => "speech",
             InputKind::Digits => "digits",
+            InputKind::Greeting => "greeting",
         }
     }
 }
@@ -52,10 +55,20 @@ pub struct TurnRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
     Turn(TurnRecord),
-    BargeIn { turn: u32, heard_chars: u32, speech_ms: u32 },
-    Digits { digits: String, committed_by: &'static str },
+    BargeIn {
+        turn: u32,
+        heard_chars: u32,
+        speech_ms: u32,
+    },
+    Digits {
+        digits: String,
+        committed_by: &'static str,
+    },
     /// A recoverable problem (bad frame, provider failure, timeout); `kind` is a stable label.
-    Warning { kind: &'static str, detail: String },
+    Warning {
+        kind: &'static str,
+        detail: String,
+    },
 }
 
 impl CallEvent {

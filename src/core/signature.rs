@@ -7,6 +7,11 @@ pub fn compute(_auth_token: &str, _url: &str, _params: &[(String, String)]) -> S
 
 /// Validates a request signature the way Twilio's SDK does (with and without the default port,
 /// sorted params, `bodySHA256` for JSON bodies), comparing in constant time.
-pub fn validate(_auth_token: &str, _url: &str, _params: &[(String, String)], _signature: &str) -> bool {
+pub fn validate(
+    _auth_token: &str,
+    _url: &str,
+    _params: &[(String, String)],
+    _signature: &str,
+) -> bool {
     unimplemented!("codec helper")
 }

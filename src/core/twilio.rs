@@ -82,22 +82,35 @@ pub struct Stop<'a> {
 /// A message Twilio sends to us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound<'a> {
-    Connected { protocol: Cow<'a, str>, version: Cow<'a, str> },
+    Connected {
+        protocol: Cow<'a, str>,
+        version: Cow<'a, str>,
+    },
     Start(Start),
     Media(Media<'a>),
     Dtmf(Dtmf<'a>),
     Mark(Mark<'a>),
     Stop(Stop<'a>),
     /// A well-formed message whose `event` we do not know; counted and ignored.
-    Unknown { event: Cow<'a, str> },
+    Unknown {
+        event: Cow<'a, str>,
+    },
 }
 
 /// A message we send to Twilio (parsed back by the simulated caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound<'a> {
-    Media { stream_sid: Cow<'a, str>, payload: Cow<'a, str> },
-    Mark { stream_sid: Cow<'a, str>, name: Cow<'a, str> },
-    Clear { stream_sid: Cow<'a, str> },
+    Media {
+        stream_sid: Cow<'a, str>,
+        payload: Cow<'a, str>,
+    },
+    Mark {
+        stream_sid: Cow<'a, str>,
+        name: Cow<'a, str>,
+    },
+    Clear {
+        stream_sid: Cow<'a, str>,
+    },
 }
 
 pub fn parse_inbound(_text: &str) -> Result<Inbound<'_>, WireError> {
@@ -145,10 +158,20 @@ pub fn write_inbound_media<B: bytes::BufMut>(
 ) {
     unimplemented!("codec helper")
 }
-pub fn write_dtmf<B: bytes::BufMut>(_out: &mut B, _stream_sid: &str, _sequence_number: u64, _digit: char) {
+pub fn write_dtmf<B: bytes::BufMut>(
+    _out: &mut B,
+    _stream_sid: &str,
+    _sequence_number: u64,
+    _digit: char,
+) {
     unimplemented!("codec helper")
 }
-pub fn write_mark_echo<B: bytes::BufMut>(_out: &mut B, _stream_sid: &str, _sequence_number: u64, _name: &str) {
+pub fn write_mark_echo<B: bytes::BufMut>(
+    _out: &mut B,
+    _stream_sid: &str,
+    _sequence_number: u64,
+    _name: &str,
+) {
     unimplemented!("codec helper")
 }
 pub fn write_stop<B: bytes::BufMut>(

@@ -1,0 +1,505 @@
+//! Deterministic virtual-time harness for call sessions: a scripted caller, Twilio's playback
+//! buffer (marks echoed when playback reaches them, all pending marks echoed on `clear`), and
+//! scripted STT / agent / TTS with fixed latencies and TTS backpressure.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use kav::adapters::providers::{AgentEvent, SttAudioFormat, SttEvent};
+use kav::config::Config;
+use kav::core::events::{CallEvent, TurnRecord};
+use kav::core::g711;
+use kav::core::session::{CallSession, Output, Phase, SessionConfig, mark_name};
+
+pub const FRAME: Duration = Duration::from_millis(20);
+
+/// What the caller sends, 20 ms at a time.
+#[derive(Debug, Clone)]
+pub enum CallerStep {
+    Speak(Duration),
+    Silence(Duration),
+    /// A Twilio `dtmf` event (no tone in the audio).
+    Key(char),
+    /// Keep silent until the bot has finished speaking (phase back to listening/collecting).
+    WaitForBot,
+    /// Wait until the bot has played at least this much audio of its current reply, then continue.
+    WaitForBotAudio(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptedReply {
+    pub deltas: Vec<String>,
+    pub collect_digits: Option<u8>,
+    pub hangup: bool,
+    /// Agent never answers (for timeouts).
+    pub stall: bool,
+    pub fail: bool,
+}
+
+impl ScriptedReply {
+    pub fn text(t: &str) -> Self {
+        let deltas = t.split_inclusive(' ').map(str::to_string).collect();
+        Self {
+            deltas,
+            collect_digits: None,
+            hangup: false,
+            stall: false,
+            fail: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Latencies {
+    pub stt_partial: Duration,
+    pub stt_final: Duration,
+    pub agent_first: Duration,
+    pub agent_token: Duration,
+    pub tts_first: Duration,
+    /// Audio produced per character of text.
+    pub tts_per_char: Duration,
+    /// Extra time between successive TTS chunks (slow TTS).
+    pub tts_chunk_gap: Duration,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            stt_partial: Duration::from_millis(150),
+            stt_final: Duration::from_millis(120),
+            agent_first: Duration::from_millis(300),
+            agent_token: Duration::from_millis(20),
+            tts_first: Duration::from_millis(100),
+            tts_per_char: Duration::from_millis(50),
+            tts_chunk_gap: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TtsJob {
+    turn: u32,
+    segment: u32,
+    remaining: usize,
+    ready_at: Instant,
+}
+
+#[derive(Debug)]
+enum Scheduled {
+    Stt(SttEvent),
+    Agent(u32, AgentEvent),
+    AgentDone(u32, Result<(), String>),
+}
+
+pub struct Harness {
+    pub session: CallSession,
+    pub now: Instant,
+    pub t0: Instant,
+    pub lat: Latencies,
+    caller: VecDeque<CallerStep>,
+    step_left: Option<Duration>,
+    wait_baseline: Option<u64>,
+    next_frame_at: Instant,
+    voice_phase: f32,
+    pub transcripts: VecDeque<String>,
+    pub replies: Box<dyn FnMut(&str, bool) -> ScriptedReply>,
+    scheduled: Vec<(Instant, u64, Scheduled)>,
+    seq: u64,
+    stt_partial_pending: bool,
+    tts: VecDeque<TtsJob>,
+    // Twilio playback model.
+    twilio_buffer: VecDeque<Option<u64>>, // Some(mark id) or None for a 20 ms frame
+    pub played_frames: u64,
+    pub clears: Vec<Instant>,
+    pub frames_sent_at: Vec<Instant>,
+    pub events: Vec<CallEvent>,
+    pub agent_requests: Vec<(u32, bool, Vec<kav::adapters::providers::Message>)>,
+    pub tts_texts: Vec<String>,
+    pub cancels: Vec<String>,
+    pub stt_frames: u64,
+    pub hangup: Option<&'static str>,
+    /// Largest number of frames ever buffered at "Twilio".
+    pub max_twilio_buffer: usize,
+    /// Speech onsets of the caller (for reaction measurements).
+    pub speech_onsets: Vec<Instant>,
+}
+
+/// A speech-like frame (harmonic-rich, pitch-varying) that webrtc-vad calls voice.
+pub fn voice_frame(phase: &mut f32) -> [u8; 160] {
+    let mut out = [0u8; 160];
+    for b in out.iter_mut() {
+        let v: f32 = (1..8).map(|h| (*phase * h as f32).sin() / h as f32).sum();
+        *phase += 2.0 * std::f32::consts::PI * 180.0 / 8000.0;
+        *b = g711::encode((v * 7000.0) as i16);
+    }
+    out
+}
+
+pub fn test_config() -> Config {
+    let mut cfg = Config::default();
+    cfg.call.greeting = String::new();
+    cfg
+}
+
+impl Harness {
+    pub fn new(cfg: &Config, caller: Vec<CallerStep>) -> Self {
+        let t0 = Instant::now();
+        Self {
+            session: CallSession::new(t0, SessionConfig::from_config(cfg, SttAudioFormat::Mulaw8k)),
+            now: t0,
+            t0,
+            lat: Latencies::default(),
+            caller: caller.into(),
+            step_left: None,
+            wait_baseline: None,
+            next_frame_at: t0,
+            voice_phase: 0.0,
+            transcripts: VecDeque::new(),
+            replies: Box::new(|text, _| {
+                ScriptedReply::text(&format!("You said {text}. Anything else?"))
+            }),
+            scheduled: Vec::new(),
+            seq: 0,
+            stt_partial_pending: false,
+            tts: VecDeque::new(),
+            twilio_buffer: VecDeque::new(),
+            played_frames: 0,
+            clears: Vec::new(),
+            frames_sent_at: Vec::new(),
+            events: Vec::new(),
+            agent_requests: Vec::new(),
+            tts_texts: Vec::new(),
+            cancels: Vec::new(),
+            stt_frames: 0,
+            hangup: None,
+            max_twilio_buffer: 0,
+            speech_onsets: Vec::new(),
+        }
+    }
+
+    pub fn transcripts(mut self, t: &[&str]) -> Self {
+        self.transcripts = t.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn turns(&self) -> Vec<TurnRecord> {
+        self.events
+            .iter()
+            .filter_map(|e| {
+                if let CallEvent::Turn(t) = e {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub fn ms(&self, at: Instant) -> u64 {
+        at.duration_since(self.t0).as_millis() as u64
+    }
+
+    fn schedule(&mut self, at: Instant, what: Scheduled) {
+        self.seq += 1;
+        self.scheduled.push((at, self.seq, what));
+    }
+
+    fn bot_done(&self) -> bool {
+        matches!(
+            self.session.phase(),
+            Phase::Listening | Phase::CollectingDigits | Phase::Ended
+        )
+    }
+
+    /// Runs until the caller script is done and everything settled, or `limit` passes.
+    pub fn run(&mut self, limit: Duration) {
+        let end = self.t0 + limit;
+        while self.now < end {
+            if self.caller.is_empty() && self.step_left.is_none() && self.idle() {
+                break;
+            }
+            self.step();
+        }
+    }
+
+    /// Runs for a fixed amount of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.scheduled.is_empty()
+            && self.tts.is_empty()
+            && self.twilio_buffer.is_empty()
+            && self.bot_done()
+            && self.session.poll_timeout().is_none()
+    }
+
+    fn step(&mut self) {
+        // Next instant anything happens: caller frame / Twilio playback tick, scheduled provider
+        // events, TTS chunks, or the session's own deadline.
+        let mut next = self.next_frame_at;
+        if let Some((at, _, _)) = self.scheduled.iter().min_by_key(|(at, seq, _)| (*at, *seq)) {
+            next = next.min(*at);
+        }
+        if let Some(job) = self.tts.front()
+            && self.session.wants_tts_audio(1600)
+        {
+            next = next.min(job.ready_at.max(self.now));
+        }
+        if let Some((at, _)) = self.session.poll_timeout() {
+            next = next.min(at.max(self.now));
+        }
+        self.now = next.max(self.now);
+        let now = self.now;
+
+        if now >= self.next_frame_at {
+            self.next_frame_at += FRAME;
+            self.twilio_tick();
+            self.caller_tick();
+        }
+        // Provider events due now, in order.
+        self.scheduled.sort_by_key(|(at, seq, _)| (*at, *seq));
+        while self.scheduled.first().is_some_and(|(at, _, _)| *at <= now) {
+            let (_, _, what) = self.scheduled.remove(0);
+            match what {
+                Scheduled::Stt(ev) => self.session.handle_stt(now, ev),
+                Scheduled::Agent(turn, ev) => self.session.handle_agent(now, turn, ev),
+                Scheduled::AgentDone(turn, r) => self.session.handle_agent_done(now, turn, r),
+            }
+            self.drain();
+        }
+        self.tts_tick();
+        if self.session.poll_timeout().is_some_and(|(at, _)| at <= now) {
+            self.session.handle_timeout(now);
+            self.drain();
+        }
+    }
+
+    fn tts_tick(&mut self) {
+        let now = self.now;
+        while let Some(job) = self.tts.front_mut() {
+            if job.ready_at > now || !self.session.wants_tts_audio(1600) {
+                break;
+            }
+            let n = job.remaining.min(1600);
+            job.remaining -= n;
+            let (turn, segment) = (job.turn, job.segment);
+            let chunk = vec![0x2Au8; n];
+            job.ready_at = now + self.lat.tts_chunk_gap;
+            self.session.handle_tts_audio(now, turn, segment, &chunk);
+            if self.tts.front().is_some_and(|j| j.remaining == 0) {
+                self.tts.pop_front();
+                self.session.handle_tts_done(now, turn, segment, Ok(()));
+                if let Some(next) = self.tts.front_mut() {
+                    next.ready_at = next.ready_at.max(now);
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn twilio_tick(&mut self) {
+        // Play one frame, then echo any marks that playback has reached.
+        let mut played_one = false;
+        while let Some(item) = self.twilio_buffer.front().copied() {
+            match item {
+                Some(id) => {
+                    self.twilio_buffer.pop_front();
+                    let mut buf = [0u8; 24];
+                    let name = mark_name(id, &mut buf).to_string();
+                    self.session.handle_mark(self.now, &name);
+                    self.drain();
+                }
+                None if !played_one => {
+                    self.twilio_buffer.pop_front();
+                    self.played_frames += 1;
+                    played_one = true;
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn caller_tick(&mut self) {
+        let now = self.now;
+        loop {
+            let Some(step) = self.caller.front().cloned() else {
+                self.send_frame(false);
+                return;
+            };
+            match step {
+                CallerStep::Key(k) => {
+                    self.caller.pop_front();
+                    self.session.handle_dtmf(now, k);
+                    self.drain();
+                    continue;
+                }
+                CallerStep::WaitForBot => {
+                    if self.bot_done() && self.tts.is_empty() && self.scheduled.is_empty() {
+                        self.caller.pop_front();
+                        continue;
+                    }
+                    self.send_frame(false);
+                    return;
+                }
+                CallerStep::WaitForBotAudio(d) => {
+                    let base = *self.wait_baseline.get_or_insert(self.played_frames);
+                    if self.played_frames - base >= d.as_millis() as u64 / 20 {
+                        self.wait_baseline = None;
+                        self.caller.pop_front();
+                        continue;
+                    }
+                    self.send_frame(false);
+                    return;
+                }
+                CallerStep::Speak(d) | CallerStep::Silence(d) => {
+                    let speaking = matches!(step, CallerStep::Speak(_));
+                    let left = *self.step_left.get_or_insert(d);
+                    if speaking && left == d {
+                        self.speech_onsets.push(now);
+                    }
+                    self.send_frame(speaking);
+                    let left = left.saturating_sub(FRAME);
+                    if left.is_zero() {
+                        self.step_left = None;
+                        self.caller.pop_front();
+                    } else {
+                        self.step_left = Some(left);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn send_frame(&mut self, voiced: bool) {
+        let frame = if voiced {
+            voice_frame(&mut self.voice_phase)
+        } else {
+            [g711::SILENCE; 160]
+        };
+        self.session.handle_media(self.now, &frame);
+        self.drain();
+    }
+
+    pub fn drain(&mut self) {
+        let now = self.now;
+        while let Some(out) = self.session.poll_output() {
+            match out {
+                Output::Media(_) => {
+                    self.frames_sent_at.push(now);
+                    self.twilio_buffer.push_back(None);
+                    let frames = self.twilio_buffer.iter().filter(|f| f.is_none()).count();
+                    self.max_twilio_buffer = self.max_twilio_buffer.max(frames);
+                }
+                // Echoed when playback reaches it (at the next tick if nothing is buffered).
+                Output::Mark(id) => self.twilio_buffer.push_back(Some(id)),
+                Output::Clear => {
+                    self.clears.push(now);
+                    let marks: Vec<u64> = self.twilio_buffer.drain(..).flatten().collect();
+                    for id in marks {
+                        let mut buf = [0u8; 24];
+                        let name = mark_name(id, &mut buf).to_string();
+                        self.session.handle_mark(now, &name);
+                    }
+                }
+                Output::SttAudio(_) => {
+                    self.stt_frames += 1;
+                    if !self.stt_partial_pending {
+                        self.stt_partial_pending = true;
+                        let word = self
+                            .transcripts
+                            .front()
+                            .and_then(|t| t.split(' ').next())
+                            .unwrap_or("")
+                            .to_string();
+                        self.schedule(
+                            now + self.lat.stt_partial,
+                            Scheduled::Stt(SttEvent::Partial { text: word }),
+                        );
+                    }
+                }
+                Output::SttUtteranceEnd => {
+                    self.stt_partial_pending = false;
+                    let text = self.transcripts.pop_front().unwrap_or_default();
+                    self.schedule(
+                        now + self.lat.stt_final,
+                        Scheduled::Stt(SttEvent::Final { text }),
+                    );
+                }
+                Output::SttUtteranceDiscarded => {
+                    self.stt_partial_pending = false;
+                    self.scheduled
+                        .retain(|(_, _, s)| !matches!(s, Scheduled::Stt(SttEvent::Partial { .. })));
+                }
+                Output::AgentRequest { turn, digits } => {
+                    let history = self.session.history().to_vec();
+                    let user = history.last().map(|m| m.text.clone()).unwrap_or_default();
+                    self.agent_requests.push((turn, digits, history));
+                    let reply = (self.replies)(&user, digits);
+                    if reply.stall {
+                        continue;
+                    }
+                    let mut at = now + self.lat.agent_first;
+                    if reply.fail {
+                        self.schedule(
+                            at,
+                            Scheduled::AgentDone(turn, Err("scripted failure".into())),
+                        );
+                        continue;
+                    }
+                    for d in reply.deltas {
+                        self.schedule(at, Scheduled::Agent(turn, AgentEvent::TextDelta(d)));
+                        at += self.lat.agent_token;
+                    }
+                    if let Some(n) = reply.collect_digits {
+                        self.schedule(
+                            at,
+                            Scheduled::Agent(turn, AgentEvent::CollectDigits { max_digits: n }),
+                        );
+                    }
+                    if reply.hangup {
+                        self.schedule(at, Scheduled::Agent(turn, AgentEvent::Hangup));
+                    }
+                    self.schedule(at, Scheduled::AgentDone(turn, Ok(())));
+                }
+                Output::AgentCancel { turn } => {
+                    self.cancels.push(format!("agent:{turn}"));
+                    self.scheduled.retain(|(_, _, s)| !matches!(s, Scheduled::Agent(t, _) | Scheduled::AgentDone(t, _) if *t == turn));
+                }
+                Output::TtsSpeak {
+                    turn,
+                    segment,
+                    text,
+                } => {
+                    let bytes = (text.chars().count() as u128
+                        * self.lat.tts_per_char.as_millis()
+                        * 8) as usize;
+                    self.tts_texts.push(text);
+                    let ready_at = if self.tts.is_empty() {
+                        now + self.lat.tts_first
+                    } else {
+                        now
+                    };
+                    self.tts.push_back(TtsJob {
+                        turn,
+                        segment,
+                        remaining: bytes.max(1),
+                        ready_at,
+                    });
+                }
+                Output::TtsCancel { turn } => {
+                    self.cancels.push(format!("tts:{turn}"));
+                    self.tts.retain(|j| j.turn != turn);
+                }
+                Output::Event(e) => self.events.push(e),
+                Output::Hangup { reason } => self.hangup = Some(reason),
+            }
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Whole-call scenarios in virtual time: the session driven by a scripted caller, Twilio's playback
+//! buffer and scripted providers. Each runs in milliseconds of real time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CallerStep::*, Harness, ScriptedReply, test_config};
+use kav::adapters::providers::Role;
+use kav::core::events::{CallEvent, InputKind};
+use kav::core::session::Phase;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[test]
+fn normal_turn_records_every_latency_mark() {
+    let cfg = test_config();
+    let mut h = Harness::new(
+        &cfg,
+        vec![
+            Silence(ms(200)),
+            Speak(ms(800)),
+            WaitForBot,
+            Silence(ms(200)),
+        ],
+    )
+    .transcripts(&["I want to book for tomorrow"]);
+    h.replies = Box::new(|_, _| ScriptedReply::text("Sure. What time suits you?"));
+    h.run(Duration::from_secs(20));
+
+    let turns = h.turns();
+    assert_eq!(turns.len(), 1, "{:?}", h.events);
+    let t = &turns[0];
+    assert_eq!(t.user_text, "I want to book for tomorrow");
+    assert_eq!(t.bot_text, "Sure. What time suits you?");
+    assert!(!t.interrupted);
+    assert_eq!(
+        h.tts_texts,
+        vec!["Sure.", "What time suits you?"],
+        "speech starts per sentence"
+    );
+    let m = t.marks;
+    // Scripted latencies: partial 150 ms after the first STT frame, final 120 ms after our VAD
+    // ended the utterance (hangover 140 ms), first token 300 ms, first TTS audio 100 ms.
+    let first_partial = m.stt_first_partial_ms.unwrap();
+    assert!((150..=260).contains(&first_partial), "{m:?}");
+    assert_eq!(m.stt_final_ms, Some(140 + 120), "{m:?}");
+    assert_eq!(m.ai_latency_ms, Some(300), "{m:?}");
+    assert_eq!(m.tts_ready_ms, Some(100), "{m:?}");
+    // TOTAL = end of speech → first frame: hangover + final, agent (the first token "Sure. "
+    // is already a sentence), TTS. The engine itself adds nothing in virtual time.
+    assert_eq!(m.total_ms, Some(140 + 120 + 300 + 100), "{m:?}");
+    assert_eq!(h.session.phase(), Phase::Listening);
+    assert_eq!(h.session.pacer_stats().underrun_events, 0);
+}
+
+#[test]
+fn playout_is_paced_with_a_bounded_lead() {
+    let cfg = test_config(); // lead 5 frames, mark every 5
+    let mut h =
+        Harness::new(&cfg, vec![Speak(ms(600)), WaitForBot]).transcripts(&["tell me a long story"]);
+    let long =
+        "This is a long reply that goes on for several seconds so that pacing can be observed. "
+            .repeat(3);
+    h.replies = Box::new(move |_, _| ScriptedReply::text(&long));
+    h.run(Duration::from_secs(60));
+
+    let sent = &h.frames_sent_at;
+    assert!(sent.len() > 500, "{} frames", sent.len());
+    // After the initial lead, frames leave exactly one per 20 ms (virtual time, no jitter).
+    let gaps: Vec<u128> = sent
+        .windows(2)
+        .skip(5)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    let off_grid = gaps.iter().filter(|g| **g != 20).count();
+    assert_eq!(off_grid, 0, "gaps {:?}", &gaps[..20.min(gaps.len())]);
+    assert!(
+        h.max_twilio_buffer <= 10,
+        "Twilio buffered {} frames",
+        h.max_twilio_buffer
+    );
+    assert_eq!(h.session.pacer_stats().underrun_events, 0);
+    assert_eq!(
+        h.session.pacer_stats().overflow_bytes,
+        0,
+        "backpressure, not drops"
+    );
+}
+
+#[test]
+fn barge_in_clears_cancels_and_keeps_only_what_was_heard() {
+    let cfg = test_config();
+    let mut h = Harness::new(
+        &cfg,
+        vec![
+            Speak(ms(600)),
+            WaitForBotAudio(ms(1000)),
+            Speak(ms(700)),
+            WaitForBot,
+            Silence(ms(100)),
+        ],
+    )
+    .transcripts(&["what are your hours", "wait, stop"]);
+    let reply = "We are open from nine in the morning. Until late at night. Every day of the week.";
+    h.replies = Box::new(move |user, _| {
+        if user.starts_with("wait") {
+            ScriptedReply::text("Okay.")
+        } else {
+            ScriptedReply::text(reply)
+        }
+    });
+    h.run(Duration::from_secs(30));
+
+    assert_eq!(h.clears.len(), 1, "exactly one clear");
+    let onset = h.speech_onsets[1];
+    let reaction = h.clears[0] - onset;
+    // VAD start window (60 ms voiced) + false-barge-in guard (80 ms voiced) on 20 ms frames.
+    assert!(reaction <= ms(120), "barge-in reaction {reaction:?}");
+
+    let turns = h.turns();
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    let first = &turns[0];
+    assert!(first.interrupted);
+    assert!(
+        !first.bot_text.is_empty() && reply.starts_with(&first.bot_text),
+        "heard {:?}",
+        first.bot_text
+    );
+    assert!(
+        first.bot_text.len() < reply.len() / 2,
+        "heard {:?}",
+        first.bot_text
+    );
+    // ~1.1 s played at 50 ms per character ≈ 22 characters, cut back to a word boundary.
+    assert!(
+        (10..=30).contains(&first.bot_text.len()),
+        "heard {:?}",
+        first.bot_text
+    );
+    assert!(
+        h.cancels.iter().any(|c| c.starts_with("tts:")),
+        "{:?}",
+        h.cancels
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, CallEvent::BargeIn { .. }))
+    );
+
+    // The agent's next request sees the truncated reply, flagged, then the new user message.
+    let (_, _, history) = h.agent_requests.last().unwrap();
+    let assistant = history.iter().find(|m| m.role == Role::Assistant).unwrap();
+    assert_eq!(assistant.text, first.bot_text);
+    assert!(assistant.interrupted);
+    assert_eq!(history.last().unwrap().text, "wait, stop");
+    assert_eq!(turns[1].bot_text, "Okay.");
+    assert!(!turns[1].interrupted);
+}
+
+#[test]
+fn short_noise_during_bot_speech_is_not_a_barge_in() {
+    let cfg = test_config();
+    let mut h = Harness::new(
+        &cfg,
+        vec![
+            Speak(ms(600)),
+            WaitForBotAudio(ms(400)),
+            Speak(ms(60)),
+            WaitForBot,
+        ],
+    )
+    .transcripts(&["hello"]);
+    h.replies = Box::new(|_, _| {
+        ScriptedReply::text("Hello there, how can I help you today with your booking?")
+    });
+    h.run(Duration::from_secs(30));
+
+    assert!(h.clears.is_empty(), "noise must not cut the bot off");
+    assert_eq!(h.session.counters().false_barge_ins, 1);
+    let turns = h.turns();
+    assert_eq!(turns.len(), 1);
+    assert!(!turns[0].interrupted);
+}
+
+#[test]
+fn barge_in_can_be_disabled() {
+    let mut cfg = test_config();
+    cfg.turn.barge_in = false;
+    let mut h = Harness::new(
+        &cfg,
+        vec![
+            Speak(ms(600)),
+            WaitForBotAudio(ms(400)),
+            Speak(ms(500)),
+            WaitForBot,
+        ],
+    )
+    .transcripts(&["hello"]);
+    h.replies = Box::new(|_, _| {
+        ScriptedReply::text("Hello there, how can I help you today with your booking?")
+    });
+    h.run(Duration::from_secs(30));
+    assert!(h.clears.is_empty());
+    assert!(h.session.counters().speech_ignored >= 1);
+}
+
+fn digits_harness(keys: &[CallerStepKey], tail: Duration) -> Harness {
+    let cfg = test_config();
+    let mut steps = vec![Speak(ms(600)), WaitForBot];
+    for k in keys {
+        match k {
+            CallerStepKey::Key(c) => {
+                steps.push(Key(*c));
+                steps.push(Silence(ms(200)));
+            }
+            CallerStepKey::Pause(d) => steps.push(Silence(*d)),
+        }
+    }
+    steps.push(Silence(tail));
+    let mut h = Harness::new(&cfg, steps).transcripts(&["book me in"]);
+    h.replies = Box::new(|_, digits| {
+        if digits {
+            ScriptedReply::text("Thanks.")
+        } else {
+            let mut r = ScriptedReply::text("Please type your phone number and press pound.");
+            r.collect_digits = Some(10);
+            r
+        }
+    });
+    h
+}
+
+enum CallerStepKey {
+    Key(char),
+    Pause(Duration),
+}
+
+fn keys(s: &str) -> Vec<CallerStepKey> {
+    s.chars().map(CallerStepKey::Key).collect()
+}
+
+fn digit_turn(h: &Harness) -> (String, &'static str) {
+    let committed = h.events.iter().find_map(|e| match e {
+        CallEvent::Digits {
+            digits,
+            committed_by,
+        } => Some((digits.clone(), *committed_by)),
+        _ => None,
+    });
+    committed.expect("digits committed")
+}
+
+#[test]
+fn dtmf_hash_commits_and_star_clears() {
+    let mut h = digits_harness(&keys("12*050123#"), ms(3000));
+    h.run(Duration::from_secs(30));
+    assert_eq!(digit_turn(&h), ("050123".to_string(), "hash"));
+    let (_, digits, history) = h.agent_requests.last().unwrap();
+    assert!(*digits, "typed turn");
+    assert_eq!(history.last().unwrap().text, "050123");
+    let turns = h.turns();
+    assert_eq!(turns.last().unwrap().input, InputKind::Digits);
+    assert_eq!(turns.last().unwrap().bot_text, "Thanks.");
+}
+
+#[test]
+fn dtmf_inter_digit_timeout_commits_what_was_typed() {
+    let mut h = digits_harness(&keys("0501"), ms(8000));
+    h.run(Duration::from_secs(30));
+    assert_eq!(digit_turn(&h), ("0501".to_string(), "timeout"));
+}
+
+#[test]
+fn dtmf_collection_with_no_keys_times_out_to_the_agent() {
+    let mut cfg = test_config();
+    cfg.dtmf.overall_timeout_ms = 4000;
+    cfg.dtmf.inter_digit_timeout_ms = 3000;
+    let mut h = digits_harness(&[], ms(6000));
+    h.session = kav::core::session::CallSession::new(
+        h.now,
+        kav::core::session::SessionConfig::from_config(&cfg, Default::default()),
+    );
+    h.run(Duration::from_secs(30));
+    assert_eq!(digit_turn(&h), (String::new(), "timeout"));
+}
+
+#[test]
+fn dtmf_max_digits_commits_without_hash() {
+    let mut h = digits_harness(&keys("0501234567"), ms(500));
+    h.run(Duration::from_secs(30));
+    assert_eq!(digit_turn(&h), ("0501234567".to_string(), "max_digits"));
+}
+
+#[test]
+fn keys_typed_during_the_prompt_interrupt_it() {
+    let cfg = test_config();
+    let steps = vec![
+        Speak(ms(600)),
+        WaitForBotAudio(ms(600)),
+        Key('0'),
+        Silence(ms(200)),
+        Key('5'),
+        Key('#'),
+        WaitForBot,
+    ];
+    let mut h = Harness::new(&cfg, steps).transcripts(&["book me in"]);
+    h.replies = Box::new(|_, digits| {
+        if digits {
+            ScriptedReply::text("Thanks.")
+        } else {
+            let mut r = ScriptedReply::text(
+                "Please type your phone number and press pound when you are done, thank you.",
+            );
+            r.collect_digits = Some(10);
+            r
+        }
+    });
+    h.run(Duration::from_secs(30));
+    assert_eq!(h.clears.len(), 1, "type-ahead stops the prompt");
+    assert_eq!(digit_turn(&h), ("05".to_string(), "hash"));
+}
+
+#[test]
+fn speech_during_collection_before_any_key_becomes_a_spoken_turn() {
+    let mut h = digits_harness(&[CallerStepKey::Pause(ms(300))], ms(10));
+    // Caller says the number instead of typing it.
+    h = {
+        let cfg = test_config();
+        let steps = vec![
+            Speak(ms(600)),
+            WaitForBot,
+            Silence(ms(300)),
+            Speak(ms(900)),
+            WaitForBot,
+        ];
+        let mut n =
+            Harness::new(&cfg, steps).transcripts(&["book me in", "oh five oh one two three"]);
+        n.replies = std::mem::replace(&mut h.replies, Box::new(|_, _| ScriptedReply::text("x")));
+        n
+    };
+    h.run_for(Duration::from_secs(8));
+    assert!(h.agent_requests.len() >= 2);
+    let (_, digits, history) = &h.agent_requests[1];
+    assert!(!digits);
+    assert_eq!(history.last().unwrap().text, "oh five oh one two three");
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, CallEvent::Digits { .. }))
+    );
+}
+
+#[test]
+fn slow_tts_is_throttled_not_dropped_and_underruns_are_recorded() {
+    let cfg = test_config();
+    let mut h = Harness::new(&cfg, vec![Speak(ms(600)), WaitForBot]).transcripts(&["hello"]);
+    h.replies =
+        Box::new(|_, _| ScriptedReply::text(&"A slow synthesiser reads this out loud. ".repeat(4)));
+    // 200 ms of audio takes 260 ms to make: playback must starve now and then.
+    h.lat.tts_chunk_gap = ms(260);
+    h.run(Duration::from_secs(120));
+    let stats = h.session.pacer_stats();
+    assert!(stats.underrun_events > 0, "{stats:?}");
+    assert!(stats.underrun_ms > 0);
+    assert_eq!(stats.overflow_bytes, 0);
+    assert_eq!(h.turns().len(), 1);
+    assert!(!h.turns()[0].interrupted);
+}
+
+#[test]
+fn fast_tts_fills_the_buffer_then_waits_for_playout() {
+    let cfg = test_config(); // 1 s playout buffer
+    let mut h = Harness::new(&cfg, vec![Speak(ms(600)), WaitForBot]).transcripts(&["hello"]);
+    h.replies =
+        Box::new(|_, _| ScriptedReply::text(&"Twenty seconds of reply audio at most. ".repeat(10)));
+    h.run_for(Duration::from_secs(4));
+    // Four seconds in: far less than the reply has been produced, because production waits.
+    assert!(h.session.phase() == Phase::BotSpeaking);
+    assert!(h.max_twilio_buffer <= 10);
+    h.run(Duration::from_secs(120));
+    assert_eq!(h.session.pacer_stats().overflow_bytes, 0);
+    assert_eq!(h.session.pacer_stats().underrun_events, 0);
+}
+
+#[test]
+fn stt_timeout_uses_the_last_partial_or_speaks_the_fallback() {
+    let cfg = test_config();
+    let mut h =
+        Harness::new(&cfg, vec![Speak(ms(700)), WaitForBot]).transcripts(&["maybe tomorrow"]);
+    h.lat.stt_final = ms(10_000); // recogniser never finalises in time
+    h.run(Duration::from_secs(30));
+    assert_eq!(h.session.counters().stt_timeouts, 1);
+    let (_, _, history) = h.agent_requests.last().expect("agent still asked");
+    assert_eq!(history.last().unwrap().text, "maybe", "partial used");
+
+    let mut h = Harness::new(&cfg, vec![Speak(ms(700)), WaitForBot]).transcripts(&[""]);
+    h.lat.stt_final = ms(10_000);
+    h.lat.stt_partial = ms(10_000);
+    h.run(Duration::from_secs(30));
+    assert!(h.agent_requests.is_empty());
+    assert_eq!(h.tts_texts, vec![cfg.call.fallback_reply.clone()]);
+}
+
+#[test]
+fn agent_timeout_and_failure_speak_the_fallback_and_the_call_goes_on() {
+    let cfg = test_config();
+    for mode in ["stall", "fail"] {
+        let mut h = Harness::new(
+            &cfg,
+            vec![
+                Speak(ms(600)),
+                WaitForBot,
+                Silence(ms(300)),
+                Speak(ms(600)),
+                WaitForBot,
+            ],
+        )
+        .transcripts(&["first", "second"]);
+        let mut n = 0;
+        h.replies = Box::new(move |_, _| {
+            n += 1;
+            let mut r = ScriptedReply::text("Fine.");
+            if n == 1 {
+                r.stall = mode == "stall";
+                r.fail = mode == "fail";
+            }
+            r
+        });
+        h.run(Duration::from_secs(40));
+        let kind = if mode == "stall" {
+            "agent_timeout"
+        } else {
+            "agent_error"
+        };
+        assert!(
+            h.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Warning { kind: k, .. } if *k == kind)),
+            "{mode}"
+        );
+        let turns = h.turns();
+        assert_eq!(turns.len(), 2, "{mode}: {turns:?}");
+        assert_eq!(turns[0].bot_text, cfg.call.fallback_reply);
+        assert_eq!(turns[1].bot_text, "Fine.");
+    }
+}
+
+#[test]
+fn caller_who_keeps_talking_merges_into_one_turn() {
+    let cfg = test_config();
+    // Pause long enough to end the utterance and start the agent, but resume before any audio.
+    let mut h = Harness::new(
+        &cfg,
+        vec![Speak(ms(600)), Silence(ms(500)), Speak(ms(600)), WaitForBot],
+    )
+    .transcripts(&["I want to book", "for four people"]);
+    h.lat.agent_first = ms(600);
+    h.run(Duration::from_secs(30));
+    assert!(
+        h.cancels.iter().any(|c| c.starts_with("agent:")),
+        "{:?}",
+        h.cancels
+    );
+    let turns = h.turns();
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    assert_eq!(turns[0].user_text, "I want to book for four people");
+    assert!(h.clears.is_empty());
+}
+
+#[test]
+fn greeting_plays_first_and_hangup_follows_the_last_words() {
+    let mut cfg = test_config();
+    cfg.call.greeting = "Hello, you reached the studio.".into();
+    let mut h =
+        Harness::new(&cfg, vec![WaitForBot, Speak(ms(600)), WaitForBot]).transcripts(&["goodbye"]);
+    h.replies = Box::new(|_, _| {
+        let mut r = ScriptedReply::text("Goodbye!");
+        r.hangup = true;
+        r
+    });
+    h.run(Duration::from_secs(30));
+    let turns = h.turns();
+    assert_eq!(turns[0].input, InputKind::Greeting);
+    assert_eq!(turns[0].bot_text, "Hello, you reached the studio.");
+    assert_eq!(h.hangup, Some("agent"));
+    assert_eq!(h.session.phase(), Phase::Ended);
+}
+
+#[test]
+fn media_payloads_of_any_length_are_reframed() {
+    let cfg = test_config();
+    let mut h = Harness::new(&cfg, vec![]);
+    for len in [1usize, 159, 160, 161, 333, 4000] {
+        h.session.handle_media(h.now, &vec![0xFFu8; len]);
+    }
+    assert_eq!(
+        h.session.counters().frames_in,
+        (1 + 159 + 160 + 161 + 333 + 4000) as u64 / 160
+    );
+    h.session.handle_mark(h.now, "not-ours");
+    h.session.handle_mark(h.now, "k999");
+    assert_eq!(h.session.counters().unknown_marks, 2);
+}
+
+#[test]
+fn stop_mid_reply_records_what_was_heard() {
+    let cfg = test_config();
+    let mut h = Harness::new(&cfg, vec![Speak(ms(600))]).transcripts(&["hi"]);
+    h.replies = Box::new(|_, _| {
+        ScriptedReply::text("A reply that the caller will not hear to the end, sadly.")
+    });
+    h.run_for(ms(2500));
+    assert_eq!(h.session.phase(), Phase::BotSpeaking);
+    let now = h.now;
+    h.session.handle_stop(now);
+    h.drain();
+    let turns = h.turns();
+    assert_eq!(turns.len(), 1);
+    assert!(turns[0].interrupted);
+    assert_eq!(h.session.phase(), Phase::Ended);
+    assert!(h.session.poll_timeout().is_none());
+}
