@@ -1,1 +1,267 @@
 //! Counters and per-turn latency histograms, rendered for Prometheus at `GET /metrics`.
+//!
+//! Counters are atomics. Calls fold their own per-call counters in at the end of the call (and
+//! periodically), so the per-frame path never touches shared state. Histograms are updated once
+//! per turn under a short mutex.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::core::events::LatencyMarks;
+
+macro_rules! counters {
+    ($($name:ident => $label:literal, $help:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter { $($name),* }
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name),*];
+            pub fn label(self) -> &'static str { match self { $(Counter::$name => $label),* } }
+            pub fn help(self) -> &'static str { match self { $(Counter::$name => $help),* } }
+        }
+    };
+}
+
+counters! {
+    CallsStarted => "calls_started", "Media streams that sent `start`";
+    CallsEnded => "calls_ended", "Calls finished for any reason";
+    Turns => "turns", "Completed or interrupted turns";
+    FramesIn => "frames_in", "20 ms caller frames processed";
+    FramesOut => "frames_out", "20 ms bot frames sent";
+    MalformedMessages => "malformed_messages", "Messages that were not valid Media Streams JSON";
+    InvalidPayloads => "invalid_payloads", "Media payloads that were not valid base64";
+    OversizedMessages => "oversized_messages", "Messages over server.max_message_bytes";
+    EventsBeforeStart => "events_before_start", "media/dtmf/mark/stop received before `start`";
+    UnknownStreamSid => "unknown_stream_sid", "Messages naming another stream";
+    UnknownEvents => "unknown_events", "Well-formed messages with an unknown `event`";
+    BinaryFrames => "binary_frames", "Binary WebSocket frames (ignored)";
+    StartTimeouts => "start_timeouts", "Streams closed because `start` never came";
+    WsSendDropped => "ws_send_dropped", "Outbound messages dropped because the socket was not draining";
+    SlowConsumers => "slow_consumers", "Calls ended because the peer stopped reading";
+    AbruptDisconnects => "abrupt_disconnects", "Streams that ended without `stop`";
+    Underruns => "underruns", "Playout underrun episodes during bot speech";
+    UnderrunMs => "underrun_ms", "Total playout underrun time";
+    LeadHolds => "lead_holds", "Times playout waited for Twilio to confirm playback";
+    BargeIns => "barge_ins", "Bot speech interrupted by the caller";
+    FalseBargeIns => "false_barge_ins", "Caller sounds during bot speech too short to interrupt";
+    Digits => "digits", "Keypad digits accepted";
+    DuplicateDigits => "duplicate_digits", "Digit reports merged as duplicates (in-band + event)";
+    ShortUtterances => "short_utterances", "Utterances discarded as noise";
+    SttAudioDropped => "stt_audio_dropped", "Frames not delivered to a slow recogniser";
+    SttTimeouts => "stt_timeouts", "No final transcript in time";
+    AgentTimeouts => "agent_timeouts", "Agent silent past turn.agent_timeout_ms";
+    AgentErrors => "agent_errors", "Agent failures";
+    TtsErrors => "tts_errors", "Synthesis failures";
+    SttErrors => "stt_errors", "Recogniser stream failures";
+    StaleProviderEvents => "stale_provider_events", "Provider events for a cancelled turn";
+    UnknownMarks => "unknown_marks", "Mark echoes that match nothing we sent";
+    TtsOverflowBytes => "tts_overflow_bytes", "TTS bytes dropped because the playout buffer was full (should stay 0)";
+}
+
+pub const MARK_NAMES: [&str; 5] = [
+    "stt_first_partial_ms",
+    "stt_final_ms",
+    "ai_latency_ms",
+    "tts_ready_ms",
+    "total_ms",
+];
+
+pub struct Metrics {
+    counters: Vec<AtomicU64>,
+    calls_active: AtomicI64,
+    marks: Mutex<[Histogram<u64>; 5]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ms .. 10 min at 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000, 3).expect("static histogram bounds are valid")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            calls_active: AtomicI64::new(0),
+            marks: Mutex::new([
+                histogram(),
+                histogram(),
+                histogram(),
+                histogram(),
+                histogram(),
+            ]),
+        }
+    }
+
+    pub fn add(&self, c: Counter, n: u64) {
+        if n > 0 {
+            self.counters[c as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn call_started(&self) {
+        self.calls_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn call_ended(&self) {
+        self.calls_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn calls_active(&self) -> i64 {
+        self.calls_active.load(Ordering::Relaxed)
+    }
+
+    pub fn record_turn(&self, marks: &LatencyMarks) {
+        let values = [
+            marks.stt_first_partial_ms,
+            marks.stt_final_ms,
+            marks.ai_latency_ms,
+            marks.tts_ready_ms,
+            marks.total_ms,
+        ];
+        let mut hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        for (h, v) in hist.iter_mut().zip(values) {
+            if let Some(v) = v {
+                h.saturating_record(v.max(1) as u64);
+            }
+        }
+    }
+
+    /// (name, count, p50, p90, p99, max) per latency mark.
+    pub fn mark_summaries(&self) -> Vec<(&'static str, u64, u64, u64, u64, u64)> {
+        let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        MARK_NAMES
+            .iter()
+            .zip(hist.iter())
+            .map(|(name, h)| {
+                (
+                    *name,
+                    h.len(),
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.9),
+                    h.value_at_quantile(0.99),
+                    h.max(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn render_prometheus(&self, extra_gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        for c in Counter::ALL {
+            let name = format!("kav_{}_total", c.label());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {}\n# TYPE {name} counter\n{name} {}",
+                c.help(),
+                self.get(*c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kav_calls_active Calls in progress\n# TYPE kav_calls_active gauge\nkav_calls_active {}",
+            self.calls_active()
+        );
+        for (name, help, value) in extra_gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        for (mark, h) in MARK_NAMES.iter().zip(hist.iter()) {
+            let name = format!("kav_turn_{mark}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} Per-turn latency mark {} (see README)\n# TYPE {name} summary",
+                mark.to_uppercase()
+            );
+            for q in [0.5, 0.9, 0.99] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{quantile=\"{q}\"}} {}",
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(q)
+                    }
+                );
+            }
+            let sum: u64 = h
+                .iter_recorded()
+                .map(|v| v.value_iterated_to() * v.count_at_value())
+                .sum();
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+        }
+        out
+    }
+}
+
+/// Resident memory and CPU time of this process, from /proc (Linux).
+pub fn process_usage() -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th overall.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((rss_kib * 1024, ticks as f64 / 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_turn_histograms_render() {
+        let m = Metrics::new();
+        m.add(Counter::BargeIns, 2);
+        m.record_turn(&LatencyMarks {
+            total_ms: Some(700),
+            stt_final_ms: Some(200),
+            ..Default::default()
+        });
+        m.record_turn(&LatencyMarks {
+            total_ms: Some(900),
+            ..Default::default()
+        });
+        let text = m.render_prometheus(&[("kav_test_gauge", "test", 1.5)]);
+        assert!(text.contains("kav_barge_ins_total 2"), "{text}");
+        assert!(text.contains("kav_turn_total_ms_count 2"));
+        assert!(text.contains("kav_turn_stt_final_ms_count 1"));
+        assert!(text.contains("kav_test_gauge 1.5"));
+        let total = m
+            .mark_summaries()
+            .into_iter()
+            .find(|s| s.0 == "total_ms")
+            .unwrap();
+        assert_eq!(total.1, 2);
+        assert!((899..=901).contains(&total.5), "{total:?}");
+    }
+
+    #[test]
+    fn process_usage_reads_proc() {
+        let (rss, cpu) = process_usage().expect("linux /proc");
+        assert!(rss > 1024 * 1024);
+        assert!(cpu >= 0.0);
+    }
+}

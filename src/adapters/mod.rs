@@ -1,3 +1,4 @@
 //! Async shells: the per-call driver that runs the sans-IO session, and provider implementations.
 
 pub mod providers;
+pub mod sim;

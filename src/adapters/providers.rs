@@ -40,6 +40,8 @@ pub enum SttInput {
     Pcm16k([i16; 320]),
     /// Our VAD decided the caller stopped talking: finalise what you have.
     UtteranceEnd,
+    /// The audio since the last utterance end was noise, not speech: forget it.
+    UtteranceDiscarded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
