@@ -1,0 +1,581 @@
+//! Store tests. Every test runs against a fresh SQLite file, and also against PostgreSQL when
+//! `KAV_TEST_POSTGRES_URL` is set (see `scripts/ci-postgres.sh`); each PostgreSQL run gets its own
+//! schema, dropped afterwards, so tests can run in parallel on one database.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use kav::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+use kav::store::{Record, Store};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+const T0: i64 = 1_700_000_000_000;
+
+struct Backend {
+    name: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    /// A second, independent pool on the same database (for poking at it behind the store's back).
+    async fn side_pool(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&self.url).await.unwrap()
+    }
+
+    async fn cleanup(self) {
+        if let Some((base, schema)) = &self.pg {
+            let pool = sqlx::PgPool::connect(base).await.unwrap();
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let mut out = vec![Backend {
+        name: "sqlite",
+        url,
+        _dir: Some(dir),
+        pg: None,
+    }];
+    match std::env::var("KAV_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let schema = format!(
+                "kav_test_{}_{}_{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed),
+                nanos
+            );
+            let pool = sqlx::PgPool::connect(&base)
+                .await
+                .expect("KAV_TEST_POSTGRES_URL must be reachable");
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            eprintln!("note: also testing PostgreSQL (schema {schema})");
+            out.push(Backend {
+                name: "postgres",
+                url,
+                _dir: None,
+                pg: Some((base, schema)),
+            });
+        }
+        _ => eprintln!(
+            "note: KAV_TEST_POSTGRES_URL unset; PostgreSQL backend skipped (scripts/ci-postgres.sh)"
+        ),
+    }
+    out
+}
+
+fn turn(n: u32, user: &str, bot: &str, interrupted: bool, marks: LatencyMarks) -> TurnRecord {
+    TurnRecord {
+        turn: n,
+        input: InputKind::Speech,
+        user_text: user.into(),
+        bot_text: bot.into(),
+        interrupted,
+        marks,
+    }
+}
+
+fn started(call_id: &str, call_sid: &str, at_ms: i64) -> Record {
+    Record::CallStarted {
+        call_id: call_id.into(),
+        call_sid: call_sid.into(),
+        stream_sid: format!("MZ-{call_sid}"),
+        account_sid: "AC123".into(),
+        at_ms,
+        parameters_json: r#"{"lang":"he-IL"}"#.into(),
+    }
+}
+
+fn event(call_id: &str, at_ms: i64, event: CallEvent) -> Record {
+    Record::Event {
+        call_id: call_id.into(),
+        at_ms,
+        event,
+    }
+}
+
+fn full_marks() -> LatencyMarks {
+    LatencyMarks {
+        stt_first_partial_ms: Some(180),
+        stt_final_ms: Some(0),
+        ai_latency_ms: Some(350),
+        tts_ready_ms: Some(120),
+        total_ms: Some(u32::MAX),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    for b in backends().await {
+        let first = Store::connect(&b.url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let second = Store::connect(&b.url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: second connect: {e}", b.name));
+        assert!(first.call("CA-none").await.unwrap().is_none());
+        assert!(second.recent_turns(10).await.unwrap().is_empty());
+        let side = b.side_pool().await;
+        let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
+            .fetch_one(&side)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(applied, 1, "{}", b.name);
+        side.close().await;
+        b.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub-dir-less.db");
+    assert!(!path.exists());
+    let url = format!("sqlite://{}", path.display());
+    let _store = Store::connect(&url).await.unwrap();
+    assert!(path.exists());
+    let side = AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&side)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+
+    // An existing database in rollback-journal mode is switched to WAL on connect.
+    let old = dir.path().join("old.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&old)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete);
+    sqlx::SqlitePool::connect_with(opts)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let url = format!("sqlite://{}", old.display());
+    let side = AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&side)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "delete");
+    side.close().await;
+    let _store = Store::connect(&url).await.unwrap();
+    let side = AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&side)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let (rec, _writer) = store.recorder(8);
+    rec.record(started("c1", "CA1", T0));
+    rec.record(event(
+        "c1",
+        T0 + 1,
+        CallEvent::Turn(turn(1, "hi", "hello", false, full_marks())),
+    ));
+    rec.flush().await;
+    assert_eq!(rec.written(), 2);
+    assert_eq!(store.call_turns("CA1").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn call_with_turns_and_events_round_trips() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let (rec, writer) = store.recorder(64);
+        let none = LatencyMarks::default();
+        let partial = LatencyMarks {
+            stt_first_partial_ms: Some(170),
+            stt_final_ms: Some(90),
+            ..none
+        };
+        let digits = TurnRecord {
+            turn: 3,
+            input: InputKind::Digits,
+            user_text: "1234#".into(),
+            bot_text: "תודה".into(),
+            interrupted: false,
+            marks: none,
+        };
+        let records = vec![
+            started("call-a", "CA-a", T0),
+            started("call-b", "CA-b", T0 + 5),
+            event(
+                "call-a",
+                T0 + 1_000,
+                CallEvent::Turn(turn(
+                    1,
+                    "שלום",
+                    "שלום! במה אפשר לעזור?",
+                    false,
+                    full_marks(),
+                )),
+            ),
+            event(
+                "call-a",
+                T0 + 2_000,
+                CallEvent::BargeIn {
+                    turn: 2,
+                    heard_chars: 7,
+                    speech_ms: 240,
+                },
+            ),
+            event(
+                "call-a",
+                T0 + 2_000,
+                CallEvent::Turn(turn(2, "רגע", "אני יכו", true, partial)),
+            ),
+            event(
+                "call-a",
+                T0 + 3_000,
+                CallEvent::Digits {
+                    digits: "1234".into(),
+                    committed_by: "hash",
+                },
+            ),
+            event("call-a", T0 + 3_000, CallEvent::Turn(digits.clone())),
+            event(
+                "call-a",
+                T0 + 3_500,
+                CallEvent::Warning {
+                    kind: "stt_timeout",
+                    detail: "no final in 1500 ms".into(),
+                },
+            ),
+            event(
+                "call-b",
+                T0 + 4_000,
+                CallEvent::Turn(turn(1, "x", "y", false, none)),
+            ),
+            Record::CallEnded {
+                call_id: "call-a".into(),
+                at_ms: T0 + 9_000,
+                reason: "hangup".into(),
+                counters_json: r#"{"frames_in":450}"#.into(),
+            },
+        ];
+        let n = records.len() as u64;
+        for r in records {
+            rec.record(r);
+        }
+        rec.flush().await;
+        assert_eq!(
+            (rec.written(), rec.dropped(), rec.failed()),
+            (n, 0, 0),
+            "{}",
+            b.name
+        );
+
+        let call = store.call("CA-a").await.unwrap().expect("call row");
+        assert_eq!(call.id, "call-a");
+        assert_eq!(call.stream_sid, "MZ-CA-a");
+        assert_eq!(call.account_sid, "AC123");
+        assert_eq!(call.started_at_ms, T0);
+        assert_eq!(call.ended_at_ms, Some(T0 + 9_000));
+        assert_eq!(call.end_reason.as_deref(), Some("hangup"));
+        assert_eq!(call.parameters_json, r#"{"lang":"he-IL"}"#);
+        assert_eq!(call.counters_json.as_deref(), Some(r#"{"frames_in":450}"#));
+        let open = store.call("CA-b").await.unwrap().unwrap();
+        assert_eq!(
+            (open.ended_at_ms, open.end_reason, open.counters_json),
+            (None, None, None)
+        );
+
+        let turns = store.call_turns("CA-a").await.unwrap();
+        assert_eq!(turns.len(), 3, "{}", b.name);
+        assert!(turns.iter().all(|t| t.call_id == "call-a"));
+        assert_eq!(
+            (turns[0].turn, turns[0].marks, turns[0].interrupted),
+            (1, full_marks(), false)
+        );
+        assert_eq!(turns[0].user_text, "שלום");
+        assert_eq!(turns[0].input_kind, "speech");
+        assert_eq!(turns[0].at_ms, T0 + 1_000);
+        assert_eq!(
+            (turns[1].turn, turns[1].marks, turns[1].interrupted),
+            (2, partial, true)
+        );
+        assert_eq!(turns[1].bot_text, "אני יכו");
+        assert_eq!((turns[2].turn, turns[2].marks), (3, none));
+        assert_eq!(
+            (turns[2].input_kind.as_str(), turns[2].user_text.as_str()),
+            ("digits", "1234#")
+        );
+
+        let events = store.call_events("CA-a").await.unwrap();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["barge_in", "digits", "stt_timeout"], "{}", b.name);
+        let detail =
+            |i: usize| serde_json::from_str::<serde_json::Value>(&events[i].detail_json).unwrap();
+        assert_eq!(
+            detail(0),
+            serde_json::json!({"turn": 2, "heard_chars": 7, "speech_ms": 240})
+        );
+        assert_eq!(
+            detail(1),
+            serde_json::json!({"digits": "1234", "committed_by": "hash"})
+        );
+        assert_eq!(
+            detail(2),
+            serde_json::json!({"warning": true, "detail": "no final in 1500 ms"})
+        );
+        assert_eq!(events[2].at_ms, T0 + 3_500);
+
+        let recent = store.recent_turns(2).await.unwrap();
+        let keys: Vec<_> = recent
+            .iter()
+            .map(|t| (t.call_id.as_str(), t.turn))
+            .collect();
+        assert_eq!(keys, [("call-b", 1), ("call-a", 3)]);
+        assert!(store.call_turns("CA-unknown").await.unwrap().is_empty());
+        assert!(store.call("CA-unknown").await.unwrap().is_none());
+
+        // Dropping the last recorder ends the writer after it drained the queue.
+        rec.record(event(
+            "call-b",
+            T0 + 5_000,
+            CallEvent::Turn(turn(2, "bye", "bye", false, none)),
+        ));
+        drop(rec);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("writer ends")
+            .unwrap();
+        assert_eq!(store.call_turns("CA-b").await.unwrap().len(), 2);
+        b.cleanup().await;
+    }
+}
+
+/// Decision: a duplicate (call_id, turn) is ignored — first write wins — and counted as failed.
+#[tokio::test]
+async fn duplicate_turn_is_ignored_and_counted() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let (rec, _writer) = store.recorder(16);
+        rec.record(started("c", "CA-dup", T0));
+        rec.record(event(
+            "c",
+            T0 + 1,
+            CallEvent::Turn(turn(1, "first", "one", false, full_marks())),
+        ));
+        rec.flush().await;
+        // Same turn again, in a later batch and within one batch.
+        rec.record(event(
+            "c",
+            T0 + 2,
+            CallEvent::Turn(turn(1, "second", "two", true, LatencyMarks::default())),
+        ));
+        rec.flush().await;
+        rec.record(event(
+            "c",
+            T0 + 3,
+            CallEvent::Turn(turn(2, "a", "b", false, full_marks())),
+        ));
+        rec.record(event(
+            "c",
+            T0 + 4,
+            CallEvent::Turn(turn(2, "again", "b", false, full_marks())),
+        ));
+        // A call end for a call that was never stored is not silently lost either.
+        rec.record(Record::CallEnded {
+            call_id: "ghost".into(),
+            at_ms: T0,
+            reason: "x".into(),
+            counters_json: "{}".into(),
+        });
+        rec.flush().await;
+        assert_eq!(
+            (rec.written(), rec.failed(), rec.dropped()),
+            (3, 3, 0),
+            "{}",
+            b.name
+        );
+        let turns = store.call_turns("CA-dup").await.unwrap();
+        assert_eq!(turns.len(), 2, "{}", b.name);
+        assert_eq!(
+            (turns[0].user_text.as_str(), turns[0].interrupted),
+            ("first", false)
+        );
+        assert_eq!(turns[1].user_text, "a");
+        b.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_queue_drops_and_never_blocks() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let (rec, _writer) = store.recorder(1);
+        rec.record(started("c", "CA-burst", T0));
+        rec.flush().await;
+        const N: u64 = 20_000;
+        let begin = Instant::now();
+        let mut slowest = Duration::ZERO;
+        for i in 0..N {
+            let t = Instant::now();
+            let warning = CallEvent::Warning {
+                kind: "burst",
+                detail: format!("#{i}"),
+            };
+            rec.record(event("c", T0 + i as i64, warning));
+            slowest = slowest.max(t.elapsed());
+        }
+        let burst = begin.elapsed();
+        assert!(
+            burst < Duration::from_secs(2),
+            "{}: burst of {N} took {burst:?}",
+            b.name
+        );
+        assert!(
+            slowest < Duration::from_millis(50),
+            "{}: slowest record() took {slowest:?}",
+            b.name
+        );
+        rec.flush().await;
+        eprintln!(
+            "{}: burst {burst:?}, slowest record() {slowest:?}, written {}, dropped {}",
+            b.name,
+            rec.written() - 1,
+            rec.dropped()
+        );
+        assert!(
+            rec.dropped() > 0,
+            "{}: expected drops with a queue of 1",
+            b.name
+        );
+        assert_eq!(rec.failed(), 0);
+        assert_eq!(
+            rec.written() - 1 + rec.dropped(),
+            N,
+            "{}: every record is written or dropped",
+            b.name
+        );
+        let stored = store.call_events("CA-burst").await.unwrap().len() as u64;
+        assert_eq!(stored, rec.written() - 1);
+        b.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn flush_waits_for_everything_queued_before_it() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let (rec, _writer) = store.recorder(1_024);
+        rec.record(started("c", "CA-flush", T0));
+        for i in 0..500u32 {
+            rec.record(event(
+                "c",
+                T0 + i64::from(i),
+                CallEvent::Turn(turn(i + 1, "u", "b", false, full_marks())),
+            ));
+        }
+        // More than one batch (MAX_BATCH) is queued: flush must wait for all of them.
+        rec.flush().await;
+        assert_eq!(rec.written(), 501, "{}", b.name);
+        assert_eq!(store.call_turns("CA-flush").await.unwrap().len(), 500);
+        // A flush from a clone with nothing queued returns promptly; so does one on a full queue.
+        let other = rec.clone();
+        tokio::time::timeout(Duration::from_secs(5), other.flush())
+            .await
+            .expect("idle flush");
+        let (small, _w) = store.recorder(1);
+        small.record(event(
+            "c",
+            T0,
+            CallEvent::Digits {
+                digits: "9".into(),
+                committed_by: "timeout",
+            },
+        ));
+        small.record(event(
+            "c",
+            T0,
+            CallEvent::Digits {
+                digits: "8".into(),
+                committed_by: "timeout",
+            },
+        ));
+        tokio::time::timeout(Duration::from_secs(5), small.flush())
+            .await
+            .expect("flush on full queue");
+        assert_eq!(small.written() + small.dropped(), 2);
+        b.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn writer_survives_a_failing_write() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let (rec, _writer) = store.recorder(64);
+        rec.record(started("c", "CA-fail", T0));
+        rec.flush().await;
+        // Break the events table behind the store's back: every event insert now fails.
+        let side = b.side_pool().await;
+        sqlx::query("DROP TABLE call_events")
+            .execute(&side)
+            .await
+            .unwrap();
+        side.close().await;
+        // One batch with a bad record between good ones: the good ones still land.
+        rec.record(event(
+            "c",
+            T0 + 1,
+            CallEvent::Turn(turn(1, "a", "b", false, full_marks())),
+        ));
+        rec.record(event(
+            "c",
+            T0 + 2,
+            CallEvent::Warning {
+                kind: "oops",
+                detail: "lost".into(),
+            },
+        ));
+        rec.record(event(
+            "c",
+            T0 + 3,
+            CallEvent::Turn(turn(2, "c", "d", false, full_marks())),
+        ));
+        rec.flush().await;
+        assert_eq!((rec.written(), rec.failed()), (3, 1), "{}", b.name);
+        // And the writer keeps going afterwards.
+        rec.record(event(
+            "c",
+            T0 + 4,
+            CallEvent::Turn(turn(3, "e", "f", true, LatencyMarks::default())),
+        ));
+        rec.flush().await;
+        assert_eq!((rec.written(), rec.failed()), (4, 1), "{}", b.name);
+        assert_eq!(store.call_turns("CA-fail").await.unwrap().len(), 3);
+        b.cleanup().await;
+    }
+}
