@@ -422,7 +422,7 @@ pub fn parse_outbound(text: &str) -> Result<Outbound<'_>, WireError> {
 /// it out. Knowing it up front lets us report `PayloadTooLarge` without touching `out`.
 pub fn decoded_payload_len(b64: &str) -> Option<usize> {
     let b = b64.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let padding = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();
