@@ -485,7 +485,7 @@ mod twilio_wire {
 
     #[test]
     fn twilio_side_writers_match_fixtures() {
-        assert_eq!(json(&written(|o| write_connected(o))), json(CONNECTED));
+        assert_eq!(json(&written(write_connected)), json(CONNECTED));
         assert_eq!(
             json(&written(|o| write_start(o, &start_fixture_value()))),
             json(START)
@@ -621,7 +621,7 @@ mod twilio_wire {
             );
         }
         assert_eq!(
-            parse_inbound(&written(|o| write_connected(o))).unwrap(),
+            parse_inbound(&written(write_connected)).unwrap(),
             Inbound::Connected {
                 protocol: "Call".into(),
                 version: "1.0.0".into()
@@ -1146,5 +1146,263 @@ mod twilio_wire {
         // `start` is allowed to allocate (once per call); confirm the counter would catch it.
         let (allocs, _) = allocations_during(|| parse_inbound(START).map(|_| ()));
         assert!(allocs > 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// X-Twilio-Signature
+// ---------------------------------------------------------------------------------------------
+
+mod twilio_signature {
+    use kav::core::signature::{compute, sha256_hex, validate, validate_with_body};
+    use serde_json::Value;
+
+    struct Vector {
+        name: String,
+        token: String,
+        url: String,
+        params: Vec<(String, String)>,
+        raw_body: Option<String>,
+        signature: String,
+        raw: Value,
+    }
+
+    fn vectors() -> Vec<Vector> {
+        let json: Value =
+            serde_json::from_str(include_str!("../fixtures/twilio/signature_vectors.json"))
+                .unwrap();
+        let str_of = |v: &Value| v.as_str().unwrap().to_owned();
+        json["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let mut params = Vec::new();
+                if let Some(map) = v["params"].as_object() {
+                    params.extend(map.iter().map(|(k, val)| (k.clone(), str_of(val))));
+                }
+                if let Some(pairs) = v["params_multi"].as_array() {
+                    params.extend(pairs.iter().map(|p| (str_of(&p[0]), str_of(&p[1]))));
+                }
+                Vector {
+                    name: str_of(&v["name"]),
+                    token: str_of(&v["auth_token"]),
+                    url: str_of(&v["url"]),
+                    params,
+                    raw_body: v["raw_body"].as_str().map(str::to_owned),
+                    signature: str_of(&v["expected_signature"]),
+                    raw: v.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn accepts(v: &Vector, signature: &str) -> bool {
+        match &v.raw_body {
+            Some(body) => validate_with_body(&v.token, &v.url, body.as_bytes(), signature),
+            None => validate(&v.token, &v.url, &v.params, signature),
+        }
+    }
+
+    #[test]
+    fn every_vector_validates() {
+        let vectors = vectors();
+        assert_eq!(vectors.len(), 8);
+        for v in &vectors {
+            assert!(accepts(v, &v.signature), "{}", v.name);
+        }
+    }
+
+    #[test]
+    fn compute_matches_vectors_signed_over_the_url_as_given() {
+        for v in vectors() {
+            let direct = compute(&v.token, &v.url, &v.params);
+            // The SDK's own comments: these two are hashes of the URL with port 443 / 80 added and
+            // the https one of the URL with its port removed; the http `:1234` one is signed as given.
+            let other_form = [
+                "sdk_validation_adds_port_on_https",
+                "sdk_validation_adds_port_on_http",
+                "sdk_validation_removes_port_on_https",
+            ];
+            if other_form
+                .iter()
+                .any(|n| v.name.split_whitespace().next() == Some(n))
+            {
+                assert_ne!(direct, v.signature, "{}", v.name);
+            } else {
+                assert_eq!(direct, v.signature, "{}", v.name);
+            }
+        }
+    }
+
+    #[test]
+    fn port_forms_the_sdk_vectors_encode() {
+        for v in vectors() {
+            let url = &v.url;
+            match v.name.split_whitespace().next().unwrap() {
+                "sdk_validation_adds_port_on_https" => {
+                    let with_port = url.replace("mycompany.com/", "mycompany.com:443/");
+                    assert_eq!(compute(&v.token, &with_port, &v.params), v.signature);
+                }
+                "sdk_validation_adds_port_on_http" => {
+                    let with_port = url.replace("mycompany.com/", "mycompany.com:80/");
+                    assert_eq!(compute(&v.token, &with_port, &v.params), v.signature);
+                }
+                "sdk_validation_removes_port_on_https" => {
+                    let without = url.replace(":1234", "");
+                    assert_eq!(compute(&v.token, &without, &v.params), v.signature);
+                }
+                "sdk_validation_removes_port_on_http" => {
+                    assert_eq!(compute(&v.token, url, &v.params), v.signature);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn docs_worked_example_string_to_sign() {
+        let v = vectors().into_iter().next().unwrap();
+        assert_eq!(v.name, "docs_worked_example");
+        let string_to_sign = v.raw["string_to_sign"].as_str().unwrap();
+        // Signing the documented string with no params must give the same signature.
+        assert_eq!(compute(&v.token, string_to_sign, &[]), v.signature);
+        let mut reordered = v.params.clone();
+        reordered.reverse();
+        assert_eq!(compute(&v.token, &v.url, &reordered), v.signature);
+    }
+
+    #[test]
+    fn json_body_hash_is_checked() {
+        let v = vectors()
+            .into_iter()
+            .find(|v| v.raw_body.is_some())
+            .unwrap();
+        let body = v.raw_body.as_deref().unwrap();
+        assert_eq!(
+            sha256_hex(body.as_bytes()),
+            v.raw["expected_body_sha256_hex"].as_str().unwrap()
+        );
+        let tampered = body.replace("true", "false");
+        assert!(!validate_with_body(
+            &v.token,
+            &v.url,
+            tampered.as_bytes(),
+            &v.signature
+        ));
+        // The URL alone carries the signature; a URL without bodySHA256 binds no body.
+        let (bare, _) = v.url.split_once("&bodySHA256").unwrap();
+        let bare_sig = compute(&v.token, bare, &[]);
+        assert!(validate(&v.token, bare, &[], &bare_sig));
+        assert!(!validate_with_body(
+            &v.token,
+            bare,
+            body.as_bytes(),
+            &bare_sig
+        ));
+    }
+
+    #[test]
+    fn forgeries_fail() {
+        for v in vectors() {
+            let sig = &v.signature;
+            // Flip one base64 character.
+            let mut forged: Vec<u8> = sig.clone().into_bytes();
+            forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
+            let forged = String::from_utf8(forged).unwrap();
+            assert!(!accepts(&v, &forged), "{}: forged", v.name);
+            assert!(!accepts(&v, ""), "{}: empty", v.name);
+            assert!(!accepts(&v, &sig[..sig.len() - 1]), "{}: truncated", v.name);
+            assert!(!accepts(&v, &format!("{sig} ")), "{}: padded", v.name);
+
+            let wrong_token = Vector {
+                token: format!("{}6", v.token),
+                name: v.name.clone(),
+                url: v.url.clone(),
+                params: v.params.clone(),
+                raw_body: v.raw_body.clone(),
+                signature: v.signature.clone(),
+                raw: Value::Null,
+            };
+            assert!(!accepts(&wrong_token, sig), "{}: wrong token", v.name);
+
+            let other_url = v.url.replace("foo=1", "foo=2");
+            assert!(
+                !validate(&v.token, &other_url, &v.params, sig),
+                "{}: tampered url",
+                v.name
+            );
+
+            if !v.params.is_empty() {
+                let mut tampered = v.params.clone();
+                tampered[0].1.push('0');
+                assert!(
+                    !validate(&v.token, &v.url, &tampered, sig),
+                    "{}: value",
+                    v.name
+                );
+                let mut added = v.params.clone();
+                added.push(("Extra".into(), "1".into()));
+                assert!(
+                    !validate(&v.token, &v.url, &added, sig),
+                    "{}: extra",
+                    v.name
+                );
+                // Not the last one: in the duplicates vector that is an exact repeat, which counts once.
+                let mut dropped = v.params.clone();
+                dropped.remove(0);
+                assert!(
+                    !validate(&v.token, &v.url, &dropped, sig),
+                    "{}: dropped",
+                    v.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_and_ordering_follow_the_sdk() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let a = compute(
+            "t",
+            "https://x/",
+            &params(&[("b", "2"), ("a", "1"), ("a", "0")]),
+        );
+        let b = compute(
+            "t",
+            "https://x/",
+            &params(&[("a", "0"), ("a", "1"), ("b", "2"), ("a", "1")]),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, compute("t", "https://x/a0a1b2", &[]));
+        // Case-sensitive byte order: "Z" sorts before "a".
+        assert_eq!(
+            compute("t", "u", &params(&[("a", "1"), ("Z", "2")])),
+            compute("t", "uZ2a1", &[])
+        );
+    }
+
+    #[test]
+    fn odd_urls_do_not_panic() {
+        for url in [
+            "",
+            "://",
+            "https://",
+            "https://:",
+            "https://h:/p",
+            "https://[::1",
+            "https://u@h:99999999999999999999",
+            "mailto:x",
+            "https://é.example:443?q=1",
+        ] {
+            let sig = compute("t", url, &[]);
+            assert!(validate("t", url, &[], &sig), "{url:?}");
+            assert!(!validate_with_body("t", url, b"{}", &sig));
+        }
     }
 }
