@@ -1,0 +1,1 @@
+//! espeak-ng TTS provider (in progress).
