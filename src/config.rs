@@ -23,7 +23,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -266,22 +266,6 @@ impl Default for EspeakConfig {
             speed: 165,
             voice_he: "he".into(),
             voice_en: "en-us".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            call: CallConfig::default(),
-            vad: VadConfig::default(),
-            turn: TurnConfig::default(),
-            playout: PlayoutConfig::default(),
-            dtmf: DtmfConfig::default(),
-            store: StoreConfig::default(),
-            sim: SimConfig::default(),
-            espeak: EspeakConfig::default(),
         }
     }
 }

@@ -1,1 +1,404 @@
-fn main() {}
+//! The `kav` binary: `serve`, `demo`, `call`, `loadgen`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use kav::adapters::call::CallDeps;
+use kav::caller::{self, CallOptions, Step};
+use kav::config::Config;
+use kav::metrics::Metrics;
+use kav::server::{self, AppState};
+use kav::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "kav",
+    version,
+    about = "Kav: real-time voice agent for phone (Twilio Media Streams) calls"
+)]
+struct Cli {
+    /// Configuration file (a missing file means built-in defaults); every key can be overridden
+    /// with KAV_<SECTION>_<KEY>.
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: TwiML webhook, Media Streams WebSocket, /healthz, /metrics.
+    Serve {
+        /// Listen address (env KAV_LISTEN).
+        #[arg(long, env = "KAV_LISTEN")]
+        listen: Option<String>,
+        /// Public base URL Twilio reaches us at, e.g. https://kav.example.com (env KAV_PUBLIC_URL).
+        #[arg(long, env = "KAV_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Start a server on loopback, place a simulated call through the offline providers
+    /// (booking request, barge-in, keypad number, goodbye), print the turns, exit.
+    Demo {
+        /// Save the bot audio the caller heard as a WAV file.
+        #[arg(long)]
+        save_audio: Option<PathBuf>,
+    },
+    /// Place one simulated Twilio call against a running server.
+    Call {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Say an audio file (WAV or raw mu-law) with the transcript the simulated STT should
+        /// report: FILE=TEXT. Repeatable; each is followed by waiting for the bot. Without any
+        /// --say the built-in demo conversation is used.
+        #[arg(long = "say")]
+        says: Vec<String>,
+        /// Keypad digits to press at the end (e.g. 0501234567#).
+        #[arg(long)]
+        keys: Option<String>,
+        /// Save the bot audio as heard (WAV).
+        #[arg(long)]
+        save_audio: Option<PathBuf>,
+    },
+    /// Run many simulated callers concurrently and report jitter, underruns, barge-in reaction,
+    /// engine-added latency, CPU and memory per call.
+    Loadgen {
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Seconds of steady state per call.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Seconds over which calls start.
+        #[arg(long, default_value_t = 10)]
+        ramp: u64,
+        /// Use this running server instead of starting one (CPU/RSS then not measured).
+        #[arg(long)]
+        server: Option<String>,
+        /// Every n-th turn barges in (0 = never).
+        #[arg(long, default_value_t = 3)]
+        barge_every: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHandle<()>)> {
+    let cfg = Arc::new(cfg);
+    let store = Store::connect(&cfg.store.url)
+        .await
+        .with_context(|| format!("opening store {}", cfg.store.url))?;
+    let (recorder, writer) = store.recorder(cfg.store.writer_queue);
+    let providers = kav::adapters::providers_from_config(&cfg).await?;
+    let deps = Arc::new(CallDeps {
+        config: cfg.clone(),
+        stt: providers.stt,
+        agent: providers.agent,
+        tts: providers.tts,
+        recorder: Some(recorder),
+        metrics: Arc::new(Metrics::new()),
+    });
+    let token = std::env::var("TWILIO_AUTH_TOKEN").ok();
+    if token.as_deref().is_some_and(|t| !t.is_empty()) {
+        tracing::info!(
+            "TWILIO_AUTH_TOKEN set: X-Twilio-Signature is required on the webhook and stream"
+        );
+    } else {
+        tracing::warn!(
+            "TWILIO_AUTH_TOKEN not set: requests are NOT signature-checked (fine on loopback only)"
+        );
+    }
+    Ok((AppState::new(deps, token, Some(store)), writer))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested: draining calls");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut cfg =
+        Config::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
+    match cli.command {
+        Command::Serve { listen, public_url } => {
+            init_tracing("info");
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            if let Some(u) = public_url {
+                cfg.server.public_url = u;
+            }
+            let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+                .await
+                .with_context(|| format!("binding {}", cfg.server.listen))?;
+            tracing::info!(addr = %listener.local_addr()?, "kav listening");
+            let (state, _writer) = build_state(cfg).await?;
+            server::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Demo { save_audio } => {
+            init_tracing("warn");
+            demo(cfg, save_audio).await
+        }
+        Command::Call {
+            server,
+            says,
+            keys,
+            save_audio,
+        } => {
+            init_tracing("warn");
+            let steps = if says.is_empty() && keys.is_none() {
+                caller::demo_script(&samples_dir())
+            } else {
+                let mut steps = Vec::new();
+                for s in &says {
+                    let (file, text) = s.split_once('=').context("--say takes FILE=TEXT")?;
+                    let audio =
+                        kav::adapters::audio_file::load_mulaw_8k(std::path::Path::new(file))?;
+                    steps.push(Step::Say {
+                        audio: Arc::new(audio),
+                        transcript: text.to_string(),
+                    });
+                    steps.push(Step::WaitForBot {
+                        max: Duration::from_secs(30),
+                    });
+                }
+                if let Some(k) = keys {
+                    steps.push(Step::Keys {
+                        digits: k,
+                        gap: Duration::from_millis(150),
+                    });
+                    steps.push(Step::WaitForBot {
+                        max: Duration::from_secs(30),
+                    });
+                }
+                steps
+            };
+            let opts = CallOptions {
+                server: server.clone(),
+                auth_token: std::env::var("TWILIO_AUTH_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+                record_bot_audio: save_audio.is_some(),
+                lead_frames: cfg.playout.lead_frames,
+                ..CallOptions::default()
+            };
+            let report = caller::run_call(&opts, steps).await?;
+            if let Some(path) = save_audio {
+                kav::adapters::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
+                println!("bot audio saved to {}", path.display());
+            }
+            let turns = caller::http_get(&format!(
+                "{}/api/calls/{}/turns",
+                server.trim_end_matches('/'),
+                opts.call_sid
+            ))
+            .await;
+            match turns {
+                Ok(json) => print_turns(
+                    &serde_json::from_str::<Vec<serde_json::Value>>(&json).unwrap_or_default(),
+                ),
+                Err(e) => println!("(turn table unavailable: {e})"),
+            }
+            print_caller_report(&report);
+            Ok(())
+        }
+        Command::Loadgen {
+            calls,
+            duration,
+            ramp,
+            server,
+            barge_every,
+            seed,
+        } => {
+            init_tracing("warn");
+            let opts = caller::loadgen::LoadOptions {
+                calls,
+                duration: Duration::from_secs(duration),
+                ramp: Duration::from_secs(ramp),
+                server,
+                barge_every,
+                seed,
+                lead_frames: cfg.playout.lead_frames,
+            };
+            println!("loadgen: {calls} calls, {duration} s steady state, ramp {ramp} s");
+            let report = caller::loadgen::run(opts)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn samples_dir() -> PathBuf {
+    let here = PathBuf::from("audio-samples");
+    if here.is_dir() {
+        here
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio-samples")
+    }
+}
+
+fn print_caller_report(r: &caller::CallReport) {
+    let ms = |v: &u64| format!("{:.0}", *v as f64 / 1000.0);
+    println!(
+        "caller: {} bot frames heard, {} clears, barge-in reaction {} ms, speech end → bot audio {} ms, underruns {}",
+        r.frames_received,
+        r.clears,
+        r.barge_in_reaction_us
+            .iter()
+            .map(ms)
+            .collect::<Vec<_>>()
+            .join(", "),
+        r.response_us.iter().map(ms).collect::<Vec<_>>().join(", "),
+        r.underruns
+    );
+}
+
+fn print_turns(turns: &[serde_json::Value]) {
+    let s = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    };
+    let n = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_i64())
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "\n{:<4} {:<8} {:<4} {:>7} {:>7} {:>7} {:>7} {:>7}  conversation",
+        "turn", "input", "cut", "partial", "final", "ai", "tts", "total"
+    );
+    for t in turns {
+        let cut = if t
+            .get("interrupted")
+            .and_then(|x| x.as_bool())
+            .unwrap_or(false)
+        {
+            "yes"
+        } else {
+            ""
+        };
+        println!(
+            "{:<4} {:<8} {:<4} {:>7} {:>7} {:>7} {:>7} {:>7}  caller: {}",
+            n(t, "turn"),
+            s(t, "input_kind"),
+            cut,
+            n(t, "stt_first_partial_ms"),
+            n(t, "stt_final_ms"),
+            n(t, "ai_latency_ms"),
+            n(t, "tts_ready_ms"),
+            n(t, "total_ms"),
+            s(t, "user_text"),
+        );
+        println!("{:<53}  bot:    {}", "", s(t, "bot_text"));
+    }
+    println!("(latency marks in ms; see README \"Latency marks\")\n");
+}
+
+async fn demo(mut cfg: Config, save_audio: Option<PathBuf>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kav-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    cfg.store.url = format!("sqlite://{}", dir.join("demo.db").display());
+    cfg.call.language = "en-US".into();
+    if cfg.call.greeting.is_empty() {
+        cfg.call.greeting = "Hello, you have reached the studio. How can I help?".into();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let lead = cfg.playout.lead_frames;
+    let (state, _writer) = build_state(cfg).await?;
+    println!(
+        "Kav demo: server on http://{addr} (providers: stt={}, agent={}, tts={})",
+        state.deps.stt.name(),
+        state.deps.agent.name(),
+        state.deps.tts.name()
+    );
+    let store = state.store.clone();
+    let recorder = state.deps.recorder.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let opts = CallOptions {
+        server: format!("http://{addr}"),
+        record_bot_audio: save_audio.is_some(),
+        lead_frames: lead,
+        max_duration: Duration::from_secs(120),
+        ..CallOptions::default()
+    };
+    println!("placing a simulated call: booking request, barge-in, keypad number, goodbye …");
+    let report = caller::run_call(&opts, caller::demo_script(&samples_dir())).await?;
+    if let Some(r) = &recorder {
+        r.flush().await;
+    }
+    let turns = match &store {
+        Some(store) => store.call_turns(&opts.call_sid).await?,
+        None => Vec::new(),
+    };
+    let json: Vec<serde_json::Value> = turns
+        .iter()
+        .filter_map(|t| serde_json::to_value(t).ok())
+        .collect();
+    print_turns(&json);
+    print_caller_report(&report);
+    if let Some(path) = save_audio {
+        kav::adapters::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
+        println!("bot audio saved to {}", path.display());
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let interrupted = json
+        .iter()
+        .filter(|t| t.get("interrupted").and_then(|x| x.as_bool()) == Some(true))
+        .count();
+    let digits = json
+        .iter()
+        .filter(|t| t.get("input_kind").and_then(|x| x.as_str()) == Some("digits"))
+        .count();
+    if json.len() < 4 || interrupted == 0 || digits == 0 || report.clears == 0 {
+        bail!(
+            "demo conversation incomplete: {} turns, {} interrupted, {} keypad turns, {} clears",
+            json.len(),
+            interrupted,
+            digits,
+            report.clears
+        );
+    }
+    println!(
+        "demo ok: {} turns, barge-in honoured, keypad number captured",
+        json.len()
+    );
+    Ok(())
+}

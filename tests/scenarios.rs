@@ -296,6 +296,23 @@ fn dtmf_max_digits_commits_without_hash() {
 }
 
 #[test]
+fn hash_after_a_max_length_commit_is_swallowed() {
+    let mut h = digits_harness(&keys("0501234567#"), ms(8000));
+    h.run(Duration::from_secs(40));
+    assert_eq!(digit_turn(&h), ("0501234567".to_string(), "max_digits"));
+    let digit_turns: Vec<_> = h
+        .turns()
+        .into_iter()
+        .filter(|t| t.input == InputKind::Digits)
+        .collect();
+    assert_eq!(digit_turns.len(), 1, "{digit_turns:?}");
+    assert!(
+        !digit_turns[0].interrupted,
+        "the trailing # must not cut the reply"
+    );
+}
+
+#[test]
 fn keys_typed_during_the_prompt_interrupt_it() {
     let cfg = test_config();
     let steps = vec![

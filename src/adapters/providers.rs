@@ -33,6 +33,8 @@ pub enum SttAudioFormat {
     Pcm16k,
 }
 
+// Inline audio on purpose: boxing would allocate once per 20 ms frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SttInput {
     /// One 20 ms frame of caller audio in the recogniser's format.

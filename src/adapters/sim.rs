@@ -182,13 +182,14 @@ impl SpeechToText for SimulatedStt {
                 .map(|s| s.split('|').map(|t| t.trim().to_string()).collect())
                 .unwrap_or_default();
             let mut rng = Rng::seeded_for(lat.seed, &call.call_sid);
-            let mut utterance = 0usize;
-            let text_for = |k: usize| {
-                script
-                    .get(k)
-                    .cloned()
-                    .unwrap_or_else(|| format!("utterance {}", k + 1))
-            };
+            // Our VAD may cut one spoken sentence into several segments at its pauses; segments
+            // closer than this belong to the same scripted utterance, which is reported once.
+            let same_utterance = Duration::from_millis(600);
+            let mut next_script = 0usize;
+            // The scripted sentence being spoken, and whether its final was sent already.
+            let mut current = String::new();
+            let mut reported = true;
+            let mut last_end: Option<Instant> = None;
             let far = || Instant::now() + Duration::from_secs(86_400);
             let mut partial_at: Option<Instant> = None;
             let mut finals: Vec<(Instant, String)> = Vec::new();
@@ -201,14 +202,24 @@ impl SpeechToText for SimulatedStt {
                         Some(SttInput::Mulaw(_)) | Some(SttInput::Pcm16k(_)) => {
                             if !hearing {
                                 hearing = true;
-                                partial_at = Some(Instant::now() + lat.stt_first_partial.sample(&mut rng));
+                                let continues = last_end.is_some_and(|t| t.elapsed() < same_utterance);
+                                if !continues {
+                                    let k = next_script;
+                                    next_script += 1;
+                                    current = script.get(k).cloned().unwrap_or_else(|| format!("utterance {}", k + 1));
+                                    reported = false;
+                                    partial_at = Some(Instant::now() + lat.stt_first_partial.sample(&mut rng));
+                                }
                             }
                         }
                         Some(SttInput::UtteranceEnd) => {
                             hearing = false;
                             partial_at = None;
-                            finals.push((Instant::now() + lat.stt_final.sample(&mut rng), text_for(utterance)));
-                            utterance += 1;
+                            last_end = Some(Instant::now());
+                            // The whole scripted sentence comes with its first segment's final.
+                            let text = if reported { String::new() } else { current.clone() };
+                            reported = true;
+                            finals.push((Instant::now() + lat.stt_final.sample(&mut rng), text));
                         }
                         Some(SttInput::UtteranceDiscarded) => {
                             hearing = false;
@@ -217,7 +228,7 @@ impl SpeechToText for SimulatedStt {
                     },
                     _ = sleep_until(partial_at.unwrap_or_else(far)), if partial_at.is_some() => {
                         partial_at = None;
-                        let text = text_for(utterance).split(' ').next().unwrap_or("").to_string();
+                        let text = current.split(' ').next().unwrap_or("").to_string();
                         if events.send(SttEvent::Partial { text }).await.is_err() {
                             return Ok(());
                         }
@@ -462,12 +473,25 @@ mod tests {
                 text: "book a room".into()
             })
         );
+        // Segments right after the last one continue the same sentence: nothing new to report.
+        for _ in 0..2 {
+            atx.send(SttInput::Mulaw([0xFF; 160])).await.unwrap();
+            atx.send(SttInput::UtteranceEnd).await.unwrap();
+            let next = erx.recv().await;
+            assert_eq!(
+                next,
+                Some(SttEvent::Final {
+                    text: String::new()
+                })
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         atx.send(SttInput::Mulaw([0xFF; 160])).await.unwrap();
+        let partial = erx.recv().await;
+        assert_eq!(partial, Some(SttEvent::Partial { text: "bye".into() }));
         atx.send(SttInput::UtteranceEnd).await.unwrap();
-        assert_eq!(
-            erx.recv().await,
-            Some(SttEvent::Final { text: "bye".into() })
-        );
+        let last = erx.recv().await;
+        assert_eq!(last, Some(SttEvent::Final { text: "bye".into() }));
     }
 
     #[test]

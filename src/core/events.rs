@@ -11,7 +11,7 @@
 /// * `ai_latency_ms`: request handed to the agent → first agent text delta.
 /// * `tts_ready_ms`: first sentence handed to TTS → first TTS audio received.
 /// * `total_ms`: end of caller speech → first bot audio frame sent to Twilio.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LatencyMarks {
     pub stt_first_partial_ms: Option<u32>,
     pub stt_final_ms: Option<u32>,

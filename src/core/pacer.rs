@@ -219,7 +219,7 @@ impl Pacer {
         self.sent += 1;
         self.stats.frames_sent += 1;
         let last = self.input_done && self.buffer.is_empty();
-        if last || self.sent % self.mark_every == 0 {
+        if last || self.sent.is_multiple_of(self.mark_every) {
             let id = self.next_mark_id;
             self.next_mark_id += 1;
             self.marks.push_back((id, self.sent));

@@ -57,12 +57,16 @@ impl SessionConfig {
 }
 
 /// One 20 ms frame for the recogniser, in the format it asked for.
+// Inline audio on purpose: boxing would allocate once per 20 ms frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SttFrame {
     Mulaw([u8; FRAME_BYTES]),
     Pcm16k([i16; 320]),
 }
 
+// Inline audio on purpose: boxing would allocate once per 20 ms frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// 20 ms of reply audio for Twilio.
@@ -754,6 +758,12 @@ impl CallSession {
 
     fn on_digit(&mut self, now: Instant, digit: char, source: DigitSource) {
         if !self.merger.accept(now, digit, source) {
+            self.counters.duplicate_digits += 1;
+            return;
+        }
+        if self.collector.is_none() && matches!(digit, '#' | '*') {
+            // A terminator with nothing being collected (e.g. '#' after the maximum length
+            // already committed) is not the start of new input.
             self.counters.duplicate_digits += 1;
             return;
         }

@@ -52,7 +52,7 @@ pub struct Store {
 }
 
 /// One row of `calls`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CallRow {
     pub id: String,
     pub call_sid: String,
@@ -66,21 +66,22 @@ pub struct CallRow {
 }
 
 /// One row of `turns`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TurnRow {
     pub call_id: String,
     pub turn: u32,
-    /// `InputKind::as_str`: `speech` or `digits`.
+    /// `InputKind::as_str`: `speech`, `digits` or `greeting`.
     pub input_kind: String,
     pub user_text: String,
     pub bot_text: String,
     pub interrupted: bool,
+    #[serde(flatten)]
     pub marks: LatencyMarks,
     pub at_ms: i64,
 }
 
 /// One row of `call_events` (everything but turns).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventRow {
     pub call_id: String,
     pub at_ms: i64,

@@ -92,6 +92,9 @@ enum Scheduled {
     AgentDone(u32, Result<(), String>),
 }
 
+/// The agent's behaviour: (user text, typed digits?) → reply.
+pub type ReplyScript = Box<dyn FnMut(&str, bool) -> ScriptedReply>;
+
 pub struct Harness {
     pub session: CallSession,
     pub now: Instant,
@@ -103,7 +106,7 @@ pub struct Harness {
     next_frame_at: Instant,
     voice_phase: f32,
     pub transcripts: VecDeque<String>,
-    pub replies: Box<dyn FnMut(&str, bool) -> ScriptedReply>,
+    pub replies: ReplyScript,
     scheduled: Vec<(Instant, u64, Scheduled)>,
     seq: u64,
     stt_partial_pending: bool,

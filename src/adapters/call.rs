@@ -1,0 +1,820 @@
+//! The per-call driver: owns one [`CallSession`] and connects it to the Twilio WebSocket, the
+//! providers, the store and the metrics.
+//!
+//! One task per call runs the loop "apply one input, drain outputs, await the next input or the
+//! session's deadline". A second task writes to the socket from a bounded queue, so a peer that
+//! stops reading cannot stall the loop; when that queue stays full the call is ended as a slow
+//! consumer. Providers run in their own tasks behind bounded channels: STT audio is `try_send`
+//! (a counted drop if the recogniser lags), TTS audio is only taken while the playout buffer has
+//! room (backpressure), and cancelled agent/TTS work is aborted.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use crate::adapters::providers::*;
+use crate::config::Config;
+use crate::core::events::CallEvent;
+use crate::core::pacer::PacerStats;
+use crate::core::session::{
+    CallSession, Output, SessionConfig, SessionCounters, SttFrame, mark_name,
+};
+use crate::core::twilio::{self, Inbound};
+use crate::metrics::{Counter, Metrics};
+use crate::store::{Record, Recorder};
+
+/// Everything a call needs from the process, shared by all calls.
+pub struct CallDeps {
+    pub config: Arc<Config>,
+    pub stt: Arc<dyn SpeechToText>,
+    pub agent: Arc<dyn Agent>,
+    pub tts: Arc<dyn TextToSpeech>,
+    pub recorder: Option<Recorder>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallSummary {
+    pub call_sid: Option<String>,
+    pub end_reason: &'static str,
+    pub counters: SessionCounters,
+    pub pacer: PacerStats,
+    pub wire: WireCounters,
+}
+
+/// Problems on the wire, per call.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct WireCounters {
+    pub malformed: u64,
+    pub invalid_payloads: u64,
+    pub oversized: u64,
+    pub before_start: u64,
+    pub unknown_stream: u64,
+    pub unknown_events: u64,
+    pub binary: u64,
+    pub send_dropped: u64,
+    pub stt_dropped: u64,
+    pub stt_errors: u64,
+}
+
+enum AgentMsg {
+    Event(AgentEvent),
+    Done(Result<(), String>),
+}
+
+/// (turn, sentence queue, task) of the synthesiser working on the current reply.
+type TtsWorker = (u32, mpsc::Sender<(u32, String)>, JoinHandle<()>);
+
+struct TtsMsg {
+    turn: u32,
+    segment: u32,
+    audio: Option<Bytes>,
+    done: Option<Result<(), String>>,
+}
+
+/// Chars of base64 decoded per step: a multiple of 4, so pieces decode independently into a
+/// small stack buffer whatever the payload length.
+const B64_STEP: usize = 2048;
+const ARENA: usize = 32 * 1024;
+/// Bad frames logged per call before we only count them.
+const LOGGED_PROBLEMS: u64 = 3;
+const MAX_STT_RESTARTS: u32 = 3;
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs one Media Streams connection to completion. Generic over the socket so tests can drive it
+/// with in-memory channels.
+pub async fn run_call<S, E>(
+    socket: S,
+    deps: Arc<CallDeps>,
+    mut shutdown: watch::Receiver<bool>,
+) -> CallSummary
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Send + 'static,
+    <S as Sink<Message>>::Error: Display,
+    E: Display,
+{
+    let cfg = deps.config.clone();
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<Message>(cfg.server.ws_send_queue.max(4));
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let mut summary = CallSummary {
+        end_reason: "disconnected",
+        ..Default::default()
+    };
+
+    // ---- wait for `start`
+    let start_deadline = Instant::now() + Duration::from_millis(cfg.server.start_timeout_ms);
+    let start = loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if text.len() > cfg.server.max_message_bytes {
+                        summary.wire.oversized += 1;
+                        continue;
+                    }
+                    match twilio::parse_inbound(text.as_str()) {
+                        Ok(Inbound::Start(start)) => break start,
+                        Ok(Inbound::Connected { .. }) => {}
+                        Ok(Inbound::Unknown { .. }) => summary.wire.unknown_events += 1,
+                        Ok(_) => summary.wire.before_start += 1,
+                        Err(e) => {
+                            summary.wire.malformed += 1;
+                            tracing::warn!(error = %e, "malformed message before start");
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => summary.wire.binary += 1,
+                Some(Ok(Message::Close(_))) | None => {
+                    summary.end_reason = "closed_before_start";
+                    return finish_unstarted(summary, &deps, out_tx, writer).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "socket error before start");
+                    summary.end_reason = "socket_error";
+                    return finish_unstarted(summary, &deps, out_tx, writer).await;
+                }
+            },
+            _ = sleep_until(start_deadline) => {
+                deps.metrics.add(Counter::StartTimeouts, 1);
+                tracing::warn!("no `start` within {} ms; closing", cfg.server.start_timeout_ms);
+                summary.end_reason = "start_timeout";
+                return finish_unstarted(summary, &deps, out_tx, writer).await;
+            }
+            _ = shutdown.changed() => {
+                summary.end_reason = "shutdown";
+                return finish_unstarted(summary, &deps, out_tx, writer).await;
+            }
+        }
+    };
+
+    let mut call = CallDriver::new(deps.clone(), start, out_tx, summary);
+    call.run(&mut stream, &mut shutdown).await;
+    call.finish(writer).await
+}
+
+async fn finish_unstarted(
+    summary: CallSummary,
+    deps: &CallDeps,
+    out_tx: mpsc::Sender<Message>,
+    writer: JoinHandle<()>,
+) -> CallSummary {
+    fold_wire(&deps.metrics, &summary.wire);
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    summary
+}
+
+fn fold_wire(m: &Metrics, w: &WireCounters) {
+    m.add(Counter::MalformedMessages, w.malformed);
+    m.add(Counter::InvalidPayloads, w.invalid_payloads);
+    m.add(Counter::OversizedMessages, w.oversized);
+    m.add(Counter::EventsBeforeStart, w.before_start);
+    m.add(Counter::UnknownStreamSid, w.unknown_stream);
+    m.add(Counter::UnknownEvents, w.unknown_events);
+    m.add(Counter::BinaryFrames, w.binary);
+    m.add(Counter::WsSendDropped, w.send_dropped);
+    m.add(Counter::SttAudioDropped, w.stt_dropped);
+    m.add(Counter::SttErrors, w.stt_errors);
+}
+
+async fn write_loop<K>(
+    mut sink: futures_util::stream::SplitSink<K, Message>,
+    mut rx: mpsc::Receiver<Message>,
+) where
+    K: Sink<Message> + Send,
+    <K as Sink<Message>>::Error: Display,
+{
+    while let Some(msg) = rx.recv().await {
+        if sink.feed(msg).await.is_err() {
+            return;
+        }
+        // Batch whatever else is ready into one flush.
+        while let Ok(msg) = rx.try_recv() {
+            if sink.feed(msg).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct CallDriver {
+    deps: Arc<CallDeps>,
+    cfg: Arc<Config>,
+    session: CallSession,
+    ctx: CallContext,
+    call_id: String,
+    out_tx: mpsc::Sender<Message>,
+    arena: BytesMut,
+    out_full_since: Option<Instant>,
+    stt_in: mpsc::Sender<SttInput>,
+    stt_events: mpsc::Receiver<SttEvent>,
+    stt_task: JoinHandle<Result<(), SttError>>,
+    stt_restarts: u32,
+    agent_tx: mpsc::Sender<(u32, AgentMsg)>,
+    agent_rx: mpsc::Receiver<(u32, AgentMsg)>,
+    agent_task: Option<(u32, JoinHandle<()>)>,
+    tts_tx: mpsc::Sender<TtsMsg>,
+    tts_rx: mpsc::Receiver<TtsMsg>,
+    tts_worker: Option<TtsWorker>,
+    summary: CallSummary,
+    ended: bool,
+    folded: SessionCounters,
+    folded_pacer: PacerStats,
+    last_fold: Instant,
+}
+
+impl CallDriver {
+    fn new(
+        deps: Arc<CallDeps>,
+        start: twilio::Start,
+        out_tx: mpsc::Sender<Message>,
+        mut summary: CallSummary,
+    ) -> Self {
+        let cfg = deps.config.clone();
+        let now = Instant::now();
+        let ctx = CallContext {
+            call_sid: start.call_sid.clone(),
+            stream_sid: start.stream_sid.clone(),
+            language: cfg.call.language.clone(),
+            parameters: start.custom_parameters.clone(),
+        };
+        let call_id = format!("{}:{}", start.call_sid, start.stream_sid);
+        summary.call_sid = Some(start.call_sid.clone());
+        deps.metrics.add(Counter::CallsStarted, 1);
+        deps.metrics.call_started();
+        if let Some(rec) = &deps.recorder {
+            rec.record(Record::CallStarted {
+                call_id: call_id.clone(),
+                call_sid: start.call_sid.clone(),
+                stream_sid: start.stream_sid.clone(),
+                account_sid: start.account_sid.clone(),
+                at_ms: unix_ms(),
+                parameters_json: serde_json::to_string(&start.custom_parameters)
+                    .unwrap_or_default(),
+            });
+        }
+        tracing::info!(call_sid = %start.call_sid, stream_sid = %start.stream_sid, "call started");
+        let session = CallSession::new(
+            now.into_std(),
+            SessionConfig::from_config(&cfg, deps.stt.audio_format()),
+        );
+        let (stt_in, stt_events, stt_task) = spawn_stt(&deps, &ctx);
+        let (agent_tx, agent_rx) = mpsc::channel(32);
+        // Two chunks in flight at most: TTS waits on this channel when the call's buffer is full.
+        let (tts_tx, tts_rx) = mpsc::channel(2);
+        let mut arena = BytesMut::with_capacity(ARENA);
+        arena.reserve(ARENA);
+        Self {
+            deps,
+            cfg,
+            session,
+            ctx,
+            call_id,
+            out_tx,
+            arena,
+            out_full_since: None,
+            stt_in,
+            stt_events,
+            stt_task,
+            stt_restarts: 0,
+            agent_tx,
+            agent_rx,
+            agent_task: None,
+            tts_tx,
+            tts_rx,
+            tts_worker: None,
+            summary,
+            ended: false,
+            folded: SessionCounters::default(),
+            folded_pacer: PacerStats::default(),
+            last_fold: now,
+        }
+    }
+
+    async fn run<R, E>(&mut self, stream: &mut R, shutdown: &mut watch::Receiver<bool>)
+    where
+        R: Stream<Item = Result<Message, E>> + Unpin,
+        E: Display,
+    {
+        loop {
+            self.dispatch_outputs();
+            if self.ended {
+                return;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|(at, _)| Instant::from_std(at));
+            let take_tts = self.session.wants_tts_audio(TTS_MAX_CHUNK_BYTES);
+            tokio::select! {
+                biased;
+                msg = stream.next() => self.on_socket(msg),
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.session.handle_timeout(Instant::now().into_std());
+                }
+                Some(ev) = self.stt_events.recv() => self.session.handle_stt(Instant::now().into_std(), ev),
+                Some((turn, msg)) = self.agent_rx.recv() => {
+                    let now = Instant::now().into_std();
+                    match msg {
+                        AgentMsg::Event(ev) => self.session.handle_agent(now, turn, ev),
+                        AgentMsg::Done(result) => self.session.handle_agent_done(now, turn, result),
+                    }
+                }
+                Some(msg) = self.tts_rx.recv(), if take_tts => {
+                    let now = Instant::now().into_std();
+                    if let Some(audio) = msg.audio {
+                        self.session.handle_tts_audio(now, msg.turn, msg.segment, &audio);
+                    }
+                    if let Some(result) = msg.done {
+                        self.session.handle_tts_done(now, msg.turn, msg.segment, result);
+                    }
+                }
+                result = &mut self.stt_task => self.on_stt_ended(result),
+                _ = shutdown.changed() => {
+                    tracing::info!(call_sid = %self.ctx.call_sid, "closing call: shutdown deadline");
+                    self.end("shutdown");
+                }
+            }
+            let now = Instant::now();
+            if now.duration_since(self.last_fold) >= Duration::from_secs(1) {
+                self.fold_metrics();
+                self.last_fold = now;
+            }
+        }
+    }
+
+    fn end(&mut self, reason: &'static str) {
+        if !self.ended {
+            self.ended = true;
+            self.summary.end_reason = reason;
+            self.session.handle_stop(Instant::now().into_std());
+            self.dispatch_outputs_after_end();
+        }
+    }
+
+    fn on_socket<E: Display>(&mut self, msg: Option<Result<Message, E>>) {
+        match msg {
+            Some(Ok(Message::Text(text))) => self.on_text(&text),
+            Some(Ok(Message::Binary(_))) => self.summary.wire.binary += 1,
+            Some(Ok(Message::Close(_))) => self.end_disconnected("closed_without_stop"),
+            Some(Ok(_)) => {} // ping/pong are answered by the WebSocket layer
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("size") {
+                    self.summary.wire.oversized += 1;
+                    tracing::warn!(call_sid = %self.ctx.call_sid, error = %text, "oversized message; ending stream");
+                    self.end("oversized_message");
+                } else {
+                    tracing::warn!(call_sid = %self.ctx.call_sid, error = %text, "socket error");
+                    self.end_disconnected("socket_error");
+                }
+            }
+            None => self.end_disconnected("disconnected_without_stop"),
+        }
+    }
+
+    fn end_disconnected(&mut self, reason: &'static str) {
+        self.deps.metrics.add(Counter::AbruptDisconnects, 1);
+        self.end(reason);
+    }
+
+    fn problem(&mut self, what: &str, detail: &dyn Display) {
+        let w = &self.summary.wire;
+        let total = w.malformed + w.invalid_payloads + w.unknown_stream + w.before_start;
+        if total <= LOGGED_PROBLEMS {
+            tracing::warn!(call_sid = %self.ctx.call_sid, problem = what, detail = %detail, "bad message ignored");
+        }
+    }
+
+    fn on_text(&mut self, text: &Utf8Bytes) {
+        if text.len() > self.cfg.server.max_message_bytes {
+            self.summary.wire.oversized += 1;
+            self.problem("oversized", &text.len());
+            return;
+        }
+        let now = Instant::now().into_std();
+        let event = match twilio::parse_inbound(text.as_str()) {
+            Ok(event) => event,
+            Err(e) => {
+                self.summary.wire.malformed += 1;
+                self.problem("malformed", &e);
+                return;
+            }
+        };
+        let sid_ok = |sid: &str| sid == self.ctx.stream_sid;
+        match event {
+            Inbound::Media(m) if sid_ok(&m.stream_sid) => {
+                if m.track != "inbound" {
+                    return; // bidirectional streams carry only the caller's track
+                }
+                let mut buf = [0u8; B64_STEP / 4 * 3];
+                let payload = m.payload.as_bytes();
+                for piece in payload.chunks(B64_STEP) {
+                    // Chunks of a multiple of 4 chars are whole base64 quanta.
+                    let piece = std::str::from_utf8(piece).unwrap_or("");
+                    match twilio::decode_payload(piece, &mut buf) {
+                        Ok(n) => self.session.handle_media(now, &buf[..n]),
+                        Err(e) => {
+                            self.summary.wire.invalid_payloads += 1;
+                            self.problem("invalid_payload", &e);
+                            return;
+                        }
+                    }
+                }
+            }
+            Inbound::Dtmf(d) if sid_ok(&d.stream_sid) => self.session.handle_dtmf(now, d.digit),
+            Inbound::Mark(m) if sid_ok(&m.stream_sid) => self.session.handle_mark(now, &m.name),
+            Inbound::Stop(s) if sid_ok(&s.stream_sid) => {
+                self.ended = true;
+                self.summary.end_reason = "stop";
+                self.session.handle_stop(now);
+                self.dispatch_outputs_after_end();
+            }
+            Inbound::Media(_) | Inbound::Dtmf(_) | Inbound::Mark(_) | Inbound::Stop(_) => {
+                self.summary.wire.unknown_stream += 1;
+                self.problem("unknown_stream_sid", &"message for another stream");
+            }
+            Inbound::Start(_) => self.problem("duplicate_start", &"ignored"),
+            Inbound::Connected { .. } => {}
+            Inbound::Unknown { .. } => self.summary.wire.unknown_events += 1,
+        }
+    }
+
+    fn on_stt_ended(&mut self, result: Result<Result<(), SttError>, tokio::task::JoinError>) {
+        let detail = match result {
+            Ok(Ok(())) => "recogniser stream closed".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("recogniser task failed: {e}"),
+        };
+        self.summary.wire.stt_errors += 1;
+        self.record_event(CallEvent::Warning {
+            kind: "stt_error",
+            detail: detail.clone(),
+        });
+        if self.stt_restarts >= MAX_STT_RESTARTS {
+            tracing::warn!(call_sid = %self.ctx.call_sid, %detail, "recogniser keeps failing; call continues without it");
+            // Park the branch: a task that never finishes.
+            self.stt_task = tokio::spawn(std::future::pending());
+            return;
+        }
+        self.stt_restarts += 1;
+        tracing::warn!(call_sid = %self.ctx.call_sid, %detail, "recogniser stream ended; reopening");
+        let (stt_in, stt_events, stt_task) = spawn_stt(&self.deps, &self.ctx);
+        self.stt_in = stt_in;
+        self.stt_events = stt_events;
+        self.stt_task = stt_task;
+    }
+
+    fn send_ws(&mut self, write: impl FnOnce(&mut BytesMut)) {
+        if self.arena.capacity() < 1024 {
+            self.arena.reserve(ARENA);
+        }
+        write(&mut self.arena);
+        let bytes = self.arena.split().freeze();
+        let Ok(text) = Utf8Bytes::try_from(bytes) else {
+            return;
+        };
+        match self.out_tx.try_send(Message::Text(text)) {
+            Ok(()) => self.out_full_since = None,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.summary.wire.send_dropped += 1;
+                let now = Instant::now();
+                let since = *self.out_full_since.get_or_insert(now);
+                if now.duration_since(since)
+                    >= Duration::from_millis(self.cfg.server.slow_consumer_ms)
+                {
+                    tracing::warn!(call_sid = %self.ctx.call_sid, "peer stopped reading; ending call");
+                    self.deps.metrics.add(Counter::SlowConsumers, 1);
+                    self.end("slow_consumer");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.end_disconnected("socket_closed"),
+        }
+    }
+
+    fn dispatch_outputs(&mut self) {
+        while let Some(out) = self.session.poll_output() {
+            self.dispatch(out);
+        }
+    }
+
+    /// After the call ended only records and cancellations matter.
+    fn dispatch_outputs_after_end(&mut self) {
+        while let Some(out) = self.session.poll_output() {
+            match out {
+                Output::Event(_) | Output::AgentCancel { .. } | Output::TtsCancel { .. } => {
+                    self.dispatch(out)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn dispatch(&mut self, out: Output) {
+        let sid = self.ctx.stream_sid.clone();
+        match out {
+            Output::Media(frame) => self.send_ws(|b| twilio::write_media(b, &sid, &frame)),
+            Output::Mark(id) => {
+                let mut name = [0u8; 24];
+                let name = mark_name(id, &mut name).to_string();
+                self.send_ws(|b| twilio::write_mark(b, &sid, &name));
+            }
+            Output::Clear => self.send_ws(|b| twilio::write_clear(b, &sid)),
+            Output::SttAudio(frame) => {
+                let input = match frame {
+                    SttFrame::Mulaw(f) => SttInput::Mulaw(f),
+                    SttFrame::Pcm16k(f) => SttInput::Pcm16k(f),
+                };
+                if self.stt_in.try_send(input).is_err() {
+                    self.summary.wire.stt_dropped += 1;
+                }
+            }
+            Output::SttUtteranceEnd => {
+                if self.stt_in.try_send(SttInput::UtteranceEnd).is_err() {
+                    self.summary.wire.stt_dropped += 1;
+                }
+            }
+            Output::SttUtteranceDiscarded => {
+                if self.stt_in.try_send(SttInput::UtteranceDiscarded).is_err() {
+                    self.summary.wire.stt_dropped += 1;
+                }
+            }
+            Output::AgentRequest { turn, digits } => {
+                if let Some((_, task)) = self.agent_task.take() {
+                    task.abort();
+                }
+                let agent = self.deps.agent.clone();
+                let tx = self.agent_tx.clone();
+                let request = AgentRequest {
+                    call: self.ctx.clone(),
+                    turn,
+                    history: self.session.history().to_vec(),
+                    digits,
+                };
+                self.agent_task = Some((turn, tokio::spawn(run_agent(agent, request, tx))));
+            }
+            Output::AgentCancel { turn } => {
+                if let Some((t, task)) = self.agent_task.take() {
+                    if t == turn {
+                        task.abort();
+                    } else {
+                        self.agent_task = Some((t, task));
+                    }
+                }
+            }
+            Output::TtsSpeak {
+                turn,
+                segment,
+                text,
+            } => {
+                if self.tts_worker.as_ref().is_none_or(|(t, _, _)| *t != turn) {
+                    if let Some((_, _, old)) = self.tts_worker.take() {
+                        old.abort();
+                    }
+                    let (seg_tx, seg_rx) = mpsc::channel(64);
+                    let task = tokio::spawn(tts_worker(
+                        self.deps.tts.clone(),
+                        self.ctx.language.clone(),
+                        turn,
+                        seg_rx,
+                        self.tts_tx.clone(),
+                    ));
+                    self.tts_worker = Some((turn, seg_tx, task));
+                }
+                if let Some((_, seg_tx, _)) = &self.tts_worker
+                    && seg_tx.try_send((segment, text)).is_err()
+                {
+                    // More sentences than a reply ever has: say so rather than block.
+                    self.session.handle_tts_done(
+                        Instant::now().into_std(),
+                        turn,
+                        segment,
+                        Err("too many sentences queued".into()),
+                    );
+                }
+            }
+            Output::TtsCancel { turn } => {
+                if self.tts_worker.as_ref().is_some_and(|(t, _, _)| *t == turn)
+                    && let Some((_, _, task)) = self.tts_worker.take()
+                {
+                    task.abort();
+                }
+            }
+            Output::Event(event) => self.record_event(event),
+            Output::Hangup { reason } => {
+                tracing::info!(call_sid = %self.ctx.call_sid, reason, "hanging up");
+                self.ended = true;
+                self.summary.end_reason = "hangup";
+            }
+        }
+    }
+
+    fn record_event(&mut self, event: CallEvent) {
+        if let CallEvent::Turn(t) = &event {
+            self.deps.metrics.record_turn(&t.marks);
+            let m = t.marks;
+            tracing::info!(
+                call_sid = %self.ctx.call_sid,
+                turn = t.turn,
+                input = t.input.as_str(),
+                interrupted = t.interrupted,
+                stt_first_partial_ms = m.stt_first_partial_ms,
+                stt_final_ms = m.stt_final_ms,
+                ai_latency_ms = m.ai_latency_ms,
+                tts_ready_ms = m.tts_ready_ms,
+                total_ms = m.total_ms,
+                "turn"
+            );
+        } else if let CallEvent::Warning { kind, detail } = &event {
+            tracing::warn!(call_sid = %self.ctx.call_sid, kind, detail, "call warning");
+        }
+        if let Some(rec) = &self.deps.recorder {
+            rec.record(Record::Event {
+                call_id: self.call_id.clone(),
+                at_ms: unix_ms(),
+                event,
+            });
+        }
+    }
+
+    /// Adds what happened since the last fold to the process-wide counters.
+    fn fold_metrics(&mut self) {
+        let m = &self.deps.metrics;
+        let c = self.session.counters();
+        let p = self.session.pacer_stats();
+        let f = self.folded;
+        let fp = self.folded_pacer;
+        m.add(Counter::FramesIn, c.frames_in - f.frames_in);
+        m.add(Counter::Turns, c.turns - f.turns);
+        m.add(Counter::BargeIns, c.barge_ins - f.barge_ins);
+        m.add(
+            Counter::FalseBargeIns,
+            c.false_barge_ins - f.false_barge_ins,
+        );
+        m.add(
+            Counter::ShortUtterances,
+            c.short_utterances - f.short_utterances,
+        );
+        m.add(Counter::SttTimeouts, c.stt_timeouts - f.stt_timeouts);
+        m.add(Counter::AgentTimeouts, c.agent_timeouts - f.agent_timeouts);
+        m.add(Counter::AgentErrors, c.agent_errors - f.agent_errors);
+        m.add(Counter::TtsErrors, c.tts_errors - f.tts_errors);
+        m.add(
+            Counter::StaleProviderEvents,
+            c.stale_provider_events - f.stale_provider_events,
+        );
+        m.add(Counter::UnknownMarks, c.unknown_marks - f.unknown_marks);
+        m.add(Counter::Digits, c.digits - f.digits);
+        m.add(
+            Counter::DuplicateDigits,
+            c.duplicate_digits - f.duplicate_digits,
+        );
+        m.add(Counter::FramesOut, p.frames_sent - fp.frames_sent);
+        m.add(Counter::Underruns, p.underrun_events - fp.underrun_events);
+        m.add(Counter::UnderrunMs, p.underrun_ms - fp.underrun_ms);
+        m.add(Counter::LeadHolds, p.lead_holds - fp.lead_holds);
+        m.add(
+            Counter::TtsOverflowBytes,
+            p.overflow_bytes - fp.overflow_bytes,
+        );
+        self.folded = c;
+        self.folded_pacer = p;
+    }
+
+    async fn finish(mut self, writer: JoinHandle<()>) -> CallSummary {
+        if let Some((_, task)) = self.agent_task.take() {
+            task.abort();
+        }
+        if let Some((_, _, task)) = self.tts_worker.take() {
+            task.abort();
+        }
+        self.stt_task.abort();
+        self.fold_metrics();
+        fold_wire(&self.deps.metrics, &self.summary.wire);
+        self.deps.metrics.add(Counter::CallsEnded, 1);
+        self.deps.metrics.call_ended();
+        self.summary.counters = self.session.counters();
+        self.summary.pacer = self.session.pacer_stats();
+        if let Some(rec) = &self.deps.recorder {
+            let counters = serde_json::json!({
+                "session": format!("{:?}", self.summary.counters),
+                "pacer": format!("{:?}", self.summary.pacer),
+                "wire": self.summary.wire,
+            });
+            rec.record(Record::CallEnded {
+                call_id: self.call_id.clone(),
+                at_ms: unix_ms(),
+                reason: self.summary.end_reason.to_string(),
+                counters_json: counters.to_string(),
+            });
+        }
+        tracing::info!(call_sid = %self.ctx.call_sid, reason = self.summary.end_reason, turns = self.summary.counters.turns, "call ended");
+        // Closing our side of the queue lets the writer flush what is queued and close the socket.
+        drop(self.out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        self.summary
+    }
+}
+
+fn spawn_stt(
+    deps: &CallDeps,
+    ctx: &CallContext,
+) -> (
+    mpsc::Sender<SttInput>,
+    mpsc::Receiver<SttEvent>,
+    JoinHandle<Result<(), SttError>>,
+) {
+    // ~1.3 s of audio may queue for a slow recogniser before frames are dropped and counted.
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = mpsc::channel(16);
+    let task = tokio::spawn(deps.stt.stream(ctx.clone(), in_rx, ev_tx));
+    (in_tx, ev_rx, task)
+}
+
+/// Runs a provider future while forwarding what it produces; `None` if the call went away.
+async fn pump<T, U, R>(
+    fut: BoxFuture<'static, R>,
+    mut items: mpsc::Receiver<T>,
+    out: &mpsc::Sender<U>,
+    wrap: impl Fn(T) -> U,
+) -> Option<R> {
+    tokio::pin!(fut);
+    let mut result = None;
+    loop {
+        tokio::select! {
+            r = &mut fut, if result.is_none() => result = Some(r),
+            item = items.recv() => match item {
+                Some(item) => out.send(wrap(item)).await.ok()?,
+                None => break,
+            },
+        }
+    }
+    Some(match result {
+        Some(r) => r,
+        None => fut.await,
+    })
+}
+
+async fn run_agent(
+    agent: Arc<dyn Agent>,
+    request: AgentRequest,
+    out: mpsc::Sender<(u32, AgentMsg)>,
+) {
+    let turn = request.turn;
+    let (tx, rx) = mpsc::channel(32);
+    let fut = agent.respond(request, tx);
+    if let Some(result) = pump(fut, rx, &out, |e| (turn, AgentMsg::Event(e))).await {
+        let _ = out
+            .send((turn, AgentMsg::Done(result.map_err(|e| e.to_string()))))
+            .await;
+    }
+}
+
+async fn tts_worker(
+    tts: Arc<dyn TextToSpeech>,
+    language: String,
+    turn: u32,
+    mut segments: mpsc::Receiver<(u32, String)>,
+    out: mpsc::Sender<TtsMsg>,
+) {
+    while let Some((segment, text)) = segments.recv().await {
+        let (tx, rx) = mpsc::channel(1);
+        let fut = tts.synthesize(text, language.clone(), tx);
+        let wrap = |audio| TtsMsg {
+            turn,
+            segment,
+            audio: Some(audio),
+            done: None,
+        };
+        let Some(result) = pump(fut, rx, &out, wrap).await else {
+            return;
+        };
+        let done = TtsMsg {
+            turn,
+            segment,
+            audio: None,
+            done: Some(result.map_err(|e| e.to_string())),
+        };
+        if out.send(done).await.is_err() {
+            return;
+        }
+    }
+}

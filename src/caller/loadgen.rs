@@ -1,0 +1,408 @@
+//! `kav loadgen`: many simulated Twilio callers at once against a Kav server.
+//!
+//! By default it starts `kav serve` as a child process (same binary) with simulated providers at
+//! fixed latencies, so the server's own CPU and memory can be read from /proc apart from the load
+//! generator's, and the latency the engine adds can be separated from the simulated providers'.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use super::{CallOptions, CallReport, Step, http_get, run_call, synthetic_speech};
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub calls: usize,
+    pub duration: Duration,
+    /// Calls start spread over this long.
+    pub ramp: Duration,
+    /// An existing server (`http://host:port`); none = start one as a child process.
+    pub server: Option<String>,
+    /// Every n-th turn of a caller barges in (0 = never).
+    pub barge_every: u32,
+    pub seed: u64,
+    pub lead_frames: u32,
+}
+
+/// Fixed latencies the child server's simulated providers use; subtracted from what callers
+/// observe to get the latency the engine adds.
+pub const SIM_FIXED: [(&str, &str); 5] = [
+    ("KAV_SIM_STT_FIRST_PARTIAL_MS", "fixed:150"),
+    ("KAV_SIM_STT_FINAL_MS", "fixed:150"),
+    ("KAV_SIM_AGENT_FIRST_TOKEN_MS", "fixed:300"),
+    ("KAV_SIM_AGENT_TOKEN_MS", "fixed:20"),
+    ("KAV_SIM_TTS_FIRST_AUDIO_MS", "fixed:100"),
+];
+/// hangover 140 + final 150 + first token 300 + one token to finish "You said:" 20 + TTS 100.
+pub const SIM_PROVIDER_MS: u64 = 140 + 150 + 300 + 20 + 100;
+
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub calls: usize,
+    pub calls_completed: usize,
+    pub calls_failed: usize,
+    pub errors: Vec<String>,
+    pub duration_s: f64,
+    pub server_cpu_pct_per_call: Option<f64>,
+    pub server_cpu_pct_total: Option<f64>,
+    pub server_rss_idle_mb: Option<f64>,
+    pub server_rss_peak_mb: Option<f64>,
+    pub server_kib_per_call: Option<f64>,
+    pub jitter_ms: Quantiles,
+    pub frames_received: u64,
+    pub underruns: u64,
+    pub underrun_ms: u64,
+    pub barge_in_ms: Quantiles,
+    pub response_ms: Quantiles,
+    pub engine_added_ms: Quantiles,
+    pub server_underruns: Option<u64>,
+    pub server_ws_send_dropped: Option<u64>,
+    pub server_stt_dropped: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quantiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Quantiles {
+    fn from_us(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.count == 0 {
+            return write!(f, "n=0");
+        }
+        write!(
+            f,
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+            self.p50, self.p99, self.max, self.count
+        )
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map(|v| format!("{v:.2} {unit}"))
+                .unwrap_or_else(|| "n/a (external server)".into())
+        };
+        writeln!(
+            f,
+            "calls                      {} started, {} completed, {} failed",
+            self.calls, self.calls_completed, self.calls_failed
+        )?;
+        writeln!(f, "duration                   {:.1} s", self.duration_s)?;
+        writeln!(
+            f,
+            "server CPU                 {} total, {} per call",
+            opt(self.server_cpu_pct_total, "% of one core"),
+            opt(self.server_cpu_pct_per_call, "%")
+        )?;
+        writeln!(
+            f,
+            "server RSS                 idle {}, peak {}, {} per call",
+            opt(self.server_rss_idle_mb, "MiB"),
+            opt(self.server_rss_peak_mb, "MiB"),
+            opt(self.server_kib_per_call, "KiB")
+        )?;
+        writeln!(f, "bot frames received        {}", self.frames_received)?;
+        writeln!(f, "outbound frame jitter      {}", self.jitter_ms)?;
+        writeln!(
+            f,
+            "underruns (caller side)    {} ({} ms)",
+            self.underruns, self.underrun_ms
+        )?;
+        if let Some(u) = self.server_underruns {
+            writeln!(f, "underruns (server side)    {u}")?;
+        }
+        writeln!(f, "barge-in reaction          {}", self.barge_in_ms)?;
+        writeln!(f, "response (speech end→audio) {}", self.response_ms)?;
+        writeln!(
+            f,
+            "engine-added per turn      {}  (response − {SIM_PROVIDER_MS} ms of VAD hangover and simulated providers)",
+            self.engine_added_ms
+        )?;
+        if let (Some(a), Some(b)) = (self.server_ws_send_dropped, self.server_stt_dropped) {
+            writeln!(f, "server drops               ws_send {a}, stt_audio {b}")?;
+        }
+        for e in self.errors.iter().take(5) {
+            writeln!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+struct ChildServer {
+    child: tokio::process::Child,
+    pid: u32,
+    url: String,
+    _dir: tempfile_dir::TempDir,
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop (keeps the loadgen's SQLite file out of the way).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn start_child_server() -> Result<ChildServer, String> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        l.local_addr().map_err(|e| e.to_string())?.port()
+    };
+    let dir = std::env::temp_dir().join(format!("kav-loadgen-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(dir.join("none.toml"))
+        .env("KAV_CALL_TTS", "simulated")
+        .env("KAV_CALL_GREETING", "")
+        .env(
+            "KAV_STORE_URL",
+            format!("sqlite://{}", dir.join("loadgen.db").display()),
+        )
+        .env(
+            "RUST_LOG",
+            std::env::var("KAV_LOADGEN_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in SIM_FIXED {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let pid = child.id().ok_or("server exited at once")?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(&format!("{url}/healthz")).await.is_err() {
+        if Instant::now() > deadline {
+            return Err("server did not become healthy within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(ChildServer {
+        child,
+        pid,
+        url,
+        _dir: tempfile_dir::TempDir(dir),
+    })
+}
+
+/// (RSS bytes, CPU seconds) of a process.
+fn proc_usage(pid: u32) -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((rss_kib * 1024, ticks as f64 / 100.0))
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn script(
+    rng: &mut crate::adapters::sim::Rng,
+    turns: usize,
+    barge_every: u32,
+    speech: &Arc<Vec<u8>>,
+) -> Vec<Step> {
+    let mut steps = vec![Step::Pause(Duration::from_millis(
+        200 + (rng.next_f64() * 800.0) as u64,
+    ))];
+    for turn in 1..=turns {
+        steps.push(Step::Say {
+            audio: speech.clone(),
+            transcript: format!("utterance {turn}"),
+        });
+        if barge_every > 0 && (turn as u32).is_multiple_of(barge_every) && turn < turns {
+            // Talk over the reply once some of it has played; the barge-in is the next utterance.
+            steps.push(Step::BargeIn {
+                after: Duration::from_millis(600 + (rng.next_f64() * 600.0) as u64),
+                audio: speech.clone(),
+                transcript: "barge in".into(),
+            });
+        }
+        steps.push(Step::WaitForBot {
+            max: Duration::from_secs(15),
+        });
+        steps.push(Step::Pause(Duration::from_millis(
+            300 + (rng.next_f64() * 700.0) as u64,
+        )));
+    }
+    steps
+}
+
+pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
+    let child = match &opts.server {
+        Some(_) => None,
+        None => Some(start_child_server().await?),
+    };
+    let server = opts
+        .server
+        .clone()
+        .unwrap_or_else(|| child.as_ref().map(|c| c.url.clone()).unwrap_or_default());
+    let pid = child.as_ref().map(|c| c.pid);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = pid.and_then(proc_usage);
+
+    let speech = Arc::new(synthetic_speech(Duration::from_millis(1200)));
+    // A turn takes ~1.2 s of speech + ~0.8 s to answer + ~3 s of reply + a pause.
+    let turns = (opts.duration.as_secs_f64() / 5.5).ceil().max(1.0) as usize + 1;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(opts.calls);
+    for i in 0..opts.calls {
+        let mut rng = crate::adapters::sim::Rng::seeded_for(opts.seed, &i.to_string());
+        let steps = script(&mut rng, turns, opts.barge_every, &speech);
+        let delay = opts.ramp.mul_f64(i as f64 / opts.calls.max(1) as f64);
+        let call_opts = CallOptions {
+            server: server.clone(),
+            call_sid: format!("CA{:032x}", i as u128 + 1),
+            from: format!("+97250{:07}", i),
+            lead_frames: opts.lead_frames,
+            max_duration: opts.duration,
+            ..CallOptions::default()
+        };
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            run_call(&call_opts, steps).await
+        }));
+    }
+
+    // Sample the server while the load runs: steady state starts when every call is up.
+    let steady_from = started + opts.ramp + Duration::from_secs(2);
+    let end_at = started + opts.ramp + opts.duration;
+    let mut peak_rss = idle.map(|u| u.0).unwrap_or(0);
+    let mut cpu_at_steady = None;
+    while Instant::now() < end_at - Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(u) = pid.and_then(proc_usage) {
+            peak_rss = peak_rss.max(u.0);
+            if cpu_at_steady.is_none() && Instant::now() >= steady_from {
+                cpu_at_steady = Some((Instant::now(), u.1));
+            }
+        }
+    }
+    let cpu_end = pid.and_then(proc_usage).map(|u| (Instant::now(), u.1));
+
+    let mut report = LoadReport {
+        calls: opts.calls,
+        ..Default::default()
+    };
+    let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    let (mut jitter, mut barge, mut response, mut added) = (hist(), hist(), hist(), hist());
+    for task in tasks {
+        match task.await {
+            Ok(Ok(r)) => {
+                report.calls_completed += 1;
+                absorb(
+                    &mut report,
+                    &r,
+                    &mut jitter,
+                    &mut barge,
+                    &mut response,
+                    &mut added,
+                );
+            }
+            Ok(Err(e)) => {
+                report.calls_failed += 1;
+                report.errors.push(e.to_string());
+            }
+            Err(e) => {
+                report.calls_failed += 1;
+                report.errors.push(e.to_string());
+            }
+        }
+    }
+    report.duration_s = started.elapsed().as_secs_f64();
+    report.jitter_ms = Quantiles::from_us(&jitter);
+    report.barge_in_ms = Quantiles::from_us(&barge);
+    report.response_ms = Quantiles::from_us(&response);
+    report.engine_added_ms = Quantiles::from_us(&added);
+    if let (Some((t0, c0)), Some((t1, c1))) = (cpu_at_steady, cpu_end) {
+        let secs = t1.duration_since(t0).as_secs_f64().max(0.001);
+        let total = (c1 - c0) / secs * 100.0;
+        report.server_cpu_pct_total = Some(total);
+        report.server_cpu_pct_per_call = Some(total / opts.calls.max(1) as f64);
+    }
+    if let Some((rss0, _)) = idle {
+        report.server_rss_idle_mb = Some(rss0 as f64 / 1048576.0);
+        report.server_rss_peak_mb = Some(peak_rss as f64 / 1048576.0);
+        report.server_kib_per_call =
+            Some(peak_rss.saturating_sub(rss0) as f64 / 1024.0 / opts.calls.max(1) as f64);
+    }
+    if let Ok(text) = http_get(&format!("{server}/metrics")).await {
+        report.server_underruns = metric(&text, "kav_underruns_total ");
+        report.server_ws_send_dropped = metric(&text, "kav_ws_send_dropped_total ");
+        report.server_stt_dropped = metric(&text, "kav_stt_audio_dropped_total ");
+    }
+    if let Some(mut c) = child {
+        let _ = c.child.start_kill();
+        let _ = c.child.wait().await;
+    }
+    Ok(report)
+}
+
+fn absorb(
+    report: &mut LoadReport,
+    r: &CallReport,
+    jitter: &mut Histogram<u64>,
+    barge: &mut Histogram<u64>,
+    response: &mut Histogram<u64>,
+    added: &mut Histogram<u64>,
+) {
+    for v in &r.jitter_us {
+        jitter.saturating_record((*v).max(1));
+    }
+    for v in &r.barge_in_reaction_us {
+        barge.saturating_record((*v).max(1));
+    }
+    for v in &r.response_us {
+        response.saturating_record((*v).max(1));
+        added.saturating_record(v.saturating_sub(SIM_PROVIDER_MS * 1000).max(1));
+    }
+    report.frames_received += r.frames_received;
+    report.underruns += r.underruns;
+    report.underrun_ms += r.underrun_ms;
+}
