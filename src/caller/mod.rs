@@ -302,7 +302,10 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
             request.headers_mut().insert("X-Twilio-Signature", v);
         }
     }
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| CallerError::Connect {
             url: stream_url.clone(),
@@ -410,7 +413,8 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
                         *pos += n;
                         if *pos >= audio.len() {
                             mouth = Mouth::Silent;
-                            speech_end = Some(now + Duration::from_millis(20));
+                            // Same convention as the server: a frame sent at T ends its audio at T.
+                            speech_end = Some(now);
                             awaiting_response = true;
                             advance = true;
                         }

@@ -274,7 +274,7 @@ impl CallSession {
             ignoring_speech: false,
             next_turn: 1,
             history: Vec::with_capacity(16),
-            outputs: VecDeque::with_capacity(64),
+            outputs: VecDeque::with_capacity(32),
             counters: SessionCounters::default(),
             cfg,
         };

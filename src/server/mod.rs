@@ -98,6 +98,12 @@ pub async fn serve(
     let grace = Duration::from_millis(state.deps.config.server.shutdown_grace_ms);
     let drain_state = state.clone();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // Small frames every 20 ms: Nagle would batch them and add jitter.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
         shutdown.await;
         drain_state.draining.store(true, Ordering::SeqCst);
@@ -265,7 +271,12 @@ async fn media_stream(
     let hard_stop = state.hard_stop.subscribe();
     state.live_calls.fetch_add(1, Ordering::SeqCst);
     let guard = LiveCall(state.clone());
+    // Twilio messages are a few hundred bytes: tungstenite's 128 KiB default buffers would be most
+    // of a call's memory. The write buffer cap bounds what a non-reading peer can pin.
     Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(256 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
