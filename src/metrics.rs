@@ -57,6 +57,8 @@ counters! {
     SttErrors => "stt_errors", "Recogniser stream failures";
     StaleProviderEvents => "stale_provider_events", "Provider events for a cancelled turn";
     UnknownMarks => "unknown_marks", "Mark echoes that match nothing we sent";
+    SpeechIgnored => "speech_ignored", "Caller speech ignored (typing digits, or barge-in disabled)";
+    StrayTranscripts => "stray_transcripts", "Transcripts that arrived with no utterance open";
     TtsOverflowBytes => "tts_overflow_bytes", "TTS bytes dropped because the playout buffer was full (should stay 0)";
 }
 

@@ -23,12 +23,10 @@ fn asterisk(name: &str) -> Vec<u8> {
 }
 
 fn sample(name: &str) -> Vec<u8> {
-    load_mulaw_8k(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("audio-samples")
-            .join(name),
-    )
-    .expect("sample")
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("audio-samples")
+        .join(name);
+    load_mulaw_8k(path).expect("sample")
 }
 
 struct Run {

@@ -314,6 +314,11 @@ impl CallDriver {
         R: Stream<Item = Result<Message, E>> + Unpin,
         E: Display,
     {
+        // One timer for the whole call, re-armed only when the session's deadline changes.
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed = far;
         loop {
             self.dispatch_outputs();
             if self.ended {
@@ -323,13 +328,20 @@ impl CallDriver {
                 .session
                 .poll_timeout()
                 .map(|(at, _)| Instant::from_std(at));
+            let wanted = deadline.unwrap_or(far);
+            if wanted != armed {
+                timer.as_mut().reset(wanted);
+                armed = wanted;
+            }
             let take_tts = self.session.wants_tts_audio(TTS_MAX_CHUNK_BYTES);
             tokio::select! {
+                // Playout deadlines first: a burst of inbound messages must not delay outbound frames.
                 biased;
-                msg = stream.next() => self.on_socket(msg),
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                _ = &mut timer, if deadline.is_some() => {
+                    armed = far; // fired: re-arm next turn, even for the same instant
                     self.session.handle_timeout(Instant::now().into_std());
                 }
+                msg = stream.next() => self.on_socket(msg),
                 Some(ev) = self.stt_events.recv() => self.session.handle_stt(Instant::now().into_std(), ev),
                 Some((turn, msg)) = self.agent_rx.recv() => {
                     let now = Instant::now().into_std();
@@ -483,11 +495,13 @@ impl CallDriver {
         self.stt_task = stt_task;
     }
 
-    fn send_ws(&mut self, write: impl FnOnce(&mut BytesMut)) {
+    /// Formats one message into the arena and queues it. No allocation per message: the arena is
+    /// refilled in 32 KiB blocks, about one per hundred frames.
+    fn send_ws(&mut self, write: impl FnOnce(&mut BytesMut, &str)) {
         if self.arena.capacity() < 1024 {
             self.arena.reserve(ARENA);
         }
-        write(&mut self.arena);
+        write(&mut self.arena, &self.ctx.stream_sid);
         let bytes = self.arena.split().freeze();
         let Ok(text) = Utf8Bytes::try_from(bytes) else {
             return;
@@ -529,15 +543,13 @@ impl CallDriver {
     }
 
     fn dispatch(&mut self, out: Output) {
-        let sid = self.ctx.stream_sid.clone();
         match out {
-            Output::Media(frame) => self.send_ws(|b| twilio::write_media(b, &sid, &frame)),
-            Output::Mark(id) => {
+            Output::Media(frame) => self.send_ws(|b, sid| twilio::write_media(b, sid, &frame)),
+            Output::Mark(id) => self.send_ws(|b, sid| {
                 let mut name = [0u8; 24];
-                let name = mark_name(id, &mut name).to_string();
-                self.send_ws(|b| twilio::write_mark(b, &sid, &name));
-            }
-            Output::Clear => self.send_ws(|b| twilio::write_clear(b, &sid)),
+                twilio::write_mark(b, sid, mark_name(id, &mut name));
+            }),
+            Output::Clear => self.send_ws(twilio::write_clear),
             Output::SttAudio(frame) => {
                 let input = match frame {
                     SttFrame::Mulaw(f) => SttInput::Mulaw(f),
@@ -686,6 +698,11 @@ impl CallDriver {
         m.add(
             Counter::DuplicateDigits,
             c.duplicate_digits - f.duplicate_digits,
+        );
+        m.add(Counter::SpeechIgnored, c.speech_ignored - f.speech_ignored);
+        m.add(
+            Counter::StrayTranscripts,
+            c.stray_transcripts - f.stray_transcripts,
         );
         m.add(Counter::FramesOut, p.frames_sent - fp.frames_sent);
         m.add(Counter::Underruns, p.underrun_events - fp.underrun_events);

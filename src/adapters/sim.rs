@@ -258,54 +258,71 @@ impl SimulatedAgent {
         Self { lat }
     }
 
-    /// The scripted reply for a user message: (text, ask for digits, hang up).
-    pub fn reply_for(user: &str, digits: bool) -> (String, Option<u8>, bool) {
+    /// The scripted reply for a user message: (text, ask for digits, hang up). Hebrew when the
+    /// call's language is Hebrew, English otherwise.
+    pub fn reply_for(user: &str, digits: bool, hebrew: bool) -> (String, Option<u8>, bool) {
         let lower = user.to_lowercase();
-        if digits {
-            return if user.is_empty() {
-                (
-                    "I did not get any digits. Let's continue without them. How else can I help?"
-                        .into(),
-                    None,
-                    false,
-                )
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let pick = |en: &str, he: &str| {
+            if hebrew {
+                he.to_string()
             } else {
-                let spaced: Vec<String> = user.chars().map(|c| c.to_string()).collect();
-                (
-                    format!(
-                        "Thank you. I have your number as {}. You are all set.",
-                        spaced.join(" ")
-                    ),
-                    None,
-                    false,
-                )
+                en.to_string()
+            }
+        };
+        if digits {
+            if user.is_empty() {
+                let text = pick(
+                    "I did not get any digits. Let's continue without them. How else can I help?",
+                    "לא קיבלתי ספרות. נמשיך בלעדיהן. איך עוד אפשר לעזור?",
+                );
+                return (text, None, false);
+            }
+            let spaced: Vec<String> = user.chars().map(|c| c.to_string()).collect();
+            let spaced = spaced.join(" ");
+            let text = if hebrew {
+                format!("תודה. המספר שלך הוא {spaced}. הכול מוכן.")
+            } else {
+                format!("Thank you. I have your number as {spaced}. You are all set.")
             };
+            return (text, None, false);
         }
-        if lower.contains("bye") {
-            return ("Thank you for calling. Goodbye!".into(), None, true);
-        }
-        if lower.contains("number") || lower.contains("phone") || lower.contains("afternoon") {
+        if has(&["bye", "להתראות", "ביי"]) {
             return (
-                "Sure. Please type your phone number on the keypad and then press the pound key."
-                    .into(),
-                Some(10),
-                false,
-            );
-        }
-        if lower.contains("book") || lower.contains("appointment") {
-            return (
-                "Of course, I can help you book an appointment. We have openings tomorrow at ten in the morning, \
-                 at noon, and at four in the afternoon. Which time would suit you best?"
-                    .into(),
+                pick("Thank you for calling. Goodbye!", "תודה שהתקשרת. להתראות!"),
                 None,
-                false,
+                true,
             );
         }
-        (
-            format!("You said: {user}. How can I help you further?"),
-            None,
-            false,
-        )
+        if has(&[
+            "number",
+            "phone",
+            "afternoon",
+            "טלפון",
+            "מספר",
+            "אחר הצהריים",
+        ]) {
+            let text = pick(
+                "Sure. Please type your phone number on the keypad and then press the pound key.",
+                "בטח. אנא הקש את מספר הטלפון שלך ובסיום הקש סולמית.",
+            );
+            return (text, Some(10), false);
+        }
+        if has(&["book", "appointment", "תור", "לקבוע"]) {
+            let text = pick(
+                "Of course, I can help you book an appointment. We have openings tomorrow at ten in \
+                 the morning, at noon, and at four in the afternoon. Which time would suit you best?",
+                "בשמחה, אפשר לקבוע תור. יש מקום מחר בעשר בבוקר, בצהריים ובארבע אחר הצהריים. \
+                 איזו שעה מתאימה לך?",
+            );
+            return (text, None, false);
+        }
+        let text = if hebrew {
+            format!("אמרת: {user}. איך עוד אפשר לעזור?")
+        } else {
+            format!("You said: {user}. How can I help you further?")
+        };
+        (text, None, false)
     }
 }
 
@@ -327,7 +344,8 @@ impl Agent for SimulatedAgent {
                 .last()
                 .map(|m| m.text.as_str())
                 .unwrap_or("");
-            let (text, collect, hangup) = Self::reply_for(user, request.digits);
+            let hebrew = request.call.language.starts_with("he");
+            let (text, collect, hangup) = Self::reply_for(user, request.digits, hebrew);
             sleep(lat.agent_first_token.sample(&mut rng)).await;
             for (i, word) in text.split_inclusive(' ').enumerate() {
                 if i > 0 {
@@ -497,14 +515,22 @@ mod tests {
     #[test]
     fn simulated_agent_dialogue() {
         assert_eq!(
-            SimulatedAgent::reply_for("my phone number", false).1,
+            SimulatedAgent::reply_for("my phone number", false, false).1,
             Some(10)
         );
-        assert!(SimulatedAgent::reply_for("bye now", false).2);
+        assert!(SimulatedAgent::reply_for("bye now", false, false).2);
         assert!(
-            SimulatedAgent::reply_for("0501234567", true)
+            SimulatedAgent::reply_for("0501234567", true, false)
                 .0
                 .contains("0 5 0 1")
         );
+        // Hebrew callers get Hebrew replies, and Hebrew keywords drive the same dialogue.
+        let (text, collect, _) = SimulatedAgent::reply_for("אני רוצה לקבוע תור", false, true);
+        assert!(text.contains("תור") && collect.is_none(), "{text}");
+        assert_eq!(
+            SimulatedAgent::reply_for("מספר הטלפון שלי", false, true).1,
+            Some(10)
+        );
+        assert!(SimulatedAgent::reply_for("תודה, להתראות", false, true).2);
     }
 }

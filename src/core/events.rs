@@ -6,8 +6,9 @@
 ///
 /// * `stt_first_partial_ms`: caller speech start (first voiced frame of the utterance) → first
 ///   partial transcript.
-/// * `stt_final_ms`: end of caller speech (end of the last voiced frame) → final transcript
-///   accepted (0 if the recogniser finished before our VAD did).
+/// * `stt_final_ms`: end of caller speech (arrival of the last voiced frame) → final transcript
+///   accepted and the turn handed on. When the recogniser finished first, this is the VAD
+///   hangover: the turn cannot start before our VAD decides the caller has stopped.
 /// * `ai_latency_ms`: request handed to the agent → first agent text delta.
 /// * `tts_ready_ms`: first sentence handed to TTS → first TTS audio received.
 /// * `total_ms`: end of caller speech → first bot audio frame sent to Twilio.
