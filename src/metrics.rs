@@ -189,7 +189,8 @@ impl Metrics {
                 "# HELP {name} Per-turn latency mark {} (see README)\n# TYPE {name} summary",
                 mark.to_uppercase()
             );
-            for q in [0.5, 0.9, 0.99] {
+            // quantile 1 is the maximum.
+            for q in [0.5, 0.9, 0.99, 1.0] {
                 let _ = writeln!(
                     out,
                     "{name}{{quantile=\"{q}\"}} {}",

@@ -376,13 +376,28 @@ impl Agent for SimulatedAgent {
 /// sampled first-audio latency; then as fast as the call's playout buffer accepts it.
 pub struct SimulatedTts {
     lat: Arc<SimLatencies>,
+    /// One second of the tone, made once; chunks are zero-copy slices of it so a load test
+    /// measures the engine rather than the simulator.
+    tone: Bytes,
 }
 
 impl SimulatedTts {
     pub const MS_PER_CHAR: u64 = 65;
 
     pub fn new(lat: Arc<SimLatencies>) -> Self {
-        Self { lat }
+        // 440 + 660 Hz both complete whole cycles in 1 s at 8 kHz, so the table loops seamlessly.
+        let tone: Vec<u8> = (0..8000)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                let v = (t * 2.0 * std::f32::consts::PI * 440.0).sin()
+                    + 0.5 * (t * 2.0 * std::f32::consts::PI * 660.0).sin();
+                g711::encode((v * 3000.0) as i16)
+            })
+            .collect();
+        Self {
+            lat,
+            tone: Bytes::from(tone),
+        }
     }
 }
 
@@ -398,22 +413,16 @@ impl TextToSpeech for SimulatedTts {
         audio: mpsc::Sender<Bytes>,
     ) -> BoxFuture<'static, Result<(), TtsError>> {
         let lat = self.lat.clone();
+        let tone = self.tone.clone();
         Box::pin(async move {
             let mut rng = Rng::seeded_for(lat.seed, &text);
             sleep(lat.tts_first_audio.sample(&mut rng)).await;
             let total = (text.chars().count() as u64 * Self::MS_PER_CHAR * 8) as usize;
             let mut sent = 0usize;
             while sent < total {
-                let n = (total - sent).min(TTS_MAX_CHUNK_BYTES);
-                let chunk: Vec<u8> = (sent..sent + n)
-                    .map(|i| {
-                        let t = i as f32 / 8000.0;
-                        let v = (t * 2.0 * std::f32::consts::PI * 440.0).sin()
-                            + 0.5 * (t * 2.0 * std::f32::consts::PI * 660.0).sin();
-                        g711::encode((v * 3000.0) as i16)
-                    })
-                    .collect();
-                if audio.send(Bytes::from(chunk)).await.is_err() {
+                let at = sent % tone.len();
+                let n = (total - sent).min(TTS_MAX_CHUNK_BYTES).min(tone.len() - at);
+                if audio.send(tone.slice(at..at + n)).await.is_err() {
                     return Ok(());
                 }
                 sent += n;
@@ -510,6 +519,23 @@ mod tests {
         atx.send(SttInput::UtteranceEnd).await.unwrap();
         let last = erx.recv().await;
         assert_eq!(last, Some(SttEvent::Final { text: "bye".into() }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn simulated_tts_makes_audio_proportional_to_text_in_bounded_chunks() {
+        let lat = Arc::new(SimLatencies::from_config(&SimConfig::default()).unwrap());
+        let tts = SimulatedTts::new(lat);
+        let text = "x".repeat(200); // 200 × 65 ms = 13 s, longer than the 1 s tone table
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(tts.synthesize(text, "he-IL".into(), tx));
+        let mut total = 0;
+        while let Some(chunk) = rx.recv().await {
+            assert!(!chunk.is_empty() && chunk.len() <= TTS_MAX_CHUNK_BYTES);
+            assert!(chunk.iter().any(|b| *b != g711::SILENCE));
+            total += chunk.len();
+        }
+        task.await.unwrap().unwrap();
+        assert_eq!(total, 200 * 65 * 8);
     }
 
     #[test]
