@@ -213,7 +213,12 @@ impl Metrics {
 
 /// Resident memory and CPU time of this process, from /proc (Linux).
 pub fn process_usage() -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    process_usage_of("self")
+}
+
+/// Resident memory (bytes) and CPU time (s) of process `pid` (a number or `self`), from /proc.
+pub fn process_usage_of(pid: &str) -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))?
@@ -222,7 +227,7 @@ pub fn process_usage() -> Option<(u64, f64)> {
         .trim()
         .parse()
         .ok()?;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are 14th and 15th overall.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -221,21 +221,8 @@ async fn start_child_server() -> Result<ChildServer, String> {
     })
 }
 
-/// (RSS bytes, CPU seconds) of a process.
 fn proc_usage(pid: u32) -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((rss_kib * 1024, ticks as f64 / 100.0))
+    crate::metrics::process_usage_of(&pid.to_string())
 }
 
 fn metric(text: &str, name: &str) -> Option<u64> {

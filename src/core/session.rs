@@ -432,12 +432,7 @@ impl CallSession {
     }
 
     pub fn handle_agent(&mut self, now: Instant, turn: u32, event: AgentEvent) {
-        let Some(reply) = self
-            .reply
-            .as_mut()
-            .filter(|r| r.turn == turn && r.agent_running)
-        else {
-            self.counters.stale_provider_events += 1;
+        let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, true) else {
             return;
         };
         match event {
@@ -467,12 +462,7 @@ impl CallSession {
 
     /// The agent finished the turn (`Err` carries a description for the trace).
     pub fn handle_agent_done(&mut self, now: Instant, turn: u32, result: Result<(), String>) {
-        let Some(reply) = self
-            .reply
-            .as_mut()
-            .filter(|r| r.turn == turn && r.agent_running)
-        else {
-            self.counters.stale_provider_events += 1;
+        let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, true) else {
             return;
         };
         reply.agent_running = false;
@@ -496,8 +486,7 @@ impl CallSession {
     }
 
     pub fn handle_tts_audio(&mut self, now: Instant, turn: u32, segment: u32, mulaw: &[u8]) {
-        let Some(reply) = self.reply.as_mut().filter(|r| r.turn == turn) else {
-            self.counters.stale_provider_events += 1;
+        let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, false) else {
             return;
         };
         if reply.first_audio_at.is_none() {
@@ -520,8 +509,7 @@ impl CallSession {
         segment: u32,
         result: Result<(), String>,
     ) {
-        let Some(reply) = self.reply.as_mut().filter(|r| r.turn == turn) else {
-            self.counters.stale_provider_events += 1;
+        let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, false) else {
             return;
         };
         if let Some(seg) = reply.segments.get_mut(segment as usize) {
@@ -1093,6 +1081,25 @@ impl CallSession {
         let onset = self.segmenter.onset().unwrap_or(now);
         self.begin_utterance(onset, String::new());
     }
+}
+
+/// The reply for `turn` if it is still the current one (with `agent`: still waiting on the
+/// agent). Otherwise the event belongs to a cancelled turn: counted and ignored. A free function
+/// over the two fields, so callers keep using the session's other fields meanwhile.
+fn live_reply<'a>(
+    reply: &'a mut Option<Reply>,
+    counters: &mut SessionCounters,
+    turn: u32,
+    agent: bool,
+) -> Option<&'a mut Reply> {
+    let live = reply
+        .as_ref()
+        .is_some_and(|r| r.turn == turn && (!agent || r.agent_running));
+    if !live {
+        counters.stale_provider_events += 1;
+        return None;
+    }
+    reply.as_mut()
 }
 
 fn ms_between(from: Instant, to: Instant) -> u32 {
