@@ -324,11 +324,23 @@ impl CallDriver {
                 .poll_timeout()
                 .map(|(at, _)| Instant::from_std(at));
             let take_tts = self.session.wants_tts_audio(TTS_MAX_CHUNK_BYTES);
+            // The peer may stop reading while nothing more is sent (the pacer waits for mark
+            // echoes), so a full queue is re-checked on a timer, not only on the next send.
+            let slow_at = self
+                .out_full_since
+                .map(|t| t + Duration::from_millis(self.cfg.server.slow_consumer_ms));
             tokio::select! {
                 biased;
                 msg = stream.next() => self.on_socket(msg),
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.session.handle_timeout(Instant::now().into_std());
+                }
+                _ = sleep_until(slow_at.unwrap_or_else(Instant::now)), if slow_at.is_some() => {
+                    if self.out_tx.capacity() == 0 {
+                        self.end_slow_consumer();
+                    } else {
+                        self.out_full_since = None;
+                    }
                 }
                 Some(ev) = self.stt_events.recv() => self.session.handle_stt(Instant::now().into_std(), ev),
                 Some((turn, msg)) = self.agent_rx.recv() => {
@@ -501,12 +513,18 @@ impl CallDriver {
                 if now.duration_since(since)
                     >= Duration::from_millis(self.cfg.server.slow_consumer_ms)
                 {
-                    tracing::warn!(call_sid = %self.ctx.call_sid, "peer stopped reading; ending call");
-                    self.deps.metrics.add(Counter::SlowConsumers, 1);
-                    self.end("slow_consumer");
+                    self.end_slow_consumer();
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.end_disconnected("socket_closed"),
+        }
+    }
+
+    fn end_slow_consumer(&mut self) {
+        if !self.ended {
+            tracing::warn!(call_sid = %self.ctx.call_sid, "peer stopped reading; ending call");
+            self.deps.metrics.add(Counter::SlowConsumers, 1);
+            self.end("slow_consumer");
         }
     }
 
