@@ -174,8 +174,17 @@ async fn finish_unstarted(
 ) -> CallSummary {
     fold_wire(&deps.metrics, &summary.wire);
     drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    stop_writer(writer, Duration::from_secs(1)).await;
     summary
+}
+
+/// Gives the writer `limit` to flush and close the socket. If the peer is not reading, the writer
+/// is aborted so the socket is dropped: a detached writer would hold the connection open for ever.
+async fn stop_writer(writer: JoinHandle<()>, limit: Duration) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(limit, writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 fn fold_wire(m: &Metrics, w: &WireCounters) {
@@ -747,7 +756,7 @@ impl CallDriver {
         tracing::info!(call_sid = %self.ctx.call_sid, reason = self.summary.end_reason, turns = self.summary.counters.turns, "call ended");
         // Closing our side of the queue lets the writer flush what is queued and close the socket.
         drop(self.out_tx);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        stop_writer(writer, Duration::from_secs(2)).await;
         self.summary
     }
 }
