@@ -495,3 +495,23 @@ pub async fn expect_closed(ws: &mut Ws, within: Duration) -> Duration {
         }
     }
 }
+
+/// A Media Streams connection over a client socket with a tiny receive buffer.
+pub async fn ws_connect_small_rcvbuf(addr: SocketAddr, rcvbuf: u32) -> Ws {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    let stream = sock.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}{}", server::STREAM_PATH);
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("handshake");
+    ws
+}
+
+/// A listener whose accepted sockets inherit a tiny send buffer (SO_SNDBUF, Linux semantics).
+pub fn listener_small_sndbuf(sndbuf: u32) -> TcpListener {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_send_buffer_size(sndbuf).expect("SO_SNDBUF");
+    sock.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    sock.listen(64).expect("listen")
+}
