@@ -174,8 +174,17 @@ async fn finish_unstarted(
 ) -> CallSummary {
     fold_wire(&deps.metrics, &summary.wire);
     drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    stop_writer(writer, Duration::from_secs(1)).await;
     summary
+}
+
+/// Gives the writer `limit` to flush and close the socket. If the peer is not reading, the writer
+/// is aborted so the socket is dropped: a detached writer would hold the connection open for ever.
+async fn stop_writer(writer: JoinHandle<()>, limit: Duration) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(limit, writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 fn fold_wire(m: &Metrics, w: &WireCounters) {
@@ -334,6 +343,11 @@ impl CallDriver {
                 armed = wanted;
             }
             let take_tts = self.session.wants_tts_audio(TTS_MAX_CHUNK_BYTES);
+            // The peer may stop reading while nothing more is sent (the pacer waits for mark
+            // echoes), so a full queue is re-checked on a timer, not only on the next send.
+            let slow_at = self
+                .out_full_since
+                .map(|t| t + Duration::from_millis(self.cfg.server.slow_consumer_ms));
             tokio::select! {
                 // Playout deadlines first: a burst of inbound messages must not delay outbound frames.
                 biased;
@@ -342,6 +356,13 @@ impl CallDriver {
                     self.session.handle_timeout(Instant::now().into_std());
                 }
                 msg = stream.next() => self.on_socket(msg),
+                _ = sleep_until(slow_at.unwrap_or_else(Instant::now)), if slow_at.is_some() => {
+                    if self.out_tx.capacity() == 0 {
+                        self.end_slow_consumer();
+                    } else {
+                        self.out_full_since = None;
+                    }
+                }
                 Some(ev) = self.stt_events.recv() => self.session.handle_stt(Instant::now().into_std(), ev),
                 Some((turn, msg)) = self.agent_rx.recv() => {
                     let now = Instant::now().into_std();
@@ -515,12 +536,18 @@ impl CallDriver {
                 if now.duration_since(since)
                     >= Duration::from_millis(self.cfg.server.slow_consumer_ms)
                 {
-                    tracing::warn!(call_sid = %self.ctx.call_sid, "peer stopped reading; ending call");
-                    self.deps.metrics.add(Counter::SlowConsumers, 1);
-                    self.end("slow_consumer");
+                    self.end_slow_consumer();
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.end_disconnected("socket_closed"),
+        }
+    }
+
+    fn end_slow_consumer(&mut self) {
+        if !self.ended {
+            tracing::warn!(call_sid = %self.ctx.call_sid, "peer stopped reading; ending call");
+            self.deps.metrics.add(Counter::SlowConsumers, 1);
+            self.end("slow_consumer");
         }
     }
 
@@ -746,7 +773,7 @@ impl CallDriver {
         tracing::info!(call_sid = %self.ctx.call_sid, reason = self.summary.end_reason, turns = self.summary.counters.turns, "call ended");
         // Closing our side of the queue lets the writer flush what is queued and close the socket.
         drop(self.out_tx);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        stop_writer(writer, Duration::from_secs(2)).await;
         self.summary
     }
 }
