@@ -688,3 +688,73 @@ async fn slow_consumer_is_ended_and_others_are_unaffected() {
     })
     .await;
 }
+
+/// Shutdown: no new calls; live calls get `shutdown_grace_ms` to finish and `serve` returns as soon
+/// as they have; a call still running at the deadline is closed by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_live_calls_within_the_grace_period() {
+    bounded(30, async {
+        // A call that ends by itself during the grace period: serve returns right after it.
+        let mut srv = TestServer::start(|cfg, _| cfg.server.shutdown_grace_ms = 10_000).await;
+        let mut call = RawCall::open(srv.addr, "CA00000000000000000000000000000901", &[]).await;
+        call.speak(&[], 200).await;
+        srv.trigger_shutdown();
+        let served = srv.take_served();
+        // New calls are refused: the listener is closed, or the webhook answers 503.
+        let form_body = form(&voice_params("CA00000000000000000000000000000902"));
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        match http(srv.addr, "POST", VOICE_PATH, &headers, &form_body).await {
+            Ok(r) => assert_eq!(r.status, 503, "{r:?}"),
+            Err(e) => {
+                use std::io::ErrorKind::*;
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ConnectionRefused | ConnectionReset | UnexpectedEof
+                    ),
+                    "{e}"
+                );
+            }
+        }
+        // The live call still works during the grace period.
+        call.speak(&[], 200).await;
+        assert_eq!(srv.state.live_calls(), 1);
+        assert!(!served.is_finished(), "serve must wait for the live call");
+        let stopped = Instant::now();
+        call.stop().await;
+        tokio::time::timeout(Duration::from_secs(3), served)
+            .await
+            .expect("serve returns once the last call ended")
+            .unwrap()
+            .unwrap();
+        assert!(stopped.elapsed() < Duration::from_secs(3));
+
+        // A call that would run for ever is closed by the server when the grace period ends.
+        let mut srv = TestServer::start(|cfg, _| cfg.server.shutdown_grace_ms = 800).await;
+        let mut call = RawCall::open(srv.addr, "CA00000000000000000000000000000903", &[]).await;
+        call.speak(&[], 100).await;
+        let asked = Instant::now();
+        srv.trigger_shutdown();
+        let served = srv.take_served();
+        let waited = expect_closed(&mut call.ws, Duration::from_secs(5)).await;
+        assert!(
+            waited >= ms(600),
+            "closed after {waited:?}, before the grace period ended"
+        );
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("serve returns after closing the straggler")
+            .unwrap()
+            .unwrap();
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        srv.recorder.flush().await;
+        let row = srv
+            .store
+            .call("CA00000000000000000000000000000903")
+            .await
+            .unwrap();
+        let row = row.expect("the closed call was recorded");
+        assert_eq!(row.end_reason.as_deref(), Some("shutdown"));
+    })
+    .await;
+}
