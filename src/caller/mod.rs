@@ -220,22 +220,44 @@ async fn http_roundtrip(host: &str, port: u16, req: &str) -> Result<String, Stri
     sock.read_to_end(&mut buf)
         .await
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if !status.starts_with('2') {
-        return Err(format!("HTTP {status}: {body}"));
+    let response = parse_http_response(&buf);
+    if !(200..300).contains(&response.status) {
+        return Err(format!("HTTP {}: {}", response.status, response.body));
     }
+    Ok(response.body)
+}
+
+/// An HTTP/1.1 response read to the end of the connection.
+#[derive(Debug, Clone, Default)]
+pub struct HttpResponse {
+    /// 0 when the status line is unreadable.
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Splits a raw response into status, head and body (chunked bodies joined).
+pub fn parse_http_response(raw: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    Ok(if chunked {
+    let body = if chunked {
         dechunk(body)
     } else {
         body.to_string()
-    })
+    };
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body,
+    }
 }
 
 fn dechunk(body: &str) -> String {

@@ -211,12 +211,7 @@ pub fn metric(text: &str, name: &str) -> f64 {
 
 // ------------------------------------------------------------------ HTTP
 
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
-}
+pub use kav::caller::HttpResponse;
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`).
 pub async fn http(
@@ -243,41 +238,7 @@ pub async fn http(
 pub async fn read_response(sock: &mut TcpStream) -> std::io::Result<HttpResponse> {
     let mut buf = Vec::new();
     timeout(Duration::from_secs(10), sock.read_to_end(&mut buf)).await??;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok(HttpResponse {
-        status,
-        head: head.to_string(),
-        body,
-    })
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
+    Ok(kav::caller::parse_http_response(&buf))
 }
 
 /// The form body Twilio POSTs to the voice webhook, and its parameters.
