@@ -603,6 +603,7 @@ impl CallDriver {
                 let agent = self.deps.agent.clone();
                 let tx = self.agent_tx.clone();
                 let request = AgentRequest {
+                    channel: Channel::Phone,
                     call: self.ctx.clone(),
                     turn,
                     history: self.session.history().to_vec(),

@@ -86,8 +86,32 @@ pub struct Message {
     pub interrupted: bool,
 }
 
+/// Where a conversation happens. The agent picks its prompt, reply length and tools by channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Phone,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Phone => "phone",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// One agent turn. Conventions for `call.parameters` that agents rely on:
+/// - `From`: the customer's phone (E.164, `whatsapp:` prefix stripped), absent if unknown;
+/// - `To`: the business number that was called or messaged;
+/// - `phone_number_id`: WhatsApp Cloud API number id (WhatsApp only);
+/// - `business_id`: set when the channel already resolved the business.
 #[derive(Debug, Clone)]
 pub struct AgentRequest {
+    pub channel: Channel,
     pub call: CallContext,
     pub turn: u32,
     /// Conversation so far, ending with the user's message for this turn.
@@ -147,3 +171,142 @@ pub trait TextToSpeech: Send + Sync + 'static {
 
 /// Largest TTS chunk a provider may send (200 ms of 8 kHz mu-law).
 pub const TTS_MAX_CHUNK_BYTES: usize = 1600;
+
+// ---------------------------------------------------------------- chat model (LLM)
+
+/// A JSON-schema'd function the model may call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+/// A complete tool call, assembled from the streamed fragments (by `index`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// Raw JSON text of the arguments, exactly as the model produced it (may be invalid JSON).
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatMessage {
+    System(String),
+    User(String),
+    /// An assistant message: text and/or the tool calls it made.
+    Assistant {
+        text: String,
+        tool_calls: Vec<ToolCall>,
+    },
+    /// The result of one tool call, as JSON text.
+    Tool {
+        call_id: String,
+        content: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+/// Streamed while a completion is generated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// Assistant text, in order, as soon as it arrives.
+    TextDelta(String),
+}
+
+/// What a finished completion produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatCompletion {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    /// `stop`, `tool_calls`, `length`, ... as reported by the server.
+    pub finish_reason: String,
+    /// Time from request to the first streamed byte of the answer, and to its end.
+    pub ttfb_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("LLM request timed out")]
+    Timeout,
+    #[error("LLM HTTP status {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("LLM stream failed: {0}")]
+    Stream(String),
+}
+
+/// An OpenAI-compatible chat model. Dropping the future cancels the HTTP stream (barge-in).
+pub trait ChatModel: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn complete(
+        &self,
+        request: ChatRequest,
+        events: mpsc::Sender<ChatEvent>,
+    ) -> BoxFuture<'static, Result<ChatCompletion, ChatError>>;
+}
+
+// ---------------------------------------------------------------- WhatsApp sending
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutboundBody {
+    Text {
+        text: String,
+    },
+    /// A pre-approved template (needed outside the 24-hour customer-service window).
+    Template {
+        name: String,
+        language: String,
+        params: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboundMessage {
+    /// WhatsApp Cloud API sender number id of the business.
+    pub phone_number_id: String,
+    /// Recipient phone, E.164 digits.
+    pub to: String,
+    pub body: OutboundBody,
+    /// Stable per logical message, so a retried send is one message to the customer.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// Provider message id (wamid / Twilio SID).
+    pub message_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later (rate limits 130429 / 131056, 5xx, timeouts).
+    #[error("retryable send error {code}: {message}")]
+    Retryable {
+        code: i64,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// Free-form text is not allowed: the 24-hour window is closed (131047); send a template.
+    #[error("outside the 24-hour window: {message}")]
+    OutsideWindow { message: String },
+    /// Will never succeed as sent (bad number, bad template, auth).
+    #[error("permanent send error {code}: {message}")]
+    Permanent { code: i64, message: String },
+}
+
+/// Sends WhatsApp messages (Graph API, Twilio, or the offline log sender).
+pub trait WhatsAppSender: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>>;
+}
