@@ -61,6 +61,16 @@ pub enum SttError {
 pub trait SpeechToText: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn audio_format(&self) -> SttAudioFormat;
+    /// Opens connections and loads what the first call would otherwise pay for. Called once at
+    /// start-up (its duration is logged) and again every `keep_warm` period.
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The TwiML webhook arrived for `call_sid` (the phone is still ringing): open what this call
+    /// will need, so its first turn pays no connection cost. Must not block.
+    fn prepare(&self, _call_sid: &str) {}
+
     /// Runs one recognition stream for a call until `input` closes.
     fn stream(
         &self,
@@ -140,6 +150,16 @@ pub enum AgentError {
 
 pub trait Agent: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Opens connections and loads what the first call would otherwise pay for. Called once at
+    /// start-up (its duration is logged) and again every `keep_warm` period.
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The TwiML webhook arrived for `call_sid` (the phone is still ringing): open what this call
+    /// will need, so its first turn pays no connection cost. Must not block.
+    fn prepare(&self, _call_sid: &str) {}
+
     /// Streams the reply for one turn into `events`; returns when the reply is complete.
     fn respond(
         &self,
@@ -158,6 +178,12 @@ pub enum TtsError {
 
 pub trait TextToSpeech: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Opens connections and loads what the first call would otherwise pay for. Called once at
+    /// start-up (its duration is logged) and again every `keep_warm` period.
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Synthesises `text` as headerless 8 kHz mu-law, sending chunks of at most
     /// [`TTS_MAX_CHUNK_BYTES`] as soon as they exist. `audio` is bounded: awaiting `send` is the
     /// backpressure that throttles synthesis when the call's playout buffer is full.
