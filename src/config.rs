@@ -72,6 +72,9 @@ pub struct CallConfig {
     pub greeting: String,
     /// Spoken when a provider fails mid-turn, so the caller is never left in silence.
     pub fallback_reply: String,
+    /// Every this long, each provider's `warm()` runs again so pooled connections and caches stay
+    /// warm between calls (Google and OpenAI close idle connections after minutes). 0 disables.
+    pub keep_warm_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +190,7 @@ impl Default for CallConfig {
             tts: "espeak".into(),
             greeting: String::new(),
             fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),
+            keep_warm_ms: 450_000,
         }
     }
 }

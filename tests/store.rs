@@ -149,7 +149,11 @@ async fn migrations_are_idempotent() {
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
             })
             .count();
-        assert_eq!(applied as usize, files, "each migration applied once: {}", b.name);
+        assert_eq!(
+            applied as usize, files,
+            "each migration applied once: {}",
+            b.name
+        );
         side.close().await;
         b.cleanup().await;
     }

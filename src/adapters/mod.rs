@@ -5,6 +5,7 @@ pub mod call;
 pub mod espeak;
 pub mod providers;
 pub mod sim;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::Instant;
