@@ -75,6 +75,9 @@ pub struct CallConfig {
     /// Every this long, each provider's `warm()` runs again so pooled connections and caches stay
     /// warm between calls (Google and OpenAI close idle connections after minutes). 0 disables.
     pub keep_warm_ms: u64,
+    /// Open the call's STT stream and LLM connection when the TwiML webhook arrives (phone still
+    /// ringing), so the first turn pays no connection cost. Off only to measure what it saves.
+    pub preconnect: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -191,6 +194,7 @@ impl Default for CallConfig {
             greeting: String::new(),
             fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),
             keep_warm_ms: 450_000,
+            preconnect: true,
         }
     }
 }

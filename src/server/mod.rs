@@ -240,7 +240,9 @@ async fn voice_webhook(
     let url = request_url(&state, &headers, &uri, false);
     check_signature(&state, &headers, &url, &params)?;
     // The phone is still ringing: let the providers connect now, not on the first turn.
-    if let Some((_, call_sid)) = params.iter().find(|(n, _)| n == "CallSid") {
+    if state.deps.config.call.preconnect
+        && let Some((_, call_sid)) = params.iter().find(|(n, _)| n == "CallSid")
+    {
         state.deps.stt.prepare(call_sid);
         state.deps.agent.prepare(call_sid);
     }
