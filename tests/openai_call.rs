@@ -89,6 +89,11 @@ async fn the_caller_hears_the_llm_reply_to_their_transcript() {
         );
         assert_eq!(messages.last().unwrap()["role"], "user");
         assert_eq!(messages.last().unwrap()["content"], said);
+
+        // LLM latency is exported (process-wide, so other tests may have added to it).
+        let metrics = srv.metrics().await;
+        assert!(metric(&metrics, "kav_llm_completions_total") >= 1.0);
+        assert!(metric(&metrics, "kav_llm_ttfb_ms_count") >= 1.0);
     })
     .await;
 }

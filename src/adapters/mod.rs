@@ -6,6 +6,7 @@ pub mod espeak;
 pub mod openai;
 pub mod providers;
 pub mod sim;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -41,6 +41,7 @@ use super::providers::{
     ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
 };
 use crate::config::LlmConfig;
+use crate::metrics::llm_stats;
 
 /// Environment variables the API key is read from, in order of preference.
 pub const API_KEY_ENV: [&str; 2] = ["KAV_LLM_API_KEY", "OPENAI_API_KEY"];
@@ -203,19 +204,23 @@ impl OpenAiChat {
             match result {
                 Ok(finish_reason) => {
                     let now = Instant::now();
-                    return Ok(ChatCompletion {
+                    let completion = ChatCompletion {
                         text: attempt.text,
                         tool_calls: attempt.tool_calls.finish(),
                         finish_reason,
                         ttfb_ms: ms(attempt.first_chunk_at.unwrap_or(now) - started),
                         total_ms: ms(now - started),
-                    });
+                    };
+                    llm_stats().record_completion(completion.ttfb_ms, completion.total_ms);
+                    return Ok(completion);
                 }
                 Err(error) => {
                     let retryable = is_retryable(&error) && attempt.text.is_empty();
                     if !retryable || retries_left == 0 {
+                        llm_stats().record_failure(matches!(error, ChatError::Timeout));
                         return Err(error);
                     }
+                    llm_stats().record_retry();
                     retries_left -= 1;
                     tracing::warn!(%error, retries_left, "LLM attempt failed; retrying");
                     // Tool-call fragments of a broken attempt must not leak into the next one.
