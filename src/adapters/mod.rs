@@ -3,6 +3,7 @@
 pub mod audio_file;
 pub mod call;
 pub mod espeak;
+pub mod openai;
 pub mod providers;
 pub mod sim;
 pub mod warm;
@@ -47,11 +48,24 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
     };
     let agent: Arc<dyn Agent> = match cfg.call.agent.as_str() {
         "simulated" => Arc::new(sim::SimulatedAgent::new(lat.clone())),
+        "openai" => match openai::OpenAiChat::from_config(&cfg.llm) {
+            Ok(chat) => {
+                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
+                Arc::new(openai::LlmAgent::new(
+                    Arc::new(chat),
+                    openai::LlmAgentSettings::from_config(&cfg.llm),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM misconfigured ([llm]); falling back to the simulated agent");
+                Arc::new(sim::SimulatedAgent::new(lat.clone()))
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "agent",
                 name: other.into(),
-                available: "simulated",
+                available: "openai, simulated",
             });
         }
     };
