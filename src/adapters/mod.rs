@@ -5,6 +5,10 @@ pub mod call;
 pub mod espeak;
 pub mod providers;
 pub mod sim;
+// WhatsApp channel (issue 5).
+pub mod voice_note;
+pub mod whatsapp;
+pub mod whatsapp_graph;
 
 use std::sync::Arc;
 use std::time::Instant;
