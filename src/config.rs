@@ -258,8 +258,11 @@ impl Default for WhatsAppConfig {
             max_attempts: 5,
             poll_ms: 1_000,
             agent_timeout_ms: 60_000,
-            unsupported_reply: "Sorry, I can only read text and voice messages. Could you write or say it instead?".into(),
-            fallback_reply: "Sorry, something went wrong on our side. Please try again in a moment.".into(),
+            unsupported_reply:
+                "Sorry, I can only read text and voice messages. Could you write or say it instead?"
+                    .into(),
+            fallback_reply:
+                "Sorry, something went wrong on our side. Please try again in a moment.".into(),
             trace_log_pii: false,
             insecure_skip_signature: false,
             numbers: Vec::new(),

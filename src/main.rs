@@ -149,7 +149,12 @@ fn start_whatsapp(
 ) -> Result<Arc<kav::adapters::whatsapp::WhatsAppService>> {
     use kav::adapters::whatsapp::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
     let secrets = WhatsAppSecrets::from_env();
-    tracing::info!(?secrets, numbers = cfg.whatsapp.numbers.len(), mock = cfg.whatsapp.mock_sends, "WhatsApp channel");
+    tracing::info!(
+        ?secrets,
+        numbers = cfg.whatsapp.numbers.len(),
+        mock = cfg.whatsapp.mock_sends,
+        "WhatsApp channel"
+    );
     if cfg.whatsapp.insecure_skip_signature {
         tracing::warn!("whatsapp.insecure_skip_signature is on: webhooks are NOT verified");
     }
@@ -176,8 +181,7 @@ async fn replay(files: &[PathBuf], url: &str, times: u32) -> Result<()> {
         .build()?;
     let mut failed = 0;
     for file in files {
-        let body =
-            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let signature = kav::core::signature::hub_signature_256(&secret, &body);
         for _ in 0..times.max(1) {
             let response = http

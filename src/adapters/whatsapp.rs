@@ -54,8 +54,10 @@ pub struct BusinessInfo {
 
 /// Finds the business a message was sent to. The lead implements it over the booking tables.
 pub trait BusinessDirectory: Send + Sync + 'static {
-    fn by_whatsapp_number_id(&self, phone_number_id: &str)
-    -> BoxFuture<'static, Option<BusinessInfo>>;
+    fn by_whatsapp_number_id(
+        &self,
+        phone_number_id: &str,
+    ) -> BoxFuture<'static, Option<BusinessInfo>>;
     /// `number` is E.164 digits without `+` or `whatsapp:`.
     fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>>;
     fn by_id(&self, business_id: &str) -> BoxFuture<'static, Option<BusinessInfo>>;
@@ -90,7 +92,8 @@ impl BusinessDirectory for ConfigDirectory {
 
     fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
         let number = number.trim_start_matches('+');
-        let found = self.find(|n| !number.is_empty() && n.display_number.trim_start_matches('+') == number);
+        let found =
+            self.find(|n| !number.is_empty() && n.display_number.trim_start_matches('+') == number);
         Box::pin(async move { found })
     }
 
@@ -285,7 +288,10 @@ impl WhatsAppService {
 
     /// Queues the events of a verified Meta webhook. Unknown `phone_number_id`s are logged and
     /// skipped (the webhook is still acknowledged, or Meta would retry for 7 days).
-    pub async fn accept_meta(&self, events: Vec<InboundEvent>) -> Result<AcceptReport, WhatsAppError> {
+    pub async fn accept_meta(
+        &self,
+        events: Vec<InboundEvent>,
+    ) -> Result<AcceptReport, WhatsAppError> {
         let mut report = AcceptReport::default();
         for event in events {
             let Some(business) = self
@@ -627,7 +633,10 @@ impl WhatsAppService {
             parameters.insert("profile_name".to_string(), name.clone());
         }
         parameters.insert("To".to_string(), format!("+{}", business.display_number));
-        parameters.insert("phone_number_id".to_string(), business.phone_number_id.clone());
+        parameters.insert(
+            "phone_number_id".to_string(),
+            business.phone_number_id.clone(),
+        );
         parameters.insert("business_id".to_string(), business.id.clone());
         let request = AgentRequest {
             channel: Channel::Whatsapp,
@@ -744,7 +753,14 @@ impl WhatsAppService {
         let body_json = serde_json::to_string(&body)?;
         let row = self
             .store
-            .whatsapp_outbound_begin(key, conversation, &business.id, recipient, &body_json, now_ms())
+            .whatsapp_outbound_begin(
+                key,
+                conversation,
+                &business.id,
+                recipient,
+                &body_json,
+                now_ms(),
+            )
             .await?;
         if row.status != "pending" {
             return Ok(());
@@ -787,7 +803,9 @@ impl WhatsAppService {
                     .await?;
                 Ok(())
             }
-            Err(SendError::Retryable { code, message: m, .. }) => {
+            Err(SendError::Retryable {
+                code, message: m, ..
+            }) => {
                 self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
                 Err(WhatsAppError::SendRetryable(format!("{code}: {m}")))
             }
@@ -805,7 +823,12 @@ impl WhatsAppService {
                     "WhatsApp send failed permanently"
                 );
                 self.store
-                    .whatsapp_outbound_result(key, &body_json, Err((code, &e.to_string())), now_ms())
+                    .whatsapp_outbound_result(
+                        key,
+                        &body_json,
+                        Err((code, &e.to_string())),
+                        now_ms(),
+                    )
                     .await?;
                 Ok(())
             }
@@ -841,7 +864,11 @@ impl WhatsAppService {
                 now_ms(),
             )
             .await?;
-        let message_id = format!("test.{}.{}", now_ms(), TEST_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let message_id = format!(
+            "test.{}.{}",
+            now_ms(),
+            TEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let message = InboundMessage {
             message_id: message_id.clone(),
             phone_number_id: business.phone_number_id.clone(),

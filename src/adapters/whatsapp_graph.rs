@@ -141,12 +141,11 @@ impl GraphSender {
         let retry_after = retry_after_ms(response.headers());
         let bytes = response.bytes().await.map_err(transport_error)?;
         if status.is_success() {
-            let parsed: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                SendError::Permanent {
+            let parsed: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| SendError::Permanent {
                     code: 0,
                     message: format!("unparsable Graph response: {e}"),
-                }
-            })?;
+                })?;
             let id = parsed["messages"][0]["id"].as_str().unwrap_or_default();
             if id.is_empty() {
                 return Err(SendError::Permanent {
@@ -333,7 +332,10 @@ impl TwilioSender {
                     .enumerate()
                     .map(|(i, p)| ((i + 1).to_string(), json!(p)))
                     .collect();
-                form.push(("ContentVariables".into(), serde_json::Value::Object(vars).to_string()));
+                form.push((
+                    "ContentVariables".into(),
+                    serde_json::Value::Object(vars).to_string(),
+                ));
             }
         }
         let response = self
@@ -463,7 +465,12 @@ pub struct RetryingSender {
 }
 
 impl RetryingSender {
-    pub fn new(inner: Arc<dyn WhatsAppSender>, attempts: u32, base: Duration, max: Duration) -> Self {
+    pub fn new(
+        inner: Arc<dyn WhatsAppSender>,
+        attempts: u32,
+        base: Duration,
+        max: Duration,
+    ) -> Self {
         Self {
             inner,
             attempts: attempts.max(1),
@@ -477,7 +484,9 @@ impl RetryingSender {
             .base
             .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
             .min(self.max);
-        let hinted = retry_after_ms.map(Duration::from_millis).unwrap_or_default();
+        let hinted = retry_after_ms
+            .map(Duration::from_millis)
+            .unwrap_or_default();
         exp.max(hinted.min(self.max))
     }
 }

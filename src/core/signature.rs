@@ -221,8 +221,9 @@ mod tests {
     #[test]
     fn hub_signature_matches_derived_vectors() {
         let dir = "/work/shared/protocol-fixtures/whatsapp";
-        let raw = std::fs::read_to_string(format!("{dir}/x_hub_signature_256_vectors_DERIVED.json"))
-            .expect("vectors");
+        let raw =
+            std::fs::read_to_string(format!("{dir}/x_hub_signature_256_vectors_DERIVED.json"))
+                .expect("vectors");
         let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
         let vectors = doc["vectors"].as_array().unwrap();
         assert_eq!(vectors.len(), 3);
@@ -242,8 +243,16 @@ mod tests {
         // The escaped body's signature does not validate the re-serialised UTF-8 body.
         let escaped_sig = vectors[1]["x_hub_signature_256"].as_str().unwrap();
         let utf8 = vectors[2]["raw_body_utf8"].as_str().unwrap().as_bytes();
-        assert!(!super::validate_hub_signature("test_app_secret", utf8, escaped_sig));
-        assert!(!super::validate_hub_signature("", b"{}", &super::hub_signature_256("", b"{}")));
+        assert!(!super::validate_hub_signature(
+            "test_app_secret",
+            utf8,
+            escaped_sig
+        ));
+        assert!(!super::validate_hub_signature(
+            "",
+            b"{}",
+            &super::hub_signature_256("", b"{}")
+        ));
         assert!(!super::validate_hub_signature("test_app_secret", b"{}", ""));
     }
 }

@@ -326,7 +326,10 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
                     || (m.from_user_id.is_some() && c.user_id == m.from_user_id)
             });
             let sender = Sender {
-                phone: m.from.clone().or_else(|| contact.and_then(|c| c.wa_id.clone())),
+                phone: m
+                    .from
+                    .clone()
+                    .or_else(|| contact.and_then(|c| c.wa_id.clone())),
                 user_id: m
                     .from_user_id
                     .clone()
@@ -715,10 +718,7 @@ mod tests {
             panic!("{events:?}")
         };
         assert_eq!(m.sender.phone, None);
-        assert_eq!(
-            m.sender.user_id.as_deref(),
-            Some("US.13491208655302741918")
-        );
+        assert_eq!(m.sender.user_id.as_deref(), Some("US.13491208655302741918"));
         assert_eq!(m.sender.customer_key(), Some("US.13491208655302741918"));
     }
 

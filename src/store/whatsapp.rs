@@ -71,7 +71,8 @@ pub struct ConversationKey<'a> {
 
 /// Deterministic conversation id: the same customer of the same business is one conversation.
 pub fn conversation_id(business_id: &str, customer_key: &str) -> String {
-    let hex = crate::core::signature::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
+    let hex =
+        crate::core::signature::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
     format!("wa_{}", &hex[..24])
 }
 
@@ -437,12 +438,11 @@ impl Store {
         .bind(error_code)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
-            "SELECT id, status FROM whatsapp_outbound WHERE provider_message_id = $1",
-        )
-        .bind(provider_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row =
+            sqlx::query("SELECT id, status FROM whatsapp_outbound WHERE provider_message_id = $1")
+                .bind(provider_message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(row) = row else {
             tx.commit().await?;
             return Ok(None);
@@ -507,9 +507,7 @@ impl Store {
         .bind(provider_message_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("status")?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get("status")?)).collect()
     }
 }
 
