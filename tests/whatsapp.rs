@@ -167,6 +167,8 @@ struct Options {
     workers: bool,
     stt: Option<Arc<dyn SpeechToText>>,
     store_url: Option<String>,
+    /// Twilio replies as TwiML instead of REST.
+    twiml: bool,
 }
 
 impl Default for Options {
@@ -177,6 +179,7 @@ impl Default for Options {
             workers: true,
             stt: None,
             store_url: None,
+            twiml: false,
         }
     }
 }
@@ -243,6 +246,9 @@ async fn start(opts: Options) -> Harness {
     cfg.whatsapp.retry_max_ms = 20;
     cfg.whatsapp.poll_ms = 50;
     cfg.whatsapp.agent_timeout_ms = 10_000;
+    if opts.twiml {
+        cfg.whatsapp.twilio_reply = "twiml".into();
+    }
     let cfg = Arc::new(cfg);
     let store = Store::connect(&cfg.store.url).await.expect("store");
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim).unwrap());
@@ -955,6 +961,41 @@ async fn twilio_whatsapp_is_verified_queued_and_answered_over_rest() {
     assert_eq!(sends[0].body["To"], "whatsapp:+558282136275");
     assert_eq!(sends[0].text(), Some("*Noted*: Olá"));
     assert!(h.graph.attempts().is_empty());
+}
+
+#[tokio::test]
+async fn twilio_twiml_mode_answers_inline_once() {
+    let h = start(Options {
+        twiml: true,
+        ..Options::default()
+    })
+    .await;
+    let params = twilio_params("SM0000000000000000000000000000twiml", "a < b & c");
+    let url = h.url("/twilio/whatsapp");
+    let sig = signature::compute(TWILIO_TOKEN, &url, &params);
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let r = h
+            .http
+            .post(url.clone())
+            .header("x-twilio-signature", sig.clone())
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        bodies.push(r.text().await.unwrap());
+    }
+    assert!(
+        bodies[0].contains("<Message>*Noted*: a &lt; b &amp; c</Message>"),
+        "{}",
+        bodies[0]
+    );
+    // Retries of the same MessageSid get an empty response: one answer only.
+    assert!(!bodies[1].contains("<Message>") && !bodies[2].contains("<Message>"));
+    h.drained().await;
+    assert_eq!(h.agent.calls(), 1);
+    assert!(h.twilio.attempts().is_empty(), "no REST send in TwiML mode");
 }
 
 // ------------------------------------------------------------------ operator endpoints

@@ -93,26 +93,53 @@ async fn inbox_dedups_claims_with_a_lease_and_serialises_a_conversation() {
             .whatsapp_enqueue("msg:C", "meta", "biz", "conv2", "{}", 1_003)
             .await
             .unwrap();
-        let a = store.whatsapp_claim(2_000, 10_000, 5).await.unwrap().unwrap();
+        let a = store
+            .whatsapp_claim(2_000, 10_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((a.id.as_str(), a.attempts), ("msg:A", 1), "{n}");
         // B is the same conversation as the claimed A: C goes first.
-        let c = store.whatsapp_claim(2_001, 10_000, 5).await.unwrap().unwrap();
+        let c = store
+            .whatsapp_claim(2_001, 10_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.id, "msg:C", "{n}");
-        assert!(store.whatsapp_claim(2_002, 10_000, 5).await.unwrap().is_none(), "{n}");
+        assert!(
+            store
+                .whatsapp_claim(2_002, 10_000, 5)
+                .await
+                .unwrap()
+                .is_none(),
+            "{n}"
+        );
         // A's worker died: after the lease A is claimed again (attempt 2).
-        let again = store.whatsapp_claim(20_000, 10_000, 5).await.unwrap().unwrap();
+        let again = store
+            .whatsapp_claim(20_000, 10_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.id.as_str(), again.attempts), ("msg:A", 2), "{n}");
         store
             .whatsapp_finish("msg:A", InboxOutcome::Done, 20_001)
             .await
             .unwrap();
-        let b2 = store.whatsapp_claim(20_002, 10_000, 5).await.unwrap().unwrap();
+        let b2 = store
+            .whatsapp_claim(20_002, 10_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(b2.id, "msg:B", "{n}");
         store
             .whatsapp_finish("msg:B", InboxOutcome::Retry("throttled"), 20_003)
             .await
             .unwrap();
-        let b3 = store.whatsapp_claim(20_004, 10_000, 5).await.unwrap().unwrap();
+        let b3 = store
+            .whatsapp_claim(20_004, 10_000, 5)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((b3.id.as_str(), b3.attempts), ("msg:B", 2), "{n}");
         store
             .whatsapp_finish("msg:B", InboxOutcome::Failed("gave up"), 20_005)
@@ -152,9 +179,18 @@ async fn conversations_history_outbound_and_statuses() {
             profile_name: Some("Sheena"),
             channel: "whatsapp",
         };
-        let conv = store.whatsapp_touch_conversation(&key, 1_000).await.unwrap();
+        let conv = store
+            .whatsapp_touch_conversation(&key, 1_000)
+            .await
+            .unwrap();
         assert_eq!(conv, conversation_id("biz", "16505551234"));
-        assert_eq!(store.whatsapp_touch_conversation(&key, 2_000).await.unwrap(), conv);
+        assert_eq!(
+            store
+                .whatsapp_touch_conversation(&key, 2_000)
+                .await
+                .unwrap(),
+            conv
+        );
         for i in 0..12i64 {
             let role = if i % 2 == 0 { "user" } else { "assistant" };
             let reply_to = (role == "assistant").then(|| format!("w{}", i - 1));
@@ -179,7 +215,14 @@ async fn conversations_history_outbound_and_statuses() {
         assert!(
             !store
                 .whatsapp_append_message(
-                    "other", &conv, "biz", "16505551234", "assistant", "dup", 5_000, None,
+                    "other",
+                    &conv,
+                    "biz",
+                    "16505551234",
+                    "assistant",
+                    "dup",
+                    5_000,
+                    None,
                     Some("w0"),
                 )
                 .await
@@ -228,7 +271,13 @@ async fn conversations_history_outbound_and_statuses() {
             assert_eq!(now.as_deref(), Some(expect), "{n}: after {status}");
         }
         let failed = store
-            .whatsapp_apply_status("wamid.X", "failed", Some(131026), Some("undeliverable"), 5_000)
+            .whatsapp_apply_status(
+                "wamid.X",
+                "failed",
+                Some(131026),
+                Some("undeliverable"),
+                5_000,
+            )
             .await
             .unwrap();
         assert_eq!(failed.as_deref(), Some("played"), "{n}");

@@ -156,8 +156,10 @@ pub enum WhatsAppError {
     SendRetryable(String),
     #[error("insecure_skip_signature is refused in release builds")]
     InsecureInRelease,
+    #[error("whatsapp.twilio_reply must be \"rest\" or \"twiml\", not {0:?}")]
+    BadTwilioReply(String),
     #[error("no {0} sender configured (set the secrets, or mock_sends)")]
-    NoSender2(&'static str),
+    NoProviderSender(&'static str),
 }
 
 /// Counters for /metrics and tests.
@@ -217,6 +219,9 @@ impl WhatsAppService {
     ) -> Result<Arc<Self>, WhatsAppError> {
         if config.insecure_skip_signature && !cfg!(debug_assertions) {
             return Err(WhatsAppError::InsecureInRelease);
+        }
+        if !matches!(config.twilio_reply.as_str(), "rest" | "twiml") {
+            return Err(WhatsAppError::BadTwilioReply(config.twilio_reply.clone()));
         }
         let timeout = Duration::from_millis(config.http_timeout_ms);
         let graph_media = secrets.access_token.as_deref().map(|token| {
@@ -501,6 +506,18 @@ impl WhatsAppService {
         provider: &str,
         last_attempt: bool,
     ) -> Result<Vec<String>, WhatsAppError> {
+        self.answer(business, message, provider, last_attempt, Delivery::Send)
+            .await
+    }
+
+    async fn answer(
+        &self,
+        business: &BusinessInfo,
+        message: &InboundMessage,
+        provider: &str,
+        last_attempt: bool,
+        delivery: Delivery,
+    ) -> Result<Vec<String>, WhatsAppError> {
         let customer = message
             .sender
             .customer_key()
@@ -577,6 +594,9 @@ impl WhatsAppService {
         };
         let formatted = markdown_to_whatsapp(&reply);
         let parts = split_message(&formatted, self.config.max_text_chars.clamp(1, 4096));
+        if delivery == Delivery::Collect {
+            return Ok(parts);
+        }
         let recipient = message
             .sender
             .phone
@@ -771,11 +791,13 @@ impl WhatsAppService {
             (&self.graph_sender, business.phone_number_id.clone())
         };
         let Some(sender) = sender else {
-            return Err(WhatsAppError::NoSender2(if provider == PROVIDER_TWILIO {
-                "Twilio"
-            } else {
-                "Graph"
-            }));
+            return Err(WhatsAppError::NoProviderSender(
+                if provider == PROVIDER_TWILIO {
+                    "Twilio"
+                } else {
+                    "Graph"
+                },
+            ));
         };
         let mut message = OutboundMessage {
             phone_number_id: from,
@@ -833,6 +855,75 @@ impl WhatsAppService {
                 Ok(())
             }
         }
+    }
+
+    /// TwiML mode: queues the Twilio message already claimed and answers it inline; the parts
+    /// go back in the webhook response instead of through the REST API. `None` for a duplicate
+    /// (or an unknown number): answer with an empty TwiML. If this process dies mid-way, the
+    /// lease expires and a worker answers through the REST API.
+    pub async fn answer_twilio_inline(
+        &self,
+        message: InboundMessage,
+    ) -> Result<Option<Vec<String>>, WhatsAppError> {
+        let Some(business) = self
+            .directory
+            .by_twilio_number(&message.business_number)
+            .await
+        else {
+            self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(to = %message.business_number, "Twilio WhatsApp message to an unknown number; acknowledged, not processed");
+            return Ok(None);
+        };
+        let key = message
+            .sender
+            .customer_key()
+            .ok_or(WhatsAppError::NoSender)?;
+        let event = InboundEvent::Message(message.clone());
+        let new = self
+            .store
+            .whatsapp_enqueue_claimed(
+                &event.dedup_key(),
+                PROVIDER_TWILIO,
+                &business.id,
+                &conversation_id(&business.id, key),
+                &serde_json::to_string(&event)?,
+                now_ms(),
+            )
+            .await?;
+        if !new {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        // Inline there is no second attempt: the fallback reply is better than none.
+        let parts = self
+            .answer(
+                &business,
+                &message,
+                PROVIDER_TWILIO,
+                true,
+                Delivery::Collect,
+            )
+            .await;
+        let now = now_ms();
+        match &parts {
+            Ok(_) => {
+                self.store
+                    .whatsapp_finish(&event.dedup_key(), InboxOutcome::Done, now)
+                    .await?
+            }
+            Err(e) => {
+                self.store
+                    .whatsapp_finish(
+                        &event.dedup_key(),
+                        InboxOutcome::Failed(&e.to_string()),
+                        now,
+                    )
+                    .await?
+            }
+        }
+        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+        parts.map(Some)
     }
 
     // ------------------------------------------------------------ operator test endpoint
@@ -902,6 +993,15 @@ impl WhatsAppService {
 }
 
 static TEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How reply parts reach the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Through the provider's send API (outbound rows, retries, template fallback).
+    Send,
+    /// Returned to the caller (TwiML response).
+    Collect,
+}
 
 fn content_kind(content: &MessageContent) -> &'static str {
     match content {

@@ -176,6 +176,17 @@ async fn twilio_webhook(
     }
     let message =
         parse_twilio_form(&params).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    if svc.config.twilio_reply == "twiml" {
+        let parts = svc.answer_twilio_inline(message).await?.unwrap_or_default();
+        let mut twiml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>");
+        for part in parts {
+            twiml.push_str("<Message>");
+            twiml.push_str(&super::xml_escape(&part));
+            twiml.push_str("</Message>");
+        }
+        twiml.push_str("</Response>\n");
+        return Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twiml).into_response());
+    }
     let report = svc.accept_twilio(message).await?;
     tracing::debug!(?report, "Twilio WhatsApp webhook accepted");
     // The reply goes out through the REST API from the worker; an empty TwiML says "no reply".

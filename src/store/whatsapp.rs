@@ -104,6 +104,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Like [`Store::whatsapp_enqueue`], but the new row is already claimed by the caller (who
+    /// processes it inline, e.g. to answer with TwiML). If the caller dies, the lease expires and
+    /// a worker takes over.
+    pub async fn whatsapp_enqueue_claimed(
+        &self,
+        id: &str,
+        provider: &str,
+        business_id: &str,
+        conversation_id: &str,
+        payload_json: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO whatsapp_inbox (id, provider, business_id, conversation_id, payload_json, \
+                 state, attempts, received_at_ms, claimed_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, 'working', 1, $6, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(provider)
+        .bind(business_id)
+        .bind(conversation_id)
+        .bind(payload_json)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Claims the oldest runnable row: queued, or working with an expired lease (its worker
     /// died). Skips conversations another worker is busy with, so one customer's messages are
     /// answered in order.
