@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS whatsapp_inbox (
     attempts         BIGINT  NOT NULL,
     received_at_ms   BIGINT  NOT NULL,
     claimed_at_ms    BIGINT,
+    not_before_ms    BIGINT,                    -- a retried row waits until then (backoff)
     done_at_ms       BIGINT,
     error            TEXT
 );

@@ -114,6 +114,10 @@ async fn inbox_dedups_claims_with_a_lease_and_serialises_a_conversation() {
                 .is_none(),
             "{n}"
         );
+        store
+            .whatsapp_finish("msg:C", InboxOutcome::Done, 2_003)
+            .await
+            .unwrap();
         // A's worker died: after the lease A is claimed again (attempt 2).
         let again = store
             .whatsapp_claim(20_000, 10_000, 5)
@@ -132,21 +136,32 @@ async fn inbox_dedups_claims_with_a_lease_and_serialises_a_conversation() {
             .unwrap();
         assert_eq!(b2.id, "msg:B", "{n}");
         store
-            .whatsapp_finish("msg:B", InboxOutcome::Retry("throttled"), 20_003)
+            .whatsapp_finish(
+                "msg:B",
+                InboxOutcome::Retry {
+                    error: "throttled",
+                    not_before_ms: 21_000,
+                },
+                20_003,
+            )
             .await
             .unwrap();
+        assert!(
+            store
+                .whatsapp_claim(20_004, 10_000, 5)
+                .await
+                .unwrap()
+                .is_none(),
+            "{n}: backoff"
+        );
         let b3 = store
-            .whatsapp_claim(20_004, 10_000, 5)
+            .whatsapp_claim(21_000, 10_000, 5)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((b3.id.as_str(), b3.attempts), ("msg:B", 2), "{n}");
         store
             .whatsapp_finish("msg:B", InboxOutcome::Failed("gave up"), 20_005)
-            .await
-            .unwrap();
-        store
-            .whatsapp_finish("msg:C", InboxOutcome::Done, 20_006)
             .await
             .unwrap();
         assert_eq!(

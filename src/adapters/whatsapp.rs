@@ -439,9 +439,26 @@ impl WhatsAppService {
             Err(e @ (WhatsAppError::SendRetryable(_) | WhatsAppError::Agent(_)))
                 if item.attempts < i64::from(self.config.max_attempts) =>
             {
-                tracing::warn!(id = %item.id, attempts = item.attempts, error = %e, "WhatsApp event will be retried");
+                // Exponential backoff between processing attempts, as for sends.
+                let shift = u32::try_from(item.attempts.saturating_sub(1))
+                    .unwrap_or(0)
+                    .min(20);
+                let backoff = self
+                    .config
+                    .retry_base_ms
+                    .saturating_mul(1 << shift)
+                    .min(self.config.retry_max_ms) as i64;
+                tracing::warn!(id = %item.id, attempts = item.attempts, backoff_ms = backoff, error = %e, "WhatsApp event will be retried");
+                let error = e.to_string();
                 self.store
-                    .whatsapp_finish(&item.id, InboxOutcome::Retry(&e.to_string()), now)
+                    .whatsapp_finish(
+                        &item.id,
+                        InboxOutcome::Retry {
+                            error: &error,
+                            not_before_ms: now + backoff,
+                        },
+                        now,
+                    )
                     .await?
             }
             Err(e) => {

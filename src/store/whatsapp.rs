@@ -146,13 +146,17 @@ impl Store {
             "UPDATE whatsapp_inbox SET state = 'working', claimed_at_ms = $1, attempts = attempts + 1 \
              WHERE id = ( \
                  SELECT i.id FROM whatsapp_inbox i \
-                 WHERE (i.state = 'queued' OR (i.state = 'working' AND i.claimed_at_ms < $2)) \
+                 WHERE ((i.state = 'queued' AND (i.not_before_ms IS NULL OR i.not_before_ms <= $1)) \
+                        OR (i.state = 'working' AND i.claimed_at_ms < $2)) \
                    AND i.attempts < $3 \
                    AND NOT EXISTS (SELECT 1 FROM whatsapp_inbox w \
                        WHERE w.conversation_id = i.conversation_id AND w.id <> i.id \
-                         AND w.state = 'working' AND w.claimed_at_ms >= $2) \
+                         AND ((w.state = 'working' AND w.claimed_at_ms >= $2) \
+                              OR (w.state = 'queued' AND w.received_at_ms < i.received_at_ms \
+                                  AND w.not_before_ms > $1))) \
                  ORDER BY i.received_at_ms, i.id LIMIT 1) \
-               AND (state = 'queued' OR (state = 'working' AND claimed_at_ms < $2)) \
+               AND ((state = 'queued' AND (not_before_ms IS NULL OR not_before_ms <= $1)) \
+                    OR (state = 'working' AND claimed_at_ms < $2)) \
              RETURNING id, provider, business_id, conversation_id, payload_json, attempts",
         )
         .bind(now_ms)
@@ -172,24 +176,30 @@ impl Store {
     }
 
     /// Marks a claimed row finished: `done`, or `failed` with the reason (kept for operators).
-    /// A retryable failure goes back to `queued` instead.
+    /// A retryable failure goes back to `queued`, not to be claimed before `not_before_ms`
+    /// (later messages of the same conversation wait behind it, to keep the order).
     pub async fn whatsapp_finish(
         &self,
         id: &str,
         outcome: InboxOutcome<'_>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let (state, error) = match outcome {
-            InboxOutcome::Done => ("done", None),
-            InboxOutcome::Failed(e) => ("failed", Some(e)),
-            InboxOutcome::Retry(e) => ("queued", Some(e)),
+        let (state, error, not_before) = match outcome {
+            InboxOutcome::Done => ("done", None, None),
+            InboxOutcome::Failed(e) => ("failed", Some(e), None),
+            InboxOutcome::Retry {
+                error,
+                not_before_ms,
+            } => ("queued", Some(error), Some(not_before_ms)),
         };
         sqlx::query(
-            "UPDATE whatsapp_inbox SET state = $1, done_at_ms = $2, error = $3 WHERE id = $4",
+            "UPDATE whatsapp_inbox SET state = $1, done_at_ms = $2, error = $3, not_before_ms = $4 \
+             WHERE id = $5",
         )
         .bind(state)
         .bind(now_ms)
         .bind(error)
+        .bind(not_before)
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -544,7 +554,7 @@ impl Store {
 pub enum InboxOutcome<'a> {
     Done,
     Failed(&'a str),
-    Retry(&'a str),
+    Retry { error: &'a str, not_before_ms: i64 },
 }
 
 fn outbound_row(r: &sqlx::any::AnyRow) -> Result<OutboundRow, StoreError> {
