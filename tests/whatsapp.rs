@@ -964,6 +964,47 @@ async fn twilio_whatsapp_is_verified_queued_and_answered_over_rest() {
 }
 
 #[tokio::test]
+async fn twilio_voice_note_is_fetched_with_basic_auth_and_answered() {
+    let heard = Arc::new(Mutex::new(None));
+    let stt = Arc::new(MeasuringStt {
+        transcript: "details on the New York room?".into(),
+        format: SttAudioFormat::Pcm16k,
+        heard: heard.clone(),
+    });
+    let h = start(Options {
+        stt: Some(stt),
+        ..Options::default()
+    })
+    .await;
+    h.twilio
+        .add_media("ME0001", "audio/ogg", voice_note_bytes());
+    let mut params = twilio_params("MM00000000000000000000000000voice", "");
+    params[1].1 = "1".into();
+    params.push(("MediaUrl0".into(), h.twilio.media_url("ME0001")));
+    params.push(("MediaContentType0".into(), "audio/ogg".into()));
+    let url = h.url("/twilio/whatsapp");
+    let sig = signature::compute(TWILIO_TOKEN, &url, &params);
+    let r = h
+        .http
+        .post(url)
+        .header("x-twilio-signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    h.drained().await;
+    assert_eq!(h.twilio.media_downloads(), 1);
+    assert_eq!(h.twilio.unauthorized(), 0);
+    let (frames, _) = heard.lock().unwrap().expect("STT was fed");
+    assert!((190..=193).contains(&frames), "{frames} frames");
+    assert_eq!(
+        h.twilio.sends()[0].text(),
+        Some("*Noted*: details on the New York room?")
+    );
+}
+
+#[tokio::test]
 async fn twilio_twiml_mode_answers_inline_once() {
     let h = start(Options {
         twiml: true,

@@ -285,6 +285,49 @@ impl WhatsAppService {
         }))
     }
 
+    /// Counters for `/metrics`: (name, help, value).
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let s = &self.stats;
+        vec![
+            (
+                "kav_whatsapp_events_queued_total",
+                "WhatsApp webhook events queued",
+                get(&s.accepted),
+            ),
+            (
+                "kav_whatsapp_events_duplicate_total",
+                "WhatsApp webhook events ignored as duplicates",
+                get(&s.duplicates),
+            ),
+            (
+                "kav_whatsapp_events_unknown_number_total",
+                "WhatsApp events for numbers no business owns",
+                get(&s.unknown_number),
+            ),
+            (
+                "kav_whatsapp_events_processed_total",
+                "WhatsApp inbox rows processed",
+                get(&s.processed),
+            ),
+            (
+                "kav_whatsapp_agent_calls_total",
+                "Agent turns run for WhatsApp",
+                get(&s.agent_calls),
+            ),
+            (
+                "kav_whatsapp_sends_total",
+                "WhatsApp send attempts (after retries)",
+                get(&s.sends),
+            ),
+            (
+                "kav_whatsapp_send_failures_total",
+                "WhatsApp sends that failed after retries",
+                get(&s.send_failures),
+            ),
+        ]
+    }
+
     fn log_id(&self, value: &str) -> String {
         log_id(value, self.config.trace_log_pii)
     }

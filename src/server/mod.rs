@@ -342,7 +342,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .as_ref()
         .map(|r| r.dropped())
         .unwrap_or(0) as f64;
-    let extra = [
+    let mut extra = vec![
         (
             "process_resident_memory_bytes",
             "Resident memory",
@@ -355,6 +355,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             dropped,
         ),
     ];
+    if let Some(wa) = &state.whatsapp {
+        extra.extend(wa.metrics());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.deps.metrics.render_prometheus(&extra),
