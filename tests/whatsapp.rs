@@ -59,6 +59,8 @@ fn init_tracing() {
 #[derive(Default)]
 struct ScriptedAgent {
     requests: Mutex<Vec<AgentRequest>>,
+    /// This many calls fail before the agent starts answering.
+    failures: std::sync::atomic::AtomicU32,
 }
 
 impl ScriptedAgent {
@@ -90,7 +92,18 @@ impl Agent for ScriptedAgent {
             .map(|m| m.text.clone())
             .unwrap_or_default();
         self.requests.lock().unwrap().push(request);
+        let fail = self
+            .failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
         Box::pin(async move {
+            if fail {
+                return Err(AgentError::Failed("model overloaded".into()));
+            }
             for piece in ["**Noted**: ", last.as_str()] {
                 let _ = events.send(AgentEvent::TextDelta(piece.to_string())).await;
             }
@@ -700,6 +713,72 @@ async fn rate_limit_130429_is_retried_then_succeeds() {
         rows[0].provider_message_id.as_deref(),
         Some("wamid.FAKE000001")
     );
+}
+
+#[tokio::test]
+async fn throttling_beyond_the_send_retries_requeues_and_reuses_the_stored_reply() {
+    let h = start(Options::default()).await;
+    // send_attempts (5) refusals: the sender gives up, the inbox row is retried later.
+    for _ in 0..5 {
+        h.graph.fail_next(
+            400,
+            130429,
+            "Cloud API message throughput has been reached.",
+        );
+    }
+    assert_eq!(
+        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
+        200
+    );
+    h.drained().await;
+    assert_eq!(h.graph.attempts().len(), 6);
+    assert_eq!(h.graph.sends().len(), 1);
+    assert_eq!(
+        h.agent.calls(),
+        1,
+        "the second attempt reuses the stored reply"
+    );
+    assert_eq!(
+        h.store.whatsapp_inbox_counts().await.unwrap(),
+        vec![("done".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn agent_failure_is_retried_then_answered_once() {
+    let h = start(Options::default()).await;
+    h.agent
+        .failures
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
+        200
+    );
+    h.drained().await;
+    assert_eq!(h.agent.calls(), 3);
+    let sends = h.graph.sends();
+    assert_eq!(sends.len(), 1);
+    assert!(sends[0].text().unwrap().starts_with("*Noted*"));
+    // The user message is stored once despite three attempts.
+    let conv = kav::store::whatsapp::conversation_id("biz-ny", CUSTOMER);
+    assert_eq!(h.store.whatsapp_history(&conv, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn agent_failing_every_attempt_gets_the_fallback_reply() {
+    let h = start(Options::default()).await;
+    h.agent
+        .failures
+        .store(1000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
+        200
+    );
+    h.drained().await;
+    assert_eq!(h.agent.calls(), 5, "max_attempts");
+    let sends = h.graph.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].text(), Some(h.svc.config.fallback_reply.as_str()));
 }
 
 #[tokio::test]
