@@ -329,7 +329,8 @@ pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
                 phone: m
                     .from
                     .clone()
-                    .or_else(|| contact.and_then(|c| c.wa_id.clone())),
+                    .or_else(|| contact.and_then(|c| c.wa_id.clone()))
+                    .filter(|p| is_phone_digits(p)),
                 user_id: m
                     .from_user_id
                     .clone()
@@ -442,8 +443,8 @@ pub fn parse_twilio_form(params: &[(String, String)]) -> Result<InboundMessage, 
     let phone = map
         .get("WaId")
         .map(|s| s.to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| Some(strip_whatsapp_address(from)).filter(|s| !s.is_empty()));
+        .filter(|s| is_phone_digits(s))
+        .or_else(|| Some(strip_whatsapp_address(from)).filter(|s| is_phone_digits(s)));
     let sender = Sender {
         phone,
         user_id: None,
@@ -491,6 +492,12 @@ pub fn parse_twilio_form(params: &[(String, String)]) -> Result<InboundMessage, 
         timestamp_s: 0,
         content,
     })
+}
+
+/// A phone as WhatsApp sends it: E.164 digits without `+`. Anything else is not used as a phone
+/// (it would flow into agent parameters and lead lookups).
+pub fn is_phone_digits(s: &str) -> bool {
+    (6..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `whatsapp:+14155238886` → `14155238886`.
@@ -812,6 +819,37 @@ mod tests {
         let parts = split_message(&hebrew, 4096);
         assert!(parts.len() == 3 && parts.iter().all(|p| p.chars().count() <= 4096));
         assert_eq!(split_message("abcdef", 4), vec!["abcd", "ef"]);
+    }
+
+    #[test]
+    fn a_sender_cannot_smuggle_text_in_as_a_phone() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "changes": [{ "field": "messages", "value": {
+                "metadata": { "display_phone_number": "1", "phone_number_id": "2" },
+                "messages": [
+                    { "from": "+1 (650) admin", "id": "wamid.X", "type": "text", "text": { "body": "hi" } },
+                    { "from": "../../etc", "from_user_id": "US.1", "id": "wamid.Y", "type": "text", "text": { "body": "hi" } }
+                ]
+            }}]}]
+        })
+        .to_string();
+        let events = parse_webhook(body.as_bytes()).unwrap();
+        // The first has no usable identity and is skipped; the second keeps only its BSUID.
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.sender.phone, None);
+        assert_eq!(m.sender.customer_key(), Some("US.1"));
+        let params: Vec<(String, String)> = [
+            ("MessageSid", "SM1"),
+            ("From", "whatsapp:+1;DROP"),
+            ("WaId", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert!(parse_twilio_form(&params).is_err());
     }
 
     #[test]
