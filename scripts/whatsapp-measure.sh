@@ -61,7 +61,7 @@ while [ "$answered" -lt "$N" ]; do
 done
 t3=$(now)
 ms() { echo $(( ($2 - $1) / 1000000 )); }
-echo "webhooks: $N distinct, posted sequentially (kav replay, one connection per post)"
+echo "webhooks: $N distinct, posted sequentially (kav replay: one HTTP client, keep-alive)"
 echo "  accept (verify + dedup insert + 200): $(ms "$t0" "$t1") ms total, $(( ($t1 - $t0) / N / 1000 )) us per webhook"
 echo "  duplicates (all $N again):           $(ms "$t1" "$t2") ms total, $(( ($t2 - $t1) / N / 1000 )) us per webhook"
 echo "  all $N answered (mock sends) after:  $(ms "$t0" "$t3") ms from the first post"
