@@ -248,6 +248,31 @@ async fn conversations_history_outbound_and_statuses() {
             store.whatsapp_reply_for("w0").await.unwrap().as_deref(),
             Some("text 1")
         );
+        // Written in the same millisecond: still in write order.
+        for i in 0..3 {
+            store
+                .whatsapp_append_message(
+                    &format!("z{i}"),
+                    "conv-same-ms",
+                    "biz",
+                    "k",
+                    "user",
+                    &format!("same {i}"),
+                    7_000,
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let same: Vec<String> = store
+            .whatsapp_history("conv-same-ms", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(same, vec!["same 0", "same 1", "same 2"], "{n}");
         let history = store.whatsapp_history(&conv, 10).await.unwrap();
         assert_eq!(history.len(), 10, "{n}");
         assert_eq!(history[0].text, "text 2");

@@ -245,7 +245,7 @@ impl Store {
     }
 
     /// Appends a message. `id` is unique per logical message; a repeat is ignored. Returns
-    /// whether it was new.
+    /// whether it was new. `at_ms` is raised past the conversation's last message if needed.
     #[allow(clippy::too_many_arguments)]
     pub async fn whatsapp_append_message(
         &self,
@@ -260,9 +260,15 @@ impl Store {
         reply_to: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
+            // at_ms is kept strictly increasing per conversation, so history order is the
+            // order messages were written even within one millisecond.
             "INSERT INTO whatsapp_messages (id, conversation_id, business_id, customer_key, role, \
                  text, at_ms, provider_message_id, reply_to) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6, \
+                    CASE WHEN COALESCE(MAX(m.at_ms), 0) >= $7 THEN MAX(m.at_ms) + 1 ELSE $7 END, \
+                    $8, $9 \
+             FROM whatsapp_messages m WHERE m.conversation_id = $2 \
+             ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(conversation_id)
