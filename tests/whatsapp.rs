@@ -516,8 +516,11 @@ async fn signature_checks_are_off_only_when_explicitly_disabled() {
     );
     h.drained().await;
     assert_eq!(h.agent.calls(), 1);
-    // Debug builds only: a release build refuses the flag at start-up (WhatsAppService::new).
-    assert!(cfg!(debug_assertions));
+    // A release build refuses the flag at start-up (WhatsAppService::new).
+    use kav::adapters::whatsapp::check_insecure_allowed;
+    assert!(check_insecure_allowed(true, true).is_err());
+    assert!(check_insecure_allowed(false, true).is_ok());
+    assert!(check_insecure_allowed(true, false).is_ok());
 }
 
 // ------------------------------------------------------------------ exactly once
