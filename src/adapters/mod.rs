@@ -5,6 +5,7 @@ pub mod call;
 pub mod espeak;
 pub mod providers;
 pub mod sim;
+pub mod warm;
 // WhatsApp channel (issue 5).
 pub mod voice_note;
 pub mod whatsapp;

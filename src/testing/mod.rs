@@ -1,3 +1,6 @@
-//! Fake vendor servers on 127.0.0.1:0 speaking the vendors' wire protocols, for tests and benches.
+//! Fake vendor servers and network helpers for tests and benchmarks. Cloud services are not
+//! reachable here, so each real client is exercised against a local server speaking the vendor's
+//! wire protocol.
 
 pub mod fake_graph;
+pub mod latency_proxy;
