@@ -546,6 +546,11 @@ async fn same_webhook_fifty_times_is_one_agent_call_and_one_reply() {
         sends[0].sender_id, NY_NUMBER_ID,
         "reply from the business's number"
     );
+    assert_eq!(
+        h.graph.read_receipts(),
+        vec!["wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=".to_string()],
+        "marked read once"
+    );
     assert_eq!(sends[0].body["to"], format!("+{CUSTOMER}"));
     assert!(
         sends[0].text().unwrap().starts_with("*Noted*: "),

@@ -419,6 +419,10 @@ impl WhatsAppService {
             )
             .await?;
         if new {
+            // The agent may open connections now, before a worker picks the message up.
+            if matches!(event, InboundEvent::Message(_)) {
+                self.agent.prepare(&conversation);
+            }
             report.queued += 1;
             self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -605,6 +609,16 @@ impl WhatsAppService {
         let reply = match self.store.whatsapp_reply_for(&message.message_id).await? {
             Some(stored) => stored,
             None => {
+                // Blue ticks and "typing…" while the agent works (Meta only, not in mock mode).
+                if provider == PROVIDER_META
+                    && delivery == Delivery::Send
+                    && self.mock.is_none()
+                    && let Some(graph) = &self.graph_media
+                {
+                    graph
+                        .mark_read_typing(&business.phone_number_id, &message.message_id)
+                        .await;
+                }
                 let user_text = match &message.content {
                     MessageContent::Text { body } => Some(body.clone()),
                     MessageContent::Choice { title, .. } => Some(title.clone()),

@@ -127,6 +127,30 @@ impl GraphSender {
         body
     }
 
+    /// Marks an inbound message read and shows the typing indicator while the agent works
+    /// (Meta sample: `status: read` + `typing_indicator`). Best effort: failures are logged only.
+    pub async fn mark_read_typing(&self, phone_number_id: &str, message_id: &str) {
+        let url = self.url(&format!("{phone_number_id}/messages"));
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+            "typing_indicator": { "type": "text" },
+        });
+        match self
+            .http
+            .post(&url)
+            .bearer_auth(&self.access_token)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::debug!(status = %r.status(), "mark-read refused"),
+            Err(e) => tracing::debug!(error = %e, "mark-read failed"),
+        }
+    }
+
     async fn send_once(&self, message: OutboundMessage) -> Result<SendReceipt, SendError> {
         let url = self.url(&format!("{}/messages", message.phone_number_id));
         let response = self

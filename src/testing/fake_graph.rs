@@ -1,7 +1,8 @@
 //! Fake Meta Graph API and fake Twilio REST API on 127.0.0.1:0, speaking their HTTP APIs:
 //!
 //! * Graph: `POST /{version}/{phone_number_id}/messages` (Bearer required) answers like Meta
-//!   (`messages[0].id`) or with a scripted error in Meta's error shape; `GET /{version}/{media_id}`
+//!   (`messages[0].id`) or with a scripted error in Meta's error shape (a `status: read` body is
+//!   a read receipt, recorded apart); `GET /{version}/{media_id}`
 //!   returns media metadata whose `url` points back here; `GET /media/{id}` returns the bytes
 //!   (Bearer required, as on Meta's CDN).
 //! * Twilio: `POST /2010-04-01/Accounts/{sid}/Messages.json` (basic auth) answers `201` with a
@@ -69,6 +70,7 @@ struct Shared {
     media: BTreeMap<String, (String, Vec<u8>)>,
     media_downloads: u32,
     unauthorized: u32,
+    read_receipts: Vec<String>,
     base_url: String,
     next_id: u64,
 }
@@ -197,6 +199,11 @@ impl FakeVendor {
         self.with(|s| s.refused)
     }
 
+    /// Message ids marked read (with the typing indicator), in order.
+    pub fn read_receipts(&self) -> Vec<String> {
+        self.with(|s| s.read_receipts.clone())
+    }
+
     pub fn media_downloads(&self) -> u32 {
         self.with(|s| s.media_downloads)
     }
@@ -262,6 +269,15 @@ async fn graph_send(
         Ok(v) => v,
         Err(_) => return graph_error(400, 100, "Invalid parameter"),
     };
+    // Mark-as-read (+ typing indicator) goes to the same endpoint but is not a message.
+    if parsed["status"] == "read" {
+        let id = parsed["message_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        s.read_receipts.push(id);
+        return axum::Json(json!({ "success": true })).into_response();
+    }
     let scripted = s.script.pop_front().or_else(|| {
         (parsed["type"] == "text")
             .then(|| s.text_error.clone())
