@@ -232,6 +232,11 @@ async fn voice_webhook(
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let url = request_url(&state, &headers, &uri, false);
     check_signature(&state, &headers, &url, &params)?;
+    // The phone is still ringing: let the providers open what this call will need.
+    if let Some((_, call_sid)) = params.iter().find(|(n, _)| n == "CallSid") {
+        state.deps.stt.prepare(call_sid);
+        state.deps.agent.prepare(call_sid);
+    }
     let stream_url = request_url(&state, &headers, &Uri::from_static(STREAM_PATH), true);
     let mut twiml =
         String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Connect>\n");

@@ -1,0 +1,3 @@
+//! Fake vendor servers speaking the real wire protocols, for tests, benches and end-to-end runs.
+
+pub mod fake_google;
