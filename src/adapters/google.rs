@@ -65,9 +65,34 @@ const PARKED_STREAMS_MAX: usize = 256;
 
 /// Hebrew phrase hints that every call needs: digits, weekdays, hours, "hour", "appointment".
 const BUILTIN_HINTS_HE: &[&str] = &[
-    "אפס", "אחת", "שתיים", "שלוש", "ארבע", "חמש", "שש", "שבע", "שמונה", "תשע", "עשר",
-    "יום ראשון", "יום שני", "יום שלישי", "יום רביעי", "יום חמישי", "יום שישי", "שבת",
-    "בשעה", "שעה", "חצי", "רבע", "בבוקר", "בצהריים", "בערב", "תור", "לקבוע תור", "לבטל תור",
+    "אפס",
+    "אחת",
+    "שתיים",
+    "שלוש",
+    "ארבע",
+    "חמש",
+    "שש",
+    "שבע",
+    "שמונה",
+    "תשע",
+    "עשר",
+    "יום ראשון",
+    "יום שני",
+    "יום שלישי",
+    "יום רביעי",
+    "יום חמישי",
+    "יום שישי",
+    "שבת",
+    "בשעה",
+    "שעה",
+    "חצי",
+    "רבע",
+    "בבוקר",
+    "בצהריים",
+    "בערב",
+    "תור",
+    "לקבוע תור",
+    "לבטל תור",
 ];
 
 // ------------------------------------------------------------------ stats
@@ -360,7 +385,11 @@ impl GoogleStt {
 
     /// Streams opened at the webhook and not yet taken by their call.
     pub fn parked_streams(&self) -> usize {
-        self.inner.parked.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 
@@ -371,7 +400,13 @@ impl SttInner {
             .filter(|_| language.to_ascii_lowercase().starts_with("he"))
             .map(|s| s.to_string())
             .collect();
-        phrases.extend(self.cfg.phrase_hints.iter().filter(|p| !p.is_empty()).cloned());
+        phrases.extend(
+            self.cfg
+                .phrase_hints
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned(),
+        );
         speech::StreamingRecognitionConfig {
             config: Some(speech::RecognitionConfig {
                 encoding: speech::recognition_config::AudioEncoding::Mulaw as i32,
@@ -830,7 +865,11 @@ impl Recognizer {
         let id = handle.id;
         let seg = self.new_segment(handle, self.current_utterance);
         self.segments.insert(id, seg);
-        let pos = self.order.iter().position(|&s| s == old).map_or(self.order.len(), |p| p + 1);
+        let pos = self
+            .order
+            .iter()
+            .position(|&s| s == old)
+            .map_or(self.order.len(), |p| p + 1);
         self.order.insert(pos, id);
         self.active = Some(id);
         tracing::debug!(call_sid = %self.call_sid, old, new = id, "Google STT stream rotated");
@@ -906,13 +945,17 @@ impl Recognizer {
         self.failures = 0;
         let mut partial = String::new();
         for r in results {
-            let text = r.alternatives.first().map(|a| a.transcript.as_str()).unwrap_or("");
+            let text = r
+                .alternatives
+                .first()
+                .map(|a| a.transcript.as_str())
+                .unwrap_or("");
             if r.is_final {
                 seg.held.push_str(text);
                 // Everything up to the final's end is recognised: no replay needed for it.
-                let end_ms = duration_ms(&r.result_end_time)
-                    .unwrap_or((seg.sent_bytes / 8) as u64);
-                let drop = ((end_ms.saturating_sub(seg.tail_start_ms)) as usize * 8).min(seg.tail.len());
+                let end_ms = duration_ms(&r.result_end_time).unwrap_or((seg.sent_bytes / 8) as u64);
+                let drop =
+                    ((end_ms.saturating_sub(seg.tail_start_ms)) as usize * 8).min(seg.tail.len());
                 seg.tail.drain(..drop);
                 seg.tail_start_ms += (drop / 8) as u64;
             } else {
@@ -927,7 +970,11 @@ impl Recognizer {
         }
     }
 
-    fn on_stream_end(&mut self, id: u64, result: Result<(), tonic::Status>) -> Result<(), SttError> {
+    fn on_stream_end(
+        &mut self,
+        id: u64,
+        result: Result<(), tonic::Status>,
+    ) -> Result<(), SttError> {
         if self.standby.as_ref().is_some_and(|s| s.id == id) {
             let standby = self.standby.take().expect("checked");
             let fast = standby.opened.elapsed() < FAST_FAIL;
@@ -984,7 +1031,11 @@ impl Recognizer {
             new_seg.half_closed_at = Some(Instant::now());
         }
         self.segments.insert(new_id, new_seg);
-        let pos = self.order.iter().position(|&s| s == id).map_or(self.order.len(), |p| p + 1);
+        let pos = self
+            .order
+            .iter()
+            .position(|&s| s == id)
+            .map_or(self.order.len(), |p| p + 1);
         self.order.insert(pos, new_id);
         if self.active == Some(id) {
             self.active = Some(new_id);
@@ -1010,7 +1061,11 @@ impl Recognizer {
     async fn deliver(&mut self) -> bool {
         let now = Instant::now();
         let mut out: Vec<SttEvent> = Vec::new();
-        if let Some(text) = self.pending_partial.take().or_else(|| self.debouncer.poll(now)) {
+        if let Some(text) = self
+            .pending_partial
+            .take()
+            .or_else(|| self.debouncer.poll(now))
+        {
             out.push(SttEvent::Partial { text });
         }
         while let Some(&front) = self.order.front() {
@@ -1032,7 +1087,8 @@ impl Recognizer {
                 for id in &group {
                     join_text(&mut text, &self.segments[id].held);
                 }
-                if state.delivered_any && !text.is_empty() && !text.starts_with(char::is_whitespace) {
+                if state.delivered_any && !text.is_empty() && !text.starts_with(char::is_whitespace)
+                {
                     text.insert(0, ' ');
                 }
                 if !text.is_empty() {
@@ -1041,7 +1097,9 @@ impl Recognizer {
                     self.finals += 1;
                     self.debouncer.clear();
                     out.retain(|e| !matches!(e, SttEvent::Partial { .. }));
-                    out.push(SttEvent::Final { text: text.trim_end().to_string() });
+                    out.push(SttEvent::Final {
+                        text: text.trim_end().to_string(),
+                    });
                 }
                 for id in &group {
                     self.segments.remove(id);
@@ -1070,7 +1128,10 @@ impl Recognizer {
                 }
             }
             while let Some(&id) = self.order.front() {
-                if self.segments[&id].utterance == utt && self.segments[&id].done && self.active != Some(id) {
+                if self.segments[&id].utterance == utt
+                    && self.segments[&id].done
+                    && self.active != Some(id)
+                {
                     self.order.pop_front();
                     self.segments.remove(&id);
                 } else {
@@ -1136,7 +1197,9 @@ pub enum WavError {
     Truncated,
     #[error("WAV has no {0} chunk")]
     MissingChunk(&'static str),
-    #[error("unsupported WAV audio: format {format}, {channels} channel(s), {rate} Hz, {bits} bits")]
+    #[error(
+        "unsupported WAV audio: format {format}, {channels} channel(s), {rate} Hz, {bits} bits"
+    )]
     Unsupported {
         format: u16,
         channels: u16,
@@ -1156,7 +1219,8 @@ pub fn wav_to_mulaw(bytes: &[u8]) -> Result<Vec<u8>, WavError> {
     let mut fmt: Option<(u16, u16, u32, u16)> = None;
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
-        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
+        let size =
+            u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
         let body = pos + 8;
         if id == b"fmt " {
             if size < 16 || body + 16 > bytes.len() {
@@ -1206,7 +1270,9 @@ struct TtsCache {
 
 impl TtsCache {
     fn get(&self, language: &str, text: &str) -> Option<Bytes> {
-        self.map.get(&(language.to_string(), text.to_string())).cloned()
+        self.map
+            .get(&(language.to_string(), text.to_string()))
+            .cloned()
     }
 
     fn insert(&mut self, language: &str, text: &str, audio: Bytes) {
@@ -1275,7 +1341,12 @@ impl GoogleTts {
     }
 
     pub fn cached_phrases(&self) -> usize {
-        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()).map.len()
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 }
 
@@ -1292,7 +1363,11 @@ impl TtsInner {
             }),
             voice: Some(tts::VoiceSelectionParams {
                 language_code: language.to_string(),
-                name: if voice_matches { voice.clone() } else { String::new() },
+                name: if voice_matches {
+                    voice.clone()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             }),
             audio_config: Some(tts::AudioConfig {
@@ -1314,7 +1389,8 @@ impl TtsInner {
         req.set_timeout(timeout);
         let call = async {
             self.svc.authorise(&mut req).await?;
-            let mut client = tts::text_to_speech_client::TextToSpeechClient::new(self.svc.channel());
+            let mut client =
+                tts::text_to_speech_client::TextToSpeechClient::new(self.svc.channel());
             client.synthesize_speech(req).await
         };
         let response = tokio::time::timeout(timeout, call)
@@ -1440,20 +1516,18 @@ impl TextToSpeech for GoogleTts {
 }
 
 /// Builds the Google providers and warms them; the caller falls back if this fails.
-pub async fn stt_from_config(
-    cfg: &Config,
-    stats: Arc<GoogleStats>,
-) -> Result<GoogleStt, String> {
-    let stt = GoogleStt::new(cfg, stats).await.map_err(|e| e.to_string())?;
+pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {
+    let stt = GoogleStt::new(cfg, stats)
+        .await
+        .map_err(|e| e.to_string())?;
     stt.warm().await?;
     Ok(stt)
 }
 
-pub async fn tts_from_config(
-    cfg: &Config,
-    stats: Arc<GoogleStats>,
-) -> Result<GoogleTts, String> {
-    let tts = GoogleTts::new(cfg, stats).await.map_err(|e| e.to_string())?;
+pub async fn tts_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleTts, String> {
+    let tts = GoogleTts::new(cfg, stats)
+        .await
+        .map_err(|e| e.to_string())?;
     tts.warm().await?;
     Ok(tts)
 }
@@ -1471,7 +1545,10 @@ mod tests {
         assert_eq!(d.push(t0 + Duration::from_millis(10), "ab".into()), None);
         assert_eq!(d.poll(t0 + Duration::from_millis(49)), None);
         assert_eq!(d.deadline(), Some(t0 + Duration::from_millis(50)));
-        assert_eq!(d.poll(t0 + Duration::from_millis(50)).as_deref(), Some("ab"));
+        assert_eq!(
+            d.poll(t0 + Duration::from_millis(50)).as_deref(),
+            Some("ab")
+        );
         assert_eq!(d.poll(t0 + Duration::from_millis(200)), None);
         let mut zero = PartialDebouncer::new(Duration::ZERO);
         assert_eq!(zero.push(t0, "x".into()).as_deref(), Some("x"));
@@ -1488,15 +1565,24 @@ mod tests {
         let pcm: Vec<i16> = vec![0, 1000, -1000, 32000];
         let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
         let expected: Vec<u8> = pcm.iter().map(|&s| g711::encode(s)).collect();
-        assert_eq!(wav_to_mulaw(&wav_file(1, 16, &bytes, true)).unwrap(), expected);
+        assert_eq!(
+            wav_to_mulaw(&wav_file(1, 16, &bytes, true)).unwrap(),
+            expected
+        );
         // Headerless audio passes through; broken or foreign WAVs are errors, not noise.
         assert_eq!(wav_to_mulaw(&[1, 2, 3]).unwrap(), vec![1, 2, 3]);
         let wav = wav_file(7, 8, &data, false);
         assert_eq!(wav_to_mulaw(&wav[..20]), Err(WavError::Truncated));
-        assert_eq!(wav_to_mulaw(&wav[..36]), Err(WavError::MissingChunk("data")));
+        assert_eq!(
+            wav_to_mulaw(&wav[..36]),
+            Err(WavError::MissingChunk("data"))
+        );
         let mut wrong_rate = wav_file(7, 8, &data, false);
         wrong_rate[24..28].copy_from_slice(&16000u32.to_le_bytes());
-        assert!(matches!(wav_to_mulaw(&wrong_rate), Err(WavError::Unsupported { rate: 16000, .. })));
+        assert!(matches!(
+            wav_to_mulaw(&wrong_rate),
+            Err(WavError::Unsupported { rate: 16000, .. })
+        ));
     }
 
     #[test]
@@ -1511,7 +1597,9 @@ mod tests {
     #[test]
     fn silence_detection_on_mulaw_frames() {
         assert!(is_silent(&[0xFF; 160]));
-        let loud: Vec<u8> = (0..160).map(|i| g711::encode(if i % 2 == 0 { 8000 } else { -8000 })).collect();
+        let loud: Vec<u8> = (0..160)
+            .map(|i| g711::encode(if i % 2 == 0 { 8000 } else { -8000 }))
+            .collect();
         assert!(!is_silent(&loud));
     }
 }

@@ -5,8 +5,9 @@
 //! first, at most 25 KB of audio per request, a stream-duration limit) by answering like Google
 //! does (`INVALID_ARGUMENT`, `OUT_OF_RANGE`), records everything it received for assertions, and
 //! recognises a script: per utterance some partial texts (one per `partial_every_bytes` of audio)
-//! and a final text, returned when the client half-closes. Faults (an `UNAVAILABLE` after some
-//! audio, a dropped stream, refusing to open) are queued per stream open.
+//! and a final text, returned when the client half-closes. Faults (an `UNAVAILABLE` or
+//! `OUT_OF_RANGE` after some audio, a dropped stream) are queued and taken, in order, by the
+//! streams that receive audio (pre-opened idle streams take none); every open can be refused.
 //!
 //! The TTS fake returns a WAV-headered 8 kHz tone in the encoding asked for (MULAW or LINEAR16),
 //! like Google does, with a configurable latency and queued failures.
@@ -49,13 +50,11 @@ impl ScriptedUtterance {
     }
 }
 
-/// A fault for one stream open, taken in order from the queue.
+/// A fault for one stream, taken in order from the queue when the stream gets its first audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFault {
     /// Behave normally.
     None,
-    /// Answer `UNAVAILABLE` at once.
-    UnavailableAtOpen,
     /// Answer `UNAVAILABLE` after this much audio (mid-utterance).
     UnavailableAfterAudio(usize),
     /// End the response stream without a status error and without a final, after this much audio.
@@ -200,7 +199,7 @@ impl FakeGoogle {
         }
     }
 
-    /// Queues faults for the next stream opens, one per open.
+    /// Queues faults for the next streams that receive audio, one per stream.
     pub fn fault_next_streams(&self, faults: impl IntoIterator<Item = StreamFault>) {
         self.shared.speech().faults.extend(faults);
     }
@@ -330,28 +329,27 @@ impl Service<Request<Streaming<speech::StreamingRecognizeRequest>>> for Recogniz
     fn call(&mut self, req: Request<Streaming<speech::StreamingRecognizeRequest>>) -> Self::Future {
         let shared = self.0.clone();
         Box::pin(async move {
-            let (fault, index) = {
+            let (refuse, index) = {
                 let mut s = shared.speech();
                 s.streams.push(StreamRecord::default());
-                let fault = if s.always_unavailable {
-                    StreamFault::UnavailableAtOpen
-                } else {
-                    s.faults.pop_front().unwrap_or(StreamFault::None)
-                };
-                (fault, s.streams.len() - 1)
+                (s.always_unavailable, s.streams.len() - 1)
             };
-            if fault == StreamFault::UnavailableAtOpen {
+            if refuse {
                 shared.speech().streams[index].outcome = "UNAVAILABLE".into();
                 return Err(Status::unavailable("fake: service unavailable"));
             }
             let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(recognize(shared, index, fault, req.into_inner(), tx));
+            tokio::spawn(recognize(shared, index, req.into_inner(), tx));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }
 }
 
-fn transcript_result(text: &str, is_final: bool, end_ms: u64) -> speech::StreamingRecognitionResult {
+fn transcript_result(
+    text: &str,
+    is_final: bool,
+    end_ms: u64,
+) -> speech::StreamingRecognitionResult {
     speech::StreamingRecognitionResult {
         alternatives: vec![speech::SpeechRecognitionAlternative {
             transcript: text.to_string(),
@@ -384,7 +382,6 @@ fn response(result: speech::StreamingRecognitionResult) -> speech::StreamingReco
 async fn recognize(
     shared: Arc<Shared>,
     index: usize,
-    fault: StreamFault,
     mut requests: Streaming<speech::StreamingRecognizeRequest>,
     tx: mpsc::Sender<Result<speech::StreamingRecognizeResponse, Status>>,
 ) {
@@ -394,6 +391,7 @@ async fn recognize(
     let mut audio_bytes = 0usize;
     let mut utterance: Option<ScriptedUtterance> = None;
     let mut partials_sent = 0usize;
+    let mut fault = StreamFault::None;
     let end = |outcome: &str| {
         shared.speech().streams[index].outcome = outcome.to_string();
     };
@@ -446,7 +444,9 @@ async fn recognize(
                     let rec = &mut s.streams[index];
                     rec.request_sizes.push(audio.len());
                     rec.audio.extend_from_slice(&audio);
-                    if utterance.is_none() {
+                    if audio_bytes == audio.len() {
+                        // First audio: this stream is recognising the next utterance.
+                        fault = s.faults.pop_front().unwrap_or(StreamFault::None);
                         if let Some((i, u)) = s.script.pop_front() {
                             s.streams[index].utterance = Some(i);
                             utterance = Some(u);
@@ -558,7 +558,8 @@ impl Service<Request<tts::SynthesizeSpeechRequest>> for SynthesizeHandler {
                 .collect();
             let wav = match tts::AudioEncoding::try_from(audio.audio_encoding) {
                 Ok(tts::AudioEncoding::Mulaw) => {
-                    let data: Vec<u8> = tone.iter().map(|&s| crate::core::g711::encode(s)).collect();
+                    let data: Vec<u8> =
+                        tone.iter().map(|&s| crate::core::g711::encode(s)).collect();
                     wav_file(7, 8, &data, extra_chunk)
                 }
                 Ok(tts::AudioEncoding::Linear16) => {
