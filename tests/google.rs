@@ -572,11 +572,18 @@ async fn a_call_through_the_server_with_google_stt_and_tts() {
         let streams = fake.streams();
         assert_eq!(streams[0].utterance, Some(0), "{streams:#?}");
         assert!(fake.violations().is_empty());
-        // The reply was synthesised by the TTS fake.
-        assert!(
-            fake.tts_requests()
-                .iter()
-                .any(|r| r.text != srv.state.deps.config.call.fallback_reply)
+        // The reply was synthesised by Google TTS sentence by sentence while the agent streamed
+        // (so its first audio did not wait for the whole reply); the fixed phrases came from the
+        // start-up cache and made no request during the call.
+        let reply = kav::adapters::sim::SimulatedAgent::reply_for(said, false, false).0;
+        assert_eq!(turns[0].bot_text, reply);
+        let requests = fake.tts_requests();
+        let warmed = 2; // fallback reply + digits prompt (no greeting configured)
+        let spoken: Vec<String> = requests[warmed..].iter().map(|r| r.text.clone()).collect();
+        assert!(spoken.len() >= 2, "one request per sentence: {spoken:?}");
+        assert_eq!(
+            spoken.join(" ").split_whitespace().collect::<Vec<_>>(),
+            reply.split_whitespace().collect::<Vec<_>>()
         );
     })
     .await;
