@@ -146,6 +146,11 @@ async fn config_first_small_requests_and_mulaw_unchanged() {
         call.send(SttInput::UtteranceEnd).await;
         let events = call.until_final().await;
         assert_eq!(finals(&events), vec!["שלום לך"]);
+        assert_eq!(
+            stt.stats().stt_final_latency().count,
+            1,
+            "utterance end → final measured"
+        );
 
         let streams = fake.streams();
         assert!(fake.violations().is_empty(), "{:?}", fake.violations());
@@ -487,6 +492,19 @@ async fn tts_strips_the_wav_header_chunks_small_and_serves_fixed_phrases_from_ca
             1
         );
         assert_eq!(tts.stats().tts_first_audio_latency().count, 1);
+        let text = tts.stats().render_prometheus();
+        assert!(
+            text.contains("\nkav_google_tts_cache_hits_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkav_google_tts_requests_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkav_google_tts_first_audio_ms_count 1\n"),
+            "{text}"
+        );
     })
     .await;
 }

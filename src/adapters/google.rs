@@ -170,6 +170,91 @@ fn summarise(h: &Mutex<Histogram<u64>>) -> LatencySummary {
 }
 
 impl GoogleStats {
+    /// Prometheus text for `/metrics` (the lead can append it to `Metrics::render_prometheus`).
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let counters: [(&str, &AtomicU64, &str); 12] = [
+            (
+                "stt_streams_opened",
+                &self.stt_streams_opened,
+                "StreamingRecognize calls opened",
+            ),
+            (
+                "stt_rotations",
+                &self.stt_rotations,
+                "Streams replaced before Google's duration limit",
+            ),
+            (
+                "stt_reconnects",
+                &self.stt_reconnects,
+                "Streams that died mid-utterance and were replayed",
+            ),
+            (
+                "stt_audio_bytes",
+                &self.stt_audio_bytes,
+                "Mu-law bytes sent",
+            ),
+            ("stt_requests", &self.stt_requests, "Audio requests sent"),
+            (
+                "stt_requests_dropped",
+                &self.stt_requests_dropped,
+                "Audio requests not queued (stalled or closed stream)",
+            ),
+            (
+                "stt_replay_bytes_dropped",
+                &self.stt_replay_bytes_dropped,
+                "Unfinalised audio too old to keep for replay",
+            ),
+            (
+                "stt_finals",
+                &self.stt_finals,
+                "Final transcripts delivered",
+            ),
+            (
+                "stt_streams_given_up",
+                &self.stt_streams_given_up,
+                "Half-closed streams that gave no final in time",
+            ),
+            ("tts_requests", &self.tts_requests, "SynthesizeSpeech calls"),
+            (
+                "tts_cache_hits",
+                &self.tts_cache_hits,
+                "Fixed phrases served from memory",
+            ),
+            ("tts_errors", &self.tts_errors, "Failed syntheses"),
+        ];
+        for (name, value, help) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP kav_google_{name}_total {help}\n# TYPE kav_google_{name}_total counter\nkav_google_{name}_total {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        for (name, s, help) in [
+            (
+                "stt_final_after_end_ms",
+                self.stt_final_latency(),
+                "Our utterance end to the final transcript",
+            ),
+            (
+                "tts_first_audio_ms",
+                self.tts_first_audio_latency(),
+                "TTS request to the first audio byte",
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP kav_google_{name} {help}\n# TYPE kav_google_{name} summary"
+            );
+            for (q, v) in [("0.5", s.p50_ms), ("0.9", s.p90_ms), ("1", s.max_ms)] {
+                let _ = writeln!(out, "kav_google_{name}{{quantile=\"{q}\"}} {v}");
+            }
+            let _ = writeln!(out, "kav_google_{name}_count {}", s.count);
+        }
+        out
+    }
+
     pub fn stt_final_latency(&self) -> LatencySummary {
         summarise(&self.stt_final_ms)
     }
@@ -524,7 +609,20 @@ impl SpeechToText for GoogleStt {
             return;
         }
         let (handle, rx) = inner.open_stream(&inner.default_language);
+        let id = handle.id;
         parked.insert(call_sid.to_string(), (Instant::now(), handle, rx));
+        // A call that never connects must not keep its stream open until the next webhook.
+        let weak = Arc::downgrade(inner);
+        let call_sid = call_sid.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Some(inner) = weak.upgrade() {
+                let mut parked = inner.parked.lock().unwrap_or_else(|p| p.into_inner());
+                if parked.get(&call_sid).is_some_and(|(_, h, _)| h.id == id) {
+                    parked.remove(&call_sid);
+                }
+            }
+        });
     }
 
     fn stream(
@@ -643,6 +741,8 @@ struct Recognizer {
     rotations: u64,
     reconnects: u64,
     audio_bytes: u64,
+    final_latency_total: Duration,
+    final_latency_max: Duration,
 }
 
 fn join_text(into: &mut String, piece: &str) {
@@ -699,6 +799,8 @@ impl Recognizer {
             rotations: 0,
             reconnects: 0,
             audio_bytes: 0,
+            final_latency_total: Duration::ZERO,
+            final_latency_max: Duration::ZERO,
         }
     }
 
@@ -1092,7 +1194,10 @@ impl Recognizer {
                     text.insert(0, ' ');
                 }
                 if !text.is_empty() {
-                    record(&self.inner.stats.stt_final_ms, now.duration_since(ended_at));
+                    let latency = now.duration_since(ended_at);
+                    record(&self.inner.stats.stt_final_ms, latency);
+                    self.final_latency_total += latency;
+                    self.final_latency_max = self.final_latency_max.max(latency);
                     bump(&self.inner.stats.stt_finals, 1);
                     self.finals += 1;
                     self.debouncer.clear();
@@ -1156,6 +1261,10 @@ impl Recognizer {
             rotations = self.rotations,
             reconnects = self.reconnects,
             audio_bytes = self.audio_bytes,
+            final_after_end_avg_ms = (self.final_latency_total.as_millis() as u64)
+                .checked_div(self.finals)
+                .unwrap_or(0),
+            final_after_end_max_ms = self.final_latency_max.as_millis() as u64,
             ok = result.is_ok(),
             "Google STT call totals"
         );
@@ -1516,17 +1625,24 @@ impl TextToSpeech for GoogleTts {
 }
 
 /// Builds the Google providers and warms them; the caller falls back if this fails.
+/// Finding credentials can probe the metadata server; never let start-up hang on it.
+fn init_deadline(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.google.request_timeout_ms.max(1) * 2)
+}
+
 pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {
-    let stt = GoogleStt::new(cfg, stats)
+    let stt = tokio::time::timeout(init_deadline(cfg), GoogleStt::new(cfg, stats))
         .await
+        .map_err(|_| "looking for Google credentials timed out".to_string())?
         .map_err(|e| e.to_string())?;
     stt.warm().await?;
     Ok(stt)
 }
 
 pub async fn tts_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleTts, String> {
-    let tts = GoogleTts::new(cfg, stats)
+    let tts = tokio::time::timeout(init_deadline(cfg), GoogleTts::new(cfg, stats))
         .await
+        .map_err(|_| "looking for Google credentials timed out".to_string())?
         .map_err(|e| e.to_string())?;
     tts.warm().await?;
     Ok(tts)
