@@ -323,6 +323,65 @@ async fn reconnects_after_unavailable_mid_utterance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_mid_utterance_is_replayed_too() {
+    bounded(20, async {
+        let fake = FakeGoogle::start(SpeechFakeConfig::default())
+            .await
+            .unwrap();
+        fake.fault_next_streams([StreamFault::DropAfterAudio(800)]);
+        fake.script([
+            ScriptedUtterance::new(&[], "dropped"),
+            ScriptedUtterance::new(&[], "ביום שלישי"),
+        ]);
+        let stt = connected_stt(&google_config(&fake)).await;
+        let mut call = Running::start(&stt, "CA9");
+        call.speak(0..20, true).await;
+        call.send(SttInput::UtteranceEnd).await;
+        assert_eq!(finals(&call.until_final().await), vec!["ביום שלישי"]);
+        let streams = fake.streams();
+        let replacement = streams.iter().find(|s| s.utterance == Some(1)).unwrap();
+        assert_eq!(replacement.audio, call.sent, "{streams:#?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_limit_rotates_mid_speech_without_loss() {
+    bounded(30, async {
+        let fake = FakeGoogle::start(SpeechFakeConfig::default())
+            .await
+            .unwrap();
+        fake.script([
+            ScriptedUtterance::new(&[], "one"),
+            ScriptedUtterance::new(&[], "two"),
+            ScriptedUtterance::new(&[], "three"),
+        ]);
+        let mut cfg = google_config(&fake);
+        cfg.google.rotate_after_ms = 100;
+        cfg.google.rotate_hard_limit_ms = 300;
+        let stt = connected_stt(&cfg).await;
+        let mut call = Running::start(&stt, "CA10");
+        // Continuous speech, never silent: only the hard limit can rotate.
+        call.speak(0..25, true).await;
+        call.send(SttInput::UtteranceEnd).await;
+        let events = call.until_final().await;
+        let streams = fake.streams();
+        let used: Vec<_> = streams.iter().filter(|s| !s.audio.is_empty()).collect();
+        assert!(used.len() >= 2, "{streams:#?}");
+        let expected = ["one", "two", "three"][..used.len()].join(" ");
+        assert_eq!(finals(&events), vec![expected]);
+        assert_eq!(
+            used.iter()
+                .flat_map(|s| s.audio.clone())
+                .collect::<Vec<_>>(),
+            call.sent
+        );
+        assert!(call.no_more_events().await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausting_retries_returns_an_stt_error() {
     bounded(20, async {
         let fake = FakeGoogle::start(SpeechFakeConfig::default())

@@ -713,7 +713,6 @@ struct Segment {
 
 struct UtteranceState {
     ended_at: Option<Instant>,
-    delivered_any: bool,
 }
 
 struct Recognizer {
@@ -932,13 +931,8 @@ impl Recognizer {
             }
             None => {
                 self.current_utterance += 1;
-                self.utterances.insert(
-                    self.current_utterance,
-                    UtteranceState {
-                        ended_at: None,
-                        delivered_any: false,
-                    },
-                );
+                self.utterances
+                    .insert(self.current_utterance, UtteranceState { ended_at: None });
                 let handle = self.take_stream();
                 let id = handle.id;
                 let seg = self.new_segment(handle, self.current_utterance);
@@ -1065,7 +1059,18 @@ impl Recognizer {
             }
         }
         if self.active == Some(id) && !partial.is_empty() {
-            let partial = partial.trim().to_string();
+            // The partial covers only this stream: put the utterance's held finals in front, so
+            // the engine's fallback (last partial at the STT timeout) has the whole utterance.
+            let utterance = self.current_utterance;
+            let mut text = String::new();
+            for sid in &self.order {
+                let seg = &self.segments[sid];
+                if seg.utterance == utterance {
+                    join_text(&mut text, &seg.held);
+                }
+            }
+            join_text(&mut text, &partial);
+            let partial = text.trim().to_string();
             if let Some(now_text) = self.debouncer.push(Instant::now(), partial) {
                 self.pending_partial = Some(now_text);
             }
@@ -1160,6 +1165,11 @@ impl Recognizer {
     }
 
     /// Delivers what is ready, in stream order. `false` if the call went away.
+    ///
+    /// Finals are held until the utterance ended and all of its streams are done, then delivered
+    /// as one `Final`: the session completes the turn on a final that arrives after the utterance
+    /// end, and also on one that arrived before it when no partial followed, so a rotated-out
+    /// stream's early final would otherwise end the turn without the rest of the utterance.
     async fn deliver(&mut self) -> bool {
         let now = Instant::now();
         let mut out: Vec<SttEvent> = Vec::new();
@@ -1189,8 +1199,10 @@ impl Recognizer {
                 for id in &group {
                     join_text(&mut text, &self.segments[id].held);
                 }
-                if state.delivered_any && !text.is_empty() && !text.starts_with(char::is_whitespace)
-                {
+                // The session appends finals as they come; if this utterance continues one it
+                // already has text for (the caller paused), the words must stay apart. A leading
+                // space on the turn's first final is trimmed by the session.
+                if self.finals > 0 && !text.is_empty() && !text.starts_with(char::is_whitespace) {
                     text.insert(0, ' ');
                 }
                 if !text.is_empty() {
@@ -1213,36 +1225,7 @@ impl Recognizer {
                 self.utterances.remove(&utt);
                 continue;
             }
-            // The utterance is still being spoken: deliver finals as they become deliverable.
-            for id in &group {
-                let seg = self.segments.get_mut(id).expect("in order");
-                let held = std::mem::take(&mut seg.held);
-                if !held.is_empty() {
-                    let mut text = String::new();
-                    if state.delivered_any && !held.starts_with(char::is_whitespace) {
-                        text.push(' ');
-                    }
-                    text.push_str(&held);
-                    state.delivered_any = true;
-                    self.finals += 1;
-                    bump(&self.inner.stats.stt_finals, 1);
-                    out.push(SttEvent::Final { text });
-                }
-                if !seg.done {
-                    break;
-                }
-            }
-            while let Some(&id) = self.order.front() {
-                if self.segments[&id].utterance == utt
-                    && self.segments[&id].done
-                    && self.active != Some(id)
-                {
-                    self.order.pop_front();
-                    self.segments.remove(&id);
-                } else {
-                    break;
-                }
-            }
+            // Still being spoken: its finals are held (see `deliver`).
             break;
         }
         for event in out {
