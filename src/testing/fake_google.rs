@@ -169,10 +169,13 @@ impl FakeGoogle {
             speech: Mutex::new(SpeechState::default()),
             tts: Mutex::new(TtsState::default()),
         });
+        // Small gRPC frames both ways: Nagle + delayed ACK would add ~40 ms to each exchange.
         let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
             .add_service(SpeechService(shared.clone()))
             .add_service(TtsService(shared.clone()));
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming(incoming).await {
                 tracing::warn!(error = %e, "fake Google server stopped");
