@@ -427,6 +427,15 @@ fn parse_like(current: &toml::Value, var: &str, value: &str) -> Result<toml::Val
         toml::Value::Float(_) => {
             toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?)
         }
+        // Lists of words (e.g. `KAV_GOOGLE_PHRASE_HINTS`): comma-separated.
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(value.to_string()),
     })
 }
@@ -458,6 +467,20 @@ mod tests {
         assert!(!cfg.turn.barge_in);
         assert_eq!(cfg.server.listen, "0.0.0.0:9000");
         assert_eq!(cfg.server.public_url, "https://x.test");
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_env_values() {
+        let cfg = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("KAV_GOOGLE_PHRASE_HINTS", "תספורת, צבע ,,פן"),
+                ("KAV_GOOGLE_STT_ENDPOINT", "http://127.0.0.1:9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.google.phrase_hints, vec!["תספורת", "צבע", "פן"]);
+        assert_eq!(cfg.google.stt_endpoint, "http://127.0.0.1:9");
     }
 
     #[test]

@@ -1088,8 +1088,10 @@ impl Recognizer {
             if let Err(status) = &result {
                 tracing::warn!(call_sid = %self.call_sid, code = ?status.code(), message = status.message(), "Google STT standby stream failed");
             }
+            // A stream that ends at once, even "cleanly", is a failed open: back off rather than
+            // spin. Google's duration limit (OUT_OF_RANGE) on an idle stream is not a failure.
             let out_of_range = matches!(&result, Err(s) if s.code() == tonic::Code::OutOfRange);
-            if result.is_err() && fast && !out_of_range {
+            if fast && !out_of_range {
                 self.failures += 1;
                 self.check_failures(&result)?;
                 let backoff = Duration::from_millis(100u64 << self.failures.min(4));
