@@ -604,6 +604,7 @@ async fn unreachable_google_falls_back_to_working_providers() {
         let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
         assert_eq!(providers.stt.name(), "simulated-stt");
         assert_ne!(providers.tts.name(), "google");
+        assert!(providers.google_stats.is_none());
     })
     .await;
 }

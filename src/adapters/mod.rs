@@ -17,6 +17,9 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
+    /// Measurements of the Google providers when one is in use (append
+    /// `GoogleStats::render_prometheus()` to `/metrics`).
+    pub google_stats: Option<Arc<google::GoogleStats>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,5 +113,11 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         tts = tts.name(),
         "providers"
     );
-    Ok(Providers { stt, agent, tts })
+    let google_stats = (stt.name() == "google" || tts.name() == "google").then_some(google_stats);
+    Ok(Providers {
+        stt,
+        agent,
+        tts,
+        google_stats,
+    })
 }
