@@ -297,6 +297,18 @@ struct GrpcService {
     auth: TokenSource,
 }
 
+/// tonic's transport errors say only "transport error"; the cause is in the source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn is_plain_loopback(url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else {
         return false;
@@ -376,7 +388,7 @@ impl GrpcService {
             .endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", self.url))?;
+            .map_err(|e| format!("cannot connect to {}: {}", self.url, error_chain(&e)))?;
         *self.channel.write().unwrap_or_else(|p| p.into_inner()) = channel;
         self.connected.store(true, Ordering::Release);
         Ok(())
