@@ -357,9 +357,16 @@ impl GrpcService {
         {
             TokenSource::Static(token.trim().to_string())
         } else {
-            let provider = gcp_auth::provider()
+            // One lookup per process, shared by STT and TTS: without credentials it probes the
+            // metadata server, which takes seconds.
+            static PROVIDER: tokio::sync::OnceCell<
+                Result<Arc<dyn gcp_auth::TokenProvider>, String>,
+            > = tokio::sync::OnceCell::const_new();
+            let provider = PROVIDER
+                .get_or_init(|| async { gcp_auth::provider().await.map_err(|e| e.to_string()) })
                 .await
-                .map_err(|e| GoogleInitError::Credentials(e.to_string()))?;
+                .clone()
+                .map_err(GoogleInitError::Credentials)?;
             TokenSource::Gcp(provider)
         };
         let channel = RwLock::new(endpoint.connect_lazy());
