@@ -9,8 +9,12 @@
 //!   utterance pays no stream set-up;
 //! - at `UtteranceEnd` the stream is half-closed: Google then finalises everything it heard and
 //!   closes, which is the fastest way to get the final (no waiting for Google's own endpointer).
-//!   The finals of all of an utterance's streams are joined and delivered as one `Final`, because
-//!   the session completes the turn on the first `Final` after the utterance end;
+//!   The finals of all of an utterance's streams are held until it ended and all of them closed,
+//!   then joined and delivered as one `Final`: the session completes the turn on a final after the
+//!   utterance end (or on an early one with no partial after it), so finals delivered piecemeal
+//!   could end the turn short. Partials are debounced and carry the held finals in front;
+//! - an idle standby is replaced at half the rotation age (and whenever Google closes it), so an
+//!   utterance always starts on a stream with most of its 5 minutes left;
 //! - `UtteranceDiscarded` cancels the utterance's streams: their results are never delivered.
 //!
 //! Rotation (Google closes streams after 5 minutes): a stream older than `rotate_after_ms` is
@@ -22,7 +26,8 @@
 //! replacement stream. Failed opens are retried with backoff; after `reconnect_attempts` failures
 //! in a row the stream task returns [`SttError`] and the call driver's STT restart takes over.
 //! Results are delivered strictly in stream order, so a rotated-out stream's final is never
-//! overtaken by its successor's.
+//! overtaken by its successor's. A half-closed stream that gives no final within
+//! `[turn] stt_timeout_ms` is given up (the engine has used the last partial by then).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
@@ -890,6 +895,12 @@ impl Recognizer {
         }
     }
 
+    /// An idle standby is replaced at half the rotation age, so the stream an utterance starts on
+    /// always has at least half of its time budget left.
+    fn standby_max_age(&self) -> Duration {
+        Duration::from_millis((self.inner.cfg.rotate_after_ms / 2).max(1))
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let mut next = self.debouncer.deadline();
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
@@ -897,7 +908,7 @@ impl Recognizer {
             consider(t);
         }
         if let Some(s) = &self.standby {
-            consider(s.opened + Duration::from_millis(self.inner.cfg.rotate_after_ms));
+            consider(s.opened + self.standby_max_age());
         }
         for seg in self.segments.values() {
             if let (Some(at), false) = (seg.half_closed_at, seg.done) {
@@ -912,11 +923,11 @@ impl Recognizer {
         if self.standby_retry_at.is_some_and(|t| t <= now) {
             self.open_standby();
         }
-        let rotate_after = Duration::from_millis(self.inner.cfg.rotate_after_ms);
+        let max_age = self.standby_max_age();
         if self
             .standby
             .as_ref()
-            .is_some_and(|s| now.duration_since(s.opened) >= rotate_after)
+            .is_some_and(|s| now.duration_since(s.opened) >= max_age)
         {
             // An idle stream must not reach Google's limit either: replace it quietly.
             self.standby = None;
