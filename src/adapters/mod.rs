@@ -3,6 +3,7 @@
 pub mod audio_file;
 pub mod call;
 pub mod espeak;
+pub mod google;
 pub mod openai;
 pub mod providers;
 pub mod sim;
@@ -22,6 +23,9 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
+    /// Measurements of the Google providers when one is in use (append
+    /// `GoogleStats::render_prometheus()` to `/metrics`).
+    pub google_stats: Option<Arc<google::GoogleStats>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +44,22 @@ pub enum ProviderConfigError {
 /// replaced by one that works (with a warning), so the server always comes up.
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
+    // One set of Google measurements for STT and TTS (see google::GoogleStats).
+    let google_stats = Arc::new(google::GoogleStats::default());
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
         "simulated" => Arc::new(sim::SimulatedStt::new(lat.clone())),
+        "google" => match google::stt_from_config(cfg, google_stats.clone()).await {
+            Ok(stt) => Arc::new(stt),
+            Err(e) => {
+                tracing::warn!(error = %e, "Google STT unavailable; falling back to the simulated STT");
+                Arc::new(sim::SimulatedStt::new(lat.clone()))
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "simulated",
+                available: "google, simulated",
             });
         }
     };
@@ -92,11 +105,24 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
                 }
             }
         }
+        "google" => match google::tts_from_config(cfg, google_stats.clone()).await {
+            Ok(tts) => Arc::new(tts),
+            Err(e) => {
+                tracing::warn!(error = %e, "Google TTS unavailable; falling back to the offline espeak-ng TTS");
+                let espeak = espeak::EspeakTts::new(&cfg.espeak);
+                if espeak.check().await.is_ok() {
+                    Arc::new(espeak)
+                } else {
+                    tracing::warn!("espeak-ng unavailable too; using the simulated TTS (tones)");
+                    Arc::new(sim::SimulatedTts::new(lat.clone()))
+                }
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "tts",
                 name: other.into(),
-                available: "espeak, simulated",
+                available: "espeak, google, simulated",
             });
         }
     };
@@ -106,5 +132,11 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         tts = tts.name(),
         "providers"
     );
-    Ok(Providers { stt, agent, tts })
+    let google_stats = (stt.name() == "google" || tts.name() == "google").then_some(google_stats);
+    Ok(Providers {
+        stt,
+        agent,
+        tts,
+        google_stats,
+    })
 }
