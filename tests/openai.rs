@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::openai::{LlmAgent, LlmAgentSettings, OpenAiChat};
+use kav::adapters::openai::{
+    LlmAgent, LlmAgentSettings, OpenAiChat, PHONE_CHANNEL_NOTE, WHATSAPP_CHANNEL_NOTE,
+};
 use kav::adapters::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, CallContext, Channel, ChatError, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
@@ -509,7 +511,7 @@ async fn llm_agent_streams_the_reply_and_sends_the_conversation() {
     assert_eq!(
         body["messages"],
         json!([
-            {"role": "system", "content": "You are the receptionist."},
+            {"role": "system", "content": format!("You are the receptionist.\n\n{PHONE_CHANNEL_NOTE}")},
             {"role": "user", "content": "When do you open?"},
             {"role": "assistant", "content": "[interrupted; the caller heard only: \"We open at\"]"},
             {"role": "user", "content": "Sorry, tomorrow?"},
@@ -533,6 +535,8 @@ async fn llm_agent_gives_whatsapp_longer_replies_and_marks_keypad_input() {
     agent.respond(request, tx).await.unwrap();
     let body = &fake.requests()[0];
     assert_eq!(body["max_tokens"], 120);
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.ends_with(WHATSAPP_CHANNEL_NOTE), "{system}");
     assert_eq!(
         body["messages"][1]["content"],
         "[typed on the keypad] 0501234567"

@@ -83,9 +83,10 @@ async fn the_caller_hears_the_llm_reply_to_their_transcript() {
         assert_eq!(body["stream"], true);
         let messages = body["messages"].as_array().unwrap();
         assert_eq!(messages[0]["role"], "system");
-        assert_eq!(
-            messages[0]["content"],
-            "You answer the phone for Dana's salon."
+        let system = messages[0]["content"].as_str().unwrap();
+        assert!(
+            system.starts_with("You answer the phone for Dana's salon."),
+            "{system}"
         );
         assert_eq!(messages.last().unwrap()["role"], "user");
         assert_eq!(messages.last().unwrap()["content"], said);
