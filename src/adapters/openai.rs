@@ -837,28 +837,28 @@ mod tests {
         };
         let openai_only = env(&[("OPENAI_API_KEY", "sk-openai")]);
         assert_eq!(
-            api_key_from_env("https://api.openai.com/v1", &openai_only).as_deref(),
+            api_key_from_env("https://api.openai.com/v1", openai_only).as_deref(),
             Some("sk-openai")
         );
         assert_eq!(
-            api_key_from_env("https://res.openai.azure.com", &openai_only).as_deref(),
+            api_key_from_env("https://res.openai.azure.com", openai_only).as_deref(),
             Some("sk-openai")
         );
         assert_eq!(
-            api_key_from_env("http://127.0.0.1:11434/v1", &openai_only),
+            api_key_from_env("http://127.0.0.1:11434/v1", openai_only),
             None
         );
         assert_eq!(
-            api_key_from_env("https://llm.example.com/v1", &openai_only),
+            api_key_from_env("https://llm.example.com/v1", openai_only),
             None
         );
         let both = env(&[("OPENAI_API_KEY", "sk-openai"), ("KAV_LLM_API_KEY", "kav")]);
         assert_eq!(
-            api_key_from_env("http://127.0.0.1:8000/v1", &both).as_deref(),
+            api_key_from_env("http://127.0.0.1:8000/v1", both).as_deref(),
             Some("kav")
         );
         assert_eq!(
-            api_key_from_env("https://api.openai.com/v1", &both).as_deref(),
+            api_key_from_env("https://api.openai.com/v1", both).as_deref(),
             Some("kav")
         );
         assert_eq!(
