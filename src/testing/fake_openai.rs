@@ -31,6 +31,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -223,6 +224,11 @@ impl FakeOpenAi {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 handle(shared.clone(), method, uri, headers, body)
             }
+        });
+        // Like a real API front end: without TCP_NODELAY, Nagle holds the second small SSE write
+        // until the client's delayed ACK (~40 ms) on a reused connection.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
         });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
