@@ -574,3 +574,26 @@ async fn llm_agent_maps_failures_to_agent_errors() {
         .unwrap_err();
     assert!(matches!(err, AgentError::Timeout), "{err}");
 }
+
+#[tokio::test]
+async fn llm_agent_treats_an_empty_reply_as_a_failure() {
+    // So the session speaks its fallback instead of leaving the caller in silence.
+    let fake = FakeOpenAi::start(vec![FakeReply::text("", 1)]).await;
+    let agent = LlmAgent::new(
+        Arc::new(chat(&fake)),
+        LlmAgentSettings::from_config(&LlmConfig::default()),
+    );
+    let (tx, mut rx) = mpsc::channel(16);
+    let err = agent
+        .respond(
+            agent_request(Channel::Phone, vec![msg(Role::User, "hi", false)]),
+            tx,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AgentError::Failed(m) if m.contains("no text")),
+        "{err}"
+    );
+    assert_eq!(rx.recv().await, None);
+}

@@ -314,10 +314,14 @@ impl ChatModel for OpenAiChat {
     }
 
     fn prepare(&self, call_sid: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(%call_sid, "no tokio runtime; LLM pre-connect skipped");
+            return;
+        };
         let warm = self.warm_up();
         let call_sid = call_sid.to_string();
         // Fire and forget: the webhook must answer Twilio now; the connection lands in the pool.
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(error) = warm.await {
                 tracing::warn!(%call_sid, %error, "LLM pre-connect failed");
             }
@@ -720,6 +724,12 @@ impl Agent for LlmAgent {
             };
             let (result, ()) = tokio::join!(completion, forward);
             match result {
+                // Nothing to say (e.g. `length` hit before any text, or a tool call we did not
+                // offer): an error, so the session speaks its fallback instead of silence.
+                Ok(done) if done.text.trim().is_empty() => Err(AgentError::Failed(format!(
+                    "LLM returned no text (finish_reason {:?})",
+                    done.finish_reason
+                ))),
                 Ok(done) => {
                     tracing::debug!(
                         ttfb_ms = done.ttfb_ms,
