@@ -597,3 +597,18 @@ async fn llm_agent_treats_an_empty_reply_as_a_failure() {
     );
     assert_eq!(rx.recv().await, None);
 }
+
+#[tokio::test]
+async fn text_before_tool_calls_is_streamed_and_the_calls_returned() {
+    let calls = vec![call("call_7", "find_slots", r#"{"day":"monday"}"#)];
+    let fake = FakeOpenAi::start(vec![
+        FakeReply::tool_calls(calls.clone(), 3).with_text("Let me check.", 2),
+    ])
+    .await;
+    let (result, deltas) = complete(&chat(&fake), request("monday?")).await;
+    let done = result.unwrap();
+    assert_eq!(deltas, vec!["Let me ", "check."]);
+    assert_eq!(done.text, "Let me check.");
+    assert_eq!(done.tool_calls, calls);
+    assert_eq!(done.finish_reason, "tool_calls");
+}
