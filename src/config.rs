@@ -73,6 +73,12 @@ pub struct CallConfig {
     pub greeting: String,
     /// Spoken when a provider fails mid-turn, so the caller is never left in silence.
     pub fallback_reply: String,
+    /// Every this long, each provider's `warm()` runs again so pooled connections and caches stay
+    /// warm between calls (Google and OpenAI close idle connections after minutes). 0 disables.
+    pub keep_warm_ms: u64,
+    /// Open the call's STT stream and LLM connection when the TwiML webhook arrives (phone still
+    /// ringing), so the first turn pays no connection cost. Off only to measure what it saves.
+    pub preconnect: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,8 +198,6 @@ pub struct LlmConfig {
     /// System prompt of the plain conversational agent; a note on the channel (spoken phone call
     /// or WhatsApp chat) is appended per request.
     pub system_prompt: String,
-    /// The pooled connection is re-warmed this often (idle connections are closed by servers).
-    pub keep_warm_ms: u64,
 }
 
 impl Default for LlmConfig {
@@ -211,7 +215,6 @@ impl Default for LlmConfig {
             system_prompt: "You are a friendly receptionist for a small business. Answer in \
                             the customer's language, briefly and politely."
                 .into(),
-            keep_warm_ms: 450_000,
         }
     }
 }
@@ -239,6 +242,8 @@ impl Default for CallConfig {
             tts: "espeak".into(),
             greeting: String::new(),
             fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),
+            keep_warm_ms: 450_000,
+            preconnect: true,
         }
     }
 }

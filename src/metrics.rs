@@ -62,18 +62,20 @@ counters! {
     TtsOverflowBytes => "tts_overflow_bytes", "TTS bytes dropped because the playout buffer was full (should stay 0)";
 }
 
-pub const MARK_NAMES: [&str; 5] = [
+pub const MARK_NAMES: [&str; 7] = [
     "stt_first_partial_ms",
     "stt_final_ms",
     "ai_latency_ms",
     "tts_ready_ms",
     "total_ms",
+    "ai_total_ms",
+    "tts_total_ms",
 ];
 
 pub struct Metrics {
     counters: Vec<AtomicU64>,
     calls_active: AtomicI64,
-    marks: Mutex<[Histogram<u64>; 5]>,
+    marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
 }
 
 impl Default for Metrics {
@@ -92,13 +94,7 @@ impl Metrics {
         Self {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             calls_active: AtomicI64::new(0),
-            marks: Mutex::new([
-                histogram(),
-                histogram(),
-                histogram(),
-                histogram(),
-                histogram(),
-            ]),
+            marks: Mutex::new(std::array::from_fn(|_| histogram())),
         }
     }
 
@@ -131,6 +127,8 @@ impl Metrics {
             marks.ai_latency_ms,
             marks.tts_ready_ms,
             marks.total_ms,
+            marks.ai_total_ms,
+            marks.tts_total_ms,
         ];
         let mut hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         for (h, v) in hist.iter_mut().zip(values) {

@@ -1,170 +1,129 @@
-//! Warm-up and keep-warm for every provider: open connections (and load models) before the first
-//! call pays for them, then refresh them periodically, because servers and load balancers close
-//! idle connections (OpenAI's after a few minutes).
-//!
-//! Use at start-up: `warm_all(&providers).await` (logs each provider's warm-up time), then
-//! `spawn_keep_warm(&providers, period)`; abort the returned handle on shutdown.
+//! Warm-up and keep-warm for the providers. Connection set-up (TLS, HTTP/2, gRPC channels, model
+//! loads) must not land on a caller's first turn: it is paid at start-up, again periodically so
+//! idle connections are not closed under us, and per call when the TwiML webhook arrives.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
 
-use super::Providers;
-use super::providers::{Agent, BoxFuture, SpeechToText, TextToSpeech};
+use crate::adapters::call::CallDeps;
 
-/// A provider that can be warmed: implemented for the three provider traits.
-pub trait Warmable: Send + Sync {
-    /// `stt`, `agent` or `tts`.
-    fn kind(&self) -> &'static str;
-    fn provider_name(&self) -> &'static str;
-    fn warm_up(&self) -> BoxFuture<'static, Result<(), String>>;
-}
-
-impl Warmable for dyn SpeechToText {
-    fn kind(&self) -> &'static str {
-        "stt"
-    }
-    fn provider_name(&self) -> &'static str {
-        self.name()
-    }
-    fn warm_up(&self) -> BoxFuture<'static, Result<(), String>> {
-        self.warm()
-    }
-}
-
-impl Warmable for dyn Agent {
-    fn kind(&self) -> &'static str {
-        "agent"
-    }
-    fn provider_name(&self) -> &'static str {
-        self.name()
-    }
-    fn warm_up(&self) -> BoxFuture<'static, Result<(), String>> {
-        self.warm()
-    }
-}
-
-impl Warmable for dyn TextToSpeech {
-    fn kind(&self) -> &'static str {
-        "tts"
-    }
-    fn provider_name(&self) -> &'static str {
-        self.name()
-    }
-    fn warm_up(&self) -> BoxFuture<'static, Result<(), String>> {
-        self.warm()
-    }
-}
-
-/// Outcome of warming one provider.
+/// Outcome of one provider's warm-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WarmReport {
     pub kind: &'static str,
-    pub name: &'static str,
-    pub took: Duration,
+    pub provider: &'static str,
+    pub took_ms: u64,
     pub result: Result<(), String>,
 }
 
-/// Warms one provider and logs how long it took (a failure is a warning, never fatal: the call
-/// path opens its own connection if the warm one is gone).
-pub async fn warm_one<W: Warmable + ?Sized>(provider: &W) -> WarmReport {
-    let started = Instant::now();
-    let result = provider.warm_up().await;
-    let took = started.elapsed();
-    let report = WarmReport {
-        kind: provider.kind(),
-        name: provider.provider_name(),
-        took,
-        result,
-    };
-    match &report.result {
-        Ok(()) => tracing::info!(
-            kind = report.kind,
-            provider = report.name,
-            warm_ms = took.as_millis() as u64,
-            "provider warm"
-        ),
-        Err(error) => tracing::warn!(
-            kind = report.kind,
-            provider = report.name,
-            warm_ms = took.as_millis() as u64,
-            %error,
-            "provider warm-up failed"
-        ),
-    }
-    report
-}
-
-/// Warms the three providers concurrently; reports in stt, agent, tts order.
-pub async fn warm_all(providers: &Providers) -> Vec<WarmReport> {
-    let (stt, agent, tts) = tokio::join!(
-        warm_one(&*providers.stt),
-        warm_one(&*providers.agent),
-        warm_one(&*providers.tts)
-    );
-    vec![stt, agent, tts]
-}
-
-/// Re-warms every provider each `period` (the first time one period from now: call [`warm_all`]
-/// at start-up for the first). A slow warm-up delays the next tick instead of piling up.
-pub fn spawn_keep_warm(providers: &Providers, period: Duration) -> JoinHandle<()> {
-    let providers = Providers {
-        stt: Arc::clone(&providers.stt),
-        agent: Arc::clone(&providers.agent),
-        tts: Arc::clone(&providers.tts),
-    };
-    let period = period.max(Duration::from_secs(1));
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            warm_all(&providers).await;
+/// Warms STT, agent and TTS concurrently and logs how long each took.
+pub async fn warm_all(deps: &CallDeps) -> Vec<WarmReport> {
+    async fn one(
+        kind: &'static str,
+        provider: &'static str,
+        fut: crate::adapters::providers::BoxFuture<'static, Result<(), String>>,
+    ) -> WarmReport {
+        let started = Instant::now();
+        let result = fut.await;
+        WarmReport {
+            kind,
+            provider,
+            took_ms: started.elapsed().as_millis() as u64,
+            result,
         }
-    })
+    }
+    let (stt, agent, tts) = tokio::join!(
+        one("stt", deps.stt.name(), deps.stt.warm()),
+        one("agent", deps.agent.name(), deps.agent.warm()),
+        one("tts", deps.tts.name(), deps.tts.warm()),
+    );
+    let reports = vec![stt, agent, tts];
+    for r in &reports {
+        match &r.result {
+            Ok(()) => tracing::info!(
+                kind = r.kind,
+                provider = r.provider,
+                took_ms = r.took_ms,
+                "provider warm"
+            ),
+            Err(e) => tracing::warn!(
+                kind = r.kind,
+                provider = r.provider,
+                took_ms = r.took_ms,
+                error = %e,
+                "provider warm-up failed; calls will pay the connection cost or fall back"
+            ),
+        }
+    }
+    reports
+}
+
+/// Re-warms every `period` until the returned task is aborted. `period` zero: no task.
+pub fn spawn_keep_warm(deps: Arc<CallDeps>, period: Duration) -> Option<JoinHandle<()>> {
+    if period.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            warm_all(&deps).await;
+        }
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use bytes::Bytes;
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::adapters::providers::{
-        AgentError, AgentEvent, AgentRequest, CallContext, SttAudioFormat, SttError, SttEvent,
-        SttInput, TtsError,
-    };
+    use crate::adapters::providers::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
 
+    /// Counts warm-ups and prepares; fails its warm-up when told to.
     #[derive(Default)]
-    struct Counting {
-        warms: AtomicUsize,
+    struct Probe {
+        warms: Mutex<u32>,
+        prepared: Mutex<Vec<String>>,
         fail: bool,
     }
 
-    impl Counting {
-        fn warm_once(&self) -> BoxFuture<'static, Result<(), String>> {
-            self.warms.fetch_add(1, Ordering::SeqCst);
+    impl Probe {
+        fn warm_result(&self) -> BoxFuture<'static, Result<(), String>> {
+            *self.warms.lock().unwrap() += 1;
             let fail = self.fail;
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(30)).await;
-                if fail { Err("no route".into()) } else { Ok(()) }
+                if fail {
+                    Err("unreachable".into())
+                } else {
+                    Ok(())
+                }
             })
         }
     }
 
-    impl SpeechToText for Counting {
+    impl SpeechToText for Probe {
         fn name(&self) -> &'static str {
-            "counting-stt"
+            "probe"
         }
         fn audio_format(&self) -> SttAudioFormat {
             SttAudioFormat::Mulaw8k
         }
         fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
-            self.warm_once()
+            self.warm_result()
+        }
+        fn prepare(&self, call_sid: &str) {
+            self.prepared.lock().unwrap().push(call_sid.into());
         }
         fn stream(
             &self,
@@ -176,12 +135,12 @@ mod tests {
         }
     }
 
-    impl Agent for Counting {
+    impl Agent for Probe {
         fn name(&self) -> &'static str {
-            "counting-agent"
+            "probe"
         }
         fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
-            self.warm_once()
+            self.warm_result()
         }
         fn respond(
             &self,
@@ -192,12 +151,12 @@ mod tests {
         }
     }
 
-    impl TextToSpeech for Counting {
+    impl TextToSpeech for Probe {
         fn name(&self) -> &'static str {
-            "counting-tts"
+            "probe"
         }
         fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
-            self.warm_once()
+            self.warm_result()
         }
         fn synthesize(
             &self,
@@ -209,68 +168,60 @@ mod tests {
         }
     }
 
-    fn providers() -> (Providers, [Arc<Counting>; 3]) {
-        let stt = Arc::new(Counting::default());
-        let agent = Arc::new(Counting {
-            fail: true,
-            ..Counting::default()
-        });
-        let tts = Arc::new(Counting::default());
-        (
-            Providers {
-                stt: stt.clone(),
-                agent: agent.clone(),
-                tts: tts.clone(),
-            },
-            [stt, agent, tts],
-        )
+    fn deps(stt: Arc<Probe>, agent: Arc<Probe>, tts: Arc<Probe>) -> Arc<CallDeps> {
+        Arc::new(CallDeps {
+            config: Arc::new(Config::default()),
+            stt,
+            agent,
+            tts,
+            recorder: None,
+            metrics: Arc::new(Metrics::new()),
+        })
     }
 
     #[tokio::test(start_paused = true)]
     async fn warm_all_reports_each_provider_and_its_failure() {
-        let (providers, _) = providers();
-        let reports = warm_all(&providers).await;
+        let ok = Arc::new(Probe::default());
+        let bad = Arc::new(Probe {
+            fail: true,
+            ..Probe::default()
+        });
+        let reports = warm_all(&deps(ok.clone(), bad.clone(), ok.clone())).await;
         let summary: Vec<_> = reports
             .iter()
-            .map(|r| (r.kind, r.name, r.result.is_ok()))
+            .map(|r| (r.kind, r.result.is_ok(), r.took_ms))
             .collect();
         assert_eq!(
             summary,
-            vec![
-                ("stt", "counting-stt", true),
-                ("agent", "counting-agent", false),
-                ("tts", "counting-tts", true),
-            ]
+            vec![("stt", true, 30), ("agent", false, 30), ("tts", true, 30)]
         );
-        assert_eq!(reports[1].result, Err("no route".to_string()));
-        // Concurrent: each took its own 30 ms (virtual), not the sum.
-        assert!(reports.iter().all(|r| r.took == Duration::from_millis(30)));
+        assert_eq!(*ok.warms.lock().unwrap(), 2);
+        assert_eq!(*bad.warms.lock().unwrap(), 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn keep_warm_rewarms_every_period_until_aborted() {
-        let (providers, counters) = providers();
-        let period = Duration::from_secs(450);
-        let task = spawn_keep_warm(&providers, period);
-        let warms = || -> Vec<usize> {
-            counters
-                .iter()
-                .map(|c| c.warms.load(Ordering::SeqCst))
-                .collect()
-        };
-        tokio::time::sleep(period - Duration::from_secs(1)).await;
-        assert_eq!(warms(), vec![0, 0, 0], "nothing before the first period");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(warms(), vec![1, 1, 1]);
-        tokio::time::sleep(period * 2).await;
+    async fn keep_warm_runs_every_period_and_stops_when_aborted() {
+        let p = Arc::new(Probe::default());
+        let task = spawn_keep_warm(
+            deps(p.clone(), p.clone(), p.clone()),
+            Duration::from_secs(450),
+        )
+        .expect("a period was given");
+        tokio::time::sleep(Duration::from_secs(449)).await;
         assert_eq!(
-            warms(),
-            vec![3, 3, 3],
-            "a failing provider keeps being retried"
+            *p.warms.lock().unwrap(),
+            0,
+            "the first run is one period after start"
+        );
+        tokio::time::sleep(Duration::from_secs(2 * 450 + 10)).await;
+        assert_eq!(
+            *p.warms.lock().unwrap(),
+            3 * 3,
+            "three periods, three providers each"
         );
         task.abort();
-        let _ = task.await;
-        tokio::time::sleep(period * 3).await;
-        assert_eq!(warms(), vec![3, 3, 3]);
+        tokio::time::sleep(Duration::from_secs(10 * 450)).await;
+        assert_eq!(*p.warms.lock().unwrap(), 9);
+        assert!(spawn_keep_warm(deps(p.clone(), p.clone(), p), Duration::ZERO).is_none());
     }
 }

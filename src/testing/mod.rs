@@ -1,3 +1,6 @@
-//! Fake vendor servers speaking the real wire protocols on 127.0.0.1:0, for tests and benches.
+//! Fake vendor servers and network helpers for tests and benchmarks. Cloud services are not
+//! reachable here, so each real client is exercised against a local server speaking the vendor's
+//! wire protocol on 127.0.0.1:0.
 
 pub mod fake_openai;
+pub mod latency_proxy;
