@@ -3,6 +3,9 @@
 //!
 //! Against the local fake server (client + loopback overhead only):
 //!   cargo run --release --example llm_latency -- 200
+//! Through `LatencyProxy` giving the fake a network distance: 25 ms one way, 150 ms per new
+//! connection (TCP + TLS to a cloud region), which is what warm-up saves:
+//!   cargo run --release --example llm_latency -- 50 --distance 25,150
 //! Against the server in config.toml `[llm]` (real network; key from KAV_LLM_API_KEY/OPENAI_API_KEY):
 //!   cargo run --release --example llm_latency -- 20 --real
 
@@ -12,6 +15,7 @@ use kav::adapters::openai::OpenAiChat;
 use kav::adapters::providers::{ChatMessage, ChatModel, ChatRequest};
 use kav::config::{Config, LlmConfig};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
+use kav::testing::latency_proxy::LatencyProxy;
 use tokio::sync::mpsc;
 
 const REPLY: &str = "We are open from nine in the morning to five in the afternoon, Sunday to \
@@ -57,7 +61,14 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(100);
     let real = args.iter().any(|a| a == "--real");
+    let distance: Option<(u64, u64)> = args
+        .iter()
+        .position(|a| a == "--distance")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.split_once(','))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
 
+    let mut _proxy = None;
     let (_fake, cfg) = if real {
         let cfg = Config::load(std::path::Path::new("config.toml")).expect("config.toml");
         (None, cfg.llm)
@@ -66,8 +77,23 @@ async fn main() {
         for _ in 0..n + 2 {
             fake.push(FakeReply::text(REPLY, 30));
         }
+        let base_url = match distance {
+            Some((one_way, connect)) => {
+                let proxy = LatencyProxy::start(
+                    fake.addr(),
+                    Duration::from_millis(one_way),
+                    Duration::from_millis(connect),
+                )
+                .await
+                .expect("proxy");
+                let url = format!("http://{}/v1", proxy.addr());
+                _proxy = Some(proxy);
+                url
+            }
+            None => fake.base_url(),
+        };
         let cfg = LlmConfig {
-            base_url: fake.base_url(),
+            base_url,
             model: "fake".into(),
             ..LlmConfig::default()
         };
