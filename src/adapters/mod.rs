@@ -7,6 +7,10 @@ pub mod openai;
 pub mod providers;
 pub mod sim;
 pub mod warm;
+// WhatsApp channel (issue 5).
+pub mod voice_note;
+pub mod whatsapp;
+pub mod whatsapp_graph;
 
 use std::sync::Arc;
 use std::time::Instant;
