@@ -197,7 +197,8 @@ pub struct LlmConfig {
     pub timeout_ms: u64,
     /// Extra attempts after a 429/5xx/connection failure, only while no text was streamed yet.
     pub retries: u32,
-    /// System prompt of the plain conversational agent.
+    /// System prompt of the plain conversational agent; a note on the channel (spoken phone call
+    /// or WhatsApp chat) is appended per request.
     pub system_prompt: String,
 }
 
@@ -213,9 +214,8 @@ impl Default for LlmConfig {
             first_byte_timeout_ms: 2_000,
             timeout_ms: 4_000,
             retries: 1,
-            system_prompt: "You are a friendly receptionist answering the phone for a small \
-                            business. Answer in the caller's language, in one or two short \
-                            sentences that sound natural when spoken aloud."
+            system_prompt: "You are a friendly receptionist for a small business. Answer in \
+                            the customer's language, briefly and politely."
                 .into(),
         }
     }
