@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use kav::adapters::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
 use kav::config::Config;
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::Store;
 
@@ -116,13 +115,14 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         .with_context(|| format!("opening store {}", cfg.store.url))?;
     let (recorder, writer) = store.recorder(cfg.store.writer_queue);
     let providers = kav::adapters::providers_from_config(&cfg).await?;
+    let metrics = providers.metrics();
     let deps = Arc::new(CallDeps {
         config: cfg.clone(),
         stt: providers.stt,
         agent: providers.agent,
         tts: providers.tts,
         recorder: Some(recorder),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
     });
     kav::adapters::warm::warm_all(&deps).await;
     // Runs for the life of the process; the runtime ends it on exit.

@@ -176,7 +176,7 @@ fn summarise(h: &Mutex<Histogram<u64>>) -> LatencySummary {
 
 impl GoogleStats {
     /// Prometheus text for `/metrics` (the lead can append it to `Metrics::render_prometheus`).
-    pub fn render_prometheus(&self) -> String {
+    fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         let counters: [(&str, &AtomicU64, &str); 12] = [
@@ -1732,5 +1732,11 @@ mod tests {
             .map(|i| g711::encode(if i % 2 == 0 { 8000 } else { -8000 }))
             .collect();
         assert!(!is_silent(&loud));
+    }
+}
+
+impl crate::metrics::MetricsSource for GoogleStats {
+    fn render_prometheus(&self) -> String {
+        self.render()
     }
 }

@@ -23,9 +23,19 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
-    /// Measurements of the Google providers when one is in use (append
-    /// `GoogleStats::render_prometheus()` to `/metrics`).
+    /// Measurements of the Google providers when one is in use.
     pub google_stats: Option<Arc<google::GoogleStats>>,
+}
+
+impl Providers {
+    /// The process metrics, with the providers' own measurements appended to `/metrics`.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        let metrics = crate::metrics::Metrics::new();
+        if let Some(g) = &self.google_stats {
+            metrics.add_source(g.clone());
+        }
+        Arc::new(metrics)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
