@@ -1645,6 +1645,12 @@ fn init_deadline(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.google.request_timeout_ms.max(1) * 2)
 }
 
+impl crate::metrics::MetricsSource for GoogleStats {
+    fn render_prometheus(&self) -> String {
+        self.render()
+    }
+}
+
 pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {
     let stt = tokio::time::timeout(init_deadline(cfg), GoogleStt::new(cfg, stats))
         .await
@@ -1732,11 +1738,5 @@ mod tests {
             .map(|i| g711::encode(if i % 2 == 0 { 8000 } else { -8000 }))
             .collect();
         assert!(!is_silent(&loud));
-    }
-}
-
-impl crate::metrics::MetricsSource for GoogleStats {
-    fn render_prometheus(&self) -> String {
-        self.render()
     }
 }
