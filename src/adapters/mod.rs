@@ -5,6 +5,8 @@ pub mod call;
 pub mod espeak;
 pub mod providers;
 pub mod sim;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,11 +38,12 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
         "simulated" => Arc::new(sim::SimulatedStt::new(lat.clone())),
+        "whisper" => whisper_stt(cfg, &lat),
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "simulated",
+                available: "simulated, whisper",
             });
         }
     };
@@ -88,4 +91,25 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         "providers"
     );
     Ok(Providers { stt, agent, tts })
+}
+
+/// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing
+/// or the binary was built without the `whisper` feature. Models load in `warm()` or on first use.
+#[cfg(feature = "whisper")]
+fn whisper_stt(cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    match whisper::WhisperStt::new(&cfg.whisper) {
+        Ok(stt) => Arc::new(stt),
+        Err(e) => {
+            tracing::warn!(error = %e, "Whisper STT unavailable; falling back to the simulated STT. Run scripts/fetch-models.sh");
+            Arc::new(sim::SimulatedStt::new(lat.clone()))
+        }
+    }
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_stt(_cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    tracing::warn!(
+        "stt = \"whisper\" but this binary was built without the `whisper` cargo feature; falling back to the simulated STT (cargo build --features whisper, then scripts/fetch-models.sh)"
+    );
+    Arc::new(sim::SimulatedStt::new(lat.clone()))
 }

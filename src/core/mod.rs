@@ -12,3 +12,4 @@ pub mod session;
 pub mod signature;
 pub mod twilio;
 pub mod vad;
+pub mod wer;
