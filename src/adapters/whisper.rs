@@ -647,8 +647,10 @@ mod tests {
         }
         // A refused request does not keep its slot, a finished one frees its slot.
         drop(a);
-        assert!(admission.enter().is_ok());
+        let d = admission.enter().unwrap();
         assert_eq!(admission.in_flight.load(Ordering::Acquire), 3);
+        drop(d);
+        assert_eq!(admission.in_flight.load(Ordering::Acquire), 2);
     }
 
     #[test]
