@@ -20,6 +20,11 @@
 //!   transcribed in Whisper's 30 s windows (ct2rs splits it and decodes the windows as one
 //!   batch); audio past the cap is dropped and counted ([`WhisperStats::dropped_samples`]), so a
 //!   caller who never pauses cannot grow memory without bound.
+//!
+//! Latency: Whisper's encoder always processes a 30 s window, so a short utterance costs about as
+//! much as a long one (tiny.en: ~1-1.7 s per phone prompt on 2 busy cores). The session's
+//! `[turn] stt_timeout_ms` (1.5 s by default, sized for streaming cloud STT) should be raised
+//! with this provider, e.g. to 4 s.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
