@@ -12,6 +12,8 @@ pub mod warm;
 pub mod voice_note;
 pub mod whatsapp;
 pub mod whatsapp_graph;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,11 +67,12 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
                 Arc::new(sim::SimulatedStt::new(lat.clone()))
             }
         },
+        "whisper" => whisper_stt(cfg, &lat),
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "google, simulated",
+                available: "google, simulated, whisper",
             });
         }
     };
@@ -149,4 +152,25 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         tts,
         google_stats,
     })
+}
+
+/// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing
+/// or the binary was built without the `whisper` feature. Models load in `warm()` or on first use.
+#[cfg(feature = "whisper")]
+fn whisper_stt(cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    match whisper::WhisperStt::new(&cfg.whisper) {
+        Ok(stt) => Arc::new(stt),
+        Err(e) => {
+            tracing::warn!(error = %e, "Whisper STT unavailable; falling back to the simulated STT. Run scripts/fetch-models.sh");
+            Arc::new(sim::SimulatedStt::new(lat.clone()))
+        }
+    }
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_stt(_cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    tracing::warn!(
+        "stt = \"whisper\" but this binary was built without the `whisper` cargo feature; falling back to the simulated STT (cargo build --features whisper, then scripts/fetch-models.sh)"
+    );
+    Arc::new(sim::SimulatedStt::new(lat.clone()))
 }
