@@ -348,4 +348,37 @@ mod with_models {
             total.rate()
         );
     }
+
+    /// A WhatsApp voice note (OGG/Opus, espeak-ng speech) through the same decode-and-transcribe
+    /// path the WhatsApp worker uses, with the real recogniser.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whatsapp_voice_note_is_transcribed_by_whisper() {
+        let Some(cfg) = whisper_config() else { return };
+        let stt = WhisperStt::new(&cfg).unwrap();
+        let ogg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/audio-samples/voice_note_en.ogg"
+        ))
+        .unwrap();
+        let ctx = CallContext {
+            call_sid: "wa-voice-note".into(),
+            language: "en-US".into(),
+            ..CallContext::default()
+        };
+        let (text, audio) =
+            kav::adapters::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
+                .await
+                .expect("voice note transcribed");
+        let reference = "Check next Friday at nine in the evening for the Barcelona room.";
+        let count = WordErrorCount::of(reference, &text);
+        eprintln!(
+            "voice note ({:.2} s): WER {:.2}\n  ref: {reference}\n  hyp: {text}",
+            audio.duration().as_secs_f64(),
+            count.rate()
+        );
+        let lower = text.to_lowercase();
+        for word in ["friday", "barcelona", "room"] {
+            assert!(lower.contains(word), "{word:?} missing from {text:?}");
+        }
+    }
 }
