@@ -10,12 +10,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::store::Store;
 use providers::{Agent, SpeechToText, TextToSpeech};
 
 pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
+    /// Set when the agent is `booking` / `offline`: its runtime and outbox worker.
+    pub booking: Option<BookingHandle>,
+}
+
+/// The booking runtime and its running outbox worker; dropping `worker_stop` ends the worker.
+pub struct BookingHandle {
+    pub runtime: Arc<crate::agent::BookingRuntime>,
+    pub worker_stop: tokio::sync::watch::Sender<bool>,
+    pub worker: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +42,43 @@ pub enum ProviderConfigError {
 
 /// Builds the providers named in `[call]`, once per process. A provider that cannot start is
 /// replaced by one that works (with a warning), so the server always comes up.
+/// Without a store the booking agents are unavailable (see [`providers_with_store`]).
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
+    providers_with_store(cfg, None).await
+}
+
+/// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
+/// store, with the offline WhatsApp sender, and starts the outbox worker.
+fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
+    let sender: Arc<dyn providers::WhatsAppSender> = Arc::new(crate::agent::outbox::LogSender::new());
+    let runtime = crate::agent::BookingRuntime::new(
+        store,
+        sender,
+        crate::agent::system_clock(),
+        cfg.booking.clone(),
+    );
+    let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    let offline = crate::agent::offline::OfflineBookingAgent::new(runtime.clone());
+    if cfg.call.agent == "booking" && !cfg.booking.llm_base_url.is_empty() {
+        tracing::warn!("the LLM booking agent is not built in this version; using the offline booking dialog");
+    }
+    (
+        Arc::new(offline),
+        BookingHandle {
+            runtime,
+            worker_stop,
+            worker,
+        },
+    )
+}
+
+/// [`providers_from_config`] with the store the booking agents need.
+pub async fn providers_with_store(
+    cfg: &Config,
+    store: Option<Store>,
+) -> Result<Providers, ProviderConfigError> {
+    let mut booking = None;
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
         "simulated" => Arc::new(sim::SimulatedStt::new(lat.clone())),
@@ -46,11 +92,22 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
     };
     let agent: Arc<dyn Agent> = match cfg.call.agent.as_str() {
         "simulated" => Arc::new(sim::SimulatedAgent::new(lat.clone())),
+        "booking" | "offline" => match store {
+            Some(store) => {
+                let (agent, handle) = booking_agent(cfg, store);
+                booking = Some(handle);
+                agent
+            }
+            None => {
+                tracing::warn!("the booking agent needs the store; falling back to the simulated agent");
+                Arc::new(sim::SimulatedAgent::new(lat.clone()))
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "agent",
                 name: other.into(),
-                available: "simulated",
+                available: "simulated, offline, booking",
             });
         }
     };
@@ -87,5 +144,10 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         tts = tts.name(),
         "providers"
     );
-    Ok(Providers { stt, agent, tts })
+    Ok(Providers {
+        stt,
+        agent,
+        tts,
+        booking,
+    })
 }

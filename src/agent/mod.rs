@@ -5,6 +5,7 @@
 //! business resolution and the per-(business, channel) settings cache.
 
 
+pub mod offline;
 pub mod outbox;
 pub mod tools;
 
@@ -205,3 +206,107 @@ pub fn caller_phone(request: &AgentRequest) -> Option<String> {
         .filter(|v| v.chars().filter(char::is_ascii_digit).count() >= 7)
         .map(|v| normalize_phone(&v))
 }
+
+impl BookingRuntime {
+    /// Everything one turn's tools need.
+    pub async fn turn_context(
+        self: &Arc<Self>,
+        request: &AgentRequest,
+    ) -> Result<tools::ToolContext, BookingError> {
+        let business_id = self.resolve_business(request).await?;
+        let settings = self.settings(&business_id, request.channel).await?;
+        Ok(tools::ToolContext {
+            rt: self.clone(),
+            settings,
+            channel: request.channel,
+            conversation_id: request.call.call_sid.clone(),
+            turn: request.turn,
+            caller_phone: caller_phone(request),
+        })
+    }
+
+    /// Stores this turn's user message and final reply (summaries are built from them).
+    pub async fn record_turn(&self, ctx: &tools::ToolContext, user: &str, reply: &str) {
+        let now = self.now_ms();
+        for (role, text) in [("user", user), ("assistant", reply)] {
+            if text.is_empty() {
+                continue;
+            }
+            let m = crate::store::booking::ConversationMessage {
+                business_id: ctx.settings.business.id.clone(),
+                customer_id: None,
+                channel: ctx.channel.as_str().into(),
+                conversation_id: ctx.conversation_id.clone(),
+                role: role.into(),
+                text: text.into(),
+                at_ms: now,
+            };
+            if let Err(e) = self.store.insert_message(&m).await {
+                tracing::warn!(error = %e, "conversation message not stored");
+            }
+        }
+    }
+
+    /// Runs the truthfulness guard on a whole reply; a false claim is replaced and traced.
+    pub async fn guard_reply(
+        &self,
+        ctx: &tools::ToolContext,
+        reply: &str,
+        evidence: crate::core::booking::guard::Evidence,
+    ) -> String {
+        use crate::core::booking::guard::{GuardVerdict, check};
+        match check(reply, evidence) {
+            GuardVerdict::Pass => reply.to_string(),
+            GuardVerdict::Replace {
+                replacement,
+                false_claims,
+            } => {
+                let claims: Vec<&str> = false_claims.iter().map(|c| c.as_str()).collect();
+                ctx.trace(
+                    GUARD_TRACE,
+                    &serde_json::json!({"false_claims": claims, "text": reply}),
+                    false,
+                    Some("false_claim"),
+                    Some(&format!("reply claimed {} without a successful tool call", claims.join(", "))),
+                    0,
+                    self.now_ms(),
+                )
+                .await;
+                tracing::warn!(conversation = %ctx.conversation_id, claims = ?claims, "reply with a false claim replaced");
+                replacement
+            }
+        }
+    }
+
+    /// Enqueues the `call.ended` flow (summary) for a conversation.
+    pub async fn conversation_ended(
+        self: &Arc<Self>,
+        request: &AgentRequest,
+    ) -> Result<(), BookingError> {
+        let business_id = self.resolve_business(request).await?;
+        let payload = outbox::CallEndedPayload {
+            conversation_id: request.call.call_sid.clone(),
+            channel: request.channel.as_str().into(),
+            business_id: business_id.clone(),
+            customer_phone: caller_phone(request),
+            phone_number_id: self.store.whatsapp_number_for(&business_id).await?,
+        };
+        let now = self.now_ms();
+        self.store
+            .enqueue(
+                &crate::store::booking::NewOutboxEvent {
+                    business_id,
+                    kind: outbox::KIND_CALL_ENDED.into(),
+                    payload_json: serde_json::to_string(&payload).unwrap_or_default(),
+                    idempotency_key: format!("call-ended:{}", request.call.call_sid),
+                    not_before_ms: now,
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Tool name under which guard replacements are traced.
+pub const GUARD_TRACE: &str = "truthfulness_guard";

@@ -259,14 +259,17 @@ pub async fn run_once(rt: &BookingRuntime) -> Result<usize, StoreError> {
     Ok(attempted)
 }
 
-/// The background worker: a pass every `outbox_poll_ms` until `shutdown` flips to true.
+/// The background worker: a pass every `outbox_poll_ms` until `shutdown` turns true. If the
+/// sender side is dropped without saying stop, the worker runs for the life of the process.
 pub fn spawn_worker(
     rt: Arc<BookingRuntime>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(rt.config.outbox_poll_ms.max(10)));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(rt.config.outbox_poll_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -274,9 +277,11 @@ pub fn spawn_worker(
                         tracing::warn!(error = %e, "outbox pass failed");
                     }
                 }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
+                changed = shutdown.changed(), if watching => {
+                    match changed {
+                        Ok(()) if *shutdown.borrow() => break,
+                        Ok(()) => {}
+                        Err(_) => watching = false,
                     }
                 }
             }
