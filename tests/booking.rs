@@ -51,7 +51,12 @@ async fn fixture_on(store: Store, dir: tempfile::TempDir) -> Fixture {
     let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
     let c = clock.clone();
     let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
-    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock_fn, BookingConfig::default());
+    let rt = BookingRuntime::new(
+        store.clone(),
+        sender.clone(),
+        clock_fn,
+        BookingConfig::default(),
+    );
     Fixture {
         rt,
         sender,
@@ -61,7 +66,13 @@ async fn fixture_on(store: Store, dir: tempfile::TempDir) -> Fixture {
     }
 }
 
-fn request(sid: &str, from: Option<&str>, history: Vec<Message>, digits: bool, language: &str) -> AgentRequest {
+fn request(
+    sid: &str,
+    from: Option<&str>,
+    history: Vec<Message>,
+    digits: bool,
+    language: &str,
+) -> AgentRequest {
     let mut parameters = BTreeMap::new();
     if let Some(f) = from {
         parameters.insert("From".to_string(), f.to_string());
@@ -107,7 +118,13 @@ impl Conversation {
             text: text.into(),
             interrupted: false,
         });
-        let req = request(&self.sid, self.from.as_deref(), self.history.clone(), digits, &self.language);
+        let req = request(
+            &self.sid,
+            self.from.as_deref(),
+            self.history.clone(),
+            digits,
+            &self.language,
+        );
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         self.agent.respond(req, tx).await.unwrap();
         let mut reply = OfflineReply {
@@ -156,10 +173,15 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     f.sender.set_down(true);
     let mut c = Conversation::new(&f, "CA_down", Some(CALLER), "en-US");
 
-    let r = c.say("I'd like to book tomorrow at 10 in the Dubai room", false).await;
+    let r = c
+        .say("I'd like to book tomorrow at 10 in the Dubai room", false)
+        .await;
     assert!(r.text.contains("What name"), "{r:?}");
     let r = c.say("Dana", false).await;
-    assert!(r.text.contains("Dubai room tomorrow at 10:00") && r.text.contains("Shall I book"), "{r:?}");
+    assert!(
+        r.text.contains("Dubai room tomorrow at 10:00") && r.text.contains("Shall I book"),
+        "{r:?}"
+    );
     let r = c.say("yes please", false).await;
     assert_eq!(
         r.text,
@@ -170,7 +192,11 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     assert_eq!(appts.len(), 1);
     let a = &appts[0];
     assert_eq!(
-        (a.resource_id.as_deref(), a.customer_phone.as_deref(), a.status.as_str()),
+        (
+            a.resource_id.as_deref(),
+            a.customer_phone.as_deref(),
+            a.status.as_str()
+        ),
         (Some("room_dubai"), Some(CALLER), "booked")
     );
     assert!(a.customer_id.is_some(), "lead upserted and linked");
@@ -184,32 +210,53 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 1);
     let ev = f.store.outbox_by_key(&key).await.unwrap().unwrap();
     assert_eq!((ev.status.as_str(), ev.attempts), ("pending", 2));
-    assert_eq!(ev.next_attempt_at_ms, f.clock.load(Ordering::SeqCst) + 4_000);
+    assert_eq!(
+        ev.next_attempt_at_ms,
+        f.clock.load(Ordering::SeqCst) + 4_000
+    );
     // Not due yet: the worker leaves it alone.
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 0);
 
     f.sender.set_down(false);
     f.clock.fetch_add(4_000, Ordering::SeqCst);
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 1);
-    assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 0, "delivered events are not resent");
+    assert_eq!(
+        outbox::run_once(&f.rt).await.unwrap(),
+        0,
+        "delivered events are not resent"
+    );
     let delivered = f.sender.delivered();
     assert_eq!(delivered.len(), 1, "one confirmation");
     assert_eq!(delivered[0].to, "972501234567");
     assert_eq!(delivered[0].idempotency_key, key);
     assert_eq!(delivered[0].phone_number_id, "100200300400500");
-    assert_eq!(f.store.outbox_by_key(&key).await.unwrap().unwrap().status, "delivered");
+    assert_eq!(
+        f.store.outbox_by_key(&key).await.unwrap().unwrap().status,
+        "delivered"
+    );
     assert_eq!(f.sender.attempts(), 3);
 
     // Traces: every tool call, PII masked.
     let traces = f.store.tool_traces("CA_down").await.unwrap();
     let names: Vec<&str> = traces.iter().map(|t| t.tool.as_str()).collect();
-    assert!(names.contains(&tools::FIND_SLOTS) && names.contains(&tools::CREATE), "{names:?}");
+    assert!(
+        names.contains(&tools::FIND_SLOTS) && names.contains(&tools::CREATE),
+        "{names:?}"
+    );
     let create = traces.iter().find(|t| t.tool == tools::CREATE).unwrap();
     assert!(create.ok);
-    assert!(!create.args_json.contains("501234567"), "{}", create.args_json);
+    assert!(
+        !create.args_json.contains("501234567"),
+        "{}",
+        create.args_json
+    );
     assert!(!create.args_json.contains("Dana"), "{}", create.args_json);
     assert!(create.args_json.contains("sha256:"), "{}", create.args_json);
-    assert!(create.args_json.contains("[redacted]"), "{}", create.args_json);
+    assert!(
+        create.args_json.contains("[redacted]"),
+        "{}",
+        create.args_json
+    );
 }
 
 #[tokio::test]
@@ -222,9 +269,15 @@ async fn missing_phone_is_typed_on_the_keypad_then_booked_in_hebrew() {
     assert_eq!(r.collect_digits, Some(PHONE_MAX_DIGITS), "{r:?}");
     assert!(r.text.contains("סולמית"), "{r:?}");
     let r = c.say("0521112222", true).await;
-    assert!(r.text.contains("לאישור") && r.text.contains("דובאי"), "{r:?}");
+    assert!(
+        r.text.contains("לאישור") && r.text.contains("דובאי"),
+        "{r:?}"
+    );
     let r = c.say("כן", false).await;
-    assert_eq!(r.text, "קבעתי לך תור ל-2026-11-24 10:00, ושלחתי אישור בוואטסאפ.");
+    assert_eq!(
+        r.text,
+        "קבעתי לך תור ל-2026-11-24 10:00, ושלחתי אישור בוואטסאפ."
+    );
     let appts = f.store.appointments_for_business(BUSINESS).await.unwrap();
     assert_eq!(appts.len(), 1);
     assert_eq!(appts[0].customer_phone.as_deref(), Some("+972521112222"));
@@ -236,18 +289,28 @@ async fn missing_phone_is_typed_on_the_keypad_then_booked_in_hebrew() {
 async fn create_without_any_phone_says_need_phone() {
     let f = fixture().await;
     let ctx = ctx(&f, "CA_np", None).await;
-    let out = ctx.call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai")).await;
+    let out = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai"))
+        .await;
     assert!(!out.ok);
     assert_eq!(out.error(), Some("need_phone"));
     assert!(out.value["reason"].as_str().unwrap().contains("keypad"));
-    assert!(f.store.appointments_for_business(BUSINESS).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn off_grid_time_gets_the_two_nearest_valid_times() {
     let f = fixture().await;
     let ctx = ctx(&f, "CA_grid", Some(CALLER)).await;
-    let out = ctx.call(tools::CREATE, &create_args("2026-11-24T10:15", "Dubai")).await;
+    let out = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T10:15", "Dubai"))
+        .await;
     assert_eq!(out.error(), Some("off_grid"), "{:?}", out.value);
     assert_eq!(times(&out.value, "suggestions"), ["10:00", "11:00"]);
     // Through the dialog: the caller hears the alternatives.
@@ -262,15 +325,25 @@ async fn off_grid_time_gets_the_two_nearest_valid_times() {
 async fn full_slot_offers_alternatives() {
     let f = fixture().await;
     let other = ctx(&f, "CA_first", Some("+972509999999")).await;
-    assert!(other.call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai")).await.ok);
+    assert!(
+        other
+            .call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai"))
+            .await
+            .ok
+    );
 
     let ctx = ctx(&f, "CA_full", Some(CALLER)).await;
-    let out = ctx.call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai")).await;
+    let out = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T10:00", "Dubai"))
+        .await;
     assert_eq!(out.error(), Some("full"), "{:?}", out.value);
     assert_eq!(times(&out.value, "suggestions"), ["11:00", "12:00"]);
     // Another room at the same time is still free.
     let slots = ctx
-        .call(tools::FIND_SLOTS, &json!({"date": "2026-11-24"}).to_string())
+        .call(
+            tools::FIND_SLOTS,
+            &json!({"date": "2026-11-24"}).to_string(),
+        )
         .await;
     let ten = &slots.value["slots"][0];
     assert_eq!(ten["time_display"], "10:00");
@@ -278,26 +351,45 @@ async fn full_slot_offers_alternatives() {
 
     let mut c = Conversation::new(&f, "CA_full2", Some(CALLER), "en-US");
     let r = c.say("tomorrow at 10 in the Dubai room", false).await;
-    assert!(r.text.contains("not available") && r.text.contains("11:00 or 12:00"), "{r:?}");
+    assert!(
+        r.text.contains("not available") && r.text.contains("11:00 or 12:00"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn identical_request_within_five_minutes_is_one_appointment() {
     let f = fixture().await;
     let ctx = ctx(&f, "CA_dup", Some(CALLER)).await;
-    let first = ctx.call(tools::CREATE, &create_args("2026-11-24T12:00", "New York")).await;
+    let first = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
+        .await;
     assert!(first.ok, "{:?}", first.value);
     f.clock.fetch_add(60_000, Ordering::SeqCst);
-    let second = ctx.call(tools::CREATE, &create_args("2026-11-24T12:00", "New York")).await;
+    let second = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
+        .await;
     assert!(second.ok, "{:?}", second.value);
     assert_eq!(second.value["duplicate"], true);
-    assert_eq!(first.value["appointment_id"], second.value["appointment_id"]);
+    assert_eq!(
+        first.value["appointment_id"],
+        second.value["appointment_id"]
+    );
     assert_eq!(second.value["whatsapp_status"], "sent");
-    assert_eq!(f.store.appointments_for_business(BUSINESS).await.unwrap().len(), 1);
+    assert_eq!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(f.sender.delivered().len(), 1, "one confirmation");
     // After the window the same request is a new booking attempt: the slot is full.
     f.clock.fetch_add(5 * 60_000, Ordering::SeqCst);
-    let third = ctx.call(tools::CREATE, &create_args("2026-11-24T12:00", "New York")).await;
+    let third = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
+        .await;
     assert_eq!(third.error(), Some("full"));
 }
 
@@ -318,7 +410,11 @@ async fn every_tool_failure_is_a_value_with_error_and_reason() {
         let out = ctx.call(tool, args).await;
         assert!(!out.ok, "{tool} {args}");
         assert_eq!(out.value["ok"], false);
-        assert!(out.value["error"].is_string() && out.value["reason"].is_string(), "{:?}", out.value);
+        assert!(
+            out.value["error"].is_string() && out.value["reason"].is_string(),
+            "{:?}",
+            out.value
+        );
     }
     let traces = f.store.tool_traces("CA_bad").await.unwrap();
     assert_eq!(traces.len(), 8);
@@ -329,7 +425,9 @@ async fn every_tool_failure_is_a_value_with_error_and_reason() {
 async fn customer_lists_moves_and_cancels_own_booking_only() {
     let f = fixture().await;
     let mine = ctx(&f, "CA_own", Some(CALLER)).await;
-    let made = mine.call(tools::CREATE, &create_args("2026-11-24T14:00", "Barcelona")).await;
+    let made = mine
+        .call(tools::CREATE, &create_args("2026-11-24T14:00", "Barcelona"))
+        .await;
     let id = made.value["appointment_id"].as_str().unwrap().to_string();
     let list = mine.call(tools::LIST, "{}").await;
     assert_eq!(list.value["appointments"][0]["appointment_id"], id.as_str());
@@ -339,24 +437,41 @@ async fn customer_lists_moves_and_cancels_own_booking_only() {
         .await;
     assert_eq!(denied.error(), Some("not_found"));
     let moved = mine
-        .call(tools::UPDATE, &json!({"appointment_id": id, "start_iso": "2026-11-24T15:00"}).to_string())
+        .call(
+            tools::UPDATE,
+            &json!({"appointment_id": id, "start_iso": "2026-11-24T15:00"}).to_string(),
+        )
         .await;
     assert!(moved.ok, "{:?}", moved.value);
     assert_eq!(moved.value["time_display"], "15:00");
-    assert!(mine.call(tools::CANCEL, &json!({"appointment_id": id}).to_string()).await.ok);
-    assert!(mine.call(tools::LIST, "{}").await.value["appointments"].as_array().unwrap().is_empty());
+    assert!(
+        mine.call(tools::CANCEL, &json!({"appointment_id": id}).to_string())
+            .await
+            .ok
+    );
+    assert!(
+        mine.call(tools::LIST, "{}").await.value["appointments"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_lying_reply_is_replaced_and_traced() {
     let f = fixture().await;
     let ctx = ctx(&f, "CA_lie", Some(CALLER)).await;
-    let said = f
-        .rt
-        .guard_reply(&ctx, "Done! I've booked the Dubai room for tomorrow at 10.", Evidence::default())
+    let said =
+        f.rt.guard_reply(
+            &ctx,
+            "Done! I've booked the Dubai room for tomorrow at 10.",
+            Evidence::default(),
+        )
         .await;
     assert!(said.contains("not booked"), "{said}");
-    let said_he = f.rt.guard_reply(&ctx, "שלחתי לך אישור בוואטסאפ.", Evidence::default()).await;
+    let said_he =
+        f.rt.guard_reply(&ctx, "שלחתי לך אישור בוואטסאפ.", Evidence::default())
+            .await;
     assert!(said_he.contains("עדיין לא שלחתי"), "{said_he}");
     let traces = f.store.tool_traces("CA_lie").await.unwrap();
     assert_eq!(traces.len(), 2);
@@ -367,7 +482,9 @@ async fn a_lying_reply_is_replaced_and_traced() {
         booked: true,
         ..Evidence::default()
     };
-    let ok = f.rt.guard_reply(&ctx, "You're booked for tomorrow at 10.", evidence).await;
+    let ok =
+        f.rt.guard_reply(&ctx, "You're booked for tomorrow at 10.", evidence)
+            .await;
     assert_eq!(ok, "You're booked for tomorrow at 10.");
 }
 
@@ -382,12 +499,20 @@ async fn settings_are_cached_per_business_and_channel_and_rebuilt_on_change() {
     assert!(s1.instructions.contains("בטלפון"), "phone prompt");
     assert_eq!((s1.max_tokens, s1.first_reply_max_words), (60, 24));
     let wa = f.rt.settings(BUSINESS, Channel::Whatsapp).await.unwrap();
-    assert!(wa.instructions.contains("Escape TLV, מתחם"), "falls back to the default prompt");
+    assert!(
+        wa.instructions.contains("Escape TLV, מתחם"),
+        "falls back to the default prompt"
+    );
     assert_eq!(wa.max_tokens, 120);
     assert_eq!(f.rt.settings_builds(), 2);
 
     f.store
-        .set_business_prompt(BUSINESS, Some("phone"), "Say shalom first.", monday_noon_ms() + 1)
+        .set_business_prompt(
+            BUSINESS,
+            Some("phone"),
+            "Say shalom first.",
+            monday_noon_ms() + 1,
+        )
         .await
         .unwrap();
     let s3 = f.rt.settings(BUSINESS, Channel::Phone).await.unwrap();
@@ -402,15 +527,28 @@ async fn business_is_resolved_by_parameter_number_or_default() {
     let f = fixture().await;
     let mut req = request("CA_res", None, Vec::new(), false, "he-IL");
     assert_eq!(f.rt.resolve_business(&req).await.unwrap(), BUSINESS);
-    req.call.parameters.insert("To".into(), "+15550000000".into());
-    assert_eq!(f.rt.resolve_business(&req).await.unwrap(), BUSINESS, "default");
-    req.call.parameters.insert("business_id".into(), "biz_other".into());
+    req.call
+        .parameters
+        .insert("To".into(), "+15550000000".into());
+    assert_eq!(
+        f.rt.resolve_business(&req).await.unwrap(),
+        BUSINESS,
+        "default"
+    );
+    req.call
+        .parameters
+        .insert("business_id".into(), "biz_other".into());
     assert_eq!(f.rt.resolve_business(&req).await.unwrap(), "biz_other");
     let mut wa = request("wa_1", None, Vec::new(), false, "he-IL");
     wa.channel = Channel::Whatsapp;
-    wa.call.parameters.insert("phone_number_id".into(), "100200300400500".into());
+    wa.call
+        .parameters
+        .insert("phone_number_id".into(), "100200300400500".into());
     assert_eq!(f.rt.resolve_business(&wa).await.unwrap(), BUSINESS);
-    assert!(f.rt.turn_context(&req).await.is_err(), "unknown business is an error, not a panic");
+    assert!(
+        f.rt.turn_context(&req).await.is_err(),
+        "unknown business is an error, not a panic"
+    );
 }
 
 #[tokio::test]
@@ -427,7 +565,10 @@ async fn call_ended_stores_a_summary_with_the_booking() {
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 1);
     let summary = f.store.summary("CA_sum").await.unwrap().unwrap();
     let id = &f.store.appointments_for_business(BUSINESS).await.unwrap()[0].id;
-    assert!(summary.contains(id.as_str()) && summary.contains("3 customer messages"), "{summary}");
+    assert!(
+        summary.contains(id.as_str()) && summary.contains("3 customer messages"),
+        "{summary}"
+    );
     assert!(summary.contains("2026-11-24 10:00"), "{summary}");
 }
 
@@ -456,14 +597,22 @@ async fn booking_tables_work_on_postgres() {
     let ctx = ctx(&f, &sid, Some(&phone)).await;
     let day = 1 + (std::process::id() % 20) as i64;
     f.clock.fetch_add(0, Ordering::SeqCst);
-    let date = jiff::civil::date(2026, 11, 23).checked_add(jiff::Span::new().days(day)).unwrap();
-    let slots = ctx.call(tools::FIND_SLOTS, &json!({"date": date.to_string()}).to_string()).await;
+    let date = jiff::civil::date(2026, 11, 23)
+        .checked_add(jiff::Span::new().days(day))
+        .unwrap();
+    let slots = ctx
+        .call(
+            tools::FIND_SLOTS,
+            &json!({"date": date.to_string()}).to_string(),
+        )
+        .await;
     assert!(slots.ok, "{:?}", slots.value);
     let Some(slot) = slots.value["slots"].as_array().unwrap().first().cloned() else {
         return; // closed that day or already full from earlier runs
     };
     let room = slot["resources"][0].as_str().unwrap();
-    let args = json!({"start_iso": slot["start_iso"], "resource": room, "customer_name": "PG"}).to_string();
+    let args = json!({"start_iso": slot["start_iso"], "resource": room, "customer_name": "PG"})
+        .to_string();
     let a = ctx.call(tools::CREATE, &args).await;
     assert!(a.ok, "{:?}", a.value);
     let b = ctx.call(tools::CREATE, &args).await;

@@ -57,7 +57,12 @@ async fn start() -> Server {
     let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
     let c = clock.clone();
     let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
-    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock_fn, BookingConfig::default());
+    let rt = BookingRuntime::new(
+        store.clone(),
+        sender.clone(),
+        clock_fn,
+        BookingConfig::default(),
+    );
     let deps = Arc::new(CallDeps {
         config: cfg.clone(),
         stt: providers.stt,
@@ -67,7 +72,11 @@ async fn start() -> Server {
         metrics: Arc::new(Metrics::new()),
     });
     let state = AppState::new(deps, None, Some(store.clone()));
-    tokio::spawn(server::serve(listener, state.clone(), std::future::pending::<()>()));
+    tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        std::future::pending::<()>(),
+    ));
     Server {
         url: format!("http://{addr}"),
         state,
@@ -138,10 +147,13 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
         say("yes"),
         wait(),
     ];
-    let report = tokio::time::timeout(Duration::from_secs(90), caller::run_call(&srv.caller(sid, ""), steps))
-        .await
-        .expect("call finished in time")
-        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(90),
+        caller::run_call(&srv.caller(sid, ""), steps),
+    )
+    .await
+    .expect("call finished in time")
+    .unwrap();
     srv.settle().await;
     assert!(report.frames_received > 100, "{report:?}");
 
@@ -152,12 +164,19 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
     assert!(bot[1].contains("keypad"), "{bot:#?}");
     assert_eq!(turns[2].input_kind, "digits");
     assert_eq!(turns[2].user_text, "0521112222");
-    assert!(bot[2].contains("Dubai room tomorrow at 10:00") && bot[2].contains("Dana"), "{bot:#?}");
+    assert!(
+        bot[2].contains("Dubai room tomorrow at 10:00") && bot[2].contains("Dana"),
+        "{bot:#?}"
+    );
     assert_eq!(
         bot[3],
         "You're booked for 2026-11-24 10:00. The details will reach you on WhatsApp shortly."
     );
-    let appts = srv.store.appointments_for_business("biz_escape_tlv").await.unwrap();
+    let appts = srv
+        .store
+        .appointments_for_business("biz_escape_tlv")
+        .await
+        .unwrap();
     assert_eq!(appts.len(), 1);
     assert_eq!(appts[0].customer_phone.as_deref(), Some("+972521112222"));
     assert_eq!(appts[0].conversation_id, sid);
@@ -183,10 +202,19 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
         .collect();
     assert_eq!(confirmations.len(), 1, "{delivered:#?}");
     assert_eq!(confirmations[0].to, "972521112222");
-    let summary = srv.store.summary(sid).await.unwrap().expect("call.ended summary stored");
+    let summary = srv
+        .store
+        .summary(sid)
+        .await
+        .unwrap()
+        .expect("call.ended summary stored");
     assert!(summary.contains(&appts[0].id), "{summary}");
     let traces = srv.store.tool_traces(sid).await.unwrap();
-    assert!(traces.iter().any(|t| t.tool == "calendar_create_appointment" && t.ok));
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.tool == "calendar_create_appointment" && t.ok)
+    );
 }
 
 /// An off-grid request on a live call gets the two nearest valid times.
@@ -194,14 +222,23 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
 async fn off_grid_request_gets_the_nearest_times_on_a_call() {
     let srv = start().await;
     let sid = "CA00000000000000000000000000000b02";
-    let steps = vec![
-        say("tomorrow at 10:15 in the Dubai room"),
-        wait(),
-    ];
-    caller::run_call(&srv.caller(sid, "+972501234567"), steps).await.unwrap();
+    let steps = vec![say("tomorrow at 10:15 in the Dubai room"), wait()];
+    caller::run_call(&srv.caller(sid, "+972501234567"), steps)
+        .await
+        .unwrap();
     srv.settle().await;
     let turns = srv.store.call_turns(sid).await.unwrap();
     assert_eq!(turns.len(), 1);
-    assert!(turns[0].bot_text.contains("10:00 or 11:00"), "{:?}", turns[0].bot_text);
-    assert!(srv.store.appointments_for_business("biz_escape_tlv").await.unwrap().is_empty());
+    assert!(
+        turns[0].bot_text.contains("10:00 or 11:00"),
+        "{:?}",
+        turns[0].bot_text
+    );
+    assert!(
+        srv.store
+            .appointments_for_business("biz_escape_tlv")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

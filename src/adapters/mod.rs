@@ -50,7 +50,8 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
 /// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
 /// store, with the offline WhatsApp sender, and starts the outbox worker.
 fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
-    let sender: Arc<dyn providers::WhatsAppSender> = Arc::new(crate::agent::outbox::LogSender::new());
+    let sender: Arc<dyn providers::WhatsAppSender> =
+        Arc::new(crate::agent::outbox::LogSender::new());
     let runtime = crate::agent::BookingRuntime::new(
         store,
         sender,
@@ -61,7 +62,9 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
     let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
     let offline = crate::agent::offline::OfflineBookingAgent::new(runtime.clone());
     if cfg.call.agent == "booking" && !cfg.booking.llm_base_url.is_empty() {
-        tracing::warn!("the LLM booking agent is not built in this version; using the offline booking dialog");
+        tracing::warn!(
+            "the LLM booking agent is not built in this version; using the offline booking dialog"
+        );
     }
     (
         Arc::new(offline),
@@ -99,7 +102,9 @@ pub async fn providers_with_store(
                 agent
             }
             None => {
-                tracing::warn!("the booking agent needs the store; falling back to the simulated agent");
+                tracing::warn!(
+                    "the booking agent needs the store; falling back to the simulated agent"
+                );
                 Arc::new(sim::SimulatedAgent::new(lat.clone()))
             }
         },

@@ -97,7 +97,9 @@ pub struct Message {
 }
 
 /// Where a conversation happens. The agent picks its prompt, reply length and tools by channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     #[default]

@@ -4,7 +4,6 @@
 //! [`BookingRuntime`] is what both agents share: the store, the WhatsApp sender, the clock, the
 //! business resolution and the per-(business, channel) settings cache.
 
-
 pub mod offline;
 pub mod outbox;
 pub mod tools;
@@ -267,7 +266,10 @@ impl BookingRuntime {
                     &serde_json::json!({"false_claims": claims, "text": reply}),
                     false,
                     Some("false_claim"),
-                    Some(&format!("reply claimed {} without a successful tool call", claims.join(", "))),
+                    Some(&format!(
+                        "reply claimed {} without a successful tool call",
+                        claims.join(", ")
+                    )),
                     0,
                     self.now_ms(),
                 )

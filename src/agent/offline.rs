@@ -120,14 +120,19 @@ impl OfflineBookingAgent {
             .await
             .map_err(|e| AgentError::Failed(e.to_string()))?;
         let key = request.call.call_sid.clone();
-        let mut state = self.dialogs.lock().expect("dialogs lock").take(&key).unwrap_or_else(|| DialogState {
-            hebrew: if request.call.language.is_empty() {
-                ctx.settings.business.hebrew()
-            } else {
-                request.call.language.starts_with("he")
-            },
-            ..DialogState::default()
-        });
+        let mut state = self
+            .dialogs
+            .lock()
+            .expect("dialogs lock")
+            .take(&key)
+            .unwrap_or_else(|| DialogState {
+                hebrew: if request.call.language.is_empty() {
+                    ctx.settings.business.hebrew()
+                } else {
+                    request.call.language.starts_with("he")
+                },
+                ..DialogState::default()
+            });
         let user = request
             .history
             .last()
@@ -171,8 +176,15 @@ trait WeekdayName {
 
 impl WeekdayName for Date {
     fn weekday_name_en(&self) -> &'static str {
-        ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-            [self.weekday().to_sunday_zero_offset() as usize]
+        [
+            "Sunday",
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+        ][self.weekday().to_sunday_zero_offset() as usize]
     }
 }
 
@@ -199,11 +211,20 @@ fn slot_times(v: &Value) -> Vec<(String, Vec<String>)> {
             slots
                 .iter()
                 .map(|s| {
-                    let t = s.get("time_display").and_then(Value::as_str).unwrap_or("").to_string();
+                    let t = s
+                        .get("time_display")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     let rooms = s
                         .get("resources")
                         .and_then(Value::as_array)
-                        .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     (t, rooms)
                 })
@@ -274,18 +295,34 @@ async fn step(
             };
         }
         let lower = user.to_lowercase();
-        let asks_info = ["price", "cost", "how much", "hours", "open", "parking", "כמה עולה", "מחיר", "שעות", "חניה"]
-            .iter()
-            .any(|w| lower.contains(w));
+        let asks_info = [
+            "price",
+            "cost",
+            "how much",
+            "hours",
+            "open",
+            "parking",
+            "כמה עולה",
+            "מחיר",
+            "שעות",
+            "חניה",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
         if asks_info && st.expect == Expect::Nothing && parse::parse_time(user).is_none() {
-            let topic = if ["price", "cost", "how much", "כמה עולה", "מחיר"].iter().any(|w| lower.contains(w)) {
+            let topic = if ["price", "cost", "how much", "כמה עולה", "מחיר"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
                 "prices"
             } else if ["parking", "חניה"].iter().any(|w| lower.contains(w)) {
                 "faq"
             } else {
                 "hours"
             };
-            let out = ctx.call(tools::BUSINESS_INFO, &json!({"topic": topic}).to_string()).await;
+            let out = ctx
+                .call(tools::BUSINESS_INFO, &json!({"topic": topic}).to_string())
+                .await;
             let body = out
                 .value
                 .get("documents")
@@ -298,9 +335,18 @@ async fn step(
             // The documents are bilingual: speak the half in the caller's language.
             let half = body
                 .split_once(". ")
-                .map(|(a, b)| if he == is_hebrew(b) { b.to_string() } else { a.to_string() })
+                .map(|(a, b)| {
+                    if he == is_hebrew(b) {
+                        b.to_string()
+                    } else {
+                        a.to_string()
+                    }
+                })
                 .unwrap_or(body);
-            return text_reply(format!("{half} {}", say(he, "Would you like to book?", "תרצה לקבוע?")));
+            return text_reply(format!(
+                "{half} {}",
+                say(he, "Would you like to book?", "תרצה לקבוע?")
+            ));
         }
         match st.expect {
             Expect::Name => {
@@ -316,7 +362,11 @@ async fn step(
                 if parse::is_no(user) {
                     st.expect = Expect::Nothing;
                     st.time = None;
-                    return text_reply(say(he, "No problem. Which day and time would suit you?", "אין בעיה. איזה יום ושעה מתאימים לך?"));
+                    return text_reply(say(
+                        he,
+                        "No problem. Which day and time would suit you?",
+                        "אין בעיה. איזה יום ושעה מתאימים לך?",
+                    ));
                 }
             }
             _ => {}
@@ -335,7 +385,11 @@ async fn step(
             .parse::<i8>()
             .ok()
             .and_then(|h| Time::new(if h <= 7 { h + 12 } else { h }, 0, 0, 0).ok());
-        if let Some(t) = parse::parse_time(user).or(if st.expect == Expect::Nothing { bare_hour } else { None }) {
+        if let Some(t) = parse::parse_time(user).or(if st.expect == Expect::Nothing {
+            bare_hour
+        } else {
+            None
+        }) {
             st.time = Some(t);
         }
         if let Some(r) = ctx.settings.resources.iter().find(|r| r.mentioned_in(user)) {
@@ -356,7 +410,11 @@ async fn step(
         return text_reply(if st.time.is_some() {
             say(he, "For which day?", "לאיזה יום?")
         } else {
-            say(he, "Hello! Which day and time would you like to book?", "שלום! לאיזה יום ושעה תרצה לקבוע?")
+            say(
+                he,
+                "Hello! Which day and time would you like to book?",
+                "שלום! לאיזה יום ושעה תרצה לקבוע?",
+            )
         });
     };
     let mut args = json!({"date": date.to_string()});
@@ -366,19 +424,30 @@ async fn step(
     let found = ctx.call(tools::FIND_SLOTS, &args.to_string()).await;
     found.add_evidence(evidence);
     if !found.ok {
-        return text_reply(say(he, "I could not check the calendar. Which other day would suit you?", "לא הצלחתי לבדוק ביומן. איזה יום אחר מתאים לך?"));
+        return text_reply(say(
+            he,
+            "I could not check the calendar. Which other day would suit you?",
+            "לא הצלחתי לבדוק ביומן. איזה יום אחר מתאים לך?",
+        ));
     }
     let slots = slot_times(&found.value);
     let day = day_words(st, today, date);
     let Some(time) = st.time else {
         if slots.is_empty() {
             st.date = None;
-            return text_reply(say(he, &format!("Nothing is available {day}. Which other day?"), &format!("אין מקום {day}. איזה יום אחר?")));
+            return text_reply(say(
+                he,
+                &format!("Nothing is available {day}. Which other day?"),
+                &format!("אין מקום {day}. איזה יום אחר?"),
+            ));
         }
         let first: Vec<String> = slots.iter().take(3).map(|(t, _)| t.clone()).collect();
         return text_reply(say(
             he,
-            &format!("{day} these times are available: {}. Which time?", join_or(&first, false)),
+            &format!(
+                "{day} these times are available: {}. Which time?",
+                join_or(&first, false)
+            ),
             &format!("{day} יש מקום ב-{}. איזו שעה?", join_or(&first, true)),
         ));
     };
@@ -388,12 +457,22 @@ async fn step(
         let near = nearest_two(&slots, time);
         if near.is_empty() {
             st.date = None;
-            return text_reply(say(he, &format!("Nothing is available {day}. Which other day?"), &format!("אין מקום {day}. איזה יום אחר?")));
+            return text_reply(say(
+                he,
+                &format!("Nothing is available {day}. Which other day?"),
+                &format!("אין מקום {day}. איזה יום אחר?"),
+            ));
         }
         return text_reply(say(
             he,
-            &format!("{wanted} {day} is not available. The nearest available times are {}. Which one?", join_or(&near, false)),
-            &format!("{wanted} {day} לא פנוי. השעות הפנויות הקרובות הן {}. מה מתאים?", join_or(&near, true)),
+            &format!(
+                "{wanted} {day} is not available. The nearest available times are {}. Which one?",
+                join_or(&near, false)
+            ),
+            &format!(
+                "{wanted} {day} לא פנוי. השעות הפנויות הקרובות הן {}. מה מתאים?",
+                join_or(&near, true)
+            ),
         ));
     };
     st.free_rooms = rooms.clone();
@@ -406,14 +485,21 @@ async fn step(
             return text_reply(say(
                 he,
                 &format!("Which room would you like: {}?", join_or(rooms, false)),
-                &format!("איזה חדר: {}?", join_or(&hebrew_room_names(ctx, rooms), true)),
+                &format!(
+                    "איזה חדר: {}?",
+                    join_or(&hebrew_room_names(ctx, rooms), true)
+                ),
             ));
         }
     }
     // name and phone
     if st.name.is_none() {
         st.expect = Expect::Name;
-        return text_reply(say(he, "Great. What name should I book under?", "מעולה. על איזה שם לרשום?"));
+        return text_reply(say(
+            he,
+            "Great. What name should I book under?",
+            "מעולה. על איזה שם לרשום?",
+        ));
     }
     if st.phone.is_none() {
         st.phone = ctx.caller_phone.clone();
@@ -424,11 +510,15 @@ async fn step(
     // confirm
     st.expect = Expect::Confirm;
     let room = st.resource.clone().unwrap_or_default();
-    let room_he = hebrew_room_names(ctx, std::slice::from_ref(&room)).pop().unwrap_or_default();
+    let room_he = hebrew_room_names(ctx, std::slice::from_ref(&room))
+        .pop()
+        .unwrap_or_default();
     let name = st.name.clone().unwrap_or_default();
     text_reply(say(
         he,
-        &format!("To confirm: the {room} room {day} at {wanted}, under the name {name}. Shall I book it?"),
+        &format!(
+            "To confirm: the {room} room {day} at {wanted}, under the name {name}. Shall I book it?"
+        ),
         &format!("לאישור: חדר {room_he} {day} בשעה {wanted}, על שם {name}. לקבוע?"),
     ))
 }
@@ -469,7 +559,11 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
     let he = st.hebrew;
     let (Some(date), Some(time), Some(name)) = (st.date, st.time, st.name.clone()) else {
         st.expect = Expect::Nothing;
-        return text_reply(say(he, "Which day and time would you like?", "לאיזה יום ושעה?"));
+        return text_reply(say(
+            he,
+            "Which day and time would you like?",
+            "לאיזה יום ושעה?",
+        ));
     };
     let mut args = json!({"start_iso": format!("{date}T{}", hhmm(time)), "customer_name": name});
     if let Some(r) = &st.resource {
@@ -484,13 +578,26 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
     if out.ok {
         let when = format!(
             "{} {}",
-            out.value.get("date_iso").and_then(Value::as_str).unwrap_or(""),
-            out.value.get("time_display").and_then(Value::as_str).unwrap_or("")
+            out.value
+                .get("date_iso")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            out.value
+                .get("time_display")
+                .and_then(Value::as_str)
+                .unwrap_or("")
         );
         // The booking is done: start over for a possible second booking.
         let hebrew = st.hebrew;
-        *st = DialogState { hebrew, ..DialogState::default() };
-        let status = out.value.get("whatsapp_status").and_then(Value::as_str).unwrap_or("pending");
+        *st = DialogState {
+            hebrew,
+            ..DialogState::default()
+        };
+        let status = out
+            .value
+            .get("whatsapp_status")
+            .and_then(Value::as_str)
+            .unwrap_or("pending");
         return text_reply(confirmation_reply(status, hebrew, &when));
     }
     match out.error() {
@@ -504,12 +611,23 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
                 .value
                 .get("suggestions")
                 .and_then(Value::as_array)
-                .map(|s| s.iter().filter_map(|x| x.get("time_display").and_then(Value::as_str)).map(str::to_string).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|x| x.get("time_display").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             text_reply(say(
                 he,
-                &format!("That time cannot be booked. I can offer {} instead. Which one?", join_or(&times, false)),
-                &format!("אי אפשר לקבוע בשעה הזאת. אפשר במקום זה {}. מה מתאים?", join_or(&times, true)),
+                &format!(
+                    "That time cannot be booked. I can offer {} instead. Which one?",
+                    join_or(&times, false)
+                ),
+                &format!(
+                    "אי אפשר לקבוע בשעה הזאת. אפשר במקום זה {}. מה מתאים?",
+                    join_or(&times, true)
+                ),
             ))
         }
         _ => text_reply(say(
@@ -544,7 +662,11 @@ pub fn confirmation_reply(status: &str, hebrew: bool, when: &str) -> String {
 /// Sends a finished reply as agent events (word by word, as a streaming agent would).
 pub async fn emit(reply: &OfflineReply, events: &mpsc::Sender<AgentEvent>) {
     for word in reply.text.split_inclusive(' ') {
-        if events.send(AgentEvent::TextDelta(word.to_string())).await.is_err() {
+        if events
+            .send(AgentEvent::TextDelta(word.to_string()))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -580,7 +702,10 @@ impl Agent for OfflineBookingAgent {
     }
 
     fn call_ended(&self, call: &CallContext, channel: Channel) {
-        self.dialogs.lock().expect("dialogs lock").remove(&call.call_sid);
+        self.dialogs
+            .lock()
+            .expect("dialogs lock")
+            .remove(&call.call_sid);
         spawn_call_ended(&self.rt, call, channel);
     }
 

@@ -53,9 +53,13 @@ pub struct CallEndedPayload {
 pub enum Delivery {
     Delivered,
     /// Failed; a retry is scheduled.
-    Retrying { error: String },
+    Retrying {
+        error: String,
+    },
     /// Given up.
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
     /// Another worker holds the event, or it was already delivered.
     NotClaimed,
 }
@@ -102,7 +106,9 @@ pub async fn deliver(rt: &BookingRuntime, row: &OutboxRow) -> Result<Delivery, S
                 return Ok(Delivery::Dead { error });
             }
             let at = now + backoff_ms(rt, row.attempts, retry_after_ms);
-            rt.store.outbox_failed(&row.id, &error, Some(at), now).await?;
+            rt.store
+                .outbox_failed(&row.id, &error, Some(at), now)
+                .await?;
             tracing::info!(event = %row.id, kind = %row.kind, %error, retry_at_ms = at, "outbox event will be retried");
             Ok(Delivery::Retrying { error })
         }
@@ -231,7 +237,13 @@ async fn summarize(rt: &BookingRuntime, p: &CallEndedPayload) -> Result<String, 
     for a in booked {
         let when = tz
             .as_ref()
-            .map(|pol| format!("{} {}", pol.date_iso(a.start_ms), pol.time_display(a.start_ms)))
+            .map(|pol| {
+                format!(
+                    "{} {}",
+                    pol.date_iso(a.start_ms),
+                    pol.time_display(a.start_ms)
+                )
+            })
             .unwrap_or_else(|| a.start_ms.to_string());
         out.push_str(&format!(
             " Appointment {} {}: {} {}.",
@@ -330,6 +342,10 @@ impl WhatsAppSender for LogSender {
                 id
             }
         };
-        Box::pin(async move { Ok(SendReceipt { message_id: receipt }) })
+        Box::pin(async move {
+            Ok(SendReceipt {
+                message_id: receipt,
+            })
+        })
     }
 }

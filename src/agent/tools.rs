@@ -15,7 +15,9 @@ use super::{AgentSettings, BookingRuntime};
 use crate::adapters::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
 use crate::core::booking::guard::Evidence;
 use crate::core::booking::parse::normalize_phone;
-use crate::core::booking::policy::{ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime};
+use crate::core::booking::policy::{
+    ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime,
+};
 use crate::store::booking::{
     Appointment, CapacityRule, CreateOutcome, NewOutboxEvent, Resource, ToolTraceRow,
 };
@@ -103,7 +105,10 @@ pub fn mask_args(args: &Value, log_pii: bool) -> Value {
                         v.as_str()
                             .map(|s| Value::String(hash_phone(s)))
                             .unwrap_or(Value::Null)
-                    } else if key.contains("name") && key != "resource" || key == "text" || key == "notes" {
+                    } else if key.contains("name") && key != "resource"
+                        || key == "text"
+                        || key == "notes"
+                    {
                         Value::String("[redacted]".into())
                     } else {
                         mask_args(v, log_pii)
@@ -141,7 +146,11 @@ pub fn specs() -> Vec<ToolSpec> {
                 "resource":{"type":"string"},"customer_name":{"type":"string"},
                 "customer_phone":{"type":"string"}}}),
         ),
-        spec(LIST, "The customer's own upcoming appointments.", json!({"type":"object","additionalProperties":false,"properties":{}})),
+        spec(
+            LIST,
+            "The customer's own upcoming appointments.",
+            json!({"type":"object","additionalProperties":false,"properties":{}}),
+        ),
         spec(
             UPDATE,
             "Move one of the customer's appointments to another start time (and optionally room).",
@@ -280,8 +289,8 @@ impl ToolContext {
             other => fail("unknown_tool", format!("no tool named {other:?}")),
         };
         let ok = value.get("ok").and_then(Value::as_bool).unwrap_or(false);
-        let args_value: Value =
-            serde_json::from_str(raw_args).unwrap_or_else(|_| json!({"unparsed_chars": raw_args.len()}));
+        let args_value: Value = serde_json::from_str(raw_args)
+            .unwrap_or_else(|_| json!({"unparsed_chars": raw_args.len()}));
         self.trace(
             tool,
             &args_value,
@@ -365,7 +374,11 @@ impl ToolContext {
         let p = &self.settings.policy;
         let now = self.now();
         let (from_ms, to_ms) = day_bounds(p, from, to);
-        let busy = match self.store().busy(&self.settings.business.id, from_ms, to_ms).await {
+        let busy = match self
+            .store()
+            .busy(&self.settings.business.id, from_ms, to_ms)
+            .await
+        {
             Ok(b) => b,
             Err(e) => return fail("internal", e.to_string()),
         };
@@ -380,7 +393,12 @@ impl ToolContext {
     }
 
     fn unknown_resource(&self, name: &str) -> Value {
-        let names: Vec<&str> = self.settings.resources.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .settings
+            .resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         json!({"ok": false, "error": "unknown_resource",
                "reason": format!("no room named {name:?}; rooms: {}", names.join(", ")),
                "resources": names})
@@ -462,7 +480,11 @@ impl ToolContext {
             .unwrap_or(0);
         let busy = match self
             .store()
-            .busy(&self.settings.business.id, start_ms - 86_400_000, start_ms + 86_400_000)
+            .busy(
+                &self.settings.business.id,
+                start_ms - 86_400_000,
+                start_ms + 86_400_000,
+            )
             .await
         {
             Ok(b) => b,
@@ -470,19 +492,39 @@ impl ToolContext {
         };
         // An identical request within the window is the existing booking (no duplicate), even
         // though that booking itself now fills the slot.
-        let key = request_key(&self.settings.business.id, wanted.as_deref(), start_ms, phone.as_deref(), &name);
+        let key = request_key(
+            &self.settings.business.id,
+            wanted.as_deref(),
+            start_ms,
+            phone.as_deref(),
+            &name,
+        );
         if let Some(existing) = self.existing_duplicate(&key, now).await {
             let status = self.confirmation_status(&existing).await;
             return self.created_json(&existing, true, None, status);
         }
-        let (start_ms, end_ms) = match p.check_start(now, start, &self.caps(), &busy, wanted.as_deref()) {
+        let (start_ms, end_ms) = match p.check_start(
+            now,
+            start,
+            &self.caps(),
+            &busy,
+            wanted.as_deref(),
+        ) {
             StartVerdict::Ok { start_ms, end_ms } => (start_ms, end_ms),
             verdict => {
                 let (error, reason) = match verdict {
-                    StartVerdict::OffGrid => ("off_grid", "not a bookable start time; offer the suggestions"),
-                    StartVerdict::TooSoon => ("too_soon", "inside the minimum notice; offer the suggestions"),
+                    StartVerdict::OffGrid => (
+                        "off_grid",
+                        "not a bookable start time; offer the suggestions",
+                    ),
+                    StartVerdict::TooSoon => (
+                        "too_soon",
+                        "inside the minimum notice; offer the suggestions",
+                    ),
                     StartVerdict::OutsideWindow => ("outside_window", "beyond the booking window"),
-                    StartVerdict::Full => ("full", "that time is fully booked; offer the suggestions"),
+                    StartVerdict::Full => {
+                        ("full", "that time is fully booked; offer the suggestions")
+                    }
                     StartVerdict::Ok { .. } => unreachable!("handled above"),
                 };
                 let suggestions = self.suggestions(start_ms, wanted.as_deref()).await;
@@ -518,7 +560,11 @@ impl ToolContext {
                 },
                 template_fallback: Some(OutboundBody::Template {
                     name: "appointment_confirmation".into(),
-                    language: if business.hebrew() { "he".into() } else { "en".into() },
+                    language: if business.hebrew() {
+                        "he".into()
+                    } else {
+                        "en".into()
+                    },
                     params: vec![name.clone(), p.date_iso(start_ms), p.time_display(start_ms)],
                 }),
             };
@@ -545,7 +591,11 @@ impl ToolContext {
             request_key: key,
             created_at_ms: now,
         };
-        let appt = match self.store().create_appointment(appt, self.capacity_rule(resource_id.as_deref()), events).await {
+        let appt = match self
+            .store()
+            .create_appointment(appt, self.capacity_rule(resource_id.as_deref()), events)
+            .await
+        {
             Ok(CreateOutcome::Created(a)) => a,
             Ok(CreateOutcome::Existing(a)) => {
                 let status = self.confirmation_status(&a).await;
@@ -563,7 +613,14 @@ impl ToolContext {
                 let started = Instant::now();
                 match self
                     .store()
-                    .upsert_customer(&business.id, ph, Some(&name), self.channel.as_str(), "booked", now)
+                    .upsert_customer(
+                        &business.id,
+                        ph,
+                        Some(&name),
+                        self.channel.as_str(),
+                        "booked",
+                        now,
+                    )
                     .await
                 {
                     Ok(id) => {
@@ -604,7 +661,11 @@ impl ToolContext {
     }
 
     async fn existing_duplicate(&self, key: &str, now: i64) -> Option<Appointment> {
-        let all = self.store().appointments_for_business(&self.settings.business.id).await.ok()?;
+        let all = self
+            .store()
+            .appointments_for_business(&self.settings.business.id)
+            .await
+            .ok()?;
         all.into_iter().find(|a| {
             a.request_key == key
                 && a.status == "booked"
@@ -612,7 +673,13 @@ impl ToolContext {
         })
     }
 
-    fn created_json(&self, a: &Appointment, duplicate: bool, lead_id: Option<String>, status: &str) -> Value {
+    fn created_json(
+        &self,
+        a: &Appointment,
+        duplicate: bool,
+        lead_id: Option<String>,
+        status: &str,
+    ) -> Value {
         let p = &self.settings.policy;
         json!({"ok": true, "appointment_id": a.id, "date_iso": p.date_iso(a.start_ms),
                "time_display": p.time_display(a.start_ms), "start_iso": p.iso(a.start_ms),
@@ -631,7 +698,11 @@ impl ToolContext {
 
     /// A duplicate request reports where the original confirmation stands.
     async fn confirmation_status(&self, a: &Appointment) -> &'static str {
-        match self.store().outbox_by_key(&format!("confirm:{}", a.id)).await {
+        match self
+            .store()
+            .outbox_by_key(&format!("confirm:{}", a.id))
+            .await
+        {
             Ok(Some(row)) if row.status == "delivered" => "sent",
             Ok(Some(_)) => "failed",
             _ => "pending",
@@ -640,11 +711,18 @@ impl ToolContext {
 
     async fn own(&self, appointment_id: &str) -> Result<Appointment, Value> {
         let Some(phone) = &self.caller_phone else {
-            return Err(fail("need_phone", "the customer's phone is unknown; ask for it"));
+            return Err(fail(
+                "need_phone",
+                "the customer's phone is unknown; ask for it",
+            ));
         };
         match self.store().appointment(appointment_id).await {
-            Ok(Some(a)) if a.customer_phone.as_deref() == Some(phone.as_str())
-                && a.business_id == self.settings.business.id => Ok(a),
+            Ok(Some(a))
+                if a.customer_phone.as_deref() == Some(phone.as_str())
+                    && a.business_id == self.settings.business.id =>
+            {
+                Ok(a)
+            }
             Ok(_) => Err(fail("not_found", "no such appointment for this customer")),
             Err(e) => Err(fail("internal", e.to_string())),
         }
@@ -658,7 +736,11 @@ impl ToolContext {
             return fail("need_phone", "the customer's phone is unknown; ask for it");
         };
         let now = self.now();
-        match self.store().appointments_for_phone(&self.settings.business.id, phone, now).await {
+        match self
+            .store()
+            .appointments_for_phone(&self.settings.business.id, phone, now)
+            .await
+        {
             Ok(list) => {
                 let p = &self.settings.policy;
                 let items: Vec<Value> = list
@@ -694,11 +776,24 @@ impl ToolContext {
             None => current.resource_id.clone(),
         };
         let now = self.now();
-        let start_ms = start.to_zoned(p.tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
-        let busy: Vec<_> = match self.store().busy(&self.settings.business.id, start_ms - 86_400_000, start_ms + 86_400_000).await {
+        let start_ms = start
+            .to_zoned(p.tz.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(0);
+        let busy: Vec<_> = match self
+            .store()
+            .busy(
+                &self.settings.business.id,
+                start_ms - 86_400_000,
+                start_ms + 86_400_000,
+            )
+            .await
+        {
             Ok(b) => b
                 .into_iter()
-                .filter(|b| !(b.start_ms == current.start_ms && b.resource_id == current.resource_id))
+                .filter(|b| {
+                    !(b.start_ms == current.start_ms && b.resource_id == current.resource_id)
+                })
                 .collect(),
             Err(e) => return fail("internal", e.to_string()),
         };
@@ -706,12 +801,21 @@ impl ToolContext {
             StartVerdict::Ok { start_ms, end_ms } => {
                 match self
                     .store()
-                    .move_appointment(&current.id, resource_id.as_deref(), start_ms, end_ms, self.capacity_rule(resource_id.as_deref()), now)
+                    .move_appointment(
+                        &current.id,
+                        resource_id.as_deref(),
+                        start_ms,
+                        end_ms,
+                        self.capacity_rule(resource_id.as_deref()),
+                        now,
+                    )
                     .await
                 {
-                    Ok(true) => json!({"ok": true, "appointment_id": current.id, "date_iso": p.date_iso(start_ms),
+                    Ok(true) => {
+                        json!({"ok": true, "appointment_id": current.id, "date_iso": p.date_iso(start_ms),
                         "time_display": p.time_display(start_ms), "start_iso": p.iso(start_ms),
-                        "resource": self.resource_name(resource_id.as_deref())}),
+                        "resource": self.resource_name(resource_id.as_deref())})
+                    }
                     Ok(false) => fail("full", "that time was just taken"),
                     Err(e) => fail("internal", e.to_string()),
                 }
@@ -738,7 +842,11 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        match self.store().cancel_appointment(&current.id, self.now()).await {
+        match self
+            .store()
+            .cancel_appointment(&current.id, self.now())
+            .await
+        {
             Ok(true) => json!({"ok": true, "appointment_id": current.id}),
             Ok(false) => fail("not_found", "already cancelled"),
             Err(e) => fail("internal", e.to_string()),
@@ -750,14 +858,25 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let phone = args.phone.as_deref().map(normalize_phone).or_else(|| self.caller_phone.clone());
+        let phone = args
+            .phone
+            .as_deref()
+            .map(normalize_phone)
+            .or_else(|| self.caller_phone.clone());
         let Some(phone) = phone else {
             return fail("need_phone", "a lead is keyed by phone; ask for it");
         };
         let _ = args.notes;
         match self
             .store()
-            .upsert_customer(&self.settings.business.id, &phone, args.name.as_deref(), self.channel.as_str(), "lead", self.now())
+            .upsert_customer(
+                &self.settings.business.id,
+                &phone,
+                args.name.as_deref(),
+                self.channel.as_str(),
+                "lead",
+                self.now(),
+            )
             .await
         {
             Ok(id) => json!({"ok": true, "lead_id": id}),
@@ -782,7 +901,11 @@ impl ToolContext {
             "send:{}:{}:{}",
             self.conversation_id,
             self.turn,
-            digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+            digest
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
         let payload = SendPayload {
             message: OutboundMessage {
@@ -818,11 +941,17 @@ impl ToolContext {
         };
         let topic = args.topic.unwrap_or_else(|| "all".into());
         if !["hours", "prices", "rooms", "faq", "all"].contains(&topic.as_str()) {
-            return fail("bad_arguments", "topic is one of hours, prices, rooms, faq, all");
+            return fail(
+                "bad_arguments",
+                "topic is one of hours, prices, rooms, faq, all",
+            );
         }
         match self.store().documents(&self.settings.business.id).await {
             Ok(docs) => {
-                let docs: Vec<_> = docs.into_iter().filter(|d| topic == "all" || d.kind == topic).collect();
+                let docs: Vec<_> = docs
+                    .into_iter()
+                    .filter(|d| topic == "all" || d.kind == topic)
+                    .collect();
                 json!({"ok": true, "business": self.settings.business.name, "documents": docs})
             }
             Err(e) => fail("internal", e.to_string()),
@@ -842,13 +971,30 @@ fn day_bounds(p: &crate::core::booking::policy::Policy, from: Date, to: Date) ->
 }
 
 /// Same business, room, start and customer = the same request.
-pub fn request_key(business: &str, resource: Option<&str>, start_ms: i64, phone: Option<&str>, name: &str) -> String {
-    let who = phone.map(str::to_string).unwrap_or_else(|| name.trim().to_lowercase());
-    let digest = Sha256::digest(format!("{business}|{}|{start_ms}|{who}", resource.unwrap_or("-")).as_bytes());
+pub fn request_key(
+    business: &str,
+    resource: Option<&str>,
+    start_ms: i64,
+    phone: Option<&str>,
+    name: &str,
+) -> String {
+    let who = phone
+        .map(str::to_string)
+        .unwrap_or_else(|| name.trim().to_lowercase());
+    let digest = Sha256::digest(
+        format!("{business}|{}|{start_ms}|{who}", resource.unwrap_or("-")).as_bytes(),
+    );
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn confirmation_text(hebrew: bool, business: &str, room: Option<&str>, date: &str, time: &str, name: &str) -> String {
+pub fn confirmation_text(
+    hebrew: bool,
+    business: &str,
+    room: Option<&str>,
+    date: &str,
+    time: &str,
+    name: &str,
+) -> String {
     if hebrew {
         format!(
             "{name}, התור שלך ב-{business} מאושר: {date} בשעה {time}{}.",

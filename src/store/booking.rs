@@ -377,7 +377,10 @@ impl Store {
     }
 
     /// The business's WhatsApp Cloud API phone_number_id (first one), if it has one.
-    pub async fn whatsapp_number_for(&self, business_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn whatsapp_number_for(
+        &self,
+        business_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
             "SELECT address FROM business_numbers WHERE business_id = $1 AND channel = 'whatsapp' \
              ORDER BY address LIMIT 1",
@@ -575,10 +578,7 @@ impl Store {
         .bind(from_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(appointment_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn appointments_for_business(
@@ -592,10 +592,7 @@ impl Store {
         .bind(business_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(appointment_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn cancel_appointment(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
@@ -740,7 +737,10 @@ impl Store {
     }
 
     /// Tool traces of one conversation (call sid or WhatsApp thread), in order.
-    pub async fn tool_traces(&self, conversation_id: &str) -> Result<Vec<ToolTraceRow>, StoreError> {
+    pub async fn tool_traces(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ToolTraceRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT business_id, conversation_id, channel, turn, tool, args_json, ok, error, \
              reason, latency_ms, at_ms FROM tool_traces WHERE conversation_id = $1 \
@@ -838,10 +838,11 @@ impl Store {
     }
 
     pub async fn summary(&self, conversation_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT summary FROM conversation_summaries WHERE conversation_id = $1")
-            .bind(conversation_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT summary FROM conversation_summaries WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.try_get("summary")).transpose()?)
     }
 
@@ -888,7 +889,12 @@ impl Store {
 
     /// Leases an event for delivery until `now_ms + lease_ms`. False if someone else holds it or
     /// it is no longer pending, so two workers never send the same event at once.
-    pub async fn outbox_claim(&self, id: &str, now_ms: i64, lease_ms: i64) -> Result<bool, StoreError> {
+    pub async fn outbox_claim(
+        &self,
+        id: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET locked_until_ms = $1 WHERE id = $2 AND status = 'pending' \
              AND locked_until_ms <= $3",
@@ -901,7 +907,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn outbox_delivered(&self, id: &str, result: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn outbox_delivered(
+        &self,
+        id: &str,
+        result: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, result = $1, \
              done_at_ms = $2, locked_until_ms = 0, last_error = NULL WHERE id = $3",

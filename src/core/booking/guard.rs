@@ -174,13 +174,17 @@ pub fn truthful_reply(false_claims: &[Claim], hebrew: bool) -> String {
                 .into()
         }
         (Claim::Booked, true) => "עדיין לא קבעתי את התור. לבדוק שעות פנויות ולקבוע עבורך?".into(),
-        (Claim::Cancelled, false) => "I have not cancelled anything yet. Shall I cancel it now?".into(),
+        (Claim::Cancelled, false) => {
+            "I have not cancelled anything yet. Shall I cancel it now?".into()
+        }
         (Claim::Cancelled, true) => "עדיין לא ביטלתי. לבטל עכשיו?".into(),
         (Claim::Availability, false) => {
             "Let me check the calendar first. Which day suits you?".into()
         }
         (Claim::Availability, true) => "אני צריך לבדוק קודם ביומן. איזה יום מתאים לך?".into(),
-        (Claim::Sent, false) => "I have not sent a message yet. Shall I send you the details?".into(),
+        (Claim::Sent, false) => {
+            "I have not sent a message yet. Shall I send you the details?".into()
+        }
         (Claim::Sent, true) => "עדיין לא שלחתי הודעה. לשלוח לך את הפרטים?".into(),
     }
 }
@@ -264,7 +268,10 @@ mod tests {
     fn lies_are_caught_in_both_languages() {
         let none = Evidence::default();
         assert_eq!(
-            unsupported("Great, I've booked the Dubai room for tomorrow at 10.", none),
+            unsupported(
+                "Great, I've booked the Dubai room for tomorrow at 10.",
+                none
+            ),
             vec![Claim::Booked]
         );
         assert_eq!(
@@ -275,12 +282,18 @@ mod tests {
             unsupported("Tomorrow at 10 is available.", none),
             vec![Claim::Availability]
         );
-        assert_eq!(unsupported("מחר בעשר פנוי.", none), vec![Claim::Availability]);
+        assert_eq!(
+            unsupported("מחר בעשר פנוי.", none),
+            vec![Claim::Availability]
+        );
         assert_eq!(
             unsupported("I sent you a WhatsApp confirmation.", none),
             vec![Claim::Sent]
         );
-        assert_eq!(unsupported("שלחתי לך הודעה בוואטסאפ.", none), vec![Claim::Sent]);
+        assert_eq!(
+            unsupported("שלחתי לך הודעה בוואטסאפ.", none),
+            vec![Claim::Sent]
+        );
     }
 
     #[test]
@@ -289,11 +302,20 @@ mod tests {
             booked: true,
             ..Evidence::default()
         };
-        assert_eq!(check("You're booked for tomorrow at 10.", booked), GuardVerdict::Pass);
+        assert_eq!(
+            check("You're booked for tomorrow at 10.", booked),
+            GuardVerdict::Pass
+        );
         let none = Evidence::default();
-        assert_eq!(check("Shall I book tomorrow at 10?", none), GuardVerdict::Pass);
+        assert_eq!(
+            check("Shall I book tomorrow at 10?", none),
+            GuardVerdict::Pass
+        );
         assert_eq!(check("Is 10 available for you?", none), GuardVerdict::Pass);
-        assert_eq!(check("I have not booked anything yet.", none), GuardVerdict::Pass);
+        assert_eq!(
+            check("I have not booked anything yet.", none),
+            GuardVerdict::Pass
+        );
         assert_eq!(check("עוד לא קבעתי את התור.", none), GuardVerdict::Pass);
         assert_eq!(check("What name should I use?", none), GuardVerdict::Pass);
         // "booked; I sent" with only the booking backed: the sent part is false.
@@ -315,7 +337,12 @@ mod tests {
         assert_eq!(false_claims, vec![Claim::Booked]);
         assert!(is_hebrew(&replacement));
         assert!(claims(&replacement).is_empty(), "{replacement}");
-        for c in [Claim::Booked, Claim::Cancelled, Claim::Availability, Claim::Sent] {
+        for c in [
+            Claim::Booked,
+            Claim::Cancelled,
+            Claim::Availability,
+            Claim::Sent,
+        ] {
             for he in [false, true] {
                 let r = truthful_reply(&[c], he);
                 assert!(claims(&r).is_empty(), "replacement makes a claim: {r}");

@@ -2,8 +2,8 @@
 //! (today, tomorrow, weekday names, ISO), times ("at 10", "10:30", "בעשר", "ב-10"), yes/no,
 //! goodbye, names and phone numbers. Sans-IO: `today` is passed in.
 
-use jiff::civil::{Date, Time, Weekday};
 use jiff::ToSpan;
+use jiff::civil::{Date, Time, Weekday};
 
 fn tokens(text: &str) -> Vec<String> {
     text.to_lowercase()
@@ -64,7 +64,11 @@ pub fn parse_date(text: &str, today: Date) -> Option<Date> {
     if lower.contains("day after tomorrow") || lower.contains("מחרתיים") {
         return today.checked_add(2.days()).ok();
     }
-    if lower.contains("tomorrow") || tokens(&lower).iter().any(|t| strip_hebrew_prefix(t) == "מחר" || t == "מחר") {
+    if lower.contains("tomorrow")
+        || tokens(&lower)
+            .iter()
+            .any(|t| strip_hebrew_prefix(t) == "מחר" || t == "מחר")
+    {
         return today.tomorrow().ok();
     }
     if lower.contains("today") || lower.contains("היום") {
@@ -78,14 +82,11 @@ pub fn parse_date(text: &str, today: Date) -> Option<Date> {
     }
     for (i, t) in toks.iter().enumerate() {
         let bare = strip_hebrew_prefix(t);
-        if bare == "יום" || t == "יום" {
-            if let Some(next) = toks.get(i + 1) {
-                for (name, w) in HE_WEEKDAYS {
-                    if next == name {
-                        return Some(next_weekday(today, w));
-                    }
-                }
-            }
+        if (bare == "יום" || t == "יום")
+            && let Some(next) = toks.get(i + 1)
+            && let Some((_, w)) = HE_WEEKDAYS.iter().find(|(name, _)| next == name)
+        {
+            return Some(next_weekday(today, *w));
         }
         if bare == "שבת" || t == "שבת" {
             return Some(next_weekday(today, Weekday::Saturday));
@@ -150,11 +151,22 @@ fn he_number(token: &str) -> Option<i8> {
 /// Morning/evening hints turn "at 4" into 16:00; business hours make 1..=7 afternoon by default.
 fn to_24h(hour: i8, text: &str) -> i8 {
     let lower = text.to_lowercase();
-    let pm = ["pm", "p.m", "evening", "afternoon", "בערב", "אחר הצהריים", "אחה\"צ", "בצהריים"]
-        .iter()
-        .any(|w| lower.contains(w));
+    let pm = [
+        "pm",
+        "p.m",
+        "evening",
+        "afternoon",
+        "בערב",
+        "אחר הצהריים",
+        "אחה\"צ",
+        "בצהריים",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     let toks = tokens(&lower);
-    let am = ["am", "a.m", "morning"].iter().any(|w| toks.iter().any(|t| t == w))
+    let am = ["am", "a.m", "morning"]
+        .iter()
+        .any(|w| toks.iter().any(|t| t == w))
         || lower.contains("בבוקר");
     if hour < 12 && (pm || (!am && hour <= 7)) {
         hour + 12
@@ -169,23 +181,32 @@ pub fn parse_time(text: &str) -> Option<Time> {
     let half = |i: usize| {
         toks.get(i + 1)
             .is_some_and(|t| t == "וחצי" || t == "thirty")
-            || toks.get(i + 1).is_some_and(|t| t == "and") && toks.get(i + 2).is_some_and(|t| t == "a") && toks.get(i + 3).is_some_and(|t| t == "half")
+            || toks.get(i + 1).is_some_and(|t| t == "and")
+                && toks.get(i + 2).is_some_and(|t| t == "a")
+                && toks.get(i + 3).is_some_and(|t| t == "half")
     };
     // 10:30, ב-10:30
     for t in &toks {
         let t = strip_hebrew_prefix(t);
         if let Some((h, m)) = t.split_once(':')
-            && let (Ok(h), Ok(m)) = (h.parse::<i8>(), m.trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<i8>())
+            && let (Ok(h), Ok(m)) = (
+                h.parse::<i8>(),
+                m.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<i8>(),
+            )
         {
             return Time::new(to_24h(h, &lower), m, 0, 0).ok();
         }
     }
-    if lower.contains("noon") || lower.contains("בצהריים") && !toks.iter().any(|t| he_number(t).is_some()) {
+    if lower.contains("noon")
+        || lower.contains("בצהריים") && !toks.iter().any(|t| he_number(t).is_some())
+    {
         return Time::new(12, 0, 0, 0).ok();
     }
     for (i, t) in toks.iter().enumerate() {
         // "at 10", "at ten", "10am", "ב-10", "ב10"
-        let after_at = i > 0 && (toks[i - 1] == "at" || toks[i - 1] == "ב" || toks[i - 1] == "בשעה");
+        let after_at =
+            i > 0 && (toks[i - 1] == "at" || toks[i - 1] == "ב" || toks[i - 1] == "בשעה");
         let digits = t.trim_end_matches("am").trim_end_matches("pm");
         let hebrew_prefixed = t.starts_with('ב') && t.chars().skip(1).any(|c| c.is_ascii_digit());
         let numeric = strip_hebrew_prefix(digits).parse::<i8>().ok();
@@ -197,9 +218,7 @@ pub fn parse_time(text: &str) -> Option<Time> {
             let m = if half(i) { 30 } else { 0 };
             return Time::new(to_24h(h, &lower), m, 0, 0).ok();
         }
-        if after_at
-            && let Some((_, h)) = EN_NUMBERS.iter().find(|(w, _)| w == t)
-        {
+        if after_at && let Some((_, h)) = EN_NUMBERS.iter().find(|(w, _)| w == t) {
             let m = if half(i) { 30 } else { 0 };
             return Time::new(to_24h(*h, &lower), m, 0, 0).ok();
         }
@@ -210,7 +229,11 @@ pub fn parse_time(text: &str) -> Option<Time> {
             if h <= 2 && toks.get(i + 1).is_some_and(|n| n == "עשרה") {
                 h += 10;
             }
-            let m = if toks.iter().skip(i + 1).take(2).any(|n| n == "וחצי") { 30 } else { 0 };
+            let m = if toks.iter().skip(i + 1).take(2).any(|n| n == "וחצי") {
+                30
+            } else {
+                0
+            };
             return Time::new(to_24h(h, &lower), m, 0, 0).ok();
         }
     }
@@ -255,14 +278,33 @@ pub fn normalize_phone(raw: &str) -> String {
 
 pub fn is_yes(text: &str) -> bool {
     let toks = tokens(text);
-    ["yes", "yeah", "yep", "sure", "correct", "confirm", "ok", "okay", "כן", "נכון", "בסדר", "מאשר", "מאשרת", "סגור", "יאללה", "בטח"]
-        .iter()
-        .any(|w| toks.iter().any(|t| t == w))
+    [
+        "yes",
+        "yeah",
+        "yep",
+        "sure",
+        "correct",
+        "confirm",
+        "ok",
+        "okay",
+        "כן",
+        "נכון",
+        "בסדר",
+        "מאשר",
+        "מאשרת",
+        "סגור",
+        "יאללה",
+        "בטח",
+    ]
+    .iter()
+    .any(|w| toks.iter().any(|t| t == w))
 }
 
 pub fn is_no(text: &str) -> bool {
     let toks = tokens(text);
-    ["no", "nope", "לא"].iter().any(|w| toks.iter().any(|t| t == w))
+    ["no", "nope", "לא"]
+        .iter()
+        .any(|w| toks.iter().any(|t| t == w))
 }
 
 pub fn is_goodbye(text: &str) -> bool {
@@ -275,7 +317,16 @@ pub fn is_goodbye(text: &str) -> bool {
 /// "my name is Dana", "I'm Dana", "this is Dana", "שמי דנה", "קוראים לי דנה", "השם שלי דנה".
 pub fn parse_name(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
-    for marker in ["my name is ", "this is ", "i am ", "i'm ", "name: ", "שמי ", "קוראים לי ", "השם שלי "] {
+    for marker in [
+        "my name is ",
+        "this is ",
+        "i am ",
+        "i'm ",
+        "name: ",
+        "שמי ",
+        "קוראים לי ",
+        "השם שלי ",
+    ] {
         if let Some(at) = lower.find(marker) {
             // Same byte offsets: to_lowercase keeps lengths for the scripts we accept here.
             let rest = text.get(at + marker.len()..).unwrap_or("");
@@ -313,7 +364,10 @@ mod tests {
 
     #[test]
     fn dates_in_english_and_hebrew() {
-        assert_eq!(parse_date("tomorrow at 10", TODAY), Some(date(2026, 11, 24)));
+        assert_eq!(
+            parse_date("tomorrow at 10", TODAY),
+            Some(date(2026, 11, 24))
+        );
         assert_eq!(parse_date("מחר בעשר", TODAY), Some(date(2026, 11, 24)));
         assert_eq!(parse_date("מחרתיים", TODAY), Some(date(2026, 11, 25)));
         assert_eq!(parse_date("today please", TODAY), Some(TODAY));
@@ -326,7 +380,10 @@ mod tests {
 
     #[test]
     fn times_in_english_and_hebrew() {
-        assert_eq!(parse_time("tomorrow at 10 in the Dubai room"), Some(time(10, 0, 0, 0)));
+        assert_eq!(
+            parse_time("tomorrow at 10 in the Dubai room"),
+            Some(time(10, 0, 0, 0))
+        );
         assert_eq!(parse_time("at 10:30"), Some(time(10, 30, 0, 0)));
         assert_eq!(parse_time("at 4"), Some(time(16, 0, 0, 0)));
         assert_eq!(parse_time("at ten"), Some(time(10, 0, 0, 0)));
@@ -343,11 +400,17 @@ mod tests {
 
     #[test]
     fn phones_names_and_answers() {
-        assert_eq!(parse_phone("it's 050-123-4567").as_deref(), Some("0501234567"));
+        assert_eq!(
+            parse_phone("it's 050-123-4567").as_deref(),
+            Some("0501234567")
+        );
         assert_eq!(parse_phone("at 10"), None);
         assert_eq!(normalize_phone("0501234567"), "+972501234567");
         assert_eq!(normalize_phone("+972501234567"), "+972501234567");
-        assert_eq!(parse_name("My name is Dana Levi.").as_deref(), Some("Dana Levi"));
+        assert_eq!(
+            parse_name("My name is Dana Levi.").as_deref(),
+            Some("Dana Levi")
+        );
         assert_eq!(parse_name("שמי דנה").as_deref(), Some("דנה"));
         assert_eq!(bare_name("Dana"), Some("Dana".into()));
         assert_eq!(bare_name("I would like to book a room"), None);

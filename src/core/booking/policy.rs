@@ -70,7 +70,10 @@ pub struct Slot {
 /// Why a requested start time cannot be booked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartVerdict {
-    Ok { start_ms: i64, end_ms: i64 },
+    Ok {
+        start_ms: i64,
+        end_ms: i64,
+    },
     /// Not on the slot grid or outside opening hours.
     OffGrid,
     TooSoon,
@@ -173,7 +176,9 @@ impl Policy {
         let step = self.slot_size_min.minutes();
         let close_dt = if close == Time::MAX {
             // Runs to the next midnight, so a 24/7 day has exactly 24h / slot slots.
-            date.tomorrow().map(|d| d.to_datetime(Time::midnight())).ok()
+            date.tomorrow()
+                .map(|d| d.to_datetime(Time::midnight()))
+                .ok()
         } else {
             Some(date.to_datetime(close))
         };
@@ -182,10 +187,7 @@ impl Policy {
         };
         let mut out = Vec::new();
         let mut start = date.to_datetime(open);
-        loop {
-            let Ok(end) = start.checked_add(step) else {
-                break;
-            };
+        while let Ok(end) = start.checked_add(step) {
             if end > close_dt {
                 break;
             }
@@ -463,7 +465,14 @@ mod tests {
     fn slots_respect_notice_window_and_capacity() {
         let p = policy();
         let now = at(&p, date(2026, 11, 24).at(9, 30, 0, 0));
-        let slots = p.find_slots(now, date(2026, 11, 24), date(2026, 11, 24), &rooms(), &[], None);
+        let slots = p.find_slots(
+            now,
+            date(2026, 11, 24),
+            date(2026, 11, 24),
+            &rooms(),
+            &[],
+            None,
+        );
         // 10:00 is within the 60-minute notice; 11:00 is the first.
         assert_eq!(p.time_display(slots[0].start_ms), "11:00");
         let eleven = slots[0].clone();
@@ -479,8 +488,19 @@ mod tests {
                 end_ms: eleven.end_ms,
             },
         ];
-        let slots = p.find_slots(now, date(2026, 11, 24), date(2026, 11, 24), &rooms(), &busy, None);
-        assert_eq!(p.time_display(slots[0].start_ms), "12:00", "both rooms taken at 11");
+        let slots = p.find_slots(
+            now,
+            date(2026, 11, 24),
+            date(2026, 11, 24),
+            &rooms(),
+            &busy,
+            None,
+        );
+        assert_eq!(
+            p.time_display(slots[0].start_ms),
+            "12:00",
+            "both rooms taken at 11"
+        );
         let only_dubai_busy = &busy[..1];
         let slots = p.find_slots(
             now,
@@ -510,7 +530,13 @@ mod tests {
             start_ms: ten,
             end_ms: ten + 3_600_000,
         }];
-        let v = p.check_start(now, date(2026, 11, 24).at(10, 0, 0, 0), &rooms(), &busy, Some("ny"));
+        let v = p.check_start(
+            now,
+            date(2026, 11, 24).at(10, 0, 0, 0),
+            &rooms(),
+            &busy,
+            Some("ny"),
+        );
         assert_eq!(v, StartVerdict::Full);
     }
 
