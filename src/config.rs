@@ -65,8 +65,8 @@ pub struct CallConfig {
     pub language: String,
     /// Speech recogniser: `simulated` (more providers arrive with the providers issue).
     pub stt: String,
-    /// Agent: `simulated`, `offline` (deterministic booking dialog) or `booking` (LLM booking
-    /// agent when `[booking] llm_base_url` is set, else the offline one).
+    /// Agent: `simulated`, `offline` (deterministic booking dialog) or `booking` (the LLM booking
+    /// agent over the `[llm]` chat model when one is configured, else the offline one).
     pub agent: String,
     /// Speech synthesiser: `espeak` (real offline speech) or `simulated` (tones, for load tests).
     pub tts: String,
@@ -278,10 +278,6 @@ impl Default for EspeakConfig {
 pub struct BookingConfig {
     /// Business used when a conversation names none (no `business_id`, unknown `To` number).
     pub default_business: String,
-    /// OpenAI-compatible endpoint of the LLM; empty = no LLM, the offline agent answers.
-    /// The API key comes from the environment only (`KAV_LLM_API_KEY`).
-    pub llm_base_url: String,
-    pub llm_model: String,
     /// An LLM round that does not finish within this long falls back to the offline agent.
     pub llm_timeout_ms: u64,
     /// Most LLM rounds (completion + tool calls) per turn.
@@ -303,8 +299,6 @@ impl Default for BookingConfig {
     fn default() -> Self {
         Self {
             default_business: "biz_escape_tlv".into(),
-            llm_base_url: String::new(),
-            llm_model: "gpt-4o-mini".into(),
             llm_timeout_ms: 8_000,
             max_tool_rounds: 4,
             dialog_states: 4_096,
