@@ -61,11 +61,6 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
     let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
     let offline = crate::agent::offline::OfflineBookingAgent::new(runtime.clone());
-    if cfg.call.agent == "booking" && !cfg.booking.llm_base_url.is_empty() {
-        tracing::warn!(
-            "the LLM booking agent is not built in this version; using the offline booking dialog"
-        );
-    }
     (
         Arc::new(offline),
         BookingHandle {
