@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, emit};
+use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
 use super::tools::{self, ToolContext};
 use super::{BookingRuntime, GUARD_TRACE};
 use crate::adapters::providers::{
@@ -62,27 +62,39 @@ impl Speaker<'_> {
             .await;
     }
 
+    /// Claim-free text goes out at once, unless an earlier sentence is held: then it waits too,
+    /// so the reply keeps its order and nothing that builds on a held claim slips out.
     async fn sentence(&mut self, sentence: String) {
-        if guard::claims(&sentence).is_empty() {
+        if self.held.is_empty() && guard::claims(&sentence).is_empty() {
             self.say(&sentence).await;
         } else {
             self.held.push(sentence);
         }
     }
 
-    /// After tool calls: release held sentences the evidence now supports; drop the rest.
-    async fn release_supported(&mut self, ctx: &ToolContext) -> usize {
+    /// Releases held sentences in order while the evidence supports them. At the first
+    /// unsupported one the rest is withheld (traced); `replace` speaks a truthful reply instead.
+    async fn release(&mut self, ctx: &ToolContext, replace: bool) {
         let held = std::mem::take(&mut self.held);
-        let mut dropped = 0;
-        for s in held {
-            if guard::unsupported(&s, self.evidence).is_empty() {
+        let mut iter = held.into_iter();
+        for s in iter.by_ref() {
+            let false_claims = guard::unsupported(&s, self.evidence);
+            if false_claims.is_empty() {
                 self.say(&s).await;
-            } else {
-                dropped += 1;
-                trace_false_claim(ctx, &s, self.evidence).await;
+                continue;
             }
+            trace_false_claim(ctx, &s, self.evidence).await;
+            if replace {
+                let truthful = guard::truthful_reply(&false_claims, is_hebrew(&s));
+                let lead = if self.spoken.is_empty() { "" } else { " " };
+                self.say(&format!("{lead}{truthful}")).await;
+            }
+            break;
         }
-        dropped
+        let withheld = iter.count();
+        if withheld > 0 {
+            tracing::debug!(conversation = %ctx.conversation_id, withheld, "sentences after a false claim withheld");
+        }
     }
 }
 
@@ -179,6 +191,8 @@ impl BookingAgent {
                 .then_some(ctx.settings.first_reply_max_words),
         };
         let mut collect_digits = false;
+        // If the model fails after a booking was made this turn, we still say so truthfully.
+        let mut booked_reply: Option<String> = None;
         let rounds = self.rt.config.max_tool_rounds.max(1);
         let mut end = RoundEnd::Failed("tool loop exhausted".into());
         for round in 0..rounds {
@@ -241,6 +255,19 @@ impl BookingAgent {
             for call in &completion.tool_calls {
                 let out = ctx.call(&call.name, &call.arguments).await;
                 out.add_evidence(&mut speaker.evidence);
+                if out.ok && out.tool == tools::CREATE {
+                    let v = &out.value;
+                    let when = format!(
+                        "{} {}",
+                        v["date_iso"].as_str().unwrap_or(""),
+                        v["time_display"].as_str().unwrap_or("")
+                    );
+                    booked_reply = Some(confirmation_reply(
+                        v["whatsapp_status"].as_str().unwrap_or("pending"),
+                        is_hebrew(&user),
+                        &when,
+                    ));
+                }
                 if out.error() == Some("need_phone") && ctx.channel == Channel::Phone {
                     collect_digits = true;
                 }
@@ -249,31 +276,22 @@ impl BookingAgent {
                     content: out.value.to_string(),
                 });
             }
-            speaker.release_supported(&ctx).await;
+            // Text said before the tool calls: only what the results now support goes out; the
+            // next round answers with the results in hand.
+            speaker.release(&ctx, false).await;
         }
         match end {
             RoundEnd::Done => {
                 // Held claims the turn's tools never backed: replaced by one truthful reply.
-                let held = std::mem::take(&mut speaker.held);
-                let mut replaced = false;
-                for s in held {
-                    if guard::unsupported(&s, speaker.evidence).is_empty() {
-                        speaker.say(&s).await;
-                    } else {
-                        trace_false_claim(&ctx, &s, speaker.evidence).await;
-                        if !replaced {
-                            replaced = true;
-                            let claims = guard::unsupported(&s, speaker.evidence);
-                            let truthful = guard::truthful_reply(&claims, is_hebrew(&s));
-                            let lead = if speaker.spoken.is_empty() { "" } else { " " };
-                            speaker.say(&format!("{lead}{truthful}")).await;
-                        }
-                    }
-                }
+                speaker.release(&ctx, true).await;
             }
             RoundEnd::Failed(reason) => {
                 tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
-                if speaker.spoken.trim().is_empty() {
+                if let Some(reply) = booked_reply {
+                    // The booking stands; tell the caller instead of starting over.
+                    let lead = if speaker.spoken.is_empty() { "" } else { " " };
+                    speaker.say(&format!("{lead}{reply}")).await;
+                } else if speaker.spoken.trim().is_empty() {
                     // Nothing was said: the offline dialog answers this turn.
                     let reply = self.offline.turn(&request).await?;
                     emit(&reply, &events).await;
