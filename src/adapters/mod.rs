@@ -17,11 +17,10 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
-    /// Set when the agent is `booking` / `offline`: its runtime and outbox worker.
-    pub booking: Option<BookingHandle>,
 }
 
-/// The booking runtime and its running outbox worker; dropping `worker_stop` ends the worker.
+/// The booking runtime and its running outbox worker (set when the agent is `booking` or
+/// `offline`). The worker runs for the life of the process unless `worker_stop` sends `true`.
 pub struct BookingHandle {
     pub runtime: Arc<crate::agent::BookingRuntime>,
     pub worker_stop: tokio::sync::watch::Sender<bool>,
@@ -44,7 +43,7 @@ pub enum ProviderConfigError {
 /// replaced by one that works (with a warning), so the server always comes up.
 /// Without a store the booking agents are unavailable (see [`providers_with_store`]).
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
-    providers_with_store(cfg, None).await
+    Ok(providers_with_store(cfg, None).await?.0)
 }
 
 /// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
@@ -71,11 +70,12 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
     )
 }
 
-/// [`providers_from_config`] with the store the booking agents need.
+/// [`providers_from_config`] with the store the booking agents need; also returns the booking
+/// runtime handle when the agent is `booking` / `offline`.
 pub async fn providers_with_store(
     cfg: &Config,
     store: Option<Store>,
-) -> Result<Providers, ProviderConfigError> {
+) -> Result<(Providers, Option<BookingHandle>), ProviderConfigError> {
     let mut booking = None;
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
@@ -144,10 +144,5 @@ pub async fn providers_with_store(
         tts = tts.name(),
         "providers"
     );
-    Ok(Providers {
-        stt,
-        agent,
-        tts,
-        booking,
-    })
+    Ok((Providers { stt, agent, tts }, booking))
 }

@@ -62,6 +62,16 @@ impl ToolOutcome {
     /// What a successful call lets the agent claim.
     pub fn add_evidence(&self, e: &mut Evidence) {
         if !self.ok {
+            // A booking refused for a calendar reason did check the calendar: "11:00 is taken,
+            // I can offer 10:00" is backed by it.
+            if matches!(self.tool.as_str(), CREATE | UPDATE)
+                && matches!(
+                    self.error(),
+                    Some("full" | "off_grid" | "too_soon" | "outside_window")
+                )
+            {
+                e.availability = true;
+            }
             return;
         }
         match self.tool.as_str() {
