@@ -36,6 +36,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub espeak: EspeakConfig,
     pub booking: BookingConfig,
+    pub llm: LlmConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,8 +66,9 @@ pub struct CallConfig {
     pub language: String,
     /// Speech recogniser: `simulated` (more providers arrive with the providers issue).
     pub stt: String,
-    /// Agent: `simulated`, `offline` (deterministic booking dialog) or `booking` (the LLM booking
-    /// agent over the `[llm]` chat model when one is configured, else the offline one).
+    /// Agent: `simulated`, `openai` (an OpenAI-compatible chat model, see `[llm]`), `offline`
+    /// (deterministic booking dialog) or `booking` (the LLM booking agent over the `[llm]` chat
+    /// model when one is configured, else the offline one).
     pub agent: String,
     /// Speech synthesiser: `espeak` (real offline speech) or `simulated` (tones, for load tests).
     pub tts: String,
@@ -74,6 +76,12 @@ pub struct CallConfig {
     pub greeting: String,
     /// Spoken when a provider fails mid-turn, so the caller is never left in silence.
     pub fallback_reply: String,
+    /// Every this long, each provider's `warm()` runs again so pooled connections and caches stay
+    /// warm between calls (Google and OpenAI close idle connections after minutes). 0 disables.
+    pub keep_warm_ms: u64,
+    /// Open the call's STT stream and LLM connection when the TwiML webhook arrives (phone still
+    /// ringing), so the first turn pays no connection cost. Off only to measure what it saves.
+    pub preconnect: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +174,54 @@ pub struct EspeakConfig {
     pub voice_en: String,
 }
 
+/// OpenAI-compatible chat model (`call.agent = "openai"`): OpenAI, Azure OpenAI, vLLM, llama.cpp
+/// server, Ollama. The API key comes from `KAV_LLM_API_KEY` or `OPENAI_API_KEY` only (never from
+/// this file); local servers need none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// API base including the version path, e.g. `http://127.0.0.1:11434/v1` (Ollama),
+    /// `http://127.0.0.1:8000/v1` (vLLM), `http://127.0.0.1:8080/v1` (llama.cpp). For Azure: the
+    /// resource URL `https://NAME.openai.azure.com` together with `azure_api_version`.
+    pub base_url: String,
+    /// Model name (Azure: the deployment id).
+    pub model: String,
+    /// Non-empty selects Azure OpenAI: `api-key` header, `?api-version=` query, deployment URLs.
+    pub azure_api_version: String,
+    pub temperature: f32,
+    /// Reply length cap per channel: a phone turn must be short to be spoken quickly.
+    pub max_tokens_phone: u32,
+    pub max_tokens_whatsapp: u32,
+    /// Each attempt must deliver its first streamed chunk within this long.
+    pub first_byte_timeout_ms: u64,
+    /// The whole completion, retries included, must finish within this long.
+    pub timeout_ms: u64,
+    /// Extra attempts after a 429/5xx/connection failure, only while no text was streamed yet.
+    pub retries: u32,
+    /// System prompt of the plain conversational agent.
+    pub system_prompt: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            azure_api_version: String::new(),
+            temperature: 0.2,
+            max_tokens_phone: 60,
+            max_tokens_whatsapp: 120,
+            first_byte_timeout_ms: 2_000,
+            timeout_ms: 4_000,
+            retries: 1,
+            system_prompt: "You are a friendly receptionist answering the phone for a small \
+                            business. Answer in the caller's language, in one or two short \
+                            sentences that sound natural when spoken aloud."
+                .into(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -189,6 +245,8 @@ impl Default for CallConfig {
             tts: "espeak".into(),
             greeting: String::new(),
             fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),
+            keep_warm_ms: 450_000,
+            preconnect: true,
         }
     }
 }

@@ -113,6 +113,12 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         recorder: Some(recorder),
         metrics: Arc::new(Metrics::new()),
     });
+    kav::adapters::warm::warm_all(&deps).await;
+    // Runs for the life of the process; the runtime ends it on exit.
+    let _keep_warm = kav::adapters::warm::spawn_keep_warm(
+        deps.clone(),
+        std::time::Duration::from_millis(cfg.call.keep_warm_ms),
+    );
     let token = std::env::var("TWILIO_AUTH_TOKEN").ok();
     if token.as_deref().is_some_and(|t| !t.is_empty()) {
         tracing::info!(

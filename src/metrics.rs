@@ -62,18 +62,20 @@ counters! {
     TtsOverflowBytes => "tts_overflow_bytes", "TTS bytes dropped because the playout buffer was full (should stay 0)";
 }
 
-pub const MARK_NAMES: [&str; 5] = [
+pub const MARK_NAMES: [&str; 7] = [
     "stt_first_partial_ms",
     "stt_final_ms",
     "ai_latency_ms",
     "tts_ready_ms",
     "total_ms",
+    "ai_total_ms",
+    "tts_total_ms",
 ];
 
 pub struct Metrics {
     counters: Vec<AtomicU64>,
     calls_active: AtomicI64,
-    marks: Mutex<[Histogram<u64>; 5]>,
+    marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
 }
 
 impl Default for Metrics {
@@ -92,13 +94,7 @@ impl Metrics {
         Self {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             calls_active: AtomicI64::new(0),
-            marks: Mutex::new([
-                histogram(),
-                histogram(),
-                histogram(),
-                histogram(),
-                histogram(),
-            ]),
+            marks: Mutex::new(std::array::from_fn(|_| histogram())),
         }
     }
 
@@ -131,6 +127,8 @@ impl Metrics {
             marks.ai_latency_ms,
             marks.tts_ready_ms,
             marks.total_ms,
+            marks.ai_total_ms,
+            marks.tts_total_ms,
         ];
         let mut hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         for (h, v) in hist.iter_mut().zip(values) {
@@ -207,7 +205,118 @@ impl Metrics {
                 .sum();
             let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
         }
+        llm_stats().render(&mut out);
         out
+    }
+}
+
+/// LLM request latency and failures. Process-wide rather than in [`Metrics`]: the chat model is
+/// built once per process by `providers_from_config`, independently of the server's `Metrics`
+/// (and a process serves one set of providers).
+pub struct LlmStats {
+    /// Time to first streamed chunk, and to the end, of successful completions (ms).
+    latency: Mutex<[Histogram<u64>; 2]>,
+    completions: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    retries: AtomicU64,
+}
+
+static LLM_STATS: std::sync::LazyLock<LlmStats> = std::sync::LazyLock::new(|| LlmStats {
+    latency: Mutex::new([histogram(), histogram()]),
+    completions: AtomicU64::new(0),
+    errors: AtomicU64::new(0),
+    timeouts: AtomicU64::new(0),
+    retries: AtomicU64::new(0),
+});
+
+pub fn llm_stats() -> &'static LlmStats {
+    &LLM_STATS
+}
+
+impl LlmStats {
+    pub fn record_completion(&self, ttfb_ms: u64, total_ms: u64) {
+        self.completions.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        h[0].saturating_record(ttfb_ms.max(1));
+        h[1].saturating_record(total_ms.max(1));
+    }
+
+    /// A completion that failed for good (after any retries); `timeout` also counts as an error.
+    pub fn record_failure(&self, timeout: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if timeout {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (completions, errors, timeouts, retries).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.completions.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.timeouts.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        )
+    }
+
+    fn render(&self, out: &mut String) {
+        let (completions, errors, timeouts, retries) = self.counts();
+        for (name, help, value) in [
+            (
+                "kav_llm_completions_total",
+                "LLM completions that succeeded",
+                completions,
+            ),
+            (
+                "kav_llm_errors_total",
+                "LLM completions that failed (after retries)",
+                errors,
+            ),
+            (
+                "kav_llm_timeouts_total",
+                "LLM completions that timed out",
+                timeouts,
+            ),
+            (
+                "kav_llm_retries_total",
+                "LLM requests retried after 429/5xx/broken streams",
+                retries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, h) in [
+            (
+                "kav_llm_ttfb_ms",
+                "LLM request to first streamed chunk",
+                &h[0],
+            ),
+            ("kav_llm_total_ms", "LLM request to end of stream", &h[1]),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+            for q in [0.5, 0.9, 0.99, 1.0] {
+                let v = if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(q)
+                };
+                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+            }
+            let sum: u64 = h
+                .iter_recorded()
+                .map(|v| v.value_iterated_to() * v.count_at_value())
+                .sum();
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+        }
     }
 }
 
@@ -264,6 +373,24 @@ mod tests {
             .unwrap();
         assert_eq!(total.1, 2);
         assert!((899..=901).contains(&total.5), "{total:?}");
+    }
+
+    #[test]
+    fn llm_latency_renders_as_summaries() {
+        // Process-wide: other tests may record too, so compare against a baseline.
+        let (before, ..) = llm_stats().counts();
+        llm_stats().record_completion(120, 480);
+        llm_stats().record_failure(true);
+        let (after, errors, timeouts, _) = llm_stats().counts();
+        assert!(after > before);
+        assert!(errors >= 1 && timeouts >= 1);
+        let text = Metrics::new().render_prometheus(&[]);
+        assert!(text.contains("# TYPE kav_llm_ttfb_ms summary"), "{text}");
+        assert!(
+            text.contains("kav_llm_total_ms{quantile=\"0.5\"}"),
+            "{text}"
+        );
+        assert!(text.contains("kav_llm_timeouts_total "), "{text}");
     }
 
     #[test]

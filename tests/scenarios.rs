@@ -52,6 +52,13 @@ fn normal_turn_records_every_latency_mark() {
     // TOTAL = end of speech → first frame: hangover + final, agent (the first token "Sure. "
     // is already a sentence), TTS. The engine itself adds nothing in virtual time.
     assert_eq!(m.total_ms, Some(140 + 120 + 300 + 100), "{m:?}");
+    // Five word deltas 20 ms apart after the first token; done with the last one + 20 ms.
+    assert_eq!(m.ai_total_ms, Some(300 + 5 * 20), "{m:?}");
+    // The last sentence reaches TTS only when the agent finishes, 100 ms after the first; the
+    // scripted TTS is faster than real time, so it finishes before the 1250 ms of speech it made.
+    let tts_total = m.tts_total_ms.unwrap();
+    assert!((100..1250).contains(&tts_total), "{m:?}");
+    assert!(tts_total > m.tts_ready_ms.unwrap(), "{m:?}");
     assert_eq!(h.session.phase(), Phase::Listening);
     assert_eq!(h.session.pacer_stats().underrun_events, 0);
 }

@@ -83,6 +83,8 @@ async fn happy_path_over_real_sockets() {
             ("ai_latency_ms", m.ai_latency_ms),
             ("tts_ready_ms", m.tts_ready_ms),
             ("total_ms", m.total_ms),
+            ("ai_total_ms", m.ai_total_ms),
+            ("tts_total_ms", m.tts_total_ms),
         ] {
             assert!(v.is_some(), "{name} missing: {m:?}");
         }

@@ -120,6 +120,8 @@ fn full_marks() -> LatencyMarks {
         ai_latency_ms: Some(350),
         tts_ready_ms: Some(120),
         total_ms: Some(u32::MAX),
+        ai_total_ms: Some(900),
+        tts_total_ms: None,
     }
 }
 
@@ -140,15 +142,18 @@ async fn migrations_are_idempotent() {
             .await
             .unwrap()
             .get("n");
-        // One row per file in migrations/, however many issues have added one.
         let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
             .unwrap()
             .filter(|e| {
                 e.as_ref()
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
             })
-            .count() as i64;
-        assert_eq!(applied, files, "{}", b.name);
+            .count();
+        assert_eq!(
+            applied as usize, files,
+            "each migration applied once: {}",
+            b.name
+        );
         side.close().await;
         b.cleanup().await;
     }

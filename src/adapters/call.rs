@@ -681,6 +681,8 @@ impl CallDriver {
                 ai_latency_ms = m.ai_latency_ms,
                 tts_ready_ms = m.tts_ready_ms,
                 total_ms = m.total_ms,
+                ai_total_ms = m.ai_total_ms,
+                tts_total_ms = m.tts_total_ms,
                 "turn"
             );
         } else if let CallEvent::Warning { kind, detail } = &event {

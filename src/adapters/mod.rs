@@ -3,8 +3,10 @@
 pub mod audio_file;
 pub mod call;
 pub mod espeak;
+pub mod openai;
 pub mod providers;
 pub mod sim;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,9 +61,31 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
     );
     let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
-    let offline = crate::agent::offline::OfflineBookingAgent::new(runtime.clone());
+    // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
+    // other than the public OpenAI default (a local server needs no key).
+    let key_set = openai::API_KEY_ENV
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|k| !k.is_empty()));
+    let llm_configured =
+        key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
+    let agent: Arc<dyn Agent> = match (cfg.call.agent.as_str(), llm_configured) {
+        ("booking", true) => match openai::OpenAiChat::from_config(&cfg.llm) {
+            Ok(chat) => {
+                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
+                Arc::new(crate::agent::llm::BookingAgent::new(runtime.clone(), Arc::new(chat)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM misconfigured ([llm]); the offline booking dialog answers");
+                Arc::new(crate::agent::offline::OfflineBookingAgent::new(runtime.clone()))
+            }
+        },
+        _ => {
+            tracing::info!("offline booking dialog (no LLM)");
+            Arc::new(crate::agent::offline::OfflineBookingAgent::new(runtime.clone()))
+        }
+    };
     (
-        Arc::new(offline),
+        agent,
         BookingHandle {
             runtime,
             worker_stop,
@@ -103,11 +127,24 @@ pub async fn providers_with_store(
                 Arc::new(sim::SimulatedAgent::new(lat.clone()))
             }
         },
+        "openai" => match openai::OpenAiChat::from_config(&cfg.llm) {
+            Ok(chat) => {
+                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
+                Arc::new(openai::LlmAgent::new(
+                    Arc::new(chat),
+                    openai::LlmAgentSettings::from_config(&cfg.llm),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM misconfigured ([llm]); falling back to the simulated agent");
+                Arc::new(sim::SimulatedAgent::new(lat.clone()))
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "agent",
                 name: other.into(),
-                available: "simulated, offline, booking",
+                available: "openai, simulated, offline, booking",
             });
         }
     };

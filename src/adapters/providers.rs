@@ -279,6 +279,15 @@ pub enum ChatError {
 /// An OpenAI-compatible chat model. Dropping the future cancels the HTTP stream (barge-in).
 pub trait ChatModel: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Opens the pooled connection so the first completion pays no TCP/TLS set-up. Called at
+    /// start-up and every `keep_warm` period by the agent that owns the model.
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A call is about to start: warm a pooled connection for it. Must not block.
+    fn prepare(&self, _call_sid: &str) {}
+
     fn complete(
         &self,
         request: ChatRequest,

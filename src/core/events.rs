@@ -12,6 +12,8 @@
 /// * `ai_latency_ms`: request handed to the agent → first agent text delta.
 /// * `tts_ready_ms`: first sentence handed to TTS → first TTS audio received.
 /// * `total_ms`: end of caller speech → first bot audio frame sent to Twilio.
+/// * `ai_total_ms`: request handed to the agent → agent finished the turn (tools included).
+/// * `tts_total_ms`: first sentence handed to TTS → last sentence fully synthesised.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LatencyMarks {
     pub stt_first_partial_ms: Option<u32>,
@@ -19,6 +21,8 @@ pub struct LatencyMarks {
     pub ai_latency_ms: Option<u32>,
     pub tts_ready_ms: Option<u32>,
     pub total_ms: Option<u32>,
+    pub ai_total_ms: Option<u32>,
+    pub tts_total_ms: Option<u32>,
 }
 
 /// How the caller's side of a turn reached us.

@@ -466,6 +466,7 @@ impl CallSession {
             return;
         };
         reply.agent_running = false;
+        reply.marks.ai_total_ms = Some(ms_between(reply.agent_requested_at, now));
         if let Err(detail) = result {
             self.counters.agent_errors += 1;
             self.outputs.push_back(Output::Event(CallEvent::Warning {
@@ -909,6 +910,13 @@ impl CallSession {
     }
 
     fn after_reply_progress(&mut self, now: Instant) {
+        if let Some(reply) = self.reply.as_mut()
+            && reply.all_audio_in()
+            && reply.marks.tts_total_ms.is_none()
+            && let Some(asked) = reply.first_tts_request_at
+        {
+            reply.marks.tts_total_ms = Some(ms_between(asked, now));
+        }
         if self.reply.as_ref().is_some_and(|r| r.all_audio_in()) && !self.pacer.input_done() {
             self.pacer.finish_input();
         }

@@ -119,29 +119,36 @@ pub async fn serve(
             grace_ms = grace.as_millis() as u64,
             "waiting for live calls to finish"
         );
-        let wait_idle = async {
-            while state.live_calls() > 0 {
-                state.calls_idle.notified().await;
-            }
-        };
-        if tokio::time::timeout(grace, wait_idle).await.is_err() {
+        if tokio::time::timeout(grace, wait_until_idle(&state))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 live = state.live_calls(),
                 "grace period over; closing remaining calls"
             );
             let _ = state.hard_stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(3), async {
-                while state.live_calls() > 0 {
-                    state.calls_idle.notified().await;
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait_until_idle(&state)).await;
         }
     }
     if let Some(rec) = &state.deps.recorder {
         rec.flush().await;
     }
     Ok(())
+}
+
+/// Resolves once no call is live. The waiter registers before it reads the count: the last call's
+/// `notify_waiters` stores no permit, so checking first could miss it and wait forever.
+async fn wait_until_idle(state: &AppState) {
+    loop {
+        let idle = state.calls_idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if state.live_calls() == 0 {
+            return;
+        }
+        idle.await;
+    }
 }
 
 /// The URL Twilio used, as it signs it: the configured public URL, or scheme and host from the
@@ -233,6 +240,13 @@ async fn voice_webhook(
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let url = request_url(&state, &headers, &uri, false);
     check_signature(&state, &headers, &url, &params)?;
+    // The phone is still ringing: let the providers connect now, not on the first turn.
+    if state.deps.config.call.preconnect
+        && let Some((_, call_sid)) = params.iter().find(|(n, _)| n == "CallSid")
+    {
+        state.deps.stt.prepare(call_sid);
+        state.deps.agent.prepare(call_sid);
+    }
     let stream_url = request_url(&state, &headers, &Uri::from_static(STREAM_PATH), true);
     let mut twiml =
         String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Connect>\n");

@@ -190,7 +190,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, t.interrupted, \
                     t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
-                    t.total_ms, t.at_ms \
+                    t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms \
              FROM turns t JOIN calls c ON c.id = t.call_id \
              WHERE c.call_sid = $1 \
              ORDER BY c.started_at_ms, c.id, t.turn",
@@ -205,7 +205,8 @@ impl Store {
     pub async fn recent_turns(&self, limit: u32) -> Result<Vec<TurnRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT call_id, turn, input_kind, user_text, bot_text, interrupted, \
-                    stt_first_partial_ms, stt_final_ms, ai_latency_ms, tts_ready_ms, total_ms, at_ms \
+                    stt_first_partial_ms, stt_final_ms, ai_latency_ms, tts_ready_ms, total_ms, \
+                    ai_total_ms, tts_total_ms, at_ms \
              FROM turns ORDER BY at_ms DESC, call_id, turn DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -290,6 +291,8 @@ fn turn_row(r: &AnyRow) -> Result<TurnRow, StoreError> {
             ai_latency_ms: mark("ai_latency_ms")?,
             tts_ready_ms: mark("tts_ready_ms")?,
             total_ms: mark("total_ms")?,
+            ai_total_ms: mark("ai_total_ms")?,
+            tts_total_ms: mark("tts_total_ms")?,
         },
         at_ms: r.try_get("at_ms")?,
     })
@@ -587,8 +590,9 @@ async fn insert_turn(
     let mark = |m: Option<u32>| m.map(i64::from);
     Ok(sqlx::query(
         "INSERT INTO turns (call_id, turn, input_kind, user_text, bot_text, interrupted, \
-                            stt_first_partial_ms, stt_final_ms, ai_latency_ms, tts_ready_ms, total_ms, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                            stt_first_partial_ms, stt_final_ms, ai_latency_ms, tts_ready_ms, total_ms, \
+                            ai_total_ms, tts_total_ms, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (call_id, turn) DO NOTHING",
     )
     .bind(call_id)
@@ -602,6 +606,8 @@ async fn insert_turn(
     .bind(mark(t.marks.ai_latency_ms))
     .bind(mark(t.marks.tts_ready_ms))
     .bind(mark(t.marks.total_ms))
+    .bind(mark(t.marks.ai_total_ms))
+    .bind(mark(t.marks.tts_total_ms))
     .bind(at_ms)
     .execute(&mut *conn)
     .await?

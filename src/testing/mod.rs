@@ -1,3 +1,7 @@
-//! Reusable fakes for tests, benches and end-to-end runs.
+//! Fake vendor servers and network helpers for tests and benchmarks. Cloud services are not
+//! reachable here, so each real client is exercised against a local server speaking the vendor's
+//! wire protocol on 127.0.0.1:0.
 
+pub mod fake_openai;
+pub mod latency_proxy;
 pub mod switchable_sender;
