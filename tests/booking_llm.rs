@@ -461,7 +461,11 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
     use kav::server::{self, AppState};
     use std::time::Duration;
 
-    let f = fixture(vec![FakeReply::text("Perfect, I've booked the Dubai room for tomorrow at 10.", 4)]).await;
+    let f = fixture(vec![FakeReply::text(
+        "Perfect, I've booked the Dubai room for tomorrow at 10.",
+        4,
+    )])
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cfg = kav::config::Config::default();
@@ -482,7 +486,11 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
         metrics: Arc::new(Metrics::new()),
     });
     let state = AppState::new(deps, None, Some(f.store.clone()));
-    tokio::spawn(server::serve(listener, state.clone(), std::future::pending::<()>()));
+    tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        std::future::pending::<()>(),
+    ));
     let sid = "CA00000000000000000000000000000c01";
     let opts = CallOptions {
         server: format!("http://{addr}"),
@@ -497,7 +505,9 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
             audio: Arc::new(synthetic_speech(Duration::from_millis(600))),
             transcript: "book the Dubai room tomorrow at 10".into(),
         },
-        Step::WaitForBot { max: Duration::from_secs(20) },
+        Step::WaitForBot {
+            max: Duration::from_secs(20),
+        },
     ];
     caller::run_call(&opts, steps).await.unwrap();
     for _ in 0..250 {
@@ -513,7 +523,13 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
         turns[0].bot_text,
         "I have not booked anything yet. Shall I check the available times and book it for you?"
     );
-    assert!(f.store.appointments_for_business(BUSINESS).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let traces = f.store.tool_traces(sid).await.unwrap();
     assert!(traces.iter().any(|t| t.tool == GUARD_TRACE));
 }

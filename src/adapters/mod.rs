@@ -72,16 +72,23 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
         ("booking", true) => match openai::OpenAiChat::from_config(&cfg.llm) {
             Ok(chat) => {
                 tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
-                Arc::new(crate::agent::llm::BookingAgent::new(runtime.clone(), Arc::new(chat)))
+                Arc::new(crate::agent::llm::BookingAgent::new(
+                    runtime.clone(),
+                    Arc::new(chat),
+                ))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "LLM misconfigured ([llm]); the offline booking dialog answers");
-                Arc::new(crate::agent::offline::OfflineBookingAgent::new(runtime.clone()))
+                Arc::new(crate::agent::offline::OfflineBookingAgent::new(
+                    runtime.clone(),
+                ))
             }
         },
         _ => {
             tracing::info!("offline booking dialog (no LLM)");
-            Arc::new(crate::agent::offline::OfflineBookingAgent::new(runtime.clone()))
+            Arc::new(crate::agent::offline::OfflineBookingAgent::new(
+                runtime.clone(),
+            ))
         }
     };
     (
