@@ -619,3 +619,103 @@ async fn booking_tables_work_on_postgres() {
     assert_eq!(a.value["appointment_id"], b.value["appointment_id"]);
     assert!(!f.store.tool_traces(&sid).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let sender = Arc::new(SwitchableSender::new());
+    let now = monday_noon_ms();
+    let clock = Arc::new(AtomicI64::new(now));
+    let c = clock.clone();
+    let config = BookingConfig {
+        outbox_max_attempts: 2,
+        ..BookingConfig::default()
+    };
+    let rt = BookingRuntime::new(
+        store.clone(),
+        sender.clone(),
+        Arc::new(move || c.load(Ordering::SeqCst)),
+        config,
+    );
+    let payload = outbox::SendPayload {
+        message: kav::adapters::providers::OutboundMessage {
+            phone_number_id: "100200300400500".into(),
+            to: "972501234567".into(),
+            body: kav::adapters::providers::OutboundBody::Text { text: "hi".into() },
+            idempotency_key: "k1".into(),
+        },
+        template_fallback: None,
+    };
+    let ev = kav::store::booking::NewOutboxEvent {
+        business_id: BUSINESS.into(),
+        kind: outbox::KIND_WHATSAPP_SEND.into(),
+        payload_json: serde_json::to_string(&payload).unwrap(),
+        idempotency_key: "k1".into(),
+        not_before_ms: now,
+    };
+    store.enqueue(&ev, now).await.unwrap();
+    store.enqueue(&ev, now).await.unwrap(); // same key: still one event
+    assert_eq!(store.outbox_all().await.unwrap().len(), 1);
+    let id = store.outbox_by_key("k1").await.unwrap().unwrap().id;
+    // A second worker cannot take a leased event.
+    assert!(
+        store
+            .outbox_claim(&id, now, outbox::LEASE_MS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .outbox_claim(&id, now + 1, outbox::LEASE_MS)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        outbox::run_once(&rt).await.unwrap(),
+        0,
+        "leased events are skipped"
+    );
+    // Lease expired: delivery proceeds; WhatsApp is down, so two attempts then dead.
+    clock.store(now + outbox::LEASE_MS, Ordering::SeqCst);
+    sender.set_down(true);
+    assert_eq!(outbox::run_once(&rt).await.unwrap(), 1);
+    clock.fetch_add(60_000, Ordering::SeqCst);
+    assert_eq!(outbox::run_once(&rt).await.unwrap(), 1);
+    let row = store.outbox_by_key("k1").await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("dead", 2));
+    assert!(row.last_error.unwrap().contains("switched down"));
+    clock.fetch_add(600_000, Ordering::SeqCst);
+    sender.set_down(false);
+    assert_eq!(
+        outbox::run_once(&rt).await.unwrap(),
+        0,
+        "dead events are not retried"
+    );
+    assert!(sender.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn whatsapp_customer_is_asked_to_write_the_phone_not_to_type_digits() {
+    let f = fixture().await;
+    let agent = OfflineBookingAgent::new(f.rt.clone());
+    let mut history = Vec::new();
+    let mut last = None;
+    for text in ["tomorrow at 10 in the Dubai room", "Dana"] {
+        history.push(Message {
+            role: Role::User,
+            text: text.into(),
+            interrupted: false,
+        });
+        let mut req = request("wa_thread_1", None, history.clone(), false, "en-US");
+        req.channel = Channel::Whatsapp;
+        req.call
+            .parameters
+            .insert("phone_number_id".into(), "100200300400500".into());
+        last = Some(agent.turn(&req).await.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(last.text, "What is your phone number?");
+    assert_eq!(last.collect_digits, None);
+}

@@ -533,3 +533,30 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
     let traces = f.store.tool_traces(sid).await.unwrap();
     assert!(traces.iter().any(|t| t.tool == GUARD_TRACE));
 }
+
+#[tokio::test]
+async fn config_selects_offline_or_llm_booking_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("kav.db").display()))
+        .await
+        .unwrap();
+    let mut cfg = kav::config::Config::default();
+    cfg.call.tts = "simulated".into();
+    cfg.call.agent = "offline".into();
+    let (p, handle) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(p.agent.name(), "offline-booking");
+    assert!(handle.is_some(), "outbox worker started");
+    // `booking` with a local LLM server configured: the LLM agent.
+    let fake = FakeOpenAi::start(Vec::new()).await;
+    cfg.call.agent = "booking".into();
+    cfg.llm.base_url = fake.base_url();
+    let (p, _) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(p.agent.name(), "llm-booking");
+    // Without a store the booking agent cannot run: the simulated agent answers.
+    let p = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    assert_eq!(p.agent.name(), "simulated-agent");
+}
