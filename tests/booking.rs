@@ -719,3 +719,22 @@ async fn whatsapp_customer_is_asked_to_write_the_phone_not_to_type_digits() {
     assert_eq!(last.text, "What is your phone number?");
     assert_eq!(last.collect_digits, None);
 }
+
+#[tokio::test]
+async fn trace_log_pii_keeps_names_and_phones_in_traces() {
+    let f = fixture().await;
+    f.store
+        .set_business_policy(BUSINESS, true, true, monday_noon_ms() + 1)
+        .await
+        .unwrap();
+    let ctx = ctx(&f, "CA_pii", Some(CALLER)).await;
+    let args = json!({"start_iso": "2026-11-24T16:00", "resource": "Dubai",
+                      "customer_name": "Dana Levi", "customer_phone": "0501234567"});
+    assert!(ctx.call(tools::CREATE, &args.to_string()).await.ok);
+    let t = &f.store.tool_traces("CA_pii").await.unwrap()[0];
+    assert!(
+        t.args_json.contains("Dana Levi") && t.args_json.contains("0501234567"),
+        "{}",
+        t.args_json
+    );
+}

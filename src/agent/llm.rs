@@ -316,6 +316,15 @@ impl Agent for BookingAgent {
         "llm-booking"
     }
 
+    /// Warms the model's pooled connection (keep-warm calls this too).
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        self.model.warm()
+    }
+
+    fn prepare(&self, call_sid: &str) {
+        self.model.prepare(call_sid);
+    }
+
     fn call_ended(&self, call: &CallContext, channel: Channel) {
         self.offline.call_ended(call, channel);
     }
