@@ -17,6 +17,8 @@ set -euo pipefail
 #   espeak-ng         offline TTS provider and the generator of audio-samples/
 #   sox               converts/synthesises test audio (audio-samples/generate.sh)
 #   asterisk-core-sounds-en-wav  real 8 kHz human telephony prompts for tests (CC-BY-SA-3.0)
+#   libopus-dev       libopus for the audiopus crate (WhatsApp voice notes); found via pkg-config
+#   opus-tools        opusenc, makes OGG/Opus test voice notes (audio-samples/generate_voice_note.sh)
 PACKAGES=(
   build-essential
   pkg-config
@@ -25,6 +27,8 @@ PACKAGES=(
   espeak-ng
   sox
   asterisk-core-sounds-en-wav
+  libopus-dev
+  opus-tools
 )
 # Must match `rust-version` in Cargo.toml.
 RUST_MIN_VERSION="1.95.0"

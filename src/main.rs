@@ -85,6 +85,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Post recorded WhatsApp Cloud API webhook payloads (JSON files) to a running server, signed
+    /// with WHATSAPP_APP_SECRET exactly over the file bytes.
+    Replay {
+        /// Webhook body files, posted in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Webhook URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/whatsapp/webhook")]
+        url: String,
+        /// Post each file this many times (exercises deduplication).
+        #[arg(long, default_value_t = 1)]
+        times: u32,
+    },
 }
 
 fn init_tracing(default: &str) {
@@ -129,7 +142,76 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
             "TWILIO_AUTH_TOKEN not set: requests are NOT signature-checked (fine on loopback only)"
         );
     }
-    Ok((AppState::new(deps, token, Some(store)), writer))
+    let whatsapp = start_whatsapp(&cfg, &deps, &store)?;
+    Ok((
+        AppState::with_whatsapp(deps, token, Some(store), Some(whatsapp)),
+        writer,
+    ))
+}
+
+/// The WhatsApp channel and its inbox workers (issue 5).
+fn start_whatsapp(
+    cfg: &Config,
+    deps: &CallDeps,
+    store: &Store,
+) -> Result<Arc<kav::adapters::whatsapp::WhatsAppService>> {
+    use kav::adapters::whatsapp::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
+    let secrets = WhatsAppSecrets::from_env();
+    tracing::info!(
+        ?secrets,
+        numbers = cfg.whatsapp.numbers.len(),
+        mock = cfg.whatsapp.mock_sends,
+        "WhatsApp channel"
+    );
+    if cfg.whatsapp.insecure_skip_signature {
+        tracing::warn!("whatsapp.insecure_skip_signature is on: webhooks are NOT verified");
+    }
+    let service = WhatsAppService::new(
+        store.clone(),
+        deps.agent.clone(),
+        deps.stt.clone(),
+        Arc::new(ConfigDirectory::new(cfg.whatsapp.numbers.clone())),
+        cfg.whatsapp.clone(),
+        secrets,
+    )?;
+    // Workers live as long as the process.
+    drop(service.spawn_workers());
+    Ok(service)
+}
+
+async fn replay(files: &[PathBuf], url: &str, times: u32) -> Result<()> {
+    let secret = std::env::var("WHATSAPP_APP_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .context("WHATSAPP_APP_SECRET must be set to sign replayed webhooks")?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut failed = 0;
+    for file in files {
+        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let signature = kav::core::signature::hub_signature_256(&secret, &body);
+        for _ in 0..times.max(1) {
+            let response = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", &signature)
+                .body(body.clone())
+                .send()
+                .await
+                .with_context(|| format!("posting {} to {url}", file.display()))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            println!("{} -> {} {}", file.display(), status.as_u16(), text.trim());
+            if !status.is_success() {
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} webhook posts were refused");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -170,6 +252,10 @@ async fn main() -> Result<()> {
             let (state, _writer) = build_state(cfg).await?;
             server::serve(listener, state, shutdown_signal()).await?;
             Ok(())
+        }
+        Command::Replay { files, url, times } => {
+            init_tracing("warn");
+            replay(&files, &url, times).await
         }
         Command::Demo { save_audio } => {
             init_tracing("warn");

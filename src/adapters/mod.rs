@@ -7,6 +7,10 @@ pub mod openai;
 pub mod providers;
 pub mod sim;
 pub mod warm;
+// WhatsApp channel (issue 5).
+pub mod voice_note;
+pub mod whatsapp;
+pub mod whatsapp_graph;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,8 +55,24 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
 /// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
 /// store, with the offline WhatsApp sender, and starts the outbox worker.
 fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
+    // Confirmations go through the Graph API when WHATSAPP_ACCESS_TOKEN is set (one attempt per
+    // delivery: the outbox does the retrying), else to the log sender.
     let sender: Arc<dyn providers::WhatsAppSender> =
-        Arc::new(crate::agent::outbox::LogSender::new());
+        match whatsapp::WhatsAppSecrets::from_env().access_token {
+            Some(token) => Arc::new(whatsapp_graph::GraphSender::new(
+                &cfg.whatsapp.graph_base_url,
+                &cfg.whatsapp.api_version,
+                &token,
+                std::time::Duration::from_millis(cfg.whatsapp.http_timeout_ms),
+                cfg.whatsapp.trace_log_pii,
+            )),
+            None => {
+                tracing::info!(
+                    "WHATSAPP_ACCESS_TOKEN unset: booking confirmations go to the log sender"
+                );
+                Arc::new(crate::agent::outbox::LogSender::new())
+            }
+        };
     let runtime = crate::agent::BookingRuntime::new(
         store,
         sender,

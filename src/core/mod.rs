@@ -13,3 +13,4 @@ pub mod session;
 pub mod signature;
 pub mod twilio;
 pub mod vad;
+pub mod whatsapp;

@@ -20,6 +20,9 @@ use crate::adapters::call::{CallDeps, run_call};
 use crate::core::signature;
 use crate::store::Store;
 
+/// WhatsApp channel routes (issue 5).
+pub mod whatsapp;
+
 pub const VOICE_PATH: &str = "/twilio/voice";
 pub const STREAM_PATH: &str = "/twilio/stream";
 
@@ -28,6 +31,8 @@ pub struct AppState {
     /// `TWILIO_AUTH_TOKEN`: when set, every webhook and stream handshake must be signed.
     pub auth_token: Option<String>,
     pub store: Option<Store>,
+    /// The WhatsApp channel, when configured (its routes answer 503 otherwise).
+    pub whatsapp: Option<Arc<crate::adapters::whatsapp::WhatsAppService>>,
     live_calls: AtomicUsize,
     calls_idle: Notify,
     draining: AtomicBool,
@@ -36,10 +41,20 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(deps: Arc<CallDeps>, auth_token: Option<String>, store: Option<Store>) -> Arc<Self> {
+        Self::with_whatsapp(deps, auth_token, store, None)
+    }
+
+    pub fn with_whatsapp(
+        deps: Arc<CallDeps>,
+        auth_token: Option<String>,
+        store: Option<Store>,
+        whatsapp: Option<Arc<crate::adapters::whatsapp::WhatsAppService>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             deps,
             auth_token: auth_token.filter(|t| !t.is_empty()),
             store,
+            whatsapp,
             live_calls: AtomicUsize::new(0),
             calls_idle: Notify::new(),
             draining: AtomicBool::new(false),
@@ -86,6 +101,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/turns", get(recent_turns))
         .route("/api/calls/{call_sid}/turns", get(call_turns))
         .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
+        .merge(whatsapp::routes())
         .with_state(state)
 }
 
@@ -341,7 +357,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .as_ref()
         .map(|r| r.dropped())
         .unwrap_or(0) as f64;
-    let extra = [
+    let mut extra = vec![
         (
             "process_resident_memory_bytes",
             "Resident memory",
@@ -354,6 +370,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             dropped,
         ),
     ];
+    if let Some(wa) = &state.whatsapp {
+        extra.extend(wa.metrics());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.deps.metrics.render_prometheus(&extra),

@@ -32,6 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::events::{CallEvent, LatencyMarks, TurnRecord};
 
+/// WhatsApp channel tables (migration 0003).
+pub mod whatsapp;
+
 /// Most records the writer commits in one transaction.
 pub const MAX_BATCH: usize = 256;
 

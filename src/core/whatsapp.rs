@@ -1,0 +1,861 @@
+//! WhatsApp wire formats, sans-IO: the Meta Cloud API webhook (messages, statuses, BSUID users),
+//! Twilio's WhatsApp form webhook, Graph API error bodies, and reply formatting/splitting.
+//!
+//! Parsing never requires `from`: since April 2026 a user with a username may arrive with only
+//! `from_user_id` (a business-scoped user id, BSUID). Every inbound event has a stable dedup key
+//! (the wamid for messages, wamid + status for statuses) because Meta retries for up to 7 days.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook body is not the expected JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("webhook object {0:?} is not whatsapp_business_account")]
+    WrongObject(String),
+}
+
+// ------------------------------------------------------------------ Meta webhook (raw serde)
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    object: String,
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Change {
+    #[serde(default)]
+    field: String,
+    value: ChangeValue,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangeValue {
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    contacts: Vec<Contact>,
+    #[serde(default)]
+    messages: Vec<RawMessage>,
+    #[serde(default)]
+    statuses: Vec<RawStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    display_phone_number: String,
+    phone_number_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Contact {
+    #[serde(default)]
+    profile: Option<Profile>,
+    wa_id: Option<String>,
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Profile {
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    from: Option<String>,
+    from_user_id: Option<String>,
+    id: String,
+    #[serde(default)]
+    timestamp: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+    text: Option<TextBody>,
+    interactive: Option<Interactive>,
+    audio: Option<Audio>,
+    button: Option<QuickReplyButton>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextBody {
+    body: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Interactive {
+    #[serde(rename = "type")]
+    kind: String,
+    button_reply: Option<Reply>,
+    list_reply: Option<Reply>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Reply {
+    id: String,
+    title: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct QuickReplyButton {
+    #[serde(default)]
+    payload: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Audio {
+    id: String,
+    url: Option<String>,
+    mime_type: Option<String>,
+    sha256: Option<String>,
+    voice: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawStatus {
+    id: String,
+    status: String,
+    #[serde(default)]
+    timestamp: String,
+    recipient_id: Option<String>,
+    recipient_user_id: Option<String>,
+    #[serde(default)]
+    errors: Vec<GraphErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphErrorItem {
+    code: i64,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    message: String,
+}
+
+// ------------------------------------------------------------------ parsed events
+
+/// Who wrote to us. At least one of `phone` / `user_id` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// E.164 digits without `+` (`wa_id` / `from`), absent for username-only users.
+    pub phone: Option<String>,
+    /// Business-scoped user id (`US.…`), present for users who adopted a username.
+    pub user_id: Option<String>,
+    pub profile_name: Option<String>,
+}
+
+impl Sender {
+    /// The key a conversation is stored under: the phone when known (so phone calls and
+    /// WhatsApp meet on the same customer), else the BSUID.
+    pub fn customer_key(&self) -> Option<&str> {
+        self.phone.as_deref().or(self.user_id.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageContent {
+    Text {
+        body: String,
+    },
+    /// An interactive button or list reply (or a template quick-reply button).
+    Choice {
+        id: String,
+        title: String,
+    },
+    /// A voice note or audio file. Meta: `media_id` + (since late 2025) `url`; Twilio: `url`.
+    Audio {
+        media_id: Option<String>,
+        url: Option<String>,
+        mime_type: Option<String>,
+        sha256: Option<String>,
+        voice: bool,
+    },
+    /// Anything we do not handle (image, sticker, location, …): answered with a polite note.
+    Unsupported {
+        message_type: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Provider message id: the wamid, or Twilio's `MessageSid`.
+    pub message_id: String,
+    /// Meta `phone_number_id` of the business number (empty for Twilio).
+    pub phone_number_id: String,
+    /// Business number as displayed / Twilio `To` (digits, no `+`).
+    pub business_number: String,
+    pub sender: Sender,
+    /// Unix seconds as sent by the provider (0 when absent or unparsable).
+    pub timestamp_s: i64,
+    pub content: MessageContent,
+}
+
+/// Delivery state of one of our outbound messages, ordered by progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Accepted by our sender, no webhook yet.
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    /// Voice message played (implies read).
+    Played,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "accepted" => Self::Accepted,
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "played" => Self::Played,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Progress rank: statuses arrive in any order and a later webhook must never move a message
+    /// back. `failed` outranks `sent`/`delivered` (delivery stopped) but not `read`/`played`
+    /// (the customer saw it; a late failure cannot undo that).
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Accepted => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Failed => 3,
+            Self::Read => 4,
+            Self::Played => 5,
+        }
+    }
+
+    /// The status a message ends in when `incoming` arrives while it is `self`.
+    pub fn merge(self, incoming: DeliveryStatus) -> DeliveryStatus {
+        if incoming.rank() > self.rank() {
+            incoming
+        } else {
+            self
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    /// wamid of our outbound message.
+    pub message_id: String,
+    /// Raw status string (kept even when unknown, for the history).
+    pub status: String,
+    pub timestamp_s: i64,
+    pub recipient_id: Option<String>,
+    pub recipient_user_id: Option<String>,
+    /// First error code on `failed`.
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub phone_number_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum InboundEvent {
+    Message(InboundMessage),
+    Status(StatusUpdate),
+}
+
+impl InboundEvent {
+    /// Unique per logical event: what the inbox deduplicates on.
+    pub fn dedup_key(&self) -> String {
+        match self {
+            InboundEvent::Message(m) => format!("msg:{}", m.message_id),
+            InboundEvent::Status(s) => format!("status:{}:{}", s.message_id, s.status),
+        }
+    }
+
+    pub fn phone_number_id(&self) -> &str {
+        match self {
+            InboundEvent::Message(m) => &m.phone_number_id,
+            InboundEvent::Status(s) => &s.phone_number_id,
+        }
+    }
+}
+
+/// Parses a Cloud API webhook body (already signature-checked) into events, in payload order.
+/// Changes other than `messages` are skipped; a message without `from` and `from_user_id` is
+/// skipped (nobody to answer).
+pub fn parse_webhook(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
+    let env: Envelope = serde_json::from_slice(body)?;
+    if env.object != "whatsapp_business_account" {
+        return Err(WebhookError::WrongObject(env.object));
+    }
+    let mut events = Vec::new();
+    for change in env.entry.into_iter().flat_map(|e| e.changes) {
+        if change.field != "messages" {
+            continue;
+        }
+        let value = change.value;
+        let (phone_number_id, display) = match value.metadata {
+            Some(m) => (m.phone_number_id, m.display_phone_number),
+            None => continue,
+        };
+        for m in value.messages {
+            let contact = value.contacts.iter().find(|c| {
+                (m.from.is_some() && c.wa_id == m.from)
+                    || (m.from_user_id.is_some() && c.user_id == m.from_user_id)
+            });
+            let sender = Sender {
+                phone: m
+                    .from
+                    .clone()
+                    .or_else(|| contact.and_then(|c| c.wa_id.clone()))
+                    .filter(|p| is_phone_digits(p)),
+                user_id: m
+                    .from_user_id
+                    .clone()
+                    .or_else(|| contact.and_then(|c| c.user_id.clone())),
+                profile_name: contact.and_then(|c| c.profile.as_ref()?.name.clone()),
+            };
+            if sender.customer_key().is_none() {
+                continue;
+            }
+            let content = message_content(&m);
+            events.push(InboundEvent::Message(InboundMessage {
+                message_id: m.id,
+                phone_number_id: phone_number_id.clone(),
+                business_number: display.clone(),
+                sender,
+                timestamp_s: m.timestamp.parse().unwrap_or(0),
+                content,
+            }));
+        }
+        for s in value.statuses {
+            let first_error = s.errors.first();
+            events.push(InboundEvent::Status(StatusUpdate {
+                message_id: s.id,
+                status: s.status,
+                timestamp_s: s.timestamp.parse().unwrap_or(0),
+                recipient_id: s.recipient_id,
+                recipient_user_id: s.recipient_user_id,
+                error_code: first_error.map(|e| e.code),
+                error_title: first_error.map(|e| {
+                    if e.title.is_empty() {
+                        e.message.clone()
+                    } else {
+                        e.title.clone()
+                    }
+                }),
+                phone_number_id: phone_number_id.clone(),
+            }));
+        }
+    }
+    Ok(events)
+}
+
+fn message_content(m: &RawMessage) -> MessageContent {
+    let unsupported = || MessageContent::Unsupported {
+        message_type: m.kind.clone(),
+    };
+    match m.kind.as_str() {
+        "text" => match &m.text {
+            Some(t) => MessageContent::Text {
+                body: t.body.clone(),
+            },
+            None => unsupported(),
+        },
+        "interactive" => {
+            let reply = m.interactive.as_ref().and_then(|i| match i.kind.as_str() {
+                "button_reply" => i.button_reply.as_ref(),
+                "list_reply" => i.list_reply.as_ref(),
+                _ => None,
+            });
+            match reply {
+                Some(r) => MessageContent::Choice {
+                    id: r.id.clone(),
+                    title: r.title.clone(),
+                },
+                None => unsupported(),
+            }
+        }
+        "button" => match &m.button {
+            Some(b) => MessageContent::Choice {
+                id: b.payload.clone(),
+                title: b.text.clone(),
+            },
+            None => unsupported(),
+        },
+        "audio" => match &m.audio {
+            Some(a) => MessageContent::Audio {
+                media_id: Some(a.id.clone()),
+                url: a.url.clone(),
+                mime_type: a.mime_type.clone(),
+                sha256: a.sha256.clone(),
+                voice: a.voice.unwrap_or(false),
+            },
+            None => unsupported(),
+        },
+        _ => unsupported(),
+    }
+}
+
+// ------------------------------------------------------------------ Twilio WhatsApp form
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TwilioFormError {
+    #[error("Twilio WhatsApp webhook lacks {0}")]
+    Missing(&'static str),
+}
+
+/// Parses Twilio's `application/x-www-form-urlencoded` WhatsApp webhook.
+pub fn parse_twilio_form(params: &[(String, String)]) -> Result<InboundMessage, TwilioFormError> {
+    let map: BTreeMap<&str, &str> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let message_id = map
+        .get("MessageSid")
+        .or_else(|| map.get("SmsMessageSid"))
+        .ok_or(TwilioFormError::Missing("MessageSid"))?
+        .to_string();
+    let from = map.get("From").ok_or(TwilioFormError::Missing("From"))?;
+    let to = map.get("To").copied().unwrap_or("");
+    let phone = map
+        .get("WaId")
+        .map(|s| s.to_string())
+        .filter(|s| is_phone_digits(s))
+        .or_else(|| Some(strip_whatsapp_address(from)).filter(|s| is_phone_digits(s)));
+    let sender = Sender {
+        phone,
+        user_id: None,
+        profile_name: map.get("ProfileName").map(|s| s.to_string()),
+    };
+    if sender.customer_key().is_none() {
+        return Err(TwilioFormError::Missing("From"));
+    }
+    let num_media: usize = map
+        .get("NumMedia")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let body = map.get("Body").copied().unwrap_or("");
+    let content = if num_media > 0 {
+        let mime = map.get("MediaContentType0").map(|s| s.to_string());
+        let is_audio = mime.as_deref().is_some_and(|m| m.starts_with("audio/"));
+        if is_audio {
+            MessageContent::Audio {
+                media_id: None,
+                url: map.get("MediaUrl0").map(|s| s.to_string()),
+                mime_type: mime,
+                sha256: None,
+                voice: true,
+            }
+        } else {
+            MessageContent::Unsupported {
+                message_type: mime.unwrap_or_else(|| "media".into()),
+            }
+        }
+    } else if let Some(payload) = map.get("ButtonPayload").filter(|p| !p.is_empty()) {
+        MessageContent::Choice {
+            id: payload.to_string(),
+            title: map.get("ButtonText").copied().unwrap_or(body).to_string(),
+        }
+    } else {
+        MessageContent::Text {
+            body: body.to_string(),
+        }
+    };
+    Ok(InboundMessage {
+        message_id,
+        phone_number_id: String::new(),
+        business_number: strip_whatsapp_address(to),
+        sender,
+        timestamp_s: 0,
+        content,
+    })
+}
+
+/// A phone as WhatsApp sends it: E.164 digits without `+`. Anything else is not used as a phone
+/// (it would flow into agent parameters and lead lookups).
+pub fn is_phone_digits(s: &str) -> bool {
+    (6..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `whatsapp:+14155238886` → `14155238886`.
+pub fn strip_whatsapp_address(address: &str) -> String {
+    let a = address.strip_prefix("whatsapp:").unwrap_or(address);
+    a.trim().trim_start_matches('+').to_string()
+}
+
+// ------------------------------------------------------------------ Graph API errors
+
+/// The `error` object of a Graph API error response.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GraphError {
+    pub code: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub error_data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphErrorBody {
+    error: GraphError,
+}
+
+pub fn parse_graph_error(body: &[u8]) -> Option<GraphError> {
+    serde_json::from_slice::<GraphErrorBody>(body)
+        .ok()
+        .map(|b| b.error)
+}
+
+/// How a Graph error code should be handled by a sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphErrorClass {
+    Retryable,
+    OutsideWindow,
+    Permanent,
+}
+
+/// Meta error-codes page: throughput (130429), pair rate (131056), unknown (131000) and service
+/// unavailable (131016) are worth retrying; 131047 needs a template; the rest will not improve.
+pub fn classify_graph_error(code: i64) -> GraphErrorClass {
+    match code {
+        130429 | 131056 | 131000 | 131016 | 80007 | 4 => GraphErrorClass::Retryable,
+        131047 => GraphErrorClass::OutsideWindow,
+        _ => GraphErrorClass::Permanent,
+    }
+}
+
+// ------------------------------------------------------------------ reply formatting
+
+/// Converts the agent's markdown to WhatsApp formatting: `**b**`/`__b__` → `*b*`, `*i*` → `_i_`,
+/// `~~s~~` → `~s~`, headings → bold lines, `*`/`+` bullets → `-`, links `[t](u)` → `t (u)`.
+pub fn markdown_to_whatsapp(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    let mut in_code = false;
+    for (i, line) in markdown.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            out.push_str(line);
+            continue;
+        }
+        if in_code {
+            out.push_str(line);
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some(heading) = strip_heading(trimmed) {
+            out.push('*');
+            out.push_str(&inline_markdown(heading));
+            out.push('*');
+            continue;
+        }
+        out.push_str(indent);
+        let rest = if let Some(item) = trimmed
+            .strip_prefix("* ")
+            .or_else(|| trimmed.strip_prefix("+ "))
+        {
+            out.push_str("- ");
+            item
+        } else {
+            trimmed
+        };
+        out.push_str(&inline_markdown(rest));
+    }
+    out
+}
+
+fn strip_heading(line: &str) -> Option<&str> {
+    let hashes = line.chars().take_while(|c| *c == '#').count();
+    if (1..=6).contains(&hashes) {
+        line[hashes..].strip_prefix(' ').map(str::trim)
+    } else {
+        None
+    }
+}
+
+fn inline_markdown(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match (c, next) {
+            ('*', Some('*')) | ('_', Some('_')) => {
+                out.push('*');
+                i += 2;
+            }
+            ('~', Some('~')) => {
+                out.push('~');
+                i += 2;
+            }
+            ('*', _) => {
+                out.push('_');
+                i += 1;
+            }
+            ('[', _) => {
+                // [text](url) → text (url)
+                if let Some((label, url, len)) = parse_link(&chars[i..]) {
+                    out.push_str(&label);
+                    out.push_str(" (");
+                    out.push_str(&url);
+                    out.push(')');
+                    i += len;
+                } else {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn parse_link(chars: &[char]) -> Option<(String, String, usize)> {
+    let close = chars.iter().position(|c| *c == ']')?;
+    if chars.get(close + 1) != Some(&'(') {
+        return None;
+    }
+    let end = chars[close + 2..].iter().position(|c| *c == ')')? + close + 2;
+    let label: String = chars[1..close].iter().collect();
+    let url: String = chars[close + 2..end].iter().collect();
+    Some((label, url, end + 1))
+}
+
+/// Splits `text` into parts of at most `max_chars` characters, preferring paragraph, then line,
+/// then sentence, then word boundaries; a single over-long word is cut hard.
+pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
+    let max_chars = max_chars.max(1);
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        if rest.chars().count() <= max_chars {
+            parts.push(rest.to_string());
+            break;
+        }
+        // Byte index just past the `max_chars`-th character.
+        let limit = rest
+            .char_indices()
+            .nth(max_chars)
+            .map(|(b, _)| b)
+            .unwrap_or(rest.len());
+        let window = &rest[..limit];
+        let cut = ["\n\n", "\n", ". ", "! ", "? ", " "]
+            .iter()
+            .find_map(|sep| {
+                window
+                    .rfind(sep)
+                    .filter(|&at| at > 0)
+                    .map(|at| at + sep.len())
+            })
+            .unwrap_or(limit);
+        parts.push(rest[..cut].trim_end().to_string());
+        rest = rest[cut..].trim_start();
+    }
+    parts
+}
+
+/// Shortens an identifier for logs unless PII logging is on: first 12 hex chars of its SHA-256.
+pub fn log_id(value: &str, log_pii: bool) -> String {
+    if log_pii {
+        value.to_string()
+    } else {
+        let hex = crate::core::signature::sha256_hex(value.as_bytes());
+        format!("h:{}", &hex[..12])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("/work/shared/protocol-fixtures/whatsapp/{name}"))
+            .or_else(|_| std::fs::read(format!("../shared/protocol-fixtures/whatsapp/{name}")))
+            .expect("fixture")
+    }
+
+    #[test]
+    fn text_webhook_parses_sender_and_number_id() {
+        let events = parse_webhook(&fixture("text_webhook.json")).unwrap();
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.phone_number_id, "106540352242922");
+        assert_eq!(m.sender.phone.as_deref(), Some("16505551234"));
+        assert_eq!(m.sender.profile_name.as_deref(), Some("Sheena Nelson"));
+        assert!(matches!(&m.content, MessageContent::Text { body } if !body.is_empty()));
+        assert!(m.timestamp_s > 1_600_000_000);
+    }
+
+    #[test]
+    fn bsuid_sender_without_phone_parses() {
+        let events = parse_webhook(&fixture("text_webhook_username_bsuid_no_phone.json")).unwrap();
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.sender.phone, None);
+        assert_eq!(m.sender.user_id.as_deref(), Some("US.13491208655302741918"));
+        assert_eq!(m.sender.customer_key(), Some("US.13491208655302741918"));
+    }
+
+    #[test]
+    fn interactive_replies_parse_as_choices() {
+        for f in [
+            "interactive_button_reply_webhook.json",
+            "interactive_list_reply_webhook.json",
+        ] {
+            let events = parse_webhook(&fixture(f)).unwrap();
+            let [InboundEvent::Message(m)] = events.as_slice() else {
+                panic!("{events:?}")
+            };
+            assert!(
+                matches!(&m.content, MessageContent::Choice { id, title } if !id.is_empty() && !title.is_empty()),
+                "{f}: {:?}",
+                m.content
+            );
+        }
+    }
+
+    #[test]
+    fn failed_status_carries_error_code() {
+        let events = parse_webhook(&fixture("status_failed_webhook.json")).unwrap();
+        let [InboundEvent::Status(s)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(s.status, "failed");
+        assert_eq!(s.error_code, Some(131049));
+        assert!(events[0].dedup_key().starts_with("status:wamid."));
+    }
+
+    #[test]
+    fn statuses_never_regress() {
+        use DeliveryStatus::*;
+        assert_eq!(Read.merge(Delivered), Read);
+        assert_eq!(Sent.merge(Read), Read);
+        assert_eq!(Delivered.merge(Sent), Delivered);
+        assert_eq!(Delivered.merge(Failed), Failed);
+        assert_eq!(Read.merge(Failed), Read);
+        assert_eq!(Read.merge(Played), Played);
+    }
+
+    #[test]
+    fn twilio_form_parses() {
+        let raw = std::fs::read_to_string(
+            "/work/shared/protocol-fixtures/twilio/whatsapp_inbound_form_THIRDPARTY_capture.txt",
+        )
+        .unwrap();
+        let line = raw.lines().find(|l| l.contains("MessageSid=")).unwrap();
+        let params: Vec<(String, String)> = form_urlencoded::parse(line.trim().as_bytes())
+            .into_owned()
+            .collect();
+        let m = parse_twilio_form(&params).unwrap();
+        assert_eq!(m.sender.phone.as_deref(), Some("558282136275"));
+        assert_eq!(m.business_number, "14155238886");
+        assert_eq!(
+            m.content,
+            MessageContent::Text {
+                body: "Olá".into()
+            }
+        );
+    }
+
+    #[test]
+    fn graph_error_fixture_classifies_as_retryable() {
+        let e = parse_graph_error(&fixture("error_130429_response.json")).unwrap();
+        assert_eq!(e.code, 130429);
+        assert_eq!(classify_graph_error(e.code), GraphErrorClass::Retryable);
+        assert_eq!(classify_graph_error(131047), GraphErrorClass::OutsideWindow);
+        assert_eq!(classify_graph_error(131026), GraphErrorClass::Permanent);
+    }
+
+    #[test]
+    fn markdown_becomes_whatsapp_formatting() {
+        let md = "## Rooms\n**New York** is *quiet*.\n* one\n* two\nSee [site](https://x.y)";
+        assert_eq!(
+            markdown_to_whatsapp(md),
+            "*Rooms*\n*New York* is _quiet_.\n- one\n- two\nSee site (https://x.y)"
+        );
+    }
+
+    #[test]
+    fn long_replies_split_under_the_limit_at_boundaries() {
+        let text = "First sentence here. Second sentence is longer than that. Third.";
+        let parts = split_message(text, 30);
+        assert!(parts.iter().all(|p| p.chars().count() <= 30), "{parts:?}");
+        assert_eq!(parts[0], "First sentence here.");
+        assert_eq!(parts.join(" "), text);
+        let hebrew = "שלום ".repeat(2000);
+        let parts = split_message(&hebrew, 4096);
+        assert!(parts.len() == 3 && parts.iter().all(|p| p.chars().count() <= 4096));
+        assert_eq!(split_message("abcdef", 4), vec!["abcd", "ef"]);
+    }
+
+    #[test]
+    fn a_sender_cannot_smuggle_text_in_as_a_phone() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "changes": [{ "field": "messages", "value": {
+                "metadata": { "display_phone_number": "1", "phone_number_id": "2" },
+                "messages": [
+                    { "from": "+1 (650) admin", "id": "wamid.X", "type": "text", "text": { "body": "hi" } },
+                    { "from": "../../etc", "from_user_id": "US.1", "id": "wamid.Y", "type": "text", "text": { "body": "hi" } }
+                ]
+            }}]}]
+        })
+        .to_string();
+        let events = parse_webhook(body.as_bytes()).unwrap();
+        // The first has no usable identity and is skipped; the second keeps only its BSUID.
+        let [InboundEvent::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.sender.phone, None);
+        assert_eq!(m.sender.customer_key(), Some("US.1"));
+        let params: Vec<(String, String)> = [
+            ("MessageSid", "SM1"),
+            ("From", "whatsapp:+1;DROP"),
+            ("WaId", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert!(parse_twilio_form(&params).is_err());
+    }
+
+    #[test]
+    fn pii_is_hashed_unless_allowed() {
+        assert_eq!(log_id("16505551234", true), "16505551234");
+        let h = log_id("16505551234", false);
+        assert!(h.starts_with("h:") && !h.contains("1650555"));
+    }
+}
