@@ -38,6 +38,7 @@ pub struct Config {
     pub booking: BookingConfig,
     pub llm: LlmConfig,
     pub whatsapp: WhatsAppConfig,
+    pub google: GoogleConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,13 +66,13 @@ pub struct ServerConfig {
 pub struct CallConfig {
     /// Language of calls (BCP-47); Hebrew first.
     pub language: String,
-    /// Speech recogniser: `simulated` (more providers arrive with the providers issue).
+    /// Speech recogniser: `simulated` or `google` (falls back to `simulated` if it cannot start).
     pub stt: String,
     /// Agent: `simulated`, `openai` (an OpenAI-compatible chat model, see `[llm]`), `offline`
     /// (deterministic booking dialog) or `booking` (the LLM booking agent over the `[llm]` chat
     /// model when one is configured, else the offline one).
     pub agent: String,
-    /// Speech synthesiser: `espeak` (real offline speech) or `simulated` (tones, for load tests).
+    /// Speech synthesiser: `espeak` (real offline speech), `google`, or `simulated` (tones).
     pub tts: String,
     /// Spoken when the call connects; empty for none.
     pub greeting: String,
@@ -199,7 +200,8 @@ pub struct LlmConfig {
     pub timeout_ms: u64,
     /// Extra attempts after a 429/5xx/connection failure, only while no text was streamed yet.
     pub retries: u32,
-    /// System prompt of the plain conversational agent.
+    /// System prompt of the plain conversational agent; a note on the channel (spoken phone call
+    /// or WhatsApp chat) is appended per request.
     pub system_prompt: String,
 }
 
@@ -215,9 +217,8 @@ impl Default for LlmConfig {
             first_byte_timeout_ms: 2_000,
             timeout_ms: 4_000,
             retries: 1,
-            system_prompt: "You are a friendly receptionist answering the phone for a small \
-                            business. Answer in the caller's language, in one or two short \
-                            sentences that sound natural when spoken aloud."
+            system_prompt: "You are a friendly receptionist for a small business. Answer in \
+                            the customer's language, briefly and politely."
                 .into(),
         }
     }
@@ -324,6 +325,77 @@ impl Default for WhatsAppConfig {
             trace_log_pii: false,
             insecure_skip_signature: false,
             numbers: Vec::new(),
+        }
+    }
+}
+
+/// Google Cloud Speech-to-Text (v1 `StreamingRecognize`) and Text-to-Speech (v1 `SynthesizeSpeech`)
+/// over gRPC. Credentials: `GOOGLE_APPLICATION_CREDENTIALS` (service account, via gcp_auth) or the
+/// static bearer token `KAV_GOOGLE_ACCESS_TOKEN`; a plain `http://` loopback endpoint (the test
+/// fakes) is used without auth.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoogleConfig {
+    /// Speech-to-Text endpoint; empty means `https://speech.googleapis.com`.
+    pub stt_endpoint: String,
+    /// Text-to-Speech endpoint; empty means `https://texttospeech.googleapis.com`.
+    pub tts_endpoint: String,
+    /// Recognition model: `default` (supports he-IL), `phone_call`, `latest_long`, ...
+    pub model: String,
+    /// Ask for the enhanced variant of `model` (only some models and languages have one).
+    pub use_enhanced: bool,
+    /// Phrase hints (speech context) added to every stream, on top of the built-in Hebrew hints
+    /// for digits, weekdays, hours, "שעה" and "תור": the business's own words.
+    pub phrase_hints: Vec<String>,
+    /// Speech-context boost for the phrase hints (0 = Google's default weighting).
+    pub phrase_boost: f32,
+    /// Partial transcripts arriving within this window are coalesced into the newest one.
+    pub stt_partial_debounce_ms: u64,
+    /// Caller audio batched per request (20 ms frames; 100 ms = 800 bytes, capped at 25 KB).
+    pub stt_batch_ms: u32,
+    /// A stream older than this is replaced at the next silent frame (Google's limit is 5 min).
+    pub rotate_after_ms: u64,
+    /// A stream older than this is replaced even mid-word.
+    pub rotate_hard_limit_ms: u64,
+    /// Consecutive failed stream opens before the recogniser gives up and the call's STT restart
+    /// takes over.
+    pub reconnect_attempts: u32,
+    /// A recogniser stream opened at the webhook (phone ringing) waits this long for its call.
+    pub prepared_stream_ttl_ms: u64,
+    /// Voice for TTS, e.g. `he-IL-Wavenet-A`; used when its language prefix matches the call's
+    /// language, otherwise Google picks a voice for the language.
+    pub tts_voice: String,
+    /// 1.0 is normal speed.
+    pub tts_speaking_rate: f64,
+    /// Extra fixed phrases synthesised at start-up and served from memory (the greeting and the
+    /// fallback reply from `[call]` are always included).
+    pub tts_cache_phrases: Vec<String>,
+    /// Most phrases kept in the TTS cache.
+    pub tts_cache_entries: usize,
+    /// Deadline for one TTS request and for connecting at start-up.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for GoogleConfig {
+    fn default() -> Self {
+        Self {
+            stt_endpoint: String::new(),
+            tts_endpoint: String::new(),
+            model: "default".into(),
+            use_enhanced: false,
+            phrase_hints: Vec::new(),
+            phrase_boost: 0.0,
+            stt_partial_debounce_ms: 50,
+            stt_batch_ms: 100,
+            rotate_after_ms: 240_000,
+            rotate_hard_limit_ms: 290_000,
+            reconnect_attempts: 3,
+            prepared_stream_ttl_ms: 30_000,
+            tts_voice: "he-IL-Wavenet-A".into(),
+            tts_speaking_rate: 1.0,
+            tts_cache_phrases: vec!["הקלידו בבקשה את מספר הטלפון ובסיומו הקישו סולמית".into()],
+            tts_cache_entries: 64,
+            request_timeout_ms: 5_000,
         }
     }
 }
@@ -560,6 +632,15 @@ fn parse_like(current: &toml::Value, var: &str, value: &str) -> Result<toml::Val
         toml::Value::Float(_) => {
             toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?)
         }
+        // Lists of words (e.g. `KAV_GOOGLE_PHRASE_HINTS`): comma-separated.
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(value.to_string()),
     })
 }
@@ -591,6 +672,20 @@ mod tests {
         assert!(!cfg.turn.barge_in);
         assert_eq!(cfg.server.listen, "0.0.0.0:9000");
         assert_eq!(cfg.server.public_url, "https://x.test");
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_env_values() {
+        let cfg = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("KAV_GOOGLE_PHRASE_HINTS", "תספורת, צבע ,,פן"),
+                ("KAV_GOOGLE_STT_ENDPOINT", "http://127.0.0.1:9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.google.phrase_hints, vec!["תספורת", "צבע", "פן"]);
+        assert_eq!(cfg.google.stt_endpoint, "http://127.0.0.1:9");
     }
 
     #[test]

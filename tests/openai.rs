@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::openai::{LlmAgent, LlmAgentSettings, OpenAiChat};
+use kav::adapters::openai::{
+    LlmAgent, LlmAgentSettings, OpenAiChat, PHONE_CHANNEL_NOTE, WHATSAPP_CHANNEL_NOTE,
+};
 use kav::adapters::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, CallContext, Channel, ChatError, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
@@ -509,7 +511,7 @@ async fn llm_agent_streams_the_reply_and_sends_the_conversation() {
     assert_eq!(
         body["messages"],
         json!([
-            {"role": "system", "content": "You are the receptionist."},
+            {"role": "system", "content": format!("You are the receptionist.\n\n{PHONE_CHANNEL_NOTE}")},
             {"role": "user", "content": "When do you open?"},
             {"role": "assistant", "content": "[interrupted; the caller heard only: \"We open at\"]"},
             {"role": "user", "content": "Sorry, tomorrow?"},
@@ -533,6 +535,8 @@ async fn llm_agent_gives_whatsapp_longer_replies_and_marks_keypad_input() {
     agent.respond(request, tx).await.unwrap();
     let body = &fake.requests()[0];
     assert_eq!(body["max_tokens"], 120);
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.ends_with(WHATSAPP_CHANNEL_NOTE), "{system}");
     assert_eq!(
         body["messages"][1]["content"],
         "[typed on the keypad] 0501234567"
@@ -569,4 +573,42 @@ async fn llm_agent_maps_failures_to_agent_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::Timeout), "{err}");
+}
+
+#[tokio::test]
+async fn llm_agent_treats_an_empty_reply_as_a_failure() {
+    // So the session speaks its fallback instead of leaving the caller in silence.
+    let fake = FakeOpenAi::start(vec![FakeReply::text("", 1)]).await;
+    let agent = LlmAgent::new(
+        Arc::new(chat(&fake)),
+        LlmAgentSettings::from_config(&LlmConfig::default()),
+    );
+    let (tx, mut rx) = mpsc::channel(16);
+    let err = agent
+        .respond(
+            agent_request(Channel::Phone, vec![msg(Role::User, "hi", false)]),
+            tx,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AgentError::Failed(m) if m.contains("no text")),
+        "{err}"
+    );
+    assert_eq!(rx.recv().await, None);
+}
+
+#[tokio::test]
+async fn text_before_tool_calls_is_streamed_and_the_calls_returned() {
+    let calls = vec![call("call_7", "find_slots", r#"{"day":"monday"}"#)];
+    let fake = FakeOpenAi::start(vec![
+        FakeReply::tool_calls(calls.clone(), 3).with_text("Let me check.", 2),
+    ])
+    .await;
+    let (result, deltas) = complete(&chat(&fake), request("monday?")).await;
+    let done = result.unwrap();
+    assert_eq!(deltas, vec!["Let me ", "check."]);
+    assert_eq!(done.text, "Let me check.");
+    assert_eq!(done.tool_calls, calls);
+    assert_eq!(done.finish_reason, "tool_calls");
 }

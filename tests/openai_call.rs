@@ -83,9 +83,10 @@ async fn the_caller_hears_the_llm_reply_to_their_transcript() {
         assert_eq!(body["stream"], true);
         let messages = body["messages"].as_array().unwrap();
         assert_eq!(messages[0]["role"], "system");
-        assert_eq!(
-            messages[0]["content"],
-            "You answer the phone for Dana's salon."
+        let system = messages[0]["content"].as_str().unwrap();
+        assert!(
+            system.starts_with("You answer the phone for Dana's salon."),
+            "{system}"
         );
         assert_eq!(messages.last().unwrap()["role"], "user");
         assert_eq!(messages.last().unwrap()["content"], said);
@@ -105,7 +106,8 @@ async fn an_interrupted_reply_is_marked_in_the_next_request() {
                     treatments for every hair type, and this week every new customer gets ten \
                     percent off any service booked before Friday afternoon.";
         let fake = FakeOpenAi::start(vec![
-            FakeReply::text(long, 12),
+            // Still streaming when the caller barges in at 1.5 s (12 × 250 ms).
+            FakeReply::text(long, 12).chunk_interval(ms(250)),
             FakeReply::text("Sure, what day suits you?", 2),
         ])
         .await;
@@ -123,6 +125,13 @@ async fn an_interrupted_reply_is_marked_in_the_next_request() {
         let report = caller::run_call(&srv.caller(sid), steps).await.unwrap();
         srv.settle().await;
         assert_eq!(report.clears, 1, "{report:?}");
+        // Barge-in cancelled the turn: its HTTP stream was closed, not read to the end.
+        fake.wait_for_disconnects(1).await;
+        assert_eq!(
+            fake.streams_finished(),
+            1,
+            "only the second reply ran to the end"
+        );
 
         let requests = fake.requests();
         assert_eq!(requests.len(), 2, "{requests:#?}");

@@ -474,6 +474,53 @@ fn agent_timeout_and_failure_speak_the_fallback_and_the_call_goes_on() {
 }
 
 #[test]
+fn tts_failure_speaks_the_fallback_once_and_the_call_goes_on() {
+    let cfg = test_config();
+    // failures = 2: the reply fails, then its fallback too (synthesis fully down for that turn).
+    for failures in [1, 2] {
+        let mut h = Harness::new(
+            &cfg,
+            vec![
+                Speak(ms(600)),
+                WaitForBot,
+                Silence(ms(300)),
+                Speak(ms(600)),
+                WaitForBot,
+            ],
+        )
+        .transcripts(&["first", "second"]);
+        h.replies = Box::new(|_, _| ScriptedReply::text("Fine."));
+        h.tts_failures = failures;
+        h.run(Duration::from_secs(40));
+        let warnings = h
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    CallEvent::Warning {
+                        kind: "tts_error",
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(warnings, failures, "{:?}", h.events);
+        let turns = h.turns();
+        assert_eq!(turns.len(), 2, "{failures}: {turns:?}");
+        let fallback = &cfg.call.fallback_reply;
+        assert_eq!(
+            h.tts_texts,
+            vec!["Fine.", fallback.as_str(), "Fine."],
+            "fallback asked for once, never in a loop"
+        );
+        let heard = if failures == 1 { fallback.as_str() } else { "" };
+        assert_eq!(turns[0].bot_text, heard);
+        assert_eq!(turns[1].bot_text, "Fine.");
+    }
+}
+
+#[test]
 fn caller_who_keeps_talking_merges_into_one_turn() {
     let cfg = test_config();
     // Pause long enough to end the utterance and start the agent, but resume before any audio.

@@ -700,7 +700,7 @@ async fn graceful_shutdown_drains_live_calls_within_the_grace_period() {
         let mut srv = TestServer::start(|cfg, _| cfg.server.shutdown_grace_ms = 10_000).await;
         let mut call = RawCall::open(srv.addr, "CA00000000000000000000000000000901", &[]).await;
         call.speak(&[], 200).await;
-        srv.trigger_shutdown();
+        srv.trigger_shutdown().await;
         let served = srv.take_served();
         // New calls are refused: the listener is closed, or the webhook answers 503.
         let form_body = form(&voice_params("CA00000000000000000000000000000902"));
@@ -736,7 +736,7 @@ async fn graceful_shutdown_drains_live_calls_within_the_grace_period() {
         let mut call = RawCall::open(srv.addr, "CA00000000000000000000000000000903", &[]).await;
         call.speak(&[], 100).await;
         let asked = Instant::now();
-        srv.trigger_shutdown();
+        srv.trigger_shutdown().await;
         let served = srv.take_served();
         let waited = expect_closed(&mut call.ws, Duration::from_secs(5)).await;
         assert!(

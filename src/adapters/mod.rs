@@ -3,6 +3,7 @@
 pub mod audio_file;
 pub mod call;
 pub mod espeak;
+pub mod google;
 pub mod openai;
 pub mod providers;
 pub mod sim;
@@ -23,6 +24,9 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
+    /// Measurements of the Google providers when one is in use (append
+    /// `GoogleStats::render_prometheus()` to `/metrics`).
+    pub google_stats: Option<Arc<google::GoogleStats>>,
 }
 
 /// The booking runtime and its running outbox worker (set when the agent is `booking` or
@@ -83,9 +87,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
     let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
     // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
     // other than the public OpenAI default (a local server needs no key).
-    let key_set = openai::API_KEY_ENV
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|k| !k.is_empty()));
+    let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
     let llm_configured =
         key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
     let agent: Arc<dyn Agent> = match (cfg.call.agent.as_str(), llm_configured) {
@@ -129,13 +131,22 @@ pub async fn providers_with_store(
 ) -> Result<(Providers, Option<BookingHandle>), ProviderConfigError> {
     let mut booking = None;
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
+    // One set of Google measurements for STT and TTS (see google::GoogleStats).
+    let google_stats = Arc::new(google::GoogleStats::default());
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
         "simulated" => Arc::new(sim::SimulatedStt::new(lat.clone())),
+        "google" => match google::stt_from_config(cfg, google_stats.clone()).await {
+            Ok(stt) => Arc::new(stt),
+            Err(e) => {
+                tracing::warn!(error = %e, "Google STT unavailable; falling back to the simulated STT");
+                Arc::new(sim::SimulatedStt::new(lat.clone()))
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "simulated",
+                available: "google, simulated",
             });
         }
     };
@@ -194,11 +205,24 @@ pub async fn providers_with_store(
                 }
             }
         }
+        "google" => match google::tts_from_config(cfg, google_stats.clone()).await {
+            Ok(tts) => Arc::new(tts),
+            Err(e) => {
+                tracing::warn!(error = %e, "Google TTS unavailable; falling back to the offline espeak-ng TTS");
+                let espeak = espeak::EspeakTts::new(&cfg.espeak);
+                if espeak.check().await.is_ok() {
+                    Arc::new(espeak)
+                } else {
+                    tracing::warn!("espeak-ng unavailable too; using the simulated TTS (tones)");
+                    Arc::new(sim::SimulatedTts::new(lat.clone()))
+                }
+            }
+        },
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "tts",
                 name: other.into(),
-                available: "espeak, simulated",
+                available: "espeak, google, simulated",
             });
         }
     };
@@ -208,5 +232,14 @@ pub async fn providers_with_store(
         tts = tts.name(),
         "providers"
     );
-    Ok((Providers { stt, agent, tts }, booking))
+    let google_stats = (stt.name() == "google" || tts.name() == "google").then_some(google_stats);
+    Ok((
+        Providers {
+            stt,
+            agent,
+            tts,
+            google_stats,
+        },
+        booking,
+    ))
 }

@@ -43,8 +43,24 @@ use super::providers::{
 use crate::config::LlmConfig;
 use crate::metrics::llm_stats;
 
-/// Environment variables the API key is read from, in order of preference.
-pub const API_KEY_ENV: [&str; 2] = ["KAV_LLM_API_KEY", "OPENAI_API_KEY"];
+/// The API key for any server.
+pub const KAV_API_KEY_ENV: &str = "KAV_LLM_API_KEY";
+/// The conventional OpenAI key: sent only to OpenAI and Azure OpenAI hosts, so a key exported for
+/// OpenAI never leaks to a self-hosted or third-party server named in `llm.base_url`.
+pub const OPENAI_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Picks the API key for `base_url` from environment variables (`lookup` is `std::env::var`).
+pub fn api_key_from_env(base_url: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let non_empty = |var: &str| lookup(var).filter(|v| !v.is_empty());
+    if let Some(key) = non_empty(KAV_API_KEY_ENV) {
+        return Some(key);
+    }
+    let host = url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))?;
+    let official = host == "api.openai.com" || host.ends_with(".openai.azure.com");
+    official.then(|| non_empty(OPENAI_API_KEY_ENV)).flatten()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenAiConfigError {
@@ -81,11 +97,10 @@ struct Inner {
 }
 
 impl OpenAiChat {
-    /// Builds the client from `[llm]` with the API key from the environment ([`API_KEY_ENV`]).
+    /// Builds the client from `[llm]` with the API key from the environment
+    /// ([`api_key_from_env`]).
     pub fn from_config(cfg: &LlmConfig) -> Result<Self, OpenAiConfigError> {
-        let api_key = API_KEY_ENV
-            .iter()
-            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+        let api_key = api_key_from_env(&cfg.base_url, |var| std::env::var(var).ok());
         Self::new(cfg, api_key)
     }
 
@@ -299,10 +314,14 @@ impl ChatModel for OpenAiChat {
     }
 
     fn prepare(&self, call_sid: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(%call_sid, "no tokio runtime; LLM pre-connect skipped");
+            return;
+        };
         let warm = self.warm_up();
         let call_sid = call_sid.to_string();
         // Fire and forget: the webhook must answer Twilio now; the connection lands in the pool.
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(error) = warm.await {
                 tracing::warn!(%call_sid, %error, "LLM pre-connect failed");
             }
@@ -622,13 +641,30 @@ impl LlmAgent {
     /// The messages the model sees for one turn.
     pub fn messages(&self, request: &AgentRequest) -> Vec<ChatMessage> {
         let mut messages = Vec::with_capacity(request.history.len() + 1);
-        messages.push(ChatMessage::System(self.settings.system_prompt.clone()));
+        messages.push(ChatMessage::System(system_prompt(
+            &self.settings.system_prompt,
+            request.channel,
+        )));
         let last = request.history.len().saturating_sub(1);
         for (i, message) in request.history.iter().enumerate() {
             messages.push(history_message(message, request.digits && i == last));
         }
         messages
     }
+}
+
+/// Appended to the configured system prompt so one prompt serves both channels.
+pub const PHONE_CHANNEL_NOTE: &str = "Channel: a phone call. Your reply is spoken aloud by a \
+    speech synthesiser: no lists, markdown, emojis or links; one or two short sentences.";
+pub const WHATSAPP_CHANNEL_NOTE: &str =
+    "Channel: a WhatsApp chat. Reply in short plain-text messages.";
+
+fn system_prompt(prompt: &str, channel: Channel) -> String {
+    let note = match channel {
+        Channel::Phone => PHONE_CHANNEL_NOTE,
+        Channel::Whatsapp => WHATSAPP_CHANNEL_NOTE,
+    };
+    format!("{prompt}\n\n{note}")
 }
 
 fn history_message(message: &Message, typed_digits: bool) -> ChatMessage {
@@ -688,6 +724,12 @@ impl Agent for LlmAgent {
             };
             let (result, ()) = tokio::join!(completion, forward);
             match result {
+                // Nothing to say (e.g. `length` hit before any text, or a tool call we did not
+                // offer): an error, so the session speaks its fallback instead of silence.
+                Ok(done) if done.text.trim().is_empty() => Err(AgentError::Failed(format!(
+                    "LLM returned no text (finish_reason {:?})",
+                    done.finish_reason
+                ))),
                 Ok(done) => {
                     tracing::debug!(
                         ttfb_ms = done.ttfb_ms,
@@ -791,6 +833,48 @@ mod tests {
         assert!(!is_retryable(&status(401)));
         assert!(!is_retryable(&ChatError::Timeout));
         assert!(is_retryable(&ChatError::Stream("eof".into())));
+    }
+
+    #[test]
+    fn openai_key_goes_only_to_openai_hosts() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |var: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == var)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let openai_only = env(&[("OPENAI_API_KEY", "sk-openai")]);
+        assert_eq!(
+            api_key_from_env("https://api.openai.com/v1", openai_only).as_deref(),
+            Some("sk-openai")
+        );
+        assert_eq!(
+            api_key_from_env("https://res.openai.azure.com", openai_only).as_deref(),
+            Some("sk-openai")
+        );
+        assert_eq!(
+            api_key_from_env("http://127.0.0.1:11434/v1", openai_only),
+            None
+        );
+        assert_eq!(
+            api_key_from_env("https://llm.example.com/v1", openai_only),
+            None
+        );
+        let both = env(&[("OPENAI_API_KEY", "sk-openai"), ("KAV_LLM_API_KEY", "kav")]);
+        assert_eq!(
+            api_key_from_env("http://127.0.0.1:8000/v1", both).as_deref(),
+            Some("kav")
+        );
+        assert_eq!(
+            api_key_from_env("https://api.openai.com/v1", both).as_deref(),
+            Some("kav")
+        );
+        assert_eq!(
+            api_key_from_env("https://api.openai.com/v1", env(&[])),
+            None
+        );
     }
 
     #[test]

@@ -212,6 +212,10 @@ struct Reply {
     segments: Vec<Segment>,
     collect_digits: Option<u8>,
     hangup_after: bool,
+    /// A sentence failed to synthesise.
+    tts_failed: bool,
+    /// The fallback was already asked for once after a TTS failure (it may fail too).
+    tts_fallback_requested: bool,
 }
 
 impl Reply {
@@ -522,6 +526,7 @@ impl CallSession {
                 kind: "tts_error",
                 detail,
             }));
+            reply.tts_failed = true;
         }
         self.after_reply_progress(now);
     }
@@ -831,6 +836,8 @@ impl CallSession {
             segments: Vec::new(),
             collect_digits: None,
             hangup_after: false,
+            tts_failed: false,
+            tts_fallback_requested: false,
         });
         if self.phase != Phase::CallerSpeaking {
             self.phase = Phase::Thinking;
@@ -910,6 +917,19 @@ impl CallSession {
     }
 
     fn after_reply_progress(&mut self, now: Instant) {
+        // The whole reply failed to synthesise and nothing was heard: say the fallback (providers
+        // cache it, so it often plays while synthesis is down) rather than leave the caller in
+        // silence. Once per reply: the fallback may fail too.
+        if let Some(reply) = self.reply.as_mut()
+            && reply.all_audio_in()
+            && reply.tts_failed
+            && reply.first_audio_at.is_none()
+            && !reply.tts_fallback_requested
+        {
+            reply.tts_fallback_requested = true;
+            let fallback = self.cfg.fallback_reply.clone();
+            self.request_tts(now, fallback);
+        }
         if let Some(reply) = self.reply.as_mut()
             && reply.all_audio_in()
             && reply.marks.tts_total_ms.is_none()
@@ -955,7 +975,15 @@ impl CallSession {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        self.record_turn(&reply, reply.text.clone(), false);
+        // Played to the end; sentences that failed to synthesise were not heard.
+        let spoken = reply
+            .segments
+            .iter()
+            .filter(|s| s.audio_bytes > 0)
+            .map(|s| &reply.text[s.text_start..s.text_end])
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.record_turn(&reply, spoken, false);
         self.pacer.reset_reply();
         if reply.hangup_after {
             self.outputs.push_back(Output::Hangup { reason: "agent" });

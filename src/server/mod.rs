@@ -62,6 +62,11 @@ impl AppState {
         })
     }
 
+    /// Shutdown has begun: new calls are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     pub fn live_calls(&self) -> usize {
         self.live_calls.load(Ordering::Relaxed)
     }

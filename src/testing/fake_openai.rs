@@ -4,8 +4,9 @@
 //! Each `POST …/chat/completions` takes the next [`FakeReply`] from a script queue:
 //! - [`FakeReply::replay`]/[`FakeReply::fixture`]: recorded vendor SSE bytes, sent byte for byte;
 //! - [`FakeReply::text`]: text split into N content deltas;
-//! - [`FakeReply::tool_calls`]: any number of tool calls, each split into argument fragments keyed
-//!   by `index` exactly like the real API (optionally interleaved across calls);
+//! - [`FakeReply::tool_calls`] (optionally [`FakeReply::with_text`] first): any number of tool
+//!   calls, each split into argument fragments keyed by `index` exactly like the real API
+//!   (optionally [`FakeReply::interleaved`] across calls);
 //! - [`FakeReply::error`]: an HTTP status with an OpenAI error JSON body;
 //!
 //! and every reply can be delayed before its first byte, slowed between chunks, stalled or dropped
@@ -31,6 +32,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -68,6 +70,8 @@ enum ReplyBody {
         chunks: usize,
     },
     ToolCalls {
+        text: String,
+        text_chunks: usize,
         calls: Vec<ToolCall>,
         fragments: usize,
         interleave: bool,
@@ -119,6 +123,8 @@ impl FakeReply {
     /// arguments in `fragments` pieces; finish reason `tool_calls`.
     pub fn tool_calls(calls: Vec<ToolCall>, fragments: usize) -> Self {
         Self::new(ReplyBody::ToolCalls {
+            text: String::new(),
+            text_chunks: 1,
             calls,
             fragments: fragments.max(1),
             interleave: false,
@@ -138,6 +144,19 @@ impl FakeReply {
     pub fn interleaved(mut self) -> Self {
         if let ReplyBody::ToolCalls { interleave, .. } = &mut self.body {
             *interleave = true;
+        }
+        self
+    }
+
+    /// Tool-call replies only: stream `text` (in `chunks` deltas) before the tool calls, as models
+    /// do when they say "Let me check" and then call a tool.
+    pub fn with_text(mut self, preface: impl Into<String>, chunks: usize) -> Self {
+        if let ReplyBody::ToolCalls {
+            text, text_chunks, ..
+        } = &mut self.body
+        {
+            *text = preface.into();
+            *text_chunks = chunks.max(1);
         }
         self
     }
@@ -223,6 +242,11 @@ impl FakeOpenAi {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 handle(shared.clone(), method, uri, headers, body)
             }
+        });
+        // Like a real API front end: without TCP_NODELAY, Nagle holds the second small SSE write
+        // until the client's delayed ACK (~40 ms) on a reused connection.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
         });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -372,10 +396,23 @@ async fn handle(
         ReplyBody::Sse(events) => events.clone(),
         ReplyBody::Text { text, chunks } => text_events(&model, text, *chunks),
         ReplyBody::ToolCalls {
+            text,
+            text_chunks,
             calls,
             fragments,
             interleave,
-        } => tool_call_events(&model, calls, *fragments, *interleave),
+        } => {
+            let mut events = vec![chunk(
+                &model,
+                json!({"role": "assistant", "content": null}),
+                None,
+            )];
+            for piece in split_text(text, *text_chunks) {
+                events.push(chunk(&model, json!({"content": piece}), None));
+            }
+            events.extend(tool_call_events(&model, calls, *fragments, *interleave));
+            events
+        }
     };
     shared.bump(&shared.streams_started);
     let stream = EventStream {
@@ -555,11 +592,7 @@ fn tool_call_events(
             events
         })
         .collect();
-    let mut events = vec![chunk(
-        model,
-        json!({"role": "assistant", "content": null}),
-        None,
-    )];
+    let mut events = Vec::new();
     if interleave {
         let longest = per_call.iter().map(Vec::len).max().unwrap_or(0);
         for i in 0..longest {

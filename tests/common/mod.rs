@@ -83,6 +83,8 @@ struct TtsJob {
     segment: u32,
     remaining: usize,
     ready_at: Instant,
+    /// Fails without audio when it comes up (a TTS 5xx).
+    fail: bool,
 }
 
 #[derive(Debug)]
@@ -126,6 +128,8 @@ pub struct Harness {
     pub max_twilio_buffer: usize,
     /// Speech onsets of the caller (for reaction measurements).
     pub speech_onsets: Vec<Instant>,
+    /// The next this many TTS requests fail without audio.
+    pub tts_failures: usize,
 }
 
 /// A speech-like frame (harmonic-rich, pitch-varying) that webrtc-vad calls voice.
@@ -173,6 +177,7 @@ impl Harness {
             events: Vec::new(),
             agent_requests: Vec::new(),
             tts_texts: Vec::new(),
+            tts_failures: 0,
             cancels: Vec::new(),
             stt_frames: 0,
             hangup: None,
@@ -286,7 +291,22 @@ impl Harness {
     fn tts_tick(&mut self) {
         let now = self.now;
         while let Some(job) = self.tts.front_mut() {
-            if job.ready_at > now || !self.session.wants_tts_audio(1600) {
+            if job.ready_at > now {
+                break;
+            }
+            if job.fail {
+                let (turn, segment) = (job.turn, job.segment);
+                self.tts.pop_front();
+                self.session.handle_tts_done(
+                    now,
+                    turn,
+                    segment,
+                    Err("scripted TTS failure".into()),
+                );
+                self.drain();
+                continue;
+            }
+            if !self.session.wants_tts_audio(1600) {
                 break;
             }
             let n = job.remaining.min(1600);
@@ -484,6 +504,8 @@ impl Harness {
                         * self.lat.tts_per_char.as_millis()
                         * 8) as usize;
                     self.tts_texts.push(text);
+                    let fail = self.tts_failures > 0;
+                    self.tts_failures = self.tts_failures.saturating_sub(1);
                     let ready_at = if self.tts.is_empty() {
                         now + self.lat.tts_first
                     } else {
@@ -494,6 +516,7 @@ impl Harness {
                         segment,
                         remaining: bytes.max(1),
                         ready_at,
+                        fail,
                     });
                 }
                 Output::TtsCancel { turn } => {

@@ -163,9 +163,14 @@ impl TestServer {
     }
 
     /// Resolves the shutdown future passed to `serve`.
-    pub fn trigger_shutdown(&mut self) {
+    /// Signals shutdown and waits until the server has taken it in (the signal is async: a
+    /// request sent before the server polled it is still served normally).
+    pub async fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        while !self.state.is_draining() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
