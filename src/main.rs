@@ -1,4 +1,4 @@
-//! The `kav` binary: `serve`, `demo`, `call`, `loadgen`.
+//! The `kav` binary: `serve`, `demo`, `call`, `loadgen`, `transcribe`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use kav::adapters::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
 use kav::config::Config;
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::Store;
 
@@ -98,6 +97,28 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         times: u32,
     },
+    /// Transcribe audio files with the local Whisper models (build with --features whisper; run
+    /// scripts/fetch-models.sh first). Prints each transcript and the real-time factor
+    /// (processing time / audio duration).
+    Transcribe {
+        /// WAV files (PCM, float or mu-law, any rate) or raw 8 kHz mu-law.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Language of the audio: en or he (or any BCP-47 tag, e.g. he-IL).
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Model directory name under [whisper] model_dir (e.g. whisper-base, whisper-tiny.en);
+        /// default: the configured model for the language.
+        #[arg(long)]
+        model: Option<String>,
+        /// Beam size (default: [whisper] beam_size).
+        #[arg(long)]
+        beam_size: Option<u32>,
+        /// Feed the audio as a phone call would: 8 kHz mu-law, upsampled by the call's audio
+        /// graph, instead of full resolution.
+        #[arg(long)]
+        phone: bool,
+    },
 }
 
 fn init_tracing(default: &str) {
@@ -118,13 +139,14 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
     // The booking handle is not kept: its outbox worker runs for the life of the process.
     let (providers, _booking) =
         kav::adapters::providers_with_store(&cfg, Some(store.clone())).await?;
+    let metrics = providers.metrics();
     let deps = Arc::new(CallDeps {
         config: cfg.clone(),
         stt: providers.stt,
         agent: providers.agent,
         tts: providers.tts,
         recorder: Some(recorder),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
     });
     kav::adapters::warm::warm_all(&deps).await;
     // Runs for the life of the process; the runtime ends it on exit.
@@ -349,7 +371,104 @@ async fn main() -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Transcribe {
+            files,
+            language,
+            model,
+            beam_size,
+            phone,
+        } => {
+            init_tracing("warn");
+            transcribe(cfg, files, language, model, beam_size, phone).await
+        }
     }
+}
+
+#[cfg(not(feature = "whisper"))]
+async fn transcribe(
+    _cfg: Config,
+    _files: Vec<PathBuf>,
+    _language: String,
+    _model: Option<String>,
+    _beam_size: Option<u32>,
+    _phone: bool,
+) -> Result<()> {
+    bail!(
+        "this kav was built without Whisper: cargo build --release --features whisper, then scripts/fetch-models.sh"
+    )
+}
+
+#[cfg(feature = "whisper")]
+async fn transcribe(
+    mut cfg: Config,
+    files: Vec<PathBuf>,
+    language: String,
+    model: Option<String>,
+    beam_size: Option<u32>,
+    phone: bool,
+) -> Result<()> {
+    use kav::adapters::audio_file;
+    use kav::adapters::whisper::{SAMPLE_RATE, WhisperStt, whisper_language};
+    use kav::core::audio::InboundAudio;
+
+    if let Some(m) = model {
+        cfg.whisper.model_en = m.clone();
+        cfg.whisper.model_he = m.clone();
+        cfg.whisper.model_other = m;
+    }
+    if let Some(b) = beam_size {
+        cfg.whisper.beam_size = b;
+    }
+    let stt = WhisperStt::new(&cfg.whisper)?;
+    let lang = whisper_language(&language);
+    let started = std::time::Instant::now();
+    stt.load().await?;
+    // The first inference sets up buffers; keep it out of the measured numbers.
+    stt.transcribe(vec![0; SAMPLE_RATE as usize / 2], &lang)
+        .await?;
+    println!(
+        "model {} ({}), beam {}, loaded and warmed in {:.2} s",
+        stt.model_for(&lang),
+        lang,
+        cfg.whisper.beam_size.max(1),
+        started.elapsed().as_secs_f64()
+    );
+    let mut audio_total = 0.0;
+    let mut processing_total = 0.0;
+    for file in &files {
+        let pcm = if phone {
+            // The call path: mu-law frames through the session's audio graph.
+            let mulaw = audio_file::load_mulaw_8k(file)?;
+            let mut graph = InboundAudio::new(2, false, true);
+            let mut pcm = Vec::with_capacity(mulaw.len() * 2);
+            for frame in mulaw.chunks_exact(160) {
+                graph.process(frame.try_into().expect("160-byte chunk"));
+                pcm.extend_from_slice(graph.pcm16k());
+            }
+            pcm
+        } else {
+            audio_file::load_pcm(file, SAMPLE_RATE)?
+        };
+        let t = stt.transcribe(pcm, &lang).await?;
+        audio_total += t.audio.as_secs_f64();
+        processing_total += t.processing.as_secs_f64();
+        println!(
+            "{}: {:.2} s audio, {:.3} s processing, RTF {:.3}\n  {}",
+            file.display(),
+            t.audio.as_secs_f64(),
+            t.processing.as_secs_f64(),
+            t.real_time_factor(),
+            t.text
+        );
+    }
+    println!(
+        "total: {} files, {:.2} s audio, {:.3} s processing, RTF {:.3}",
+        files.len(),
+        audio_total,
+        processing_total,
+        processing_total / audio_total.max(1e-9)
+    );
+    Ok(())
 }
 
 fn samples_dir() -> PathBuf {

@@ -72,10 +72,17 @@ pub const MARK_NAMES: [&str; 7] = [
     "tts_total_ms",
 ];
 
+/// A provider's own metrics, appended to `/metrics` (e.g. Google stream rotations).
+pub trait MetricsSource: Send + Sync {
+    fn render_prometheus(&self) -> String;
+}
+
 pub struct Metrics {
     counters: Vec<AtomicU64>,
     calls_active: AtomicI64,
     marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
+    /// Registered at start-up, read on scrape; never touched on the call path.
+    sources: Mutex<Vec<std::sync::Arc<dyn MetricsSource>>>,
 }
 
 impl Default for Metrics {
@@ -95,7 +102,15 @@ impl Metrics {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             calls_active: AtomicI64::new(0),
             marks: Mutex::new(std::array::from_fn(|_| histogram())),
+            sources: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn add_source(&self, source: std::sync::Arc<dyn MetricsSource>) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(source);
     }
 
     pub fn add(&self, c: Counter, n: u64) {
@@ -206,6 +221,14 @@ impl Metrics {
             let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
         }
         llm_stats().render(&mut out);
+        for source in self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            out.push_str(&source.render_prometheus());
+        }
         out
     }
 }

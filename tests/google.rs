@@ -551,7 +551,7 @@ async fn tts_strips_the_wav_header_chunks_small_and_serves_fixed_phrases_from_ca
             1
         );
         assert_eq!(tts.stats().tts_first_audio_latency().count, 1);
-        let text = tts.stats().render_prometheus();
+        let text = kav::metrics::MetricsSource::render_prometheus(tts.stats().as_ref());
         assert!(
             text.contains("\nkav_google_tts_cache_hits_total 1\n"),
             "{text}"
@@ -663,6 +663,20 @@ async fn a_call_through_the_server_with_google_stt_and_tts() {
             spoken.join(" ").split_whitespace().collect::<Vec<_>>(),
             reply.split_whitespace().collect::<Vec<_>>()
         );
+        // Ops see the provider's own measurements beside the turn marks.
+        let metrics = srv.get("/metrics").await.body;
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        };
+        assert_eq!(
+            value("kav_google_tts_requests_total"),
+            requests.len() as u64
+        );
+        assert!(value("kav_google_stt_streams_opened_total") >= 1);
+        assert_eq!(value("kav_google_stt_final_after_end_ms_count"), 1);
     })
     .await;
 }

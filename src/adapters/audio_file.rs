@@ -190,6 +190,68 @@ pub fn load_mulaw_8k(path: impl AsRef<Path>) -> Result<Vec<u8>, AudioFileError> 
     }
 }
 
+/// Loads an audio file as mono 16-bit PCM at `rate` (e.g. 16 kHz for Whisper), off the frame path.
+///
+/// Same inputs as [`load_mulaw_8k`]; mu-law is decoded, PCM and float are read at full
+/// resolution (not squeezed through mu-law), then mixed to mono and resampled.
+pub fn load_pcm(path: impl AsRef<Path>, rate: u32) -> Result<Vec<i16>, AudioFileError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| AudioFileError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let (samples, from_rate) = if bytes.starts_with(b"RIFF") {
+        let malformed = |reason: String| AudioFileError::Malformed {
+            path: path.into(),
+            reason,
+        };
+        let header = parse_wav_header(&bytes)
+            .map_err(malformed)?
+            .ok_or_else(|| malformed("file ends before the 'data' chunk".into()))?;
+        let channels = header.channels.max(1) as usize;
+        match header.encoding {
+            WavEncoding::MuLaw => {
+                let end = header
+                    .data_offset
+                    .saturating_add(header.data_len as usize)
+                    .min(bytes.len());
+                let data = &bytes[header.data_offset..end];
+                let pcm: Vec<i16> = data.iter().map(|b| g711::decode(*b)).collect();
+                (mix_to_mono(&pcm, channels), header.sample_rate)
+            }
+            WavEncoding::Pcm16
+            | WavEncoding::Other {
+                tag: TAG_PCM | TAG_FLOAT | TAG_EXTENSIBLE,
+                ..
+            } => {
+                let (interleaved, from_rate) = read_with_hound(path, &bytes)?;
+                (mix_to_mono(&interleaved, channels), from_rate)
+            }
+            WavEncoding::Other { tag, bits } => {
+                return Err(AudioFileError::Unsupported {
+                    path: path.into(),
+                    what: format!("WAV format tag {tag} ({bits} bits); use PCM, float or mu-law"),
+                });
+            }
+        }
+    } else {
+        let mulaw = load_mulaw_8k(path)?;
+        (mulaw.iter().map(|b| g711::decode(*b)).collect(), RATE)
+    };
+    if from_rate == rate {
+        return Ok(samples);
+    }
+    let mut resampler =
+        Resampler::new(from_rate, rate).map_err(|source| AudioFileError::Resample {
+            path: path.into(),
+            source,
+        })?;
+    let mut out = Vec::with_capacity(samples.len() * rate as usize / from_rate.max(1) as usize + 1);
+    resampler.process(&samples, &mut out);
+    resampler.flush(&mut out);
+    Ok(out)
+}
+
 fn wav_to_mulaw_8k(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, AudioFileError> {
     let malformed = |reason: String| AudioFileError::Malformed {
         path: path.into(),
@@ -479,6 +541,33 @@ mod tests {
             // Mu-law step (~3 %) plus up to half an output sample of alignment error at 200 Hz.
             assert!(err < 1400, "{rate}: max error {err} of 12000");
         }
+    }
+
+    #[test]
+    fn load_pcm_keeps_full_resolution_and_resamples() {
+        let dir = tempfile::tempdir().unwrap();
+        let pcm = sine(300.0, 16000, 8000);
+        let path = dir.path().join("pcm16k.wav");
+        save_wav_pcm16(&path, 16000, &pcm).unwrap();
+        // Same rate: sample for sample, no mu-law step.
+        assert_eq!(load_pcm(&path, 16000).unwrap(), pcm);
+        // 16 kHz -> 8 kHz: half as many samples, the same tone.
+        let down = load_pcm(&path, 8000).unwrap();
+        assert_eq!(down.len(), 4000);
+        let expected = sine(300.0, 8000, 4000);
+        let err = (200..3800)
+            .map(|i| (down[i] as i32 - expected[i] as i32).abs())
+            .max()
+            .unwrap();
+        assert!(err < 400, "max error {err} of 12000");
+        // A mu-law WAV is decoded.
+        let mulaw_path = dir.path().join("mulaw.wav");
+        let mut mulaw = vec![0u8; 4000];
+        g711::encode_into(&expected, &mut mulaw);
+        save_wav_mulaw_8k(&mulaw_path, &mulaw).unwrap();
+        let decoded: Vec<i16> = mulaw.iter().map(|b| g711::decode(*b)).collect();
+        assert_eq!(load_pcm(&mulaw_path, 8000).unwrap(), decoded);
+        assert_eq!(load_pcm(&mulaw_path, 16000).unwrap().len(), 8000);
     }
 
     #[test]

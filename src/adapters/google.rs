@@ -176,7 +176,7 @@ fn summarise(h: &Mutex<Histogram<u64>>) -> LatencySummary {
 
 impl GoogleStats {
     /// Prometheus text for `/metrics` (the lead can append it to `Metrics::render_prometheus`).
-    pub fn render_prometheus(&self) -> String {
+    fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         let counters: [(&str, &AtomicU64, &str); 12] = [
@@ -1643,6 +1643,12 @@ impl TextToSpeech for GoogleTts {
 /// Finding credentials can probe the metadata server; never let start-up hang on it.
 fn init_deadline(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.google.request_timeout_ms.max(1) * 2)
+}
+
+impl crate::metrics::MetricsSource for GoogleStats {
+    fn render_prometheus(&self) -> String {
+        self.render()
+    }
 }
 
 pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {

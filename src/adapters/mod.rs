@@ -12,6 +12,8 @@ pub mod warm;
 pub mod voice_note;
 pub mod whatsapp;
 pub mod whatsapp_graph;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,9 +26,19 @@ pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
     pub agent: Arc<dyn Agent>,
     pub tts: Arc<dyn TextToSpeech>,
-    /// Measurements of the Google providers when one is in use (append
-    /// `GoogleStats::render_prometheus()` to `/metrics`).
+    /// Measurements of the Google providers when one is in use.
     pub google_stats: Option<Arc<google::GoogleStats>>,
+}
+
+impl Providers {
+    /// The process metrics, with the providers' own measurements appended to `/metrics`.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        let metrics = crate::metrics::Metrics::new();
+        if let Some(g) = &self.google_stats {
+            metrics.add_source(g.clone());
+        }
+        Arc::new(metrics)
+    }
 }
 
 /// The booking runtime and its running outbox worker (set when the agent is `booking` or
@@ -142,11 +154,12 @@ pub async fn providers_with_store(
                 Arc::new(sim::SimulatedStt::new(lat.clone()))
             }
         },
+        "whisper" => whisper_stt(cfg, &lat),
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "google, simulated",
+                available: "google, simulated, whisper",
             });
         }
     };
@@ -242,4 +255,25 @@ pub async fn providers_with_store(
         },
         booking,
     ))
+}
+
+/// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing
+/// or the binary was built without the `whisper` feature. Models load in `warm()` or on first use.
+#[cfg(feature = "whisper")]
+fn whisper_stt(cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    match whisper::WhisperStt::new(&cfg.whisper) {
+        Ok(stt) => Arc::new(stt),
+        Err(e) => {
+            tracing::warn!(error = %e, "Whisper STT unavailable; falling back to the simulated STT. Run scripts/fetch-models.sh");
+            Arc::new(sim::SimulatedStt::new(lat.clone()))
+        }
+    }
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_stt(_cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+    tracing::warn!(
+        "stt = \"whisper\" but this binary was built without the `whisper` cargo feature; falling back to the simulated STT (cargo build --features whisper, then scripts/fetch-models.sh)"
+    );
+    Arc::new(sim::SimulatedStt::new(lat.clone()))
 }

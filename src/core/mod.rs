@@ -13,4 +13,5 @@ pub mod session;
 pub mod signature;
 pub mod twilio;
 pub mod vad;
+pub mod wer;
 pub mod whatsapp;

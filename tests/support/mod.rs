@@ -14,7 +14,6 @@ use kav::adapters::call::CallDeps;
 use kav::caller::CallOptions;
 use kav::config::Config;
 use kav::core::twilio::{self, FRAME_BYTES, Outbound, Start};
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,13 +97,14 @@ impl TestServer {
         let providers = kav::adapters::providers_from_config(&cfg)
             .await
             .expect("providers");
+        let metrics = providers.metrics();
         let deps = Arc::new(CallDeps {
             config: cfg.clone(),
             stt: providers.stt,
             agent: providers.agent,
             tts: providers.tts,
             recorder: Some(recorder.clone()),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         });
         let state = AppState::new(deps, auth_token.map(str::to_string), Some(store.clone()));
         let (tx, rx) = oneshot::channel::<()>();
