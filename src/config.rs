@@ -35,6 +35,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub sim: SimConfig,
     pub espeak: EspeakConfig,
+    pub booking: BookingConfig,
     pub llm: LlmConfig,
     pub whatsapp: WhatsAppConfig,
     pub google: GoogleConfig,
@@ -69,7 +70,9 @@ pub struct CallConfig {
     /// Speech recogniser: `simulated`, `google`, or `whisper` (local, offline; cargo feature
     /// `whisper`). Falls back to `simulated` if it cannot start.
     pub stt: String,
-    /// Agent: `simulated` or `openai` (an OpenAI-compatible chat model, see `[llm]`).
+    /// Agent: `simulated`, `openai` (an OpenAI-compatible chat model, see `[llm]`), `offline`
+    /// (deterministic booking dialog) or `booking` (the LLM booking agent over the `[llm]` chat
+    /// model when one is configured, else the offline one).
     pub agent: String,
     /// Speech synthesiser: `espeak` (real offline speech), `google`, or `simulated` (tones).
     pub tts: String,
@@ -549,6 +552,45 @@ impl Default for EspeakConfig {
             speed: 165,
             voice_he: "he".into(),
             voice_en: "en-us".into(),
+        }
+    }
+}
+
+/// The booking agent (`call.agent = "booking"` or `"offline"`) and its outbox worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookingConfig {
+    /// Business used when a conversation names none (no `business_id`, unknown `To` number).
+    pub default_business: String,
+    /// An LLM round that does not finish within this long falls back to the offline agent.
+    pub llm_timeout_ms: u64,
+    /// Most LLM rounds (completion + tool calls) per turn.
+    pub max_tool_rounds: u32,
+    /// Conversations whose offline dialog state is kept (oldest evicted first).
+    pub dialog_states: usize,
+    /// Outbox worker: how often it looks for due events.
+    pub outbox_poll_ms: u64,
+    /// Retry backoff: base * 2^attempt, capped; a retry-after from the provider wins if longer.
+    pub outbox_backoff_base_ms: u64,
+    pub outbox_backoff_max_ms: u64,
+    /// Attempts before an event is given up (`dead`).
+    pub outbox_max_attempts: u32,
+    /// Also send the call summary to the customer on WhatsApp when a call ends.
+    pub send_call_summary: bool,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        Self {
+            default_business: "biz_escape_tlv".into(),
+            llm_timeout_ms: 8_000,
+            max_tool_rounds: 4,
+            dialog_states: 4_096,
+            outbox_poll_ms: 1_000,
+            outbox_backoff_base_ms: 2_000,
+            outbox_backoff_max_ms: 300_000,
+            outbox_max_attempts: 12,
+            send_call_summary: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! See README.md, section ARCHITECTURE.
 
 pub mod adapters;
+pub mod agent;
 pub mod caller;
 pub mod config;
 pub mod core;

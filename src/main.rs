@@ -136,7 +136,9 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         .await
         .with_context(|| format!("opening store {}", cfg.store.url))?;
     let (recorder, writer) = store.recorder(cfg.store.writer_queue);
-    let providers = kav::adapters::providers_from_config(&cfg).await?;
+    // The booking handle is not kept: its outbox worker runs for the life of the process.
+    let (providers, _booking) =
+        kav::adapters::providers_with_store(&cfg, Some(store.clone())).await?;
     let metrics = providers.metrics();
     let deps = Arc::new(CallDeps {
         config: cfg.clone(),

@@ -758,6 +758,8 @@ impl CallDriver {
         fold_wire(&self.deps.metrics, &self.summary.wire);
         self.deps.metrics.add(Counter::CallsEnded, 1);
         self.deps.metrics.call_ended();
+        // Lets a booking agent enqueue its `call.ended` flow (summary); must not block.
+        self.deps.agent.call_ended(&self.ctx, Channel::Phone);
         self.summary.counters = self.session.counters();
         self.summary.pacer = self.session.pacer_stats();
         if let Some(rec) = &self.deps.recorder {

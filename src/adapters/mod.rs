@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::store::Store;
 use providers::{Agent, SpeechToText, TextToSpeech};
 
 pub struct Providers {
@@ -40,6 +41,14 @@ impl Providers {
     }
 }
 
+/// The booking runtime and its running outbox worker (set when the agent is `booking` or
+/// `offline`). The worker runs for the life of the process unless `worker_stop` sends `true`.
+pub struct BookingHandle {
+    pub runtime: Arc<crate::agent::BookingRuntime>,
+    pub worker_stop: tokio::sync::watch::Sender<bool>,
+    pub worker: tokio::task::JoinHandle<()>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderConfigError {
     #[error("unknown {kind} provider {name:?} (available: {available})")]
@@ -54,7 +63,85 @@ pub enum ProviderConfigError {
 
 /// Builds the providers named in `[call]`, once per process. A provider that cannot start is
 /// replaced by one that works (with a warning), so the server always comes up.
+/// Without a store the booking agents are unavailable (see [`providers_with_store`]).
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
+    Ok(providers_with_store(cfg, None).await?.0)
+}
+
+/// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
+/// store, with the offline WhatsApp sender, and starts the outbox worker.
+fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
+    // Confirmations go through the Graph API when WHATSAPP_ACCESS_TOKEN is set (one attempt per
+    // delivery: the outbox does the retrying), else to the log sender.
+    let sender: Arc<dyn providers::WhatsAppSender> =
+        match whatsapp::WhatsAppSecrets::from_env().access_token {
+            Some(token) => Arc::new(whatsapp_graph::GraphSender::new(
+                &cfg.whatsapp.graph_base_url,
+                &cfg.whatsapp.api_version,
+                &token,
+                std::time::Duration::from_millis(cfg.whatsapp.http_timeout_ms),
+                cfg.whatsapp.trace_log_pii,
+            )),
+            None => {
+                tracing::info!(
+                    "WHATSAPP_ACCESS_TOKEN unset: booking confirmations go to the log sender"
+                );
+                Arc::new(crate::agent::outbox::LogSender::new())
+            }
+        };
+    let runtime = crate::agent::BookingRuntime::new(
+        store,
+        sender,
+        crate::agent::system_clock(),
+        cfg.booking.clone(),
+    );
+    let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
+    // other than the public OpenAI default (a local server needs no key).
+    let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
+    let llm_configured =
+        key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
+    let agent: Arc<dyn Agent> = match (cfg.call.agent.as_str(), llm_configured) {
+        ("booking", true) => match openai::OpenAiChat::from_config(&cfg.llm) {
+            Ok(chat) => {
+                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
+                Arc::new(crate::agent::llm::BookingAgent::new(
+                    runtime.clone(),
+                    Arc::new(chat),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM misconfigured ([llm]); the offline booking dialog answers");
+                Arc::new(crate::agent::offline::OfflineBookingAgent::new(
+                    runtime.clone(),
+                ))
+            }
+        },
+        _ => {
+            tracing::info!("offline booking dialog (no LLM)");
+            Arc::new(crate::agent::offline::OfflineBookingAgent::new(
+                runtime.clone(),
+            ))
+        }
+    };
+    (
+        agent,
+        BookingHandle {
+            runtime,
+            worker_stop,
+            worker,
+        },
+    )
+}
+
+/// [`providers_from_config`] with the store the booking agents need; also returns the booking
+/// runtime handle when the agent is `booking` / `offline`.
+pub async fn providers_with_store(
+    cfg: &Config,
+    store: Option<Store>,
+) -> Result<(Providers, Option<BookingHandle>), ProviderConfigError> {
+    let mut booking = None;
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
     // One set of Google measurements for STT and TTS (see google::GoogleStats).
     let google_stats = Arc::new(google::GoogleStats::default());
@@ -78,6 +165,19 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
     };
     let agent: Arc<dyn Agent> = match cfg.call.agent.as_str() {
         "simulated" => Arc::new(sim::SimulatedAgent::new(lat.clone())),
+        "booking" | "offline" => match store {
+            Some(store) => {
+                let (agent, handle) = booking_agent(cfg, store);
+                booking = Some(handle);
+                agent
+            }
+            None => {
+                tracing::warn!(
+                    "the booking agent needs the store; falling back to the simulated agent"
+                );
+                Arc::new(sim::SimulatedAgent::new(lat.clone()))
+            }
+        },
         "openai" => match openai::OpenAiChat::from_config(&cfg.llm) {
             Ok(chat) => {
                 tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
@@ -95,7 +195,7 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
             return Err(ProviderConfigError::Unknown {
                 kind: "agent",
                 name: other.into(),
-                available: "openai, simulated",
+                available: "openai, simulated, offline, booking",
             });
         }
     };
@@ -146,12 +246,15 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
         "providers"
     );
     let google_stats = (stt.name() == "google" || tts.name() == "google").then_some(google_stats);
-    Ok(Providers {
-        stt,
-        agent,
-        tts,
-        google_stats,
-    })
+    Ok((
+        Providers {
+            stt,
+            agent,
+            tts,
+            google_stats,
+        },
+        booking,
+    ))
 }
 
 /// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing

@@ -97,7 +97,9 @@ pub struct Message {
 }
 
 /// Where a conversation happens. The agent picks its prompt, reply length and tools by channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     #[default]
@@ -159,6 +161,9 @@ pub trait Agent: Send + Sync + 'static {
     /// The TwiML webhook arrived for `call_sid` (the phone is still ringing): open what this call
     /// will need, so its first turn pays no connection cost. Must not block.
     fn prepare(&self, _call_sid: &str) {}
+
+    /// The conversation ended (call hung up). Must not block; default does nothing.
+    fn call_ended(&self, _call: &CallContext, _channel: Channel) {}
 
     /// Streams the reply for one turn into `events`; returns when the reply is complete.
     fn respond(

@@ -105,6 +105,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/turns", get(recent_turns))
         .route("/api/calls/{call_sid}/turns", get(call_turns))
+        .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
         .merge(whatsapp::routes())
         .with_state(state)
 }
@@ -408,4 +409,14 @@ async fn call_turns(
     }
     let turns = store.call_turns(&call_sid).await?;
     Ok(axum::Json(turns).into_response())
+}
+
+/// The booking agent's tool calls in one conversation (arguments PII-masked), in order.
+async fn call_tool_traces(
+    State(state): State<Arc<AppState>>,
+    Path(call_sid): Path<String>,
+) -> Result<Response, AppError> {
+    let store = state.store.as_ref().ok_or(AppError::NoStore)?;
+    let traces = store.tool_traces(&call_sid).await?;
+    Ok(axum::Json(traces).into_response())
 }

@@ -17,6 +17,8 @@
 //! ignored (first write wins, `ON CONFLICT DO NOTHING`) and counted in [`Recorder::failed`]. This
 //! also makes retries idempotent.
 
+pub mod booking;
+
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,3 +6,4 @@ pub mod fake_google;
 pub mod fake_graph;
 pub mod fake_openai;
 pub mod latency_proxy;
+pub mod switchable_sender;

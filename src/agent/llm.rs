@@ -1,0 +1,340 @@
+//! The LLM booking agent: instructions (fixed rules + the business prompt) and the conversation go
+//! to an OpenAI-compatible [`ChatModel`]; tool calls run through the same tools as the offline
+//! agent, in a bounded loop (`[booking] max_tool_rounds`).
+//!
+//! Streaming versus checking claims: text is split into sentences as it streams. A sentence that
+//! makes no claim (booked / free or busy / sent) goes to TTS at once, so the caller hears the
+//! first words early. A sentence with a claim waits for the end of its completion round: if the
+//! round called tools, the claim is checked against what those tools returned; at the end of the
+//! turn anything still unsupported is replaced by a truthful reply (and traced). So a claim is
+//! never spoken before the tool that backs it has succeeded, and claim-free text is never delayed.
+//!
+//! Failure: if the model fails or times out before anything was spoken, the offline agent answers
+//! the turn (it reads date, time and room from the last user message), so a caller can still book.
+//! If it fails after words were spoken, the turn ends there and the engine's fallback applies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
+use super::tools::{self, ToolContext};
+use super::{BookingRuntime, GUARD_TRACE};
+use crate::adapters::providers::{
+    Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
+    ChatMessage, ChatModel, ChatRequest, Role,
+};
+use crate::core::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
+
+#[derive(Clone)]
+pub struct BookingAgent {
+    rt: Arc<BookingRuntime>,
+    model: Arc<dyn ChatModel>,
+    offline: OfflineBookingAgent,
+}
+
+/// Per-turn output state: what was spoken, what waits for evidence.
+struct Speaker<'a> {
+    events: &'a mpsc::Sender<AgentEvent>,
+    evidence: Evidence,
+    held: Vec<String>,
+    spoken: String,
+    /// Words still allowed (phone: first reply ≤ 24 words); `None` = no limit.
+    words_left: Option<usize>,
+}
+
+impl Speaker<'_> {
+    async fn say(&mut self, sentence: &str) {
+        if let Some(left) = self.words_left.as_mut() {
+            let words = sentence.split_whitespace().count();
+            // Always let the first sentence through; then stop at the limit.
+            if !self.spoken.is_empty() && words > *left {
+                *left = 0;
+                return;
+            }
+            *left = left.saturating_sub(words);
+        }
+        self.spoken.push_str(sentence);
+        let _ = self
+            .events
+            .send(AgentEvent::TextDelta(sentence.to_string()))
+            .await;
+    }
+
+    /// Claim-free text goes out at once, unless an earlier sentence is held: then it waits too,
+    /// so the reply keeps its order and nothing that builds on a held claim slips out.
+    async fn sentence(&mut self, sentence: String) {
+        if self.held.is_empty() && guard::claims(&sentence).is_empty() {
+            self.say(&sentence).await;
+        } else {
+            self.held.push(sentence);
+        }
+    }
+
+    /// Releases held sentences in order while the evidence supports them. At the first
+    /// unsupported one the rest is withheld (traced); `replace` speaks a truthful reply instead.
+    async fn release(&mut self, ctx: &ToolContext, replace: bool) {
+        let held = std::mem::take(&mut self.held);
+        let mut iter = held.into_iter();
+        for s in iter.by_ref() {
+            let false_claims = guard::unsupported(&s, self.evidence);
+            if false_claims.is_empty() {
+                self.say(&s).await;
+                continue;
+            }
+            trace_false_claim(ctx, &s, self.evidence).await;
+            if replace {
+                let truthful = guard::truthful_reply(&false_claims, is_hebrew(&s));
+                let lead = if self.spoken.is_empty() { "" } else { " " };
+                self.say(&format!("{lead}{truthful}")).await;
+            }
+            break;
+        }
+        let withheld = iter.count();
+        if withheld > 0 {
+            tracing::debug!(conversation = %ctx.conversation_id, withheld, "sentences after a false claim withheld");
+        }
+    }
+}
+
+async fn trace_false_claim(ctx: &ToolContext, text: &str, evidence: Evidence) {
+    let claims: Vec<&str> = guard::unsupported(text, evidence)
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    ctx.trace(
+        GUARD_TRACE,
+        &serde_json::json!({"false_claims": claims, "text": text}),
+        false,
+        Some("false_claim"),
+        Some(&format!(
+            "LLM claimed {} without a successful tool call",
+            claims.join(", ")
+        )),
+        0,
+        ctx.rt.now_ms(),
+    )
+    .await;
+    tracing::warn!(conversation = %ctx.conversation_id, ?claims, "LLM reply with a false claim withheld");
+}
+
+enum RoundEnd {
+    Done,
+    Failed(String),
+}
+
+impl BookingAgent {
+    pub fn new(rt: Arc<BookingRuntime>, model: Arc<dyn ChatModel>) -> Self {
+        let offline = OfflineBookingAgent::new(rt.clone());
+        Self { rt, model, offline }
+    }
+
+    fn system_prompt(&self, ctx: &ToolContext) -> String {
+        let p = &ctx.settings.policy;
+        let now = self.rt.now_ms();
+        let local = p.local(now);
+        let phone = match &ctx.caller_phone {
+            Some(_) => "known from caller id (tools use it automatically; do not ask for it)",
+            None => "unknown",
+        };
+        let rooms: Vec<&str> = ctx
+            .settings
+            .resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        format!(
+            "{}\n\nNow: {} {} ({:?}), timezone {}. Rooms: {}. Customer phone: {phone}.",
+            ctx.settings.instructions,
+            local.date(),
+            p.time_display(now),
+            local.date().weekday(),
+            ctx.settings.business.timezone,
+            rooms.join(", "),
+        )
+    }
+
+    async fn turn(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> Result<(), AgentError> {
+        let ctx = self
+            .rt
+            .turn_context(&request)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+        let user = request
+            .history
+            .last()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.text.clone())
+            .unwrap_or_default();
+        let mut messages = vec![ChatMessage::System(self.system_prompt(&ctx))];
+        for m in &request.history {
+            messages.push(match m.role {
+                Role::User => ChatMessage::User(m.text.clone()),
+                Role::Assistant => ChatMessage::Assistant {
+                    text: m.text.clone(),
+                    tool_calls: Vec::new(),
+                },
+            });
+        }
+        let first_reply = request.turn <= 1;
+        let mut speaker = Speaker {
+            events: &events,
+            evidence: Evidence::default(),
+            held: Vec::new(),
+            spoken: String::new(),
+            words_left: (ctx.settings.first_reply_max_words > 0 && first_reply)
+                .then_some(ctx.settings.first_reply_max_words),
+        };
+        let mut collect_digits = false;
+        // If the model fails after a booking was made this turn, we still say so truthfully.
+        let mut booked_reply: Option<String> = None;
+        let rounds = self.rt.config.max_tool_rounds.max(1);
+        let mut end = RoundEnd::Failed("tool loop exhausted".into());
+        for round in 0..rounds {
+            let last_round = round + 1 == rounds;
+            let req = ChatRequest {
+                messages: messages.clone(),
+                // The last round gets no tools, so the model has to answer in words.
+                tools: if last_round {
+                    Vec::new()
+                } else {
+                    tools::specs()
+                },
+                max_tokens: ctx.settings.max_tokens,
+                temperature: ctx.settings.temperature,
+            };
+            let (tx, mut rx) = mpsc::channel::<ChatEvent>(64);
+            let fut = self.model.complete(req, tx);
+            tokio::pin!(fut);
+            let deadline = tokio::time::sleep(Duration::from_millis(self.rt.config.llm_timeout_ms));
+            tokio::pin!(deadline);
+            let mut buffer = SentenceBuffer::default();
+            let result = loop {
+                tokio::select! {
+                    Some(ChatEvent::TextDelta(d)) = rx.recv() => {
+                        for s in buffer.push(&d) {
+                            speaker.sentence(s).await;
+                        }
+                    }
+                    r = &mut fut => break Some(r),
+                    _ = &mut deadline => break None,
+                }
+            };
+            while let Ok(ChatEvent::TextDelta(d)) = rx.try_recv() {
+                for s in buffer.push(&d) {
+                    speaker.sentence(s).await;
+                }
+            }
+            let completion = match result {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    end = RoundEnd::Failed(e.to_string());
+                    break;
+                }
+                None => {
+                    end = RoundEnd::Failed("LLM timed out".into());
+                    break;
+                }
+            };
+            if let Some(rest) = buffer.finish() {
+                speaker.sentence(rest).await;
+            }
+            if completion.tool_calls.is_empty() {
+                end = RoundEnd::Done;
+                break;
+            }
+            messages.push(ChatMessage::Assistant {
+                text: completion.text.clone(),
+                tool_calls: completion.tool_calls.clone(),
+            });
+            for call in &completion.tool_calls {
+                let out = ctx.call(&call.name, &call.arguments).await;
+                out.add_evidence(&mut speaker.evidence);
+                if out.ok && out.tool == tools::CREATE {
+                    let v = &out.value;
+                    let when = format!(
+                        "{} {}",
+                        v["date_iso"].as_str().unwrap_or(""),
+                        v["time_display"].as_str().unwrap_or("")
+                    );
+                    booked_reply = Some(confirmation_reply(
+                        v["whatsapp_status"].as_str().unwrap_or("pending"),
+                        is_hebrew(&user),
+                        &when,
+                    ));
+                }
+                if out.error() == Some("need_phone") && ctx.channel == Channel::Phone {
+                    collect_digits = true;
+                }
+                messages.push(ChatMessage::Tool {
+                    call_id: call.id.clone(),
+                    content: out.value.to_string(),
+                });
+            }
+            // Text said before the tool calls: only what the results now support goes out; the
+            // next round answers with the results in hand.
+            speaker.release(&ctx, false).await;
+        }
+        match end {
+            RoundEnd::Done => {
+                // Held claims the turn's tools never backed: replaced by one truthful reply.
+                speaker.release(&ctx, true).await;
+            }
+            RoundEnd::Failed(reason) => {
+                tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
+                if let Some(reply) = booked_reply {
+                    // The booking stands; tell the caller instead of starting over.
+                    let lead = if speaker.spoken.is_empty() { "" } else { " " };
+                    speaker.say(&format!("{lead}{reply}")).await;
+                } else if speaker.spoken.trim().is_empty() {
+                    // Nothing was said: the offline dialog answers this turn.
+                    let reply = self.offline.turn(&request).await?;
+                    emit(&reply, &events).await;
+                    return Ok(());
+                }
+            }
+        }
+        if collect_digits {
+            let _ = events
+                .send(AgentEvent::CollectDigits {
+                    max_digits: PHONE_MAX_DIGITS,
+                })
+                .await;
+        }
+        self.rt.record_turn(&ctx, &user, &speaker.spoken).await;
+        Ok(())
+    }
+}
+
+impl Agent for BookingAgent {
+    fn name(&self) -> &'static str {
+        "llm-booking"
+    }
+
+    /// Warms the model's pooled connection (keep-warm calls this too).
+    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        self.model.warm()
+    }
+
+    fn prepare(&self, call_sid: &str) {
+        self.model.prepare(call_sid);
+    }
+
+    fn call_ended(&self, call: &CallContext, channel: Channel) {
+        self.offline.call_ended(call, channel);
+    }
+
+    fn respond(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> BoxFuture<'static, Result<(), AgentError>> {
+        let this = self.clone();
+        Box::pin(async move { this.turn(request, events).await })
+    }
+}

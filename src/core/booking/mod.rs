@@ -1,0 +1,6 @@
+//! Booking logic without IO: the policy and slot grid, the truthfulness guard, and the
+//! deterministic language understanding used by the offline agent.
+
+pub mod guard;
+pub mod parse;
+pub mod policy;

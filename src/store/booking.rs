@@ -1,0 +1,986 @@
+//! Booking tables (migration 0002): businesses and their policy, resources, customers (leads),
+//! appointments, conversation messages and summaries, tool traces and the durable outbox.
+//!
+//! Same conventions as the call tables: runtime queries through the `Any` driver with `$n`
+//! placeholders, ids chosen here, unix-ms timestamps, 0/1 booleans.
+//!
+//! Capacity race: `create_appointment` counts overlapping appointments and inserts in one
+//! transaction. On SQLite that is serialised (one writer). On PostgreSQL at READ COMMITTED two
+//! concurrent bookings of the last place could both pass; the transaction therefore takes a
+//! per-business advisory lock on PostgreSQL (`pg_advisory_xact_lock`).
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError};
+use crate::core::booking::policy::{
+    Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
+};
+
+/// A fresh unique id: `prefix_<process-random>-<counter>`.
+pub fn new_id(prefix: &str) -> String {
+    static PROCESS: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        h.write_u32(std::process::id());
+        format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{prefix}_{process}{n:06x}")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Business {
+    pub id: String,
+    pub name: String,
+    pub timezone: String,
+    pub language: String,
+    pub prompt_default: String,
+    pub prompt_phone: Option<String>,
+    pub prompt_whatsapp: Option<String>,
+    pub opening_hours_json: String,
+    pub allow_24_7: bool,
+    pub slot_size_min: i64,
+    pub min_notice_min: i64,
+    pub booking_window_days: i64,
+    pub require_phone_before_booking: bool,
+    pub concurrency_scope: String,
+    pub concurrency_limit: i64,
+    pub trace_log_pii: bool,
+    pub updated_at_ms: i64,
+}
+
+impl Business {
+    pub fn policy(&self) -> Result<Policy, PolicyError> {
+        let policy = Policy {
+            tz: timezone(&self.timezone)?,
+            opening_hours: parse_opening_hours(&self.opening_hours_json)?,
+            allow_24_7: self.allow_24_7,
+            slot_size_min: self.slot_size_min,
+            min_notice_min: self.min_notice_min,
+            booking_window_days: self.booking_window_days,
+            require_phone_before_booking: self.require_phone_before_booking,
+            scope: if self.concurrency_scope == "business" {
+                ConcurrencyScope::Business
+            } else {
+                ConcurrencyScope::Resource
+            },
+            business_limit: self.concurrency_limit,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// The prompt for a channel, falling back to the business default.
+    pub fn prompt_for(&self, channel: &str) -> &str {
+        let specific = match channel {
+            "phone" => self.prompt_phone.as_deref(),
+            "whatsapp" => self.prompt_whatsapp.as_deref(),
+            _ => None,
+        };
+        specific
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or(&self.prompt_default)
+    }
+
+    pub fn hebrew(&self) -> bool {
+        self.language.starts_with("he")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resource {
+    pub id: String,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub concurrency_limit: i64,
+}
+
+impl Resource {
+    pub fn cap(&self) -> ResourceCap {
+        ResourceCap {
+            id: self.id.clone(),
+            limit: self.concurrency_limit,
+        }
+    }
+
+    /// Does `text` mention this resource (name or an alias, case-insensitive)?
+    pub fn mentioned_in(&self, text: &str) -> bool {
+        let lower = text.to_lowercase();
+        std::iter::once(&self.name)
+            .chain(self.aliases.iter())
+            .any(|n| !n.is_empty() && lower.contains(&n.to_lowercase()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Document {
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Appointment {
+    pub id: String,
+    pub business_id: String,
+    pub resource_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub customer_name: String,
+    pub customer_phone: Option<String>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub status: String,
+    pub channel: String,
+    pub conversation_id: String,
+    pub request_key: String,
+    pub created_at_ms: i64,
+}
+
+/// An outbox event to write together with the data that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEvent {
+    pub business_id: String,
+    pub kind: String,
+    pub payload_json: String,
+    pub idempotency_key: String,
+    pub not_before_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: String,
+    pub business_id: String,
+    pub kind: String,
+    pub payload_json: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+    pub result: Option<String>,
+    pub created_at_ms: i64,
+    pub done_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolTraceRow {
+    pub business_id: String,
+    pub conversation_id: String,
+    pub channel: String,
+    pub turn: i64,
+    pub tool: String,
+    pub args_json: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub reason: Option<String>,
+    pub latency_ms: i64,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationMessage {
+    pub business_id: String,
+    pub customer_id: Option<String>,
+    pub channel: String,
+    pub conversation_id: String,
+    pub role: String,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+/// What `create_appointment` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(Appointment),
+    /// The same request was booked within the de-duplication window: that appointment.
+    Existing(Appointment),
+    /// Capacity ran out between the check and the insert.
+    Full,
+}
+
+/// Capacity to enforce inside the insert transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapacityRule {
+    /// At most `limit` overlapping booked appointments on this resource.
+    Resource { resource_id: String, limit: i64 },
+    /// At most `limit` overlapping booked appointments in the whole business.
+    Business { limit: i64 },
+}
+
+fn b(v: i64) -> bool {
+    v != 0
+}
+
+fn business_row(r: &AnyRow) -> Result<Business, sqlx::Error> {
+    Ok(Business {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        timezone: r.try_get("timezone")?,
+        language: r.try_get("language")?,
+        prompt_default: r.try_get("prompt_default")?,
+        prompt_phone: r.try_get("prompt_phone")?,
+        prompt_whatsapp: r.try_get("prompt_whatsapp")?,
+        opening_hours_json: r.try_get("opening_hours_json")?,
+        allow_24_7: b(r.try_get("allow_24_7")?),
+        slot_size_min: r.try_get("slot_size_min")?,
+        min_notice_min: r.try_get("min_notice_min")?,
+        booking_window_days: r.try_get("booking_window_days")?,
+        require_phone_before_booking: b(r.try_get("require_phone_before_booking")?),
+        concurrency_scope: r.try_get("concurrency_scope")?,
+        concurrency_limit: r.try_get("concurrency_limit")?,
+        trace_log_pii: b(r.try_get("trace_log_pii")?),
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
+}
+
+const APPOINTMENT_COLUMNS: &str = "id, business_id, resource_id, customer_id, customer_name, \
+     customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, created_at_ms";
+
+fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
+    Ok(Appointment {
+        id: r.try_get("id")?,
+        business_id: r.try_get("business_id")?,
+        resource_id: r.try_get("resource_id")?,
+        customer_id: r.try_get("customer_id")?,
+        customer_name: r.try_get("customer_name")?,
+        customer_phone: r.try_get("customer_phone")?,
+        start_ms: r.try_get("start_ms")?,
+        end_ms: r.try_get("end_ms")?,
+        status: r.try_get("status")?,
+        channel: r.try_get("channel")?,
+        conversation_id: r.try_get("conversation_id")?,
+        request_key: r.try_get("request_key")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
+     attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
+
+fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        business_id: r.try_get("business_id")?,
+        kind: r.try_get("kind")?,
+        payload_json: r.try_get("payload_json")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at_ms: r.try_get("next_attempt_at_ms")?,
+        last_error: r.try_get("last_error")?,
+        result: r.try_get("result")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        done_at_ms: r.try_get("done_at_ms")?,
+    })
+}
+
+/// Appointments created by the same request within this window are one appointment.
+pub const DEDUPE_WINDOW_MS: i64 = 5 * 60_000;
+
+impl Store {
+    pub fn is_postgres(&self) -> bool {
+        self.pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
+    }
+
+    pub async fn business(&self, id: &str) -> Result<Option<Business>, StoreError> {
+        let row = sqlx::query("SELECT * FROM businesses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(business_row).transpose()?)
+    }
+
+    /// The business reached at `address` on `channel` (Twilio number or WhatsApp phone_number_id).
+    pub async fn business_id_by_number(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT business_id FROM business_numbers WHERE channel = $1 AND address = $2",
+        )
+        .bind(channel)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("business_id")).transpose()?)
+    }
+
+    /// Version stamp of a business's configuration; agents rebuild cached settings when it moves.
+    pub async fn business_version(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT updated_at_ms FROM businesses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("updated_at_ms")).transpose()?)
+    }
+
+    /// Admin edit of a business's prompt (and the version stamp that invalidates caches).
+    pub async fn set_business_prompt(
+        &self,
+        id: &str,
+        channel: Option<&str>,
+        prompt: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let column = match channel {
+            Some("phone") => "prompt_phone",
+            Some("whatsapp") => "prompt_whatsapp",
+            _ => "prompt_default",
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE businesses SET {column} = $1, updated_at_ms = $2 WHERE id = $3"
+        )))
+        .bind(prompt)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Test and admin helper: change policy columns (a JSON-free subset).
+    pub async fn set_business_policy(
+        &self,
+        id: &str,
+        require_phone_before_booking: bool,
+        trace_log_pii: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE businesses SET require_phone_before_booking = $1, trace_log_pii = $2, \
+             updated_at_ms = $3 WHERE id = $4",
+        )
+        .bind(require_phone_before_booking as i64)
+        .bind(trace_log_pii as i64)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The business's WhatsApp Cloud API phone_number_id (first one), if it has one.
+    pub async fn whatsapp_number_for(
+        &self,
+        business_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT address FROM business_numbers WHERE business_id = $1 AND channel = 'whatsapp' \
+             ORDER BY address LIMIT 1",
+        )
+        .bind(business_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("address")).transpose()?)
+    }
+
+    pub async fn resources(&self, business_id: &str) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, aliases, concurrency_limit FROM resources \
+             WHERE business_id = $1 AND active = 1 ORDER BY id",
+        )
+        .bind(business_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let aliases: String = r.try_get("aliases")?;
+                Ok(Resource {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    aliases: aliases
+                        .split('|')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    concurrency_limit: r.try_get("concurrency_limit")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    pub async fn documents(&self, business_id: &str) -> Result<Vec<Document>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
+        )
+        .bind(business_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Document {
+                    kind: r.try_get("kind")?,
+                    title: r.try_get("title")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Booked appointments overlapping `[from_ms, to_ms)`.
+    pub async fn busy(
+        &self,
+        business_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Busy>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT resource_id, start_ms, end_ms FROM appointments \
+             WHERE business_id = $1 AND status = 'booked' AND start_ms < $2 AND end_ms > $3",
+        )
+        .bind(business_id)
+        .bind(to_ms)
+        .bind(from_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Busy {
+                    resource_id: r.try_get("resource_id")?,
+                    start_ms: r.try_get("start_ms")?,
+                    end_ms: r.try_get("end_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Inserts an appointment and its outbox events in one transaction, unless the same request
+    /// was booked within [`DEDUPE_WINDOW_MS`] (then that one is returned) or capacity ran out.
+    /// `outbox` events get `{appointment_id}` in their payload and key replaced by the new id.
+    pub async fn create_appointment(
+        &self,
+        mut appt: Appointment,
+        capacity: CapacityRule,
+        outbox: Vec<NewOutboxEvent>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.is_postgres() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&appt.business_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments \
+             WHERE request_key = $1 AND status = 'booked' AND created_at_ms >= $2 \
+             ORDER BY created_at_ms LIMIT 1"
+        )))
+        .bind(&appt.request_key)
+        .bind(appt.created_at_ms - DEDUPE_WINDOW_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            tx.rollback().await?;
+            return Ok(CreateOutcome::Existing(appointment_row(&row)?));
+        }
+        let (count_sql, limit, resource) = match &capacity {
+            CapacityRule::Resource { resource_id, limit } => (
+                "SELECT COUNT(*) AS n FROM appointments WHERE business_id = $1 AND status = 'booked' \
+                 AND start_ms < $2 AND end_ms > $3 AND resource_id = $4",
+                *limit,
+                Some(resource_id.clone()),
+            ),
+            CapacityRule::Business { limit } => (
+                "SELECT COUNT(*) AS n FROM appointments WHERE business_id = $1 AND status = 'booked' \
+                 AND start_ms < $2 AND end_ms > $3",
+                *limit,
+                None,
+            ),
+        };
+        let mut q = sqlx::query(count_sql)
+            .bind(&appt.business_id)
+            .bind(appt.end_ms)
+            .bind(appt.start_ms);
+        if let Some(r) = &resource {
+            q = q.bind(r.clone());
+        }
+        let used: i64 = q.fetch_one(&mut *tx).await?.try_get("n")?;
+        if used >= limit {
+            tx.rollback().await?;
+            return Ok(CreateOutcome::Full);
+        }
+        if appt.id.is_empty() {
+            appt.id = new_id("appt");
+        }
+        sqlx::query(
+            "INSERT INTO appointments (id, business_id, resource_id, customer_id, customer_name, \
+             customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, \
+             created_at_ms, updated_at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13)",
+        )
+        .bind(&appt.id)
+        .bind(&appt.business_id)
+        .bind(&appt.resource_id)
+        .bind(&appt.customer_id)
+        .bind(&appt.customer_name)
+        .bind(&appt.customer_phone)
+        .bind(appt.start_ms)
+        .bind(appt.end_ms)
+        .bind(&appt.status)
+        .bind(&appt.channel)
+        .bind(&appt.conversation_id)
+        .bind(&appt.request_key)
+        .bind(appt.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        for mut ev in outbox {
+            ev.payload_json = ev.payload_json.replace("{appointment_id}", &appt.id);
+            ev.idempotency_key = ev.idempotency_key.replace("{appointment_id}", &appt.id);
+            insert_outbox(&mut tx, &ev, appt.created_at_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(CreateOutcome::Created(appt))
+    }
+
+    pub async fn appointment(&self, id: &str) -> Result<Option<Appointment>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(appointment_row).transpose()?)
+    }
+
+    /// Booked appointments of a customer (by phone) starting at or after `from_ms`.
+    pub async fn appointments_for_phone(
+        &self,
+        business_id: &str,
+        phone: &str,
+        from_ms: i64,
+    ) -> Result<Vec<Appointment>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
+             AND customer_phone = $2 AND status = 'booked' AND start_ms >= $3 ORDER BY start_ms"
+        )))
+        .bind(business_id)
+        .bind(phone)
+        .bind(from_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn appointments_for_business(
+        &self,
+        business_id: &str,
+    ) -> Result<Vec<Appointment>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
+             ORDER BY start_ms, created_at_ms"
+        )))
+        .bind(business_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn cancel_appointment(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE appointments SET status = 'cancelled', updated_at_ms = $1 \
+             WHERE id = $2 AND status = 'booked'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a booked appointment, re-checking capacity without counting itself.
+    pub async fn move_appointment(
+        &self,
+        id: &str,
+        resource_id: Option<&str>,
+        start_ms: i64,
+        end_ms: i64,
+        capacity: CapacityRule,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (sql, limit, resource) = match &capacity {
+            CapacityRule::Resource { resource_id, limit } => (
+                "SELECT COUNT(*) AS n FROM appointments WHERE id <> $1 AND status = 'booked' \
+                 AND start_ms < $2 AND end_ms > $3 AND resource_id = $4",
+                *limit,
+                Some(resource_id.clone()),
+            ),
+            CapacityRule::Business { limit } => (
+                "SELECT COUNT(*) AS n FROM appointments a WHERE a.id <> $1 AND a.status = 'booked' \
+                 AND a.start_ms < $2 AND a.end_ms > $3 AND a.business_id = \
+                 (SELECT business_id FROM appointments WHERE id = $1)",
+                *limit,
+                None,
+            ),
+        };
+        let mut q = sqlx::query(sql).bind(id).bind(end_ms).bind(start_ms);
+        if let Some(r) = &resource {
+            q = q.bind(r.clone());
+        }
+        let used: i64 = q.fetch_one(&mut *tx).await?.try_get("n")?;
+        if used >= limit {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE appointments SET start_ms = $1, end_ms = $2, resource_id = $3, updated_at_ms = $4 \
+             WHERE id = $5 AND status = 'booked'",
+        )
+        .bind(start_ms)
+        .bind(end_ms)
+        .bind(resource_id)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One customer per (business, phone): creates it or refreshes name and channel.
+    pub async fn upsert_customer(
+        &self,
+        business_id: &str,
+        phone: &str,
+        name: Option<&str>,
+        channel: &str,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO customers (id, business_id, phone, name, status, first_channel, \
+             last_channel, notes, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, $7, $7) \
+             ON CONFLICT (business_id, phone) DO UPDATE SET \
+             name = COALESCE(excluded.name, customers.name), status = excluded.status, \
+             last_channel = excluded.last_channel, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(new_id("cust"))
+        .bind(business_id)
+        .bind(phone)
+        .bind(name)
+        .bind(status)
+        .bind(channel)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT id FROM customers WHERE business_id = $1 AND phone = $2")
+            .bind(business_id)
+            .bind(phone)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn customer_count(&self, business_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM customers WHERE business_id = $1")
+            .bind(business_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    pub async fn set_appointment_customer(
+        &self,
+        appointment_id: &str,
+        customer_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE appointments SET customer_id = $1 WHERE id = $2")
+            .bind(customer_id)
+            .bind(appointment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_tool_trace(&self, t: &ToolTraceRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tool_traces (id, business_id, conversation_id, channel, turn, tool, \
+             args_json, ok, error, reason, latency_ms, at_ms) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+        )
+        .bind(new_id("trace"))
+        .bind(&t.business_id)
+        .bind(&t.conversation_id)
+        .bind(&t.channel)
+        .bind(t.turn)
+        .bind(&t.tool)
+        .bind(&t.args_json)
+        .bind(t.ok as i64)
+        .bind(&t.error)
+        .bind(&t.reason)
+        .bind(t.latency_ms)
+        .bind(t.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Tool traces of one conversation (call sid or WhatsApp thread), in order.
+    pub async fn tool_traces(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ToolTraceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT business_id, conversation_id, channel, turn, tool, args_json, ok, error, \
+             reason, latency_ms, at_ms FROM tool_traces WHERE conversation_id = $1 \
+             ORDER BY at_ms, id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ToolTraceRow {
+                    business_id: r.try_get("business_id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    channel: r.try_get("channel")?,
+                    turn: r.try_get("turn")?,
+                    tool: r.try_get("tool")?,
+                    args_json: r.try_get("args_json")?,
+                    ok: b(r.try_get("ok")?),
+                    error: r.try_get("error")?,
+                    reason: r.try_get("reason")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    at_ms: r.try_get("at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    pub async fn insert_message(&self, m: &ConversationMessage) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversation_messages (id, business_id, customer_id, channel, \
+             conversation_id, role, text, at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(new_id("msg"))
+        .bind(&m.business_id)
+        .bind(&m.customer_id)
+        .bind(&m.channel)
+        .bind(&m.conversation_id)
+        .bind(&m.role)
+        .bind(&m.text)
+        .bind(m.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn messages(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ConversationMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT business_id, customer_id, channel, conversation_id, role, text, at_ms \
+             FROM conversation_messages WHERE conversation_id = $1 ORDER BY at_ms, id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConversationMessage {
+                    business_id: r.try_get("business_id")?,
+                    customer_id: r.try_get("customer_id")?,
+                    channel: r.try_get("channel")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    role: r.try_get("role")?,
+                    text: r.try_get("text")?,
+                    at_ms: r.try_get("at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    pub async fn put_summary(
+        &self,
+        conversation_id: &str,
+        business_id: &str,
+        channel: &str,
+        summary: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversation_summaries (conversation_id, business_id, channel, summary, at_ms) \
+             VALUES ($1,$2,$3,$4,$5) ON CONFLICT (conversation_id) DO UPDATE SET \
+             summary = excluded.summary, at_ms = excluded.at_ms",
+        )
+        .bind(conversation_id)
+        .bind(business_id)
+        .bind(channel)
+        .bind(summary)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn summary(&self, conversation_id: &str) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT summary FROM conversation_summaries WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get("summary")).transpose()?)
+    }
+
+    /// Enqueues an event on its own (not tied to other data). A duplicate key is a no-op.
+    pub async fn enqueue(&self, ev: &NewOutboxEvent, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_outbox(&mut tx, ev, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = $1"
+        )))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(outbox_row).transpose()?)
+    }
+
+    pub async fn outbox_all(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY created_at_ms, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Pending events due at `now_ms` and not leased by another worker.
+    pub async fn outbox_due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' \
+             AND next_attempt_at_ms <= $1 AND locked_until_ms <= $1 \
+             ORDER BY next_attempt_at_ms, id LIMIT $2"
+        )))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Leases an event for delivery until `now_ms + lease_ms`. False if someone else holds it or
+    /// it is no longer pending, so two workers never send the same event at once.
+    pub async fn outbox_claim(
+        &self,
+        id: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET locked_until_ms = $1 WHERE id = $2 AND status = 'pending' \
+             AND locked_until_ms <= $3",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn outbox_delivered(
+        &self,
+        id: &str,
+        result: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, result = $1, \
+             done_at_ms = $2, locked_until_ms = 0, last_error = NULL WHERE id = $3",
+        )
+        .bind(result)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A failed attempt: try again at `next_attempt_at_ms`, or give up (`dead`).
+    pub async fn outbox_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (status, next, done) = match next_attempt_at_ms {
+            Some(at) => ("pending", at, None),
+            None => ("dead", now_ms, Some(now_ms)),
+        };
+        sqlx::query(
+            "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2, \
+             next_attempt_at_ms = $3, done_at_ms = $4, locked_until_ms = 0 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(next)
+        .bind(done)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rewrites an event's payload (e.g. switching to a template outside the 24-hour window).
+    pub async fn outbox_set_payload(&self, id: &str, payload_json: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET payload_json = $1 WHERE id = $2")
+            .bind(payload_json)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ev: &NewOutboxEvent,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, business_id, kind, payload_json, idempotency_key, status, \
+         attempts, next_attempt_at_ms, locked_until_ms, last_error, result, created_at_ms, done_at_ms) \
+         VALUES ($1,$2,$3,$4,$5,'pending',0,$6,0,NULL,NULL,$7,NULL) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(new_id("evt"))
+    .bind(&ev.business_id)
+    .bind(&ev.kind)
+    .bind(&ev.payload_json)
+    .bind(&ev.idempotency_key)
+    .bind(ev.not_before_ms)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,562 @@
+//! The LLM booking agent against the scripted fake OpenAI SSE server (`kav::testing::fake_openai`)
+//! through the real `OpenAiChat` client: scripted tool calls run our real tools over SQLite; the
+//! spoken reply is what passed the truthfulness guard.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use kav::adapters::openai::OpenAiChat;
+use kav::adapters::providers::{
+    Agent, AgentEvent, AgentRequest, CallContext, Channel, ChatModel, Message, Role, ToolCall,
+};
+use kav::agent::llm::BookingAgent;
+use kav::agent::{BookingRuntime, Clock, GUARD_TRACE, outbox};
+use kav::config::{BookingConfig, LlmConfig};
+use kav::store::Store;
+use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
+use kav::testing::switchable_sender::SwitchableSender;
+use serde_json::{Value, json};
+
+const BUSINESS: &str = "biz_escape_tlv";
+const CALLER: &str = "+972501234567";
+
+struct Fixture {
+    rt: Arc<BookingRuntime>,
+    sender: Arc<SwitchableSender>,
+    clock: Arc<AtomicI64>,
+    store: Store,
+    fake: FakeOpenAi,
+    agent: BookingAgent,
+    _dir: tempfile::TempDir,
+}
+
+fn monday_noon_ms() -> i64 {
+    jiff::civil::date(2026, 11, 23)
+        .at(12, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Jerusalem").unwrap())
+        .unwrap()
+        .timestamp()
+        .as_millisecond()
+}
+
+async fn fixture(script: Vec<FakeReply>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let sender = Arc::new(SwitchableSender::new());
+    let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
+    let c = clock.clone();
+    let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
+    let config = BookingConfig {
+        llm_timeout_ms: 1_500,
+        ..BookingConfig::default()
+    };
+    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock_fn, config);
+    let fake = FakeOpenAi::start(script).await;
+    let llm = LlmConfig {
+        base_url: fake.base_url(),
+        retries: 0,
+        ..LlmConfig::default()
+    };
+    let model: Arc<dyn ChatModel> = Arc::new(OpenAiChat::new(&llm, None).unwrap());
+    let agent = BookingAgent::new(rt.clone(), model);
+    Fixture {
+        rt,
+        sender,
+        clock,
+        store,
+        fake,
+        agent,
+        _dir: dir,
+    }
+}
+
+fn call(id: &str, name: &str, args: Value) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: args.to_string(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Heard {
+    text: String,
+    collect_digits: Option<u8>,
+}
+
+async fn turn(f: &Fixture, sid: &str, from: Option<&str>, user: &[&str]) -> Heard {
+    let mut parameters = BTreeMap::new();
+    if let Some(from) = from {
+        parameters.insert("From".to_string(), from.to_string());
+    }
+    let history = user
+        .iter()
+        .map(|t| Message {
+            role: Role::User,
+            text: t.to_string(),
+            interrupted: false,
+        })
+        .collect();
+    let request = AgentRequest {
+        channel: Channel::Phone,
+        call: CallContext {
+            call_sid: sid.into(),
+            stream_sid: "MZ1".into(),
+            language: "en-US".into(),
+            parameters,
+        },
+        turn: user.len() as u32,
+        history,
+        digits: false,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    f.agent.respond(request, tx).await.unwrap();
+    let mut heard = Heard::default();
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            AgentEvent::TextDelta(t) => heard.text.push_str(&t),
+            AgentEvent::CollectDigits { max_digits } => heard.collect_digits = Some(max_digits),
+            AgentEvent::Hangup => {}
+        }
+    }
+    heard
+}
+
+/// The tool messages the agent sent back to the model, in order.
+fn tool_results(f: &Fixture) -> Vec<Value> {
+    f.fake
+        .requests()
+        .iter()
+        .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| serde_json::from_str(m["content"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn llm_books_while_whatsapp_is_down_and_confirmation_arrives_after_recovery() {
+    let create =
+        json!({"start_iso": "2026-11-24T10:00", "resource": "Dubai", "customer_name": "Dana"});
+    let f = fixture(vec![
+        FakeReply::tool_calls(vec![call("c1", "calendar_create_appointment", create)], 3),
+        FakeReply::text(
+            "You're booked for tomorrow at 10:00 in the Dubai room. The details will reach you on WhatsApp shortly.",
+            7,
+        ),
+    ])
+    .await;
+    f.sender.set_down(true);
+    let heard = turn(
+        &f,
+        "CA_llm1",
+        Some(CALLER),
+        &["tomorrow at 10 in the Dubai room, Dana, yes"],
+    )
+    .await;
+    assert_eq!(
+        heard.text,
+        "You're booked for tomorrow at 10:00 in the Dubai room. The details will reach you on WhatsApp shortly."
+    );
+    let results = tool_results(&f);
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+    assert_eq!(results[0]["whatsapp_status"], "failed");
+    // The request carried the business rules, the tools and the phone channel limits.
+    let first = &f.fake.requests()[0];
+    assert!(
+        first["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with(kav::agent::SYSTEM_RULES)
+    );
+    assert_eq!(
+        first["max_tokens"]
+            .as_u64()
+            .or(first["max_completion_tokens"].as_u64()),
+        Some(60)
+    );
+    assert!(first["tools"].as_array().unwrap().len() >= 8);
+
+    f.sender.set_down(false);
+    f.clock.fetch_add(10_000, Ordering::SeqCst);
+    outbox::run_once(&f.rt).await.unwrap();
+    outbox::run_once(&f.rt).await.unwrap();
+    assert_eq!(f.sender.delivered().len(), 1);
+    assert_eq!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_reply_claiming_a_booking_without_the_tool_is_corrected() {
+    let f = fixture(vec![FakeReply::text(
+        "Sure! I've booked the Dubai room for you tomorrow at 10. See you then!",
+        5,
+    )])
+    .await;
+    let heard = turn(
+        &f,
+        "CA_lie",
+        Some(CALLER),
+        &["book the Dubai room tomorrow at 10"],
+    )
+    .await;
+    // "Sure!" was spoken at once; the claim and what followed it were replaced.
+    assert_eq!(
+        heard.text,
+        "Sure! I have not booked anything yet. Shall I check the available times and book it for you?"
+    );
+    assert!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let traces = f.store.tool_traces("CA_lie").await.unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(
+        (traces[0].tool.as_str(), traces[0].ok),
+        (GUARD_TRACE, false)
+    );
+}
+
+#[tokio::test]
+async fn a_hebrew_availability_claim_without_find_slots_is_corrected() {
+    let f = fixture(vec![FakeReply::text("בטח. מחר בעשר פנוי בחדר דובאי.", 4)]).await;
+    let heard = turn(&f, "CA_lie_he", Some(CALLER), &["יש מקום מחר בעשר?"]).await;
+    // The claim-free first sentence is spoken at once; the false claim is replaced.
+    assert_eq!(
+        heard.text,
+        "בטח. אני צריך לבדוק קודם ביומן. איזה יום מתאים לך?"
+    );
+}
+
+#[tokio::test]
+async fn find_slots_then_an_availability_claim_is_spoken() {
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![call(
+                "c1",
+                "calendar_find_slots",
+                json!({"date": "2026-11-24", "resource": "Dubai"}),
+            )],
+            2,
+        ),
+        FakeReply::text(
+            "Tomorrow at 10:00 is available in the Dubai room. What name should I use?",
+            6,
+        ),
+    ])
+    .await;
+    let heard = turn(
+        &f,
+        "CA_free",
+        Some(CALLER),
+        &["is the Dubai room free tomorrow at 10?"],
+    )
+    .await;
+    assert_eq!(
+        heard.text,
+        "Tomorrow at 10:00 is available in the Dubai room. What name should I use?"
+    );
+    let slots = &tool_results(&f)[0]["slots"];
+    assert_eq!(slots[0]["time_display"], "10:00");
+}
+
+#[tokio::test]
+async fn off_grid_request_returns_suggestions_to_the_model() {
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![call(
+                "c1",
+                "calendar_create_appointment",
+                json!({"start_iso": "2026-11-24T10:15", "resource": "Dubai", "customer_name": "Dana"}),
+            )],
+            2,
+        ),
+        FakeReply::text("10:15 is not possible. I can offer 10:00 or 11:00. Which one?", 4),
+    ])
+    .await;
+    let heard = turn(&f, "CA_grid", Some(CALLER), &["tomorrow at 10:15 in Dubai"]).await;
+    assert_eq!(
+        heard.text,
+        "10:15 is not possible. I can offer 10:00 or 11:00. Which one?"
+    );
+    let r = &tool_results(&f)[0];
+    assert_eq!(r["error"], "off_grid");
+    let offered: Vec<&str> = r["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time_display"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["10:00", "11:00"]);
+}
+
+#[tokio::test]
+async fn need_phone_makes_the_engine_collect_digits() {
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![call(
+                "c1",
+                "calendar_create_appointment",
+                json!({"start_iso": "2026-11-24T10:00", "resource": "Dubai", "customer_name": "Dana"}),
+            )],
+            2,
+        ),
+        FakeReply::text("Please type your phone number on the keypad and press the pound key.", 3),
+    ])
+    .await;
+    let heard = turn(&f, "CA_np", None, &["book Dubai tomorrow at 10 for Dana"]).await;
+    assert_eq!(
+        heard.collect_digits,
+        Some(kav::agent::offline::PHONE_MAX_DIGITS)
+    );
+    assert_eq!(tool_results(&f)[0]["error"], "need_phone");
+}
+
+#[tokio::test]
+async fn full_slot_and_duplicate_parallel_calls_make_one_appointment() {
+    let args =
+        json!({"start_iso": "2026-11-24T11:00", "resource": "New York", "customer_name": "Dana"});
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![
+                call("c1", "calendar_create_appointment", args.clone()),
+                call("c2", "calendar_create_appointment", args.clone()),
+            ],
+            3,
+        )
+        .interleaved(),
+        FakeReply::text(
+            "You're booked for tomorrow at 11:00, and I sent a WhatsApp confirmation.",
+            5,
+        ),
+        // A second customer asks for the same slot: full, with alternatives.
+        FakeReply::tool_calls(vec![call("c3", "calendar_create_appointment", args)], 2),
+        FakeReply::text("11:00 is taken. I can offer 10:00 or 12:00.", 3),
+    ])
+    .await;
+    let heard = turn(
+        &f,
+        "CA_dup",
+        Some(CALLER),
+        &["New York tomorrow at 11 for Dana"],
+    )
+    .await;
+    assert_eq!(
+        heard.text,
+        "You're booked for tomorrow at 11:00, and I sent a WhatsApp confirmation."
+    );
+    let r = tool_results(&f);
+    assert_eq!(r[0]["appointment_id"], r[1]["appointment_id"]);
+    assert_eq!(r[1]["duplicate"], true);
+    assert_eq!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(f.sender.delivered().len(), 1);
+
+    let heard = turn(
+        &f,
+        "CA_dup2",
+        Some("+972507777777"),
+        &["New York tomorrow at 11"],
+    )
+    .await;
+    assert_eq!(heard.text, "11:00 is taken. I can offer 10:00 or 12:00.");
+    let r = tool_results(&f);
+    let last = r.last().unwrap();
+    assert_eq!(last["error"], "full");
+    assert_eq!(last["suggestions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn llm_failure_falls_back_to_the_offline_dialog() {
+    let f = fixture(vec![FakeReply::error(500, "upstream exploded")]).await;
+    let heard = turn(
+        &f,
+        "CA_fail",
+        Some(CALLER),
+        &["tomorrow at 10 in the Dubai room"],
+    )
+    .await;
+    assert_eq!(heard.text, "Great. What name should I book under?");
+    // The fallback used the same tools, traced under the same conversation.
+    let traces = f.store.tool_traces("CA_fail").await.unwrap();
+    assert!(
+        traces
+            .iter()
+            .any(|t| t.tool == "calendar_find_slots" && t.ok)
+    );
+}
+
+#[tokio::test]
+async fn llm_timeout_falls_back_to_the_offline_dialog() {
+    let f = fixture(vec![FakeReply::text("never finishes", 3).stall_after(0)]).await;
+    let heard = turn(
+        &f,
+        "CA_slow",
+        Some(CALLER),
+        &["tomorrow at 10 in the Dubai room"],
+    )
+    .await;
+    assert_eq!(heard.text, "Great. What name should I book under?");
+}
+
+#[tokio::test]
+async fn llm_failure_after_a_booking_still_tells_the_caller_it_is_booked() {
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![call(
+                "c1",
+                "calendar_create_appointment",
+                json!({"start_iso": "2026-11-24T13:00", "resource": "Barcelona", "customer_name": "Dana"}),
+            )],
+            2,
+        ),
+        FakeReply::error(503, "overloaded"),
+    ])
+    .await;
+    let heard = turn(
+        &f,
+        "CA_half",
+        Some(CALLER),
+        &["Barcelona tomorrow at 1pm for Dana"],
+    )
+    .await;
+    assert_eq!(
+        heard.text,
+        "You're booked for 2026-11-24 13:00, and I sent a WhatsApp confirmation."
+    );
+    assert_eq!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Through the engine: a simulated Twilio caller, the LLM booking agent over the fake OpenAI
+/// server; the model lies about a booking, the caller hears the truthful correction, and the
+/// false claim is in the call's tool traces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_call_with_a_lying_llm_hears_the_truth() {
+    use kav::adapters::call::CallDeps;
+    use kav::caller::{self, CallOptions, Step, synthetic_speech};
+    use kav::metrics::Metrics;
+    use kav::server::{self, AppState};
+    use std::time::Duration;
+
+    let f = fixture(vec![FakeReply::text(
+        "Perfect, I've booked the Dubai room for tomorrow at 10.",
+        4,
+    )])
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = kav::config::Config::default();
+    cfg.call.tts = "simulated".into();
+    cfg.call.language = "en-US".into();
+    cfg.sim.stt_first_partial_ms = "fixed:30".into();
+    cfg.sim.stt_final_ms = "fixed:30".into();
+    cfg.sim.tts_first_audio_ms = "fixed:30".into();
+    let cfg = Arc::new(cfg);
+    let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let (recorder, _writer) = f.store.recorder(cfg.store.writer_queue);
+    let deps = Arc::new(CallDeps {
+        config: cfg.clone(),
+        stt: providers.stt,
+        agent: Arc::new(f.agent.clone()),
+        tts: providers.tts,
+        recorder: Some(recorder.clone()),
+        metrics: Arc::new(Metrics::new()),
+    });
+    let state = AppState::new(deps, None, Some(f.store.clone()));
+    tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        std::future::pending::<()>(),
+    ));
+    let sid = "CA00000000000000000000000000000c01";
+    let opts = CallOptions {
+        server: format!("http://{addr}"),
+        call_sid: sid.into(),
+        from: CALLER.into(),
+        to: "+97235550100".into(),
+        max_duration: Duration::from_secs(40),
+        ..CallOptions::default()
+    };
+    let steps = vec![
+        Step::Say {
+            audio: Arc::new(synthetic_speech(Duration::from_millis(600))),
+            transcript: "book the Dubai room tomorrow at 10".into(),
+        },
+        Step::WaitForBot {
+            max: Duration::from_secs(20),
+        },
+    ];
+    caller::run_call(&opts, steps).await.unwrap();
+    for _ in 0..250 {
+        if state.live_calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    recorder.flush().await;
+    let turns = f.store.call_turns(sid).await.unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        turns[0].bot_text,
+        "I have not booked anything yet. Shall I check the available times and book it for you?"
+    );
+    assert!(
+        f.store
+            .appointments_for_business(BUSINESS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let traces = f.store.tool_traces(sid).await.unwrap();
+    assert!(traces.iter().any(|t| t.tool == GUARD_TRACE));
+}
+
+#[tokio::test]
+async fn config_selects_offline_or_llm_booking_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("kav.db").display()))
+        .await
+        .unwrap();
+    let mut cfg = kav::config::Config::default();
+    cfg.call.tts = "simulated".into();
+    cfg.call.agent = "offline".into();
+    let (p, handle) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(p.agent.name(), "offline-booking");
+    assert!(handle.is_some(), "outbox worker started");
+    // `booking` with a local LLM server configured: the LLM agent.
+    let fake = FakeOpenAi::start(Vec::new()).await;
+    cfg.call.agent = "booking".into();
+    cfg.llm.base_url = fake.base_url();
+    let (p, _) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(p.agent.name(), "llm-booking");
+    // Without a store the booking agent cannot run: the simulated agent answers.
+    let p = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    assert_eq!(p.agent.name(), "simulated-agent");
+}
