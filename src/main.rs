@@ -177,7 +177,7 @@ fn start_whatsapp(
     deps: &CallDeps,
     store: &Store,
 ) -> Result<Arc<kav::adapters::whatsapp::WhatsAppService>> {
-    use kav::adapters::whatsapp::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
+    use kav::adapters::whatsapp::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
     let secrets = WhatsAppSecrets::from_env();
     tracing::info!(
         ?secrets,
@@ -192,7 +192,10 @@ fn start_whatsapp(
         store.clone(),
         deps.agent.clone(),
         deps.stt.clone(),
-        Arc::new(ConfigDirectory::new(cfg.whatsapp.numbers.clone())),
+        Arc::new(StoreDirectory::new(
+            store.clone(),
+            cfg.whatsapp.numbers.clone(),
+        )),
         cfg.whatsapp.clone(),
         secrets,
     )?;

@@ -365,10 +365,9 @@ mod with_models {
             language: "en-US".into(),
             ..CallContext::default()
         };
-        let (text, audio) =
-            kav::adapters::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
-                .await
-                .expect("voice note transcribed");
+        let (text, audio) = kav::adapters::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
+            .await
+            .expect("voice note transcribed");
         let reference = "Check next Friday at nine in the evening for the Barcelona room.";
         let count = WordErrorCount::of(reference, &text);
         eprintln!(

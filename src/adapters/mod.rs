@@ -73,22 +73,24 @@ pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderCo
 fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
     // Confirmations go through the Graph API when WHATSAPP_ACCESS_TOKEN is set (one attempt per
     // delivery: the outbox does the retrying), else to the log sender.
-    let sender: Arc<dyn providers::WhatsAppSender> =
-        match whatsapp::WhatsAppSecrets::from_env().access_token {
-            Some(token) => Arc::new(whatsapp_graph::GraphSender::new(
-                &cfg.whatsapp.graph_base_url,
-                &cfg.whatsapp.api_version,
-                &token,
-                std::time::Duration::from_millis(cfg.whatsapp.http_timeout_ms),
-                cfg.whatsapp.trace_log_pii,
-            )),
-            None => {
-                tracing::info!(
-                    "WHATSAPP_ACCESS_TOKEN unset: booking confirmations go to the log sender"
-                );
-                Arc::new(crate::agent::outbox::LogSender::new())
-            }
-        };
+    let token = whatsapp::WhatsAppSecrets::from_env()
+        .access_token
+        .filter(|_| !cfg.whatsapp.mock_sends);
+    let sender: Arc<dyn providers::WhatsAppSender> = match token {
+        Some(token) => Arc::new(whatsapp_graph::GraphSender::new(
+            &cfg.whatsapp.graph_base_url,
+            &cfg.whatsapp.api_version,
+            &token,
+            std::time::Duration::from_millis(cfg.whatsapp.http_timeout_ms),
+            cfg.whatsapp.trace_log_pii,
+        )),
+        None => {
+            tracing::info!(
+                "WHATSAPP_ACCESS_TOKEN unset or whatsapp.mock_sends on: booking confirmations go to the log sender"
+            );
+            Arc::new(crate::agent::outbox::LogSender::new())
+        }
+    };
     let runtime = crate::agent::BookingRuntime::new(
         store,
         sender,

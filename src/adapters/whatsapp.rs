@@ -103,6 +103,106 @@ impl BusinessDirectory for ConfigDirectory {
     }
 }
 
+/// The businesses of the booking tables (`business_numbers`), with `[[whatsapp.numbers]]` from
+/// the config taking precedence, so one database serves every tenant without config edits.
+pub struct StoreDirectory {
+    store: Store,
+    config: ConfigDirectory,
+}
+
+impl StoreDirectory {
+    pub fn new(store: Store, numbers: Vec<WhatsAppNumber>) -> Self {
+        Self {
+            store,
+            config: ConfigDirectory::new(numbers),
+        }
+    }
+
+    async fn info(store: &Store, business_id: &str) -> Option<BusinessInfo> {
+        let business = match store.business(business_id).await {
+            Ok(b) => b?,
+            Err(e) => {
+                tracing::warn!(error = %e, business_id, "business lookup failed");
+                return None;
+            }
+        };
+        let addresses = store
+            .business_addresses(business_id)
+            .await
+            .unwrap_or_default();
+        let address = |channel: &str| {
+            addresses
+                .iter()
+                .find(|(c, _)| c == channel)
+                .map(|(_, a)| a.trim_start_matches('+').to_string())
+                .unwrap_or_default()
+        };
+        Some(BusinessInfo {
+            id: business.id,
+            name: business.name,
+            language: business.language,
+            phone_number_id: address("whatsapp"),
+            display_number: address("phone"),
+        })
+    }
+
+    async fn by_address(store: &Store, channel: &str, address: &str) -> Option<BusinessInfo> {
+        match store.business_id_by_number(channel, address).await {
+            Ok(Some(id)) => Self::info(store, &id).await,
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "business number lookup failed");
+                None
+            }
+        }
+    }
+}
+
+impl BusinessDirectory for StoreDirectory {
+    fn by_whatsapp_number_id(&self, id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+        let configured = self.config.by_whatsapp_number_id(id);
+        let (store, id) = (self.store.clone(), id.to_string());
+        Box::pin(async move {
+            if let Some(found) = configured.await {
+                return Some(found);
+            }
+            if id.is_empty() {
+                return None;
+            }
+            Self::by_address(&store, "whatsapp", &id).await
+        })
+    }
+
+    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+        let configured = self.config.by_twilio_number(number);
+        let (store, digits) = (
+            self.store.clone(),
+            number.trim_start_matches('+').to_string(),
+        );
+        Box::pin(async move {
+            if let Some(found) = configured.await {
+                return Some(found);
+            }
+            if digits.is_empty() {
+                return None;
+            }
+            // Twilio WhatsApp senders are usually the business's own phone number.
+            Self::by_address(&store, "phone", &format!("+{digits}")).await
+        })
+    }
+
+    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+        let configured = self.config.by_id(business_id);
+        let (store, id) = (self.store.clone(), business_id.to_string());
+        Box::pin(async move {
+            match configured.await {
+                Some(found) => Some(found),
+                None => Self::info(&store, &id).await,
+            }
+        })
+    }
+}
+
 /// Secrets, from the environment only.
 #[derive(Clone, Default)]
 pub struct WhatsAppSecrets {

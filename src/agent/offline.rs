@@ -153,6 +153,26 @@ impl OfflineBookingAgent {
     }
 }
 
+/// Body of the first document a `business_info` result carries.
+fn first_document(result: &Value) -> String {
+    result
+        .get("documents")
+        .and_then(Value::as_array)
+        .and_then(|d| d.first())
+        .and_then(|d| d.get("body"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The documents are bilingual ("English. Hebrew."): the half in the customer's language.
+fn in_language(body: &str, hebrew: bool) -> String {
+    body.split_once(". ")
+        .map(|(a, b)| if hebrew == is_hebrew(b) { b } else { a })
+        .unwrap_or(body)
+        .to_string()
+}
+
 fn say(hebrew: bool, en: &str, he: &str) -> String {
     if hebrew { he.into() } else { en.into() }
 }
@@ -309,6 +329,42 @@ async fn step(
         ]
         .iter()
         .any(|w| lower.contains(w));
+        // "Details on the New York room?": a question about a room, not a booking request.
+        let room_asked = [
+            "detail",
+            "tell me about",
+            "what is",
+            "what's",
+            "info",
+            "פרטים",
+            "ספר",
+            "מידע",
+            "מה זה",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        .then(|| ctx.settings.resources.iter().find(|r| r.mentioned_in(user)))
+        .flatten();
+        if let Some(room) = room_asked
+            && st.expect == Expect::Nothing
+            && parse::parse_time(user).is_none()
+            && parse::parse_date(user, today).is_none()
+        {
+            let out = ctx
+                .call(tools::BUSINESS_INFO, &json!({"topic": "rooms"}).to_string())
+                .await;
+            let body = first_document(&out.value);
+            // The rooms document lists "Name (details), Name (details)": answer about this one.
+            let about = in_language(&body, he)
+                .split("), ")
+                .find(|part| room.mentioned_in(part))
+                .map(|part| format!("{})", part.trim().trim_end_matches(['.', ')'])))
+                .unwrap_or_else(|| in_language(&body, he));
+            return text_reply(format!(
+                "{about}. {}",
+                say(he, "Would you like to book it?", "תרצה לקבוע?")
+            ));
+        }
         if asks_info && st.expect == Expect::Nothing && parse::parse_time(user).is_none() {
             let topic = if ["price", "cost", "how much", "כמה עולה", "מחיר"]
                 .iter()
@@ -323,26 +379,7 @@ async fn step(
             let out = ctx
                 .call(tools::BUSINESS_INFO, &json!({"topic": topic}).to_string())
                 .await;
-            let body = out
-                .value
-                .get("documents")
-                .and_then(Value::as_array)
-                .and_then(|d| d.first())
-                .and_then(|d| d.get("body"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            // The documents are bilingual: speak the half in the caller's language.
-            let half = body
-                .split_once(". ")
-                .map(|(a, b)| {
-                    if he == is_hebrew(b) {
-                        b.to_string()
-                    } else {
-                        a.to_string()
-                    }
-                })
-                .unwrap_or(body);
+            let half = in_language(&first_document(&out.value), he);
             return text_reply(format!(
                 "{half} {}",
                 say(he, "Would you like to book?", "תרצה לקבוע?")

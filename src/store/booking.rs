@@ -376,6 +376,48 @@ impl Store {
         Ok(())
     }
 
+    /// Admin edit of the weekly opening hours (`{"sun":["10:00","22:00"], ...}`; a missing day is
+    /// closed). Checked before it is stored, so a typo cannot break slot computation.
+    pub async fn set_opening_hours(
+        &self,
+        id: &str,
+        opening_hours_json: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        crate::core::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
+            StoreError::BadValue {
+                column: "opening_hours_json",
+                value: e.to_string(),
+            }
+        })?;
+        sqlx::query(
+            "UPDATE businesses SET opening_hours_json = $1, updated_at_ms = $2 WHERE id = $3",
+        )
+        .bind(opening_hours_json)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every (channel, address) a business is reached at, ordered.
+    pub async fn business_addresses(
+        &self,
+        business_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, address FROM business_numbers WHERE business_id = $1 \
+             ORDER BY channel, address",
+        )
+        .bind(business_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("channel")?, r.try_get("address")?)))
+            .collect()
+    }
+
     /// The business's WhatsApp Cloud API phone_number_id (first one), if it has one.
     pub async fn whatsapp_number_for(
         &self,

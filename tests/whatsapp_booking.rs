@@ -1,0 +1,279 @@
+//! Booking over WhatsApp, end to end over real sockets: signed Cloud API webhooks into the Kav
+//! server, the inbox workers, the booking agent (offline dialog, same tools as the LLM agent) on
+//! the seeded business of migration 0002, routed by `phone_number_id` through the booking tables,
+//! and a fake Graph API on 127.0.0.1 receiving the replies and the booking confirmation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kav::adapters::call::CallDeps;
+use kav::adapters::sim;
+use kav::adapters::whatsapp::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
+use kav::adapters::whatsapp_graph::GraphSender;
+use kav::agent::BookingRuntime;
+use kav::agent::offline::OfflineBookingAgent;
+use kav::config::Config;
+use kav::core::signature;
+use kav::metrics::Metrics;
+use kav::server::{self, AppState};
+use kav::store::Store;
+use kav::testing::fake_graph::{FakeGraph, RecordedSend};
+use tokio::net::TcpListener;
+
+const APP_SECRET: &str = "booking_app_secret";
+const ACCESS_TOKEN: &str = "EAAGbooking";
+/// The seeded business's WhatsApp number id (migration 0002).
+const SEEDED_NUMBER_ID: &str = "100200300400500";
+const CUSTOMER: &str = "972521234567";
+
+struct Harness {
+    addr: SocketAddr,
+    http: reqwest::Client,
+    graph: kav::testing::fake_graph::FakeVendor,
+    store: Store,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.abort();
+    }
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = FakeGraph::graph(ACCESS_TOKEN).await.unwrap();
+    let mut cfg = Config::default();
+    cfg.store.url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    cfg.whatsapp.graph_base_url = graph.base_url.clone();
+    cfg.whatsapp.poll_ms = 50;
+    cfg.whatsapp.retry_base_ms = 5;
+    cfg.whatsapp.retry_max_ms = 20;
+    cfg.booking.outbox_poll_ms = 50;
+    let store = Store::connect(&cfg.store.url).await.unwrap();
+    // The scenario books a Friday evening: this business opens Friday nights.
+    store
+        .set_opening_hours(
+            "biz_escape_tlv",
+            r#"{"sun":["10:00","22:00"],"mon":["10:00","22:00"],"tue":["10:00","22:00"],
+                "wed":["10:00","22:00"],"thu":["10:00","23:00"],"fri":["09:00","23:00"],
+                "sat":["19:00","23:00"]}"#,
+            1,
+        )
+        .await
+        .unwrap();
+    let sender = Arc::new(GraphSender::new(
+        &cfg.whatsapp.graph_base_url,
+        &cfg.whatsapp.api_version,
+        ACCESS_TOKEN,
+        Duration::from_secs(5),
+        false,
+    ));
+    let runtime = BookingRuntime::new(
+        store.clone(),
+        sender,
+        kav::agent::system_clock(),
+        cfg.booking.clone(),
+    );
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let outbox = kav::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    std::mem::forget(_stop_tx);
+    let agent = Arc::new(OfflineBookingAgent::new(runtime));
+    let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim).unwrap());
+    let stt = Arc::new(sim::SimulatedStt::new(lat.clone()));
+    let cfg = Arc::new(cfg);
+    let deps = Arc::new(CallDeps {
+        config: cfg.clone(),
+        stt: stt.clone(),
+        agent: agent.clone(),
+        tts: Arc::new(sim::SimulatedTts::new(lat)),
+        recorder: None,
+        metrics: Arc::new(Metrics::new()),
+    });
+    let secrets = WhatsAppSecrets {
+        app_secret: Some(APP_SECRET.into()),
+        access_token: Some(ACCESS_TOKEN.into()),
+        ..WhatsAppSecrets::default()
+    };
+    let svc = WhatsAppService::new(
+        store.clone(),
+        agent,
+        stt,
+        // No [[whatsapp.numbers]]: the business is found in the booking tables.
+        Arc::new(StoreDirectory::new(store.clone(), Vec::new())),
+        cfg.whatsapp.clone(),
+        secrets,
+    )
+    .unwrap();
+    let mut tasks = svc.spawn_workers();
+    tasks.push(outbox);
+    let state = AppState::with_whatsapp(deps, None, Some(store.clone()), Some(svc));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(server::serve(listener, state, std::future::pending()));
+    Harness {
+        addr,
+        http: reqwest::Client::new(),
+        graph,
+        store,
+        tasks,
+        server,
+        _dir: dir,
+    }
+}
+
+fn text_webhook(wamid: &str, body: &str) -> Vec<u8> {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "97235550100", "phone_number_id": SEEDED_NUMBER_ID },
+            "contacts": [{ "profile": { "name": "Dana" }, "wa_id": CUSTOMER }],
+            "messages": [{ "from": CUSTOMER, "id": wamid, "timestamp": "1763900000",
+                           "type": "text", "text": { "body": body } }]
+        }}]}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+impl Harness {
+    async fn send(&self, wamid: &str, text: &str) {
+        let body = text_webhook(wamid, text);
+        let status = self
+            .http
+            .post(format!("http://{}/whatsapp/webhook", self.addr))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                signature::hub_signature_256(APP_SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+
+    /// Waits for the `n`-th message the fake Graph API accepted for the customer.
+    async fn nth_send(&self, n: usize) -> RecordedSend {
+        for _ in 0..2000 {
+            let sends: Vec<_> = self
+                .graph
+                .sends()
+                .into_iter()
+                .filter(|s| s.status == 200)
+                .collect();
+            if sends.len() > n {
+                return sends[n].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no send #{n}: {:#?}", self.graph.sends());
+    }
+
+    async fn says(&self, wamid: &str, text: &str, n: usize) -> String {
+        self.send(wamid, text).await;
+        let reply = self.nth_send(n).await;
+        assert_eq!(reply.sender_id, SEEDED_NUMBER_ID, "{reply:?}");
+        let to = reply.body["to"].as_str().unwrap_or_default();
+        assert_eq!(to.trim_start_matches('+'), CUSTOMER, "{reply:?}");
+        reply.text().unwrap_or_default().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_question_gets_a_short_answer_and_a_friday_night_booking_is_confirmed() {
+    let h = start().await;
+
+    // A question about a room: a short answer from the business's documents, no booking.
+    let answer = h.says("wamid.q1", "details on the New York room?", 0).await;
+    assert!(answer.contains("New York"), "{answer}");
+    assert!(answer.contains("detective"), "{answer}");
+    assert!(
+        !answer.contains("Dubai"),
+        "only the room asked about: {answer}"
+    );
+    assert!(answer.len() < 120, "short: {answer}");
+
+    // The booking: slots are checked with the tool, the caller's WhatsApp number is the phone.
+    let asked = h
+        .says("wamid.b1", "check next Friday 21:00 Barcelona room", 1)
+        .await;
+    let mut n = 2;
+    let mut reply = asked.clone();
+    if reply.to_lowercase().contains("name") {
+        reply = h.says("wamid.b2", "My name is Dana", n).await;
+        n += 1;
+    }
+    assert!(
+        reply.contains("21:00") && reply.contains("Barcelona"),
+        "read back before booking: {reply}"
+    );
+    // "yes" is answered with two messages: the confirmation (sent inside the booking tool) and
+    // the agent's reply.
+    h.send("wamid.b3", "yes").await;
+    let (first, second) = (h.nth_send(n).await, h.nth_send(n + 1).await);
+    let is_confirmation = |s: &RecordedSend| s.text().is_some_and(|t| t.contains("Escape TLV"));
+    assert!(
+        is_confirmation(&first) != is_confirmation(&second),
+        "one confirmation and one reply: {first:?} {second:?}"
+    );
+    let done = [first, second]
+        .into_iter()
+        .find(|s| !is_confirmation(s))
+        .and_then(|s| s.text().map(str::to_string))
+        .unwrap();
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    assert!(
+        done.contains("WhatsApp"),
+        "told the confirmation was sent on WhatsApp: {done}"
+    );
+
+    // Exactly one appointment, in the Barcelona room, next Friday at 21:00 local time.
+    let appointments = h
+        .store
+        .appointments_for_business("biz_escape_tlv")
+        .await
+        .unwrap();
+    assert_eq!(appointments.len(), 1, "{appointments:#?}");
+    let a = &appointments[0];
+    assert_eq!(a.resource_id.as_deref(), Some("room_barcelona"), "{a:?}");
+    let start = jiff::Timestamp::from_millisecond(a.start_ms)
+        .unwrap()
+        .in_tz("Asia/Jerusalem")
+        .unwrap();
+    assert_eq!(start.weekday(), jiff::civil::Weekday::Friday);
+    assert_eq!((start.hour(), start.minute()), (21, 0));
+
+    // The tools ran in order and the confirmation left through the Graph API once.
+    let conversation = kav::store::whatsapp::conversation_id("biz_escape_tlv", CUSTOMER);
+    let traces = h.store.tool_traces(&conversation).await.unwrap();
+    let order: Vec<&str> = traces.iter().map(|t| t.tool.as_str()).collect();
+    let find = order.iter().position(|t| *t == "calendar_find_slots");
+    let create = order
+        .iter()
+        .position(|t| *t == "calendar_create_appointment");
+    assert!(
+        matches!((find, create), (Some(f), Some(c)) if f < c),
+        "{order:?}"
+    );
+    let confirmations: Vec<_> = h
+        .graph
+        .sends()
+        .into_iter()
+        .filter(|s| {
+            s.status == 200
+                && s.text()
+                    .is_some_and(|t| t.contains("Escape TLV") && t.contains("21:00"))
+        })
+        .collect();
+    assert_eq!(confirmations.len(), 1, "{:#?}", h.graph.sends());
+}
