@@ -57,15 +57,7 @@ async fn one_call(
     let providers = kav::adapters::providers_from_config(&cfg)
         .await
         .expect("providers");
-    let metrics = providers.metrics();
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: providers.stt,
-        agent: providers.agent,
-        tts: providers.tts,
-        recorder: Some(recorder.clone()),
-        metrics,
-    });
+    let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().unwrap();
     let state = AppState::new(deps, None, Some(store.clone()));

@@ -139,15 +139,7 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
     // The booking handle is not kept: its outbox worker runs for the life of the process.
     let (providers, _booking) =
         kav::adapters::providers_with_store(&cfg, Some(store.clone())).await?;
-    let metrics = providers.metrics();
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: providers.stt,
-        agent: providers.agent,
-        tts: providers.tts,
-        recorder: Some(recorder),
-        metrics,
-    });
+    let deps = CallDeps::new(cfg.clone(), providers, Some(recorder));
     kav::adapters::warm::warm_all(&deps).await;
     // Runs for the life of the process; the runtime ends it on exit.
     let _keep_warm = kav::adapters::warm::spawn_keep_warm(

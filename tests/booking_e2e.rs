@@ -12,7 +12,6 @@ use kav::agent::offline::OfflineBookingAgent;
 use kav::agent::{BookingRuntime, Clock, outbox};
 use kav::caller::{self, CallOptions, Step, synthetic_speech};
 use kav::config::{BookingConfig, Config};
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
 use kav::testing::switchable_sender::SwitchableSender;
@@ -52,7 +51,7 @@ async fn start() -> Server {
     let cfg = Arc::new(cfg);
     let store = Store::connect(&cfg.store.url).await.unwrap();
     let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
-    let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let mut providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
     let sender = Arc::new(SwitchableSender::new());
     let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
     let c = clock.clone();
@@ -63,14 +62,8 @@ async fn start() -> Server {
         clock_fn,
         BookingConfig::default(),
     );
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: providers.stt,
-        agent: Arc::new(OfflineBookingAgent::new(rt.clone())),
-        tts: providers.tts,
-        recorder: Some(recorder.clone()),
-        metrics: Arc::new(Metrics::new()),
-    });
+    providers.agent = Arc::new(OfflineBookingAgent::new(rt.clone()));
+    let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
     let state = AppState::new(deps, None, Some(store.clone()));
     tokio::spawn(server::serve(
         listener,

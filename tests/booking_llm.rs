@@ -457,7 +457,6 @@ async fn llm_failure_after_a_booking_still_tells_the_caller_it_is_booked() {
 async fn engine_call_with_a_lying_llm_hears_the_truth() {
     use kav::adapters::call::CallDeps;
     use kav::caller::{self, CallOptions, Step, synthetic_speech};
-    use kav::metrics::Metrics;
     use kav::server::{self, AppState};
     use std::time::Duration;
 
@@ -475,16 +474,10 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
     cfg.sim.stt_final_ms = "fixed:30".into();
     cfg.sim.tts_first_audio_ms = "fixed:30".into();
     let cfg = Arc::new(cfg);
-    let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let mut providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    providers.agent = Arc::new(f.agent.clone());
     let (recorder, _writer) = f.store.recorder(cfg.store.writer_queue);
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: providers.stt,
-        agent: Arc::new(f.agent.clone()),
-        tts: providers.tts,
-        recorder: Some(recorder.clone()),
-        metrics: Arc::new(Metrics::new()),
-    });
+    let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
     let state = AppState::new(deps, None, Some(f.store.clone()));
     tokio::spawn(server::serve(
         listener,

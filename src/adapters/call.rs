@@ -40,6 +40,25 @@ pub struct CallDeps {
     pub metrics: Arc<Metrics>,
 }
 
+impl CallDeps {
+    /// The shared dependencies of every call: the providers, the process metrics (with the
+    /// providers' own measurements on `/metrics`) and the store's recorder.
+    pub fn new(
+        config: Arc<Config>,
+        providers: crate::adapters::Providers,
+        recorder: Option<Recorder>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            metrics: providers.metrics(),
+            stt: providers.stt,
+            agent: providers.agent,
+            tts: providers.tts,
+            recorder,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CallSummary {
     pub call_sid: Option<String>,

@@ -97,15 +97,7 @@ impl TestServer {
         let providers = kav::adapters::providers_from_config(&cfg)
             .await
             .expect("providers");
-        let metrics = providers.metrics();
-        let deps = Arc::new(CallDeps {
-            config: cfg.clone(),
-            stt: providers.stt,
-            agent: providers.agent,
-            tts: providers.tts,
-            recorder: Some(recorder.clone()),
-            metrics,
-        });
+        let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
         let state = AppState::new(deps, auth_token.map(str::to_string), Some(store.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let served = tokio::spawn(server::serve(listener, state.clone(), async move {
