@@ -286,6 +286,19 @@ mod with_models {
             providers.stt.audio_format(),
             kav::adapters::providers::SttAudioFormat::Pcm16k
         );
+        // Whisper's own counters reach /metrics; warm-up runs one inference per language.
+        let metrics = providers.metrics();
+        providers.stt.warm().await.unwrap();
+        let text = metrics.render_prometheus(&[]);
+        assert!(
+            text.lines()
+                .any(|l| l == "kav_whisper_transcriptions_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kav_whisper_busy_rejections_total 0"),
+            "{text}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

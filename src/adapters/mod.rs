@@ -28,6 +28,8 @@ pub struct Providers {
     pub tts: Arc<dyn TextToSpeech>,
     /// Measurements of the Google providers when one is in use.
     pub google_stats: Option<Arc<google::GoogleStats>>,
+    /// Other providers' own measurements for `/metrics` (e.g. Whisper's refusals and drops).
+    pub metric_sources: Vec<Arc<dyn crate::metrics::MetricsSource>>,
 }
 
 impl Providers {
@@ -36,6 +38,9 @@ impl Providers {
         let metrics = crate::metrics::Metrics::new();
         if let Some(g) = &self.google_stats {
             metrics.add_source(g.clone());
+        }
+        for source in &self.metric_sources {
+            metrics.add_source(source.clone());
         }
         Arc::new(metrics)
     }
@@ -145,6 +150,7 @@ pub async fn providers_with_store(
 ) -> Result<(Providers, Option<BookingHandle>), ProviderConfigError> {
     let mut booking = None;
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim)?);
+    let mut metric_sources: Vec<Arc<dyn crate::metrics::MetricsSource>> = Vec::new();
     // One set of Google measurements for STT and TTS (see google::GoogleStats).
     let google_stats = Arc::new(google::GoogleStats::default());
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
@@ -156,7 +162,7 @@ pub async fn providers_with_store(
                 Arc::new(sim::SimulatedStt::new(lat.clone()))
             }
         },
-        "whisper" => whisper_stt(cfg, &lat),
+        "whisper" => whisper_stt(cfg, &lat, &mut metric_sources),
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
@@ -254,6 +260,7 @@ pub async fn providers_with_store(
             agent,
             tts,
             google_stats,
+            metric_sources,
         },
         booking,
     ))
@@ -262,9 +269,17 @@ pub async fn providers_with_store(
 /// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing
 /// or the binary was built without the `whisper` feature. Models load in `warm()` or on first use.
 #[cfg(feature = "whisper")]
-fn whisper_stt(cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+fn whisper_stt(
+    cfg: &Config,
+    lat: &Arc<sim::SimLatencies>,
+    metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
+) -> Arc<dyn SpeechToText> {
     match whisper::WhisperStt::new(&cfg.whisper) {
-        Ok(stt) => Arc::new(stt),
+        Ok(stt) => {
+            let stt = Arc::new(stt);
+            metric_sources.push(stt.clone());
+            stt
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Whisper STT unavailable; falling back to the simulated STT. Run scripts/fetch-models.sh");
             Arc::new(sim::SimulatedStt::new(lat.clone()))
@@ -273,7 +288,11 @@ fn whisper_stt(cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToTe
 }
 
 #[cfg(not(feature = "whisper"))]
-fn whisper_stt(_cfg: &Config, lat: &Arc<sim::SimLatencies>) -> Arc<dyn SpeechToText> {
+fn whisper_stt(
+    _cfg: &Config,
+    lat: &Arc<sim::SimLatencies>,
+    _metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
+) -> Arc<dyn SpeechToText> {
     tracing::warn!(
         "stt = \"whisper\" but this binary was built without the `whisper` cargo feature; falling back to the simulated STT (cargo build --features whisper, then scripts/fetch-models.sh)"
     );

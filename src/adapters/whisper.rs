@@ -626,6 +626,37 @@ fn append_capped(buffer: &mut Vec<i16>, frame: &[i16], cap: usize, over_cap: &mu
     *over_cap += frame.len() - take;
 }
 
+impl crate::metrics::MetricsSource for WhisperStt {
+    fn render_prometheus(&self) -> String {
+        let s = self.stats();
+        let mut out = String::new();
+        for (name, value, help) in [
+            ("transcriptions", s.transcriptions, "Utterances transcribed"),
+            (
+                "busy_rejections",
+                s.busy_rejections,
+                "Utterances refused: all transcription slots and the queue were full",
+            ),
+            (
+                "dropped_samples",
+                s.dropped_samples,
+                "16 kHz samples cut from utterances longer than max_utterance_ms",
+            ),
+            (
+                "dropped_utterances",
+                s.dropped_utterances,
+                "Utterances dropped: a call's transcriber queue was full",
+            ),
+            ("failures", s.failures, "Transcriptions that failed"),
+        ] {
+            out.push_str(&format!(
+                "# HELP kav_whisper_{name}_total {help}\n# TYPE kav_whisper_{name}_total counter\nkav_whisper_{name}_total {value}\n"
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
