@@ -88,20 +88,8 @@ impl Store {
         payload_json: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO whatsapp_inbox (id, provider, business_id, conversation_id, payload_json, \
-                 state, attempts, received_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(provider)
-        .bind(business_id)
-        .bind(conversation_id)
-        .bind(payload_json)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let row = (id, provider, business_id, conversation_id, payload_json);
+        self.whatsapp_insert(row, now_ms, false).await
     }
 
     /// Like [`Store::whatsapp_enqueue`], but the new row is already claimed by the caller (who
@@ -116,10 +104,21 @@ impl Store {
         payload_json: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let row = (id, provider, business_id, conversation_id, payload_json);
+        self.whatsapp_insert(row, now_ms, true).await
+    }
+
+    async fn whatsapp_insert(
+        &self,
+        (id, provider, business_id, conversation_id, payload_json): (&str, &str, &str, &str, &str),
+        now_ms: i64,
+        claimed: bool,
+    ) -> Result<bool, StoreError> {
+        // A claimed row starts as one attempt in progress, leased from now.
         let done = sqlx::query(
             "INSERT INTO whatsapp_inbox (id, provider, business_id, conversation_id, payload_json, \
                  state, attempts, received_at_ms, claimed_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'working', 1, $6, $6) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $7, $8, $6, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(provider)
@@ -127,6 +126,9 @@ impl Store {
         .bind(conversation_id)
         .bind(payload_json)
         .bind(now_ms)
+        .bind(if claimed { "working" } else { "queued" })
+        .bind(i64::from(claimed))
+        .bind(claimed.then_some(now_ms))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
