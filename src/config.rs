@@ -245,6 +245,9 @@ pub struct WhatsAppConfig {
     pub mock_sends: bool,
     /// Twilio replies: `rest` (queued, sent through the REST API) or `twiml` (answered inline).
     pub twilio_reply: String,
+    /// Where Twilio posts delivery reports for our messages (`StatusCallback`). Empty: the
+    /// server's `public_url` + `/twilio/whatsapp/status` when a public URL is set, else none.
+    pub twilio_status_callback_url: String,
     /// Template sent when free-form text is refused outside the 24-hour window (error 131047).
     pub confirmation_template: String,
     /// Language code of that template.
@@ -306,6 +309,7 @@ impl Default for WhatsAppConfig {
             twilio_base_url: "https://api.twilio.com".into(),
             mock_sends: false,
             twilio_reply: "rest".into(),
+            twilio_status_callback_url: String::new(),
             confirmation_template: "booking_confirmation".into(),
             template_language: "en_US".into(),
             max_text_chars: 4_000,
@@ -680,6 +684,15 @@ fn parse_like(current: &toml::Value, var: &str, value: &str) -> Result<toml::Val
         toml::Value::Float(_) => {
             toml::Value::Float(value.trim().parse().map_err(|_| err("number"))?)
         }
+        // A TOML inline array, for lists of tables such as `KAV_WHATSAPP_NUMBERS='[{business_id =
+        // "b1", phone_number_id = "123"}]'`.
+        toml::Value::Array(_) if value.trim_start().starts_with('[') => {
+            let mut wrapped: toml::Table =
+                toml::from_str(&format!("v = {value}")).map_err(|_| err("a TOML inline array"))?;
+            wrapped
+                .remove("v")
+                .ok_or_else(|| err("a TOML inline array"))?
+        }
         // Lists of words (e.g. `KAV_GOOGLE_PHRASE_HINTS`): comma-separated.
         toml::Value::Array(_) => toml::Value::Array(
             value
@@ -734,6 +747,32 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.google.phrase_hints, vec!["תספורת", "צבע", "פן"]);
         assert_eq!(cfg.google.stt_endpoint, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn lists_of_tables_take_an_inline_toml_array_from_the_env() {
+        let cfg = Config::from_toml_and_env(
+            "",
+            env(&[(
+                "KAV_WHATSAPP_NUMBERS",
+                r#"[{ business_id = "b1", language = "he-IL", phone_number_id = "123" },
+                    { business_id = "b2", display_number = "15550001111" }]"#,
+            )]),
+        )
+        .unwrap();
+        let numbers = &cfg.whatsapp.numbers;
+        assert_eq!(numbers.len(), 2);
+        assert_eq!(numbers[0].business_id, "b1");
+        assert_eq!(numbers[0].phone_number_id, "123");
+        assert_eq!(numbers[1].display_number, "15550001111");
+        // Typos are refused as in the file, and broken TOML names the variable.
+        for bad in [r#"[{ business = "b1" }]"#, "[{ business_id = }]"] {
+            let err = Config::from_toml_and_env("", env(&[("KAV_WHATSAPP_NUMBERS", bad)]));
+            assert!(err.is_err(), "{bad}");
+        }
+        let err =
+            Config::from_toml_and_env("", env(&[("KAV_WHATSAPP_NUMBERS", "[{")])).unwrap_err();
+        assert!(err.to_string().contains("KAV_WHATSAPP_NUMBERS"), "{err}");
     }
 
     #[test]

@@ -84,15 +84,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Post recorded WhatsApp Cloud API webhook payloads (JSON files) to a running server, signed
-    /// with WHATSAPP_APP_SECRET exactly over the file bytes.
+    /// Post recorded WhatsApp webhooks to a running server, signed as the vendor signs them: Meta
+    /// Cloud API JSON bodies with WHATSAPP_APP_SECRET over the exact file bytes, Twilio form
+    /// bodies (`a=b&c=d`) with TWILIO_AUTH_TOKEN over `--twilio-url` and the parameters.
     Replay {
         /// Webhook body files, posted in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Webhook URL.
+        /// Meta webhook URL.
         #[arg(long, default_value = "http://127.0.0.1:8080/whatsapp/webhook")]
         url: String,
+        /// Twilio WhatsApp webhook URL, as the server sees it (its `public_url` when one is set).
+        #[arg(long, default_value = "http://127.0.0.1:8080/twilio/whatsapp")]
+        twilio_url: String,
         /// Post each file this many times (exercises deduplication).
         #[arg(long, default_value_t = 1)]
         times: u32,
@@ -180,6 +184,12 @@ fn start_whatsapp(
     if cfg.whatsapp.insecure_skip_signature {
         tracing::warn!("whatsapp.insecure_skip_signature is on: webhooks are NOT verified");
     }
+    let mut whatsapp_cfg = cfg.whatsapp.clone();
+    let public = cfg.server.public_url.trim_end_matches('/');
+    if whatsapp_cfg.twilio_status_callback_url.is_empty() && !public.is_empty() {
+        whatsapp_cfg.twilio_status_callback_url =
+            format!("{public}{}", kav::server::whatsapp::TWILIO_STATUS_PATH);
+    }
     let service = WhatsAppService::new(
         store.clone(),
         deps.agent.clone(),
@@ -188,7 +198,7 @@ fn start_whatsapp(
             store.clone(),
             cfg.whatsapp.numbers.clone(),
         )),
-        cfg.whatsapp.clone(),
+        whatsapp_cfg,
         secrets,
     )?;
     // Workers live as long as the process.
@@ -196,24 +206,51 @@ fn start_whatsapp(
     Ok(service)
 }
 
-async fn replay(files: &[PathBuf], url: &str, times: u32) -> Result<()> {
-    let secret = std::env::var("WHATSAPP_APP_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .context("WHATSAPP_APP_SECRET must be set to sign replayed webhooks")?;
+async fn replay(files: &[PathBuf], meta_url: &str, twilio_url: &str, times: u32) -> Result<()> {
+    let secret = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("{name} must be set to sign replayed webhooks"))
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut failed = 0;
     for file in files {
         let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let signature = kav::core::signature::hub_signature_256(&secret, &body);
-        for _ in 0..times.max(1) {
-            let response = http
-                .post(url)
+        let is_json = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
+        // Each request is built once and sent `times` times: the same bytes, the same signature.
+        let (url, request) = if is_json {
+            let signature =
+                kav::core::signature::hub_signature_256(&secret("WHATSAPP_APP_SECRET")?, &body);
+            let request = http
+                .post(meta_url)
                 .header("content-type", "application/json")
-                .header("x-hub-signature-256", &signature)
-                .body(body.clone())
+                .header("x-hub-signature-256", signature)
+                .body(body);
+            (meta_url, request)
+        } else {
+            let text = String::from_utf8(body)
+                .with_context(|| format!("{} is neither JSON nor a form body", file.display()))?;
+            let params: Vec<(String, String)> = form_urlencoded::parse(text.trim().as_bytes())
+                .into_owned()
+                .collect();
+            let signature =
+                kav::core::signature::compute(&secret("TWILIO_AUTH_TOKEN")?, twilio_url, &params);
+            let request = http
+                .post(twilio_url)
+                .header("x-twilio-signature", signature)
+                .form(&params);
+            (twilio_url, request)
+        };
+        for _ in 0..times.max(1) {
+            let response = request
+                .try_clone()
+                .context("request body cannot be cloned")?
                 .send()
                 .await
                 .with_context(|| format!("posting {} to {url}", file.display()))?;
@@ -270,9 +307,14 @@ async fn main() -> Result<()> {
             server::serve(listener, state, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Replay { files, url, times } => {
+        Command::Replay {
+            files,
+            url,
+            twilio_url,
+            times,
+        } => {
             init_tracing("warn");
-            replay(&files, &url, times).await
+            replay(&files, &url, &twilio_url, times).await
         }
         Command::Demo { save_audio } => {
             init_tracing("warn");

@@ -188,6 +188,20 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
         "You're booked for 2026-11-24 10:00. The details will reach you on WhatsApp shortly."
     );
 
+    // The turns are kept under the caller's phone, where WhatsApp finds the same customer.
+    let said = f
+        .store
+        .customer_messages(BUSINESS, CALLER, "phone", 10)
+        .await
+        .unwrap();
+    assert_eq!(said.len(), 6, "{said:?}");
+    assert_eq!(
+        (said[0].role.as_str(), said[0].text.as_str()),
+        ("user", "I'd like to book tomorrow at 10 in the Dubai room")
+    );
+    assert_eq!(said[5].role, "assistant");
+    assert!(said.iter().all(|m| m.conversation_id == "CA_down"));
+
     let appts = f.store.appointments_for_business(BUSINESS).await.unwrap();
     assert_eq!(appts.len(), 1);
     let a = &appts[0];
@@ -618,6 +632,15 @@ async fn booking_tables_work_on_postgres() {
     let b = ctx.call(tools::CREATE, &args).await;
     assert_eq!(a.value["appointment_id"], b.value["appointment_id"]);
     assert!(!f.store.tool_traces(&sid).await.unwrap().is_empty());
+    // Messages by customer phone (migration 0005) on PostgreSQL.
+    f.rt.record_turn(&ctx, "hello from postgres", "hi").await;
+    let said = f
+        .store
+        .customer_messages(BUSINESS, &phone, "phone", 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = said.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hello from postgres", "hi"]);
 }
 
 #[tokio::test]

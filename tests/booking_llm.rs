@@ -270,6 +270,74 @@ async fn find_slots_then_an_availability_claim_is_spoken() {
     assert_eq!(slots[0]["time_display"], "10:00");
 }
 
+/// The system message of each request the model received, in order.
+fn system_prompts(f: &Fixture) -> Vec<String> {
+    f.fake
+        .requests()
+        .iter()
+        .map(|r| {
+            r["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_next_turn_sees_what_earlier_tools_returned() {
+    let f = fixture(vec![
+        FakeReply::tool_calls(
+            vec![call(
+                "c1",
+                "calendar_find_slots",
+                json!({"date": "2026-11-24", "resource": "Dubai"}),
+            )],
+            2,
+        ),
+        FakeReply::text("10:00 is available in the Dubai room. Shall I book it?", 3),
+        FakeReply::text("What name should I use?", 2),
+        FakeReply::text("Hello, how can I help?", 2),
+        FakeReply::text("Hello again, how can I help?", 2),
+    ])
+    .await;
+    turn(&f, "CA_mem", Some(CALLER), &["Dubai room tomorrow at 10?"]).await;
+    turn(
+        &f,
+        "CA_mem",
+        Some(CALLER),
+        &["Dubai room tomorrow at 10?", "yes please"],
+    )
+    .await;
+    let prompts = system_prompts(&f);
+    assert_eq!(prompts.len(), 3);
+    assert!(!prompts[0].contains("earlier turns"), "{}", prompts[0]);
+    // The second turn's model knows the slot it offered, not only its own words about it.
+    let earlier = prompts[2]
+        .split_once("earlier turns")
+        .expect("tool memory in the prompt")
+        .1;
+    assert!(earlier.contains("calendar_find_slots"), "{earlier}");
+    assert!(earlier.contains(r#""resource":"Dubai""#), "{earlier}");
+    assert!(earlier.contains(r#""time_display":"10:00""#), "{earlier}");
+    assert!(earlier.contains("\"ok\":true"), "{earlier}");
+
+    // A finished call forgets; another call never sees this one's results.
+    turn(&f, "CA_other", Some(CALLER), &["hello"]).await;
+    assert!(!system_prompts(&f)[3].contains("earlier turns"));
+    let ctx = CallContext {
+        call_sid: "CA_mem".into(),
+        stream_sid: "MZ1".into(),
+        language: "en-US".into(),
+        parameters: BTreeMap::new(),
+    };
+    f.agent.call_ended(&ctx, Channel::Phone);
+    turn(&f, "CA_mem", Some(CALLER), &["hello"]).await;
+    let prompts = system_prompts(&f);
+    assert_eq!(prompts.len(), 5);
+    assert!(!prompts[4].contains("earlier turns"), "{}", prompts[4]);
+}
+
 #[tokio::test]
 async fn off_grid_request_returns_suggestions_to_the_model() {
     let f = fixture(vec![

@@ -34,14 +34,15 @@ const ADMIN_TOKEN: &str = "admin-secret";
 const NY_NUMBER_ID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
 
+/// Vendor payloads, copied verbatim into `fixtures/` (sources in each directory's SOURCES.md).
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from("/work/shared/protocol-fixtures").join(name);
-    let alt = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/protocol-fixtures")
-        .join(name);
-    std::fs::read(&path)
-        .or_else(|_| std::fs::read(&alt))
-        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 fn init_tracing() {
@@ -263,6 +264,7 @@ async fn start(opts: Options) -> Harness {
     cfg.whatsapp.poll_ms = 50;
     cfg.whatsapp.agent_timeout_ms = 10_000;
     cfg.whatsapp.insecure_skip_signature = opts.insecure;
+    cfg.whatsapp.twilio_status_callback_url = STATUS_CALLBACK.into();
     if opts.twiml {
         cfg.whatsapp.twilio_reply = "twiml".into();
     }
@@ -926,6 +928,77 @@ async fn history_feeds_the_last_n_messages() {
     );
 }
 
+#[tokio::test]
+async fn the_same_customers_phone_turns_join_the_whatsapp_history() {
+    use kav::store::booking::ConversationMessage;
+    let h = start(Options::default()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let turn =
+        |business: &str, phone: &str, role: &str, text: &str, ago_ms: i64| ConversationMessage {
+            business_id: business.into(),
+            customer_id: None,
+            customer_phone: Some(phone.into()),
+            channel: "phone".into(),
+            conversation_id: "CA_earlier".into(),
+            role: role.into(),
+            text: text.into(),
+            at_ms: now - ago_ms,
+        };
+    let ours = format!("+{CUSTOMER}");
+    for m in [
+        turn(
+            "biz-ny",
+            &ours,
+            "user",
+            "Is the Dubai room free tomorrow at 10?",
+            60_000,
+        ),
+        turn("biz-ny", &ours, "assistant", "Yes, 10:00 is free.", 59_000),
+        // Another customer, and the same customer with another business: never shown.
+        turn(
+            "biz-ny",
+            "+15550001111",
+            "user",
+            "someone else's call",
+            58_000,
+        ),
+        turn(
+            "biz-bcn",
+            &ours,
+            "user",
+            "a call to another business",
+            57_000,
+        ),
+    ] {
+        h.store.insert_message(&m).await.unwrap();
+    }
+    let body = text_webhook("wamid.X1", CUSTOMER, NY_NUMBER_ID, "book it please");
+    assert_eq!(h.post_signed(&body).await, 200);
+    h.drained().await;
+    let history: Vec<(Role, String)> = h
+        .agent
+        .last()
+        .history
+        .iter()
+        .map(|m| (m.role, m.text.clone()))
+        .collect();
+    let prefix = kav::adapters::whatsapp::PHONE_CALL_PREFIX;
+    assert_eq!(
+        history,
+        vec![
+            (
+                Role::User,
+                format!("{prefix}Is the Dubai room free tomorrow at 10?")
+            ),
+            (Role::Assistant, format!("{prefix}Yes, 10:00 is free.")),
+            (Role::User, "book it please".to_string()),
+        ]
+    );
+}
+
 // ------------------------------------------------------------------ voice notes
 
 fn voice_note_bytes() -> Vec<u8> {
@@ -956,7 +1029,7 @@ fn voice_note_decodes_to_the_right_duration_and_level() {
     assert!(kav::adapters::voice_note::decode_ogg_opus(&wav, 16000).is_err());
 }
 
-fn audio_webhook(wamid: &str, media_id: &str) -> Vec<u8> {
+fn audio_webhook(wamid: &str, media_id: &str, sha256: &str) -> Vec<u8> {
     serde_json::json!({
         "object": "whatsapp_business_account",
         "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": {
@@ -964,7 +1037,7 @@ fn audio_webhook(wamid: &str, media_id: &str) -> Vec<u8> {
             "metadata": { "display_phone_number": "15550783881", "phone_number_id": NY_NUMBER_ID },
             "contacts": [{ "profile": { "name": "Test" }, "wa_id": CUSTOMER }],
             "messages": [{ "from": CUSTOMER, "id": wamid, "timestamp": "1749416383", "type": "audio",
-                "audio": { "mime_type": "audio/ogg; codecs=opus", "sha256": "x", "id": media_id, "voice": true } }]
+                "audio": { "mime_type": "audio/ogg; codecs=opus", "sha256": sha256, "id": media_id, "voice": true } }]
         }}]}]
     })
     .to_string()
@@ -988,8 +1061,12 @@ async fn voice_note_is_downloaded_decoded_transcribed_and_answered() {
         h.graph
             .add_media("1234567890", "audio/ogg; codecs=opus", voice_note_bytes());
         assert_eq!(
-            h.post_signed(&audio_webhook("wamid.VOICE", "1234567890"))
-                .await,
+            h.post_signed(&audio_webhook(
+                "wamid.VOICE",
+                "1234567890",
+                &voice_note_sha256_base64()
+            ))
+            .await,
             200
         );
         h.drained().await;
@@ -1015,6 +1092,47 @@ async fn voice_note_is_downloaded_decoded_transcribed_and_answered() {
             Some("*Noted*: check next Friday 21:00 Barcelona room")
         );
     }
+}
+
+fn voice_note_sha256_base64() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(voice_note_bytes()))
+}
+
+#[tokio::test]
+async fn voice_note_that_does_not_match_its_sha256_is_not_transcribed() {
+    let heard = Arc::new(Mutex::new(None));
+    let stt = Arc::new(MeasuringStt {
+        transcript: "words the customer never said".into(),
+        format: SttAudioFormat::Pcm16k,
+        heard: heard.clone(),
+    });
+    let h = start(Options {
+        stt: Some(stt),
+        ..Options::default()
+    })
+    .await;
+    // The server hands out a file cut short; the webhook's digest is of the whole note.
+    let whole = voice_note_bytes();
+    h.graph.add_media(
+        "1234567890",
+        "audio/ogg; codecs=opus",
+        whole[..whole.len() / 2].to_vec(),
+    );
+    let body = audio_webhook("wamid.CUT", "1234567890", &voice_note_sha256_base64());
+    assert_eq!(h.post_signed(&body).await, 200);
+    h.drained().await;
+    assert_eq!(h.graph.media_downloads(), 1);
+    assert!(heard.lock().unwrap().is_none(), "the STT was never fed");
+    assert_eq!(h.agent.calls(), 0, "the agent never saw invented words");
+    let sends = h.graph.sends();
+    assert_eq!(sends.len(), 1, "the customer still gets an answer");
+    assert!(
+        sends[0].text().unwrap().contains("could not understand"),
+        "{:?}",
+        sends[0].text()
+    );
 }
 
 // ------------------------------------------------------------------ Twilio
@@ -1071,6 +1189,123 @@ async fn twilio_whatsapp_is_verified_queued_and_answered_over_rest() {
     assert_eq!(sends[0].body["To"], "whatsapp:+558282136275");
     assert_eq!(sends[0].text(), Some("*Noted*: Olá"));
     assert!(h.graph.attempts().is_empty());
+}
+
+const STATUS_CALLBACK: &str = "https://kav.example/twilio/whatsapp/status";
+
+/// A status callback as Twilio documents its parameters ("Outbound Message Status in Status
+/// Callbacks"); there is no vendor recording of one in shared/.
+fn twilio_status_params(sid: &str, status: &str, from: &str) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = [
+        ("AccountSid", TWILIO_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("ChannelPrefix", "whatsapp"),
+        ("ChannelToAddress", "+558282XXXXX"),
+        ("From", from),
+        ("MessageSid", sid),
+        ("MessageStatus", status),
+        ("SmsSid", sid),
+        ("SmsStatus", status),
+        ("To", "whatsapp:+558282136275"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if status == "undelivered" || status == "failed" {
+        params.push(("ErrorCode".into(), "63024".into()));
+    }
+    params
+}
+
+#[tokio::test]
+async fn twilio_delivery_reports_update_our_message_and_never_regress() {
+    let h = start(Options::default()).await;
+    let params = twilio_params("SM01cd3925943ee3504f8a5c42d88efdf6", "Olá");
+    let url = h.url("/twilio/whatsapp");
+    let sig = signature::compute(TWILIO_TOKEN, &url, &params);
+    let sent = h
+        .http
+        .post(&url)
+        .header("x-twilio-signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    h.drained().await;
+    let sends = h.twilio.sends();
+    assert_eq!(sends[0].body["StatusCallback"], STATUS_CALLBACK);
+    let ours = h.outbound("558282136275", "biz-bcn").await;
+    let sid = ours[0].provider_message_id.clone().expect("Twilio sid");
+    assert_eq!(ours[0].status, "accepted");
+
+    let post = |path: &'static str, params: Vec<(String, String)>, signed: bool| {
+        let url = h.url(path);
+        let mut req = h.http.post(&url).form(&params);
+        if signed {
+            req = req.header(
+                "x-twilio-signature",
+                signature::compute(TWILIO_TOKEN, &url, &params),
+            );
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let from = "whatsapp:+14155238886";
+    let status_path = "/twilio/whatsapp/status";
+    assert_eq!(
+        post(status_path, twilio_status_params(&sid, "read", from), false).await,
+        403,
+        "unsigned reports are refused"
+    );
+    // Early stages, read before delivered, then a late delivered and a duplicate; one report
+    // arrives on the message webhook, where a number's console callback may point.
+    for (path, status) in [
+        (status_path, "queued"),
+        (status_path, "sent"),
+        (status_path, "read"),
+        ("/twilio/whatsapp", "delivered"),
+        (status_path, "read"),
+    ] {
+        let code = post(path, twilio_status_params(&sid, status, from), true).await;
+        assert_eq!(code, 204, "{status} on {path}");
+    }
+    h.drained().await;
+    assert_eq!(
+        h.outbound("558282136275", "biz-bcn").await[0].status,
+        "read"
+    );
+    assert_eq!(
+        post(
+            status_path,
+            twilio_status_params(&sid, "undelivered", from),
+            true
+        )
+        .await,
+        204
+    );
+    h.drained().await;
+    let row = &h.outbound("558282136275", "biz-bcn").await[0];
+    assert_eq!(row.status, "read", "a late failure does not undo read");
+    assert_eq!(row.error_code, Some(63024), "but it is recorded");
+    // Twilio's reports carry no timestamp: rows are stamped on arrival, so compare as a set.
+    let mut history = h.store.whatsapp_status_history(&sid).await.unwrap();
+    history.sort();
+    assert_eq!(
+        history,
+        vec!["delivered", "failed", "queued", "read", "sent"]
+    );
+    // A report for a number we do not serve is acknowledged and not processed.
+    let stranger = twilio_status_params("SM999", "delivered", "whatsapp:+15550009999");
+    assert_eq!(post(status_path, stranger, true).await, 204);
+    h.drained().await;
+    assert!(
+        h.store
+            .whatsapp_status_history("SM999")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.agent.calls(), 1, "reports never reach the agent");
 }
 
 #[tokio::test]
@@ -1245,13 +1480,19 @@ async fn operator_endpoints_require_the_admin_token() {
 #[tokio::test]
 async fn kav_replay_posts_signed_recordings_to_a_running_server() {
     let h = start(Options::default()).await;
-    let dir = PathBuf::from("/work/shared/protocol-fixtures/whatsapp");
+    let dir = fixture_path("whatsapp");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kav"))
         .args(["replay", "--times", "3", "--url"])
         .arg(h.url("/whatsapp/webhook"))
         .arg(dir.join("text_webhook.json"))
         .arg(dir.join("interactive_button_reply_webhook.json"))
+        .arg("--twilio-url")
+        .arg(h.url("/twilio/whatsapp"))
+        .arg(fixture_path(
+            "twilio/whatsapp_inbound_form_THIRDPARTY_capture.txt",
+        ))
         .env("WHATSAPP_APP_SECRET", APP_SECRET)
+        .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
         .env("KAV_LOG", "off")
         .output()
         .await
@@ -1262,10 +1503,17 @@ async fn kav_replay_posts_signed_recordings_to_a_running_server() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.matches("-> 200").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("-> 200").count(), 9, "{stdout}");
     h.drained().await;
-    assert_eq!(h.agent.calls(), 2, "two distinct messages, each once");
+    assert_eq!(h.agent.calls(), 3, "three distinct messages, each once");
     assert_eq!(h.graph.sends().len(), 2);
+    let twilio = h.twilio.sends();
+    assert_eq!(
+        twilio.len(),
+        1,
+        "the Twilio capture was verified and answered"
+    );
+    assert_eq!(twilio[0].text(), Some("*Noted*: Olá"));
 
     // Without the secret it refuses to post unsigned requests.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kav"))

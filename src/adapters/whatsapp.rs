@@ -31,9 +31,12 @@ use super::voice_note;
 use super::whatsapp_graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
 use crate::config::{WhatsAppConfig, WhatsAppNumber};
 use crate::core::whatsapp::{
-    InboundEvent, InboundMessage, MessageContent, log_id, markdown_to_whatsapp, split_message,
+    InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
+    log_id, markdown_to_whatsapp, split_message,
 };
-use crate::store::whatsapp::{ConversationKey, InboxItem, InboxOutcome, conversation_id};
+use crate::store::whatsapp::{
+    ConversationKey, InboxItem, InboxOutcome, StoredMessage, conversation_id,
+};
 use crate::store::{Store, StoreError};
 
 pub const PROVIDER_META: &str = "meta";
@@ -300,6 +303,24 @@ pub struct WhatsAppService {
     pub mock: Option<Arc<MockSender>>,
 }
 
+/// Marks turns that happened on a phone call in the WhatsApp agent's history.
+pub const PHONE_CALL_PREFIX: &str = "(on a phone call) ";
+
+/// Both histories in time order, the newest `limit` kept.
+fn merge_history(
+    chat: Vec<StoredMessage>,
+    calls: impl IntoIterator<Item = StoredMessage>,
+    limit: usize,
+) -> Vec<StoredMessage> {
+    let mut all = chat;
+    all.extend(calls);
+    // Stable: on equal times a chat message stays before a call turn, as stored.
+    all.sort_by_key(|m| m.at_ms);
+    let excess = all.len().saturating_sub(limit);
+    all.drain(..excess);
+    all
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -332,12 +353,10 @@ impl WhatsAppService {
             )
         });
         let twilio_media = match (&secrets.twilio_account_sid, &secrets.twilio_auth_token) {
-            (Some(sid), Some(token)) => Some(TwilioSender::new(
-                &config.twilio_base_url,
-                sid,
-                token,
-                timeout,
-            )),
+            (Some(sid), Some(token)) => Some(
+                TwilioSender::new(&config.twilio_base_url, sid, token, timeout)
+                    .with_status_callback(&config.twilio_status_callback_url),
+            ),
             _ => None,
         };
         let retrying = |inner: Arc<dyn WhatsAppSender>| -> Arc<dyn WhatsAppSender> {
@@ -482,6 +501,32 @@ impl WhatsAppService {
             PROVIDER_TWILIO,
             &business,
             &InboundEvent::Message(message),
+            &mut report,
+        )
+        .await?;
+        if report.queued > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(report)
+    }
+
+    /// Queues a verified Twilio status callback, routed by the business number it was sent from.
+    pub async fn accept_twilio_status(
+        &self,
+        update: StatusUpdate,
+        business_number: &str,
+    ) -> Result<AcceptReport, WhatsAppError> {
+        let mut report = AcceptReport::default();
+        let Some(business) = self.directory.by_twilio_number(business_number).await else {
+            report.unknown_number += 1;
+            self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(from = %business_number, "Twilio status for an unknown number; acknowledged, not processed");
+            return Ok(report);
+        };
+        self.enqueue(
+            PROVIDER_TWILIO,
+            &business,
+            &InboundEvent::Status(update),
             &mut report,
         )
         .await?;
@@ -810,10 +855,31 @@ impl WhatsAppService {
                 None,
             )
             .await?;
-        let stored = self
-            .store
-            .whatsapp_history(conversation, self.config.history_messages.max(1))
-            .await?;
+        let limit = self.config.history_messages.max(1);
+        let mut stored = self.store.whatsapp_history(conversation, limit).await?;
+        // One customer across channels: what they said on the phone recently belongs in context.
+        if let Some(phone) = &message.sender.phone {
+            match self
+                .store
+                .customer_messages(&business.id, &format!("+{phone}"), "phone", limit)
+                .await
+            {
+                Ok(calls) => {
+                    stored = merge_history(
+                        stored,
+                        calls.into_iter().map(|m| StoredMessage {
+                            role: m.role,
+                            text: format!("{PHONE_CALL_PREFIX}{}", m.text),
+                            at_ms: m.at_ms,
+                        }),
+                        limit as usize,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "phone history not read; WhatsApp history only")
+                }
+            }
+        }
         let mut parameters = BTreeMap::new();
         if let Some(phone) = &message.sender.phone {
             parameters.insert("From".to_string(), format!("+{phone}"));
@@ -869,7 +935,13 @@ impl WhatsAppService {
         message: &InboundMessage,
         provider: &str,
     ) -> Option<String> {
-        let MessageContent::Audio { media_id, url, .. } = &message.content else {
+        let MessageContent::Audio {
+            media_id,
+            url,
+            sha256,
+            ..
+        } = &message.content
+        else {
             return None;
         };
         let max = self.config.max_media_bytes;
@@ -900,6 +972,24 @@ impl WhatsAppService {
                 return None;
             }
         };
+        // A truncated or substituted file must not be transcribed into words the customer never
+        // said; they are asked to type instead.
+        if let Some(expected) = sha256 {
+            match check_media_sha256(expected, &bytes) {
+                MediaDigest::Matches => {}
+                MediaDigest::Mismatch => {
+                    tracing::warn!(
+                        message_id = %message.message_id,
+                        bytes = bytes.len(),
+                        "voice note does not match the webhook's sha256; not transcribed"
+                    );
+                    return None;
+                }
+                MediaDigest::Unreadable => {
+                    tracing::debug!("voice note sha256 field unreadable; not checked")
+                }
+            }
+        }
         let call = CallContext {
             call_sid: conversation.to_string(),
             stream_sid: message.message_id.clone(),

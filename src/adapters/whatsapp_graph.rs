@@ -323,6 +323,7 @@ pub struct TwilioSender {
     base_url: String,
     account_sid: String,
     auth_token: String,
+    status_callback: Option<String>,
 }
 
 impl TwilioSender {
@@ -332,7 +333,14 @@ impl TwilioSender {
             base_url: base_url.trim_end_matches('/').to_string(),
             account_sid: account_sid.to_string(),
             auth_token: auth_token.to_string(),
+            status_callback: None,
         }
+    }
+
+    /// Asks Twilio to post delivery reports for every message sent to `url` (empty: none).
+    pub fn with_status_callback(mut self, url: &str) -> Self {
+        self.status_callback = Some(url.to_string()).filter(|u| !u.is_empty());
+        self
     }
 
     /// `message.phone_number_id` carries the business's Twilio number (E.164 digits).
@@ -347,6 +355,9 @@ impl TwilioSender {
         );
         let to = format!("whatsapp:+{}", message.to.trim_start_matches('+'));
         let mut form: Vec<(String, String)> = vec![("From".into(), from), ("To".into(), to)];
+        if let Some(url) = &self.status_callback {
+            form.push(("StatusCallback".into(), url.clone()));
+        }
         match &message.body {
             OutboundBody::Text { text } => form.push(("Body".into(), text.clone())),
             OutboundBody::Template { name, params, .. } => {

@@ -13,14 +13,14 @@
 //! the turn (it reads date, time and room from the last user message), so a caller can still book.
 //! If it fails after words were spoken, the turn ends there and the engine's fallback applies.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
 use super::tools::{self, ToolContext};
-use super::{BookingRuntime, GUARD_TRACE};
+use super::{BookingRuntime, ConversationMap, GUARD_TRACE};
 use crate::adapters::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Role,
@@ -32,6 +32,24 @@ pub struct BookingAgent {
     rt: Arc<BookingRuntime>,
     model: Arc<dyn ChatModel>,
     offline: OfflineBookingAgent,
+    /// Tool calls of earlier turns per conversation, as lines for the system prompt.
+    memory: Arc<Mutex<ConversationMap<Vec<String>>>>,
+}
+
+/// Earlier tool calls remembered per conversation, newest kept.
+const TOOL_MEMORY_LINES: usize = 8;
+/// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
+const TOOL_MEMORY_RESULT_CHARS: usize = 600;
+
+/// One remembered call: `tool {args} -> {result}`. The history carries only text, so without this
+/// the model would see its own "21:00 is free, shall I book?" on the next turn but not the slot,
+/// room id or appointment id it was built from.
+fn memory_line(tool: &str, arguments: &str, result: &str) -> String {
+    let mut kept: String = result.chars().take(TOOL_MEMORY_RESULT_CHARS).collect();
+    if kept.len() < result.len() {
+        kept.push('…');
+    }
+    format!("{tool} {} -> {kept}", arguments.trim())
 }
 
 /// Per-turn output state: what was spoken, what waits for evidence.
@@ -127,10 +145,16 @@ enum RoundEnd {
 impl BookingAgent {
     pub fn new(rt: Arc<BookingRuntime>, model: Arc<dyn ChatModel>) -> Self {
         let offline = OfflineBookingAgent::new(rt.clone());
-        Self { rt, model, offline }
+        let memory = Arc::new(Mutex::new(ConversationMap::new(rt.config.dialog_states)));
+        Self {
+            rt,
+            model,
+            offline,
+            memory,
+        }
     }
 
-    fn system_prompt(&self, ctx: &ToolContext) -> String {
+    fn system_prompt(&self, ctx: &ToolContext, earlier_tools: &[String]) -> String {
         let p = &ctx.settings.policy;
         let now = self.rt.now_ms();
         let local = p.local(now);
@@ -144,7 +168,7 @@ impl BookingAgent {
             .iter()
             .map(|r| r.name.as_str())
             .collect();
-        format!(
+        let mut prompt = format!(
             "{}\n\nNow: {} {} ({:?}), timezone {}. Rooms: {}. Customer phone: {phone}.",
             ctx.settings.instructions,
             local.date(),
@@ -152,7 +176,18 @@ impl BookingAgent {
             local.date().weekday(),
             ctx.settings.business.timezone,
             rooms.join(", "),
-        )
+        );
+        if !earlier_tools.is_empty() {
+            prompt.push_str(
+                "\n\nYour tool calls in earlier turns of this conversation, oldest first. They \
+                 may be out of date: call the tool again in this turn before claiming anything.",
+            );
+            for line in earlier_tools {
+                prompt.push_str("\n- ");
+                prompt.push_str(line);
+            }
+        }
+        prompt
     }
 
     async fn turn(
@@ -171,7 +206,17 @@ impl BookingAgent {
             .filter(|m| m.role == Role::User)
             .map(|m| m.text.clone())
             .unwrap_or_default();
-        let mut messages = vec![ChatMessage::System(self.system_prompt(&ctx))];
+        let memory_key = request.call.call_sid.clone();
+        let earlier_tools = self
+            .memory
+            .lock()
+            .expect("tool memory lock")
+            .get(&memory_key)
+            .unwrap_or_default();
+        let mut this_turn_tools = Vec::new();
+        let mut messages = vec![ChatMessage::System(
+            self.system_prompt(&ctx, &earlier_tools),
+        )];
         for m in &request.history {
             messages.push(match m.role {
                 Role::User => ChatMessage::User(m.text.clone()),
@@ -254,6 +299,11 @@ impl BookingAgent {
             });
             for call in &completion.tool_calls {
                 let out = ctx.call(&call.name, &call.arguments).await;
+                this_turn_tools.push(memory_line(
+                    &call.name,
+                    &call.arguments,
+                    &out.value.to_string(),
+                ));
                 out.add_evidence(&mut speaker.evidence);
                 if out.ok && out.tool == tools::CREATE {
                     let v = &out.value;
@@ -279,6 +329,16 @@ impl BookingAgent {
             // Text said before the tool calls: only what the results now support goes out; the
             // next round answers with the results in hand.
             speaker.release(&ctx, false).await;
+        }
+        if !this_turn_tools.is_empty() {
+            let mut lines = earlier_tools;
+            lines.extend(this_turn_tools);
+            let excess = lines.len().saturating_sub(TOOL_MEMORY_LINES);
+            lines.drain(..excess);
+            self.memory
+                .lock()
+                .expect("tool memory lock")
+                .put(&memory_key, lines);
         }
         match end {
             RoundEnd::Done => {
@@ -326,6 +386,10 @@ impl Agent for BookingAgent {
     }
 
     fn call_ended(&self, call: &CallContext, channel: Channel) {
+        self.memory
+            .lock()
+            .expect("tool memory lock")
+            .remove(&call.call_sid);
         self.offline.call_ended(call, channel);
     }
 

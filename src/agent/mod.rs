@@ -9,7 +9,7 @@ pub mod offline;
 pub mod outbox;
 pub mod tools;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::adapters::providers::{AgentRequest, Channel, WhatsAppSender};
@@ -39,6 +39,45 @@ pub enum BookingError {
     UnknownBusiness(String),
     #[error("business policy is invalid: {0}")]
     Policy(#[from] PolicyError),
+}
+
+/// Per-conversation state held in memory, at most `capacity` conversations, the one inserted
+/// longest ago evicted first. Shared by the offline dialog and the LLM agent's tool memory.
+pub(crate) struct ConversationMap<V> {
+    capacity: usize,
+    values: HashMap<String, V>,
+    order: VecDeque<String>,
+}
+
+impl<V: Clone> ConversationMap<V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            values: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        self.values.get(key).cloned()
+    }
+
+    pub(crate) fn put(&mut self, key: &str, value: V) {
+        if self.values.insert(key.to_string(), value).is_none() {
+            self.order.push_back(key.to_string());
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.values.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        if self.values.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 /// The fixed rules every business prompt is appended to. Business text can add tone and facts,
@@ -235,6 +274,7 @@ impl BookingRuntime {
             let m = crate::store::booking::ConversationMessage {
                 business_id: ctx.settings.business.id.clone(),
                 customer_id: None,
+                customer_phone: ctx.caller_phone.clone(),
                 channel: ctx.channel.as_str().into(),
                 conversation_id: ctx.conversation_id.clone(),
                 role: role.into(),
@@ -313,3 +353,23 @@ impl BookingRuntime {
 
 /// Tool name under which guard replacements are traced.
 pub const GUARD_TRACE: &str = "truthfulness_guard";
+
+#[cfg(test)]
+mod conversation_map_tests {
+    use super::ConversationMap;
+
+    #[test]
+    fn evicts_the_oldest_conversation_and_updates_in_place() {
+        let mut map = ConversationMap::new(2);
+        map.put("a", 1);
+        map.put("b", 2);
+        map.put("a", 10); // an update keeps a's place in line
+        assert_eq!(map.get("a"), Some(10));
+        map.put("c", 3);
+        assert_eq!(map.get("a"), None, "a was inserted first");
+        assert_eq!((map.get("b"), map.get("c")), (Some(2), Some(3)));
+        map.remove("b");
+        map.put("d", 4);
+        assert_eq!((map.get("c"), map.get("d")), (Some(3), Some(4)));
+    }
+}

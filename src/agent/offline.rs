@@ -9,15 +9,14 @@
 //! alternatives would have to be re-parsed from its own replies. An evicted conversation starts
 //! again from the last user message, which still carries date, time and room if said together.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use jiff::civil::{Date, Time};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::BookingRuntime;
 use super::tools::{self, ToolContext};
+use super::{BookingRuntime, ConversationMap};
 use crate::adapters::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Role,
 };
@@ -50,36 +49,6 @@ struct DialogState {
     free_rooms: Vec<String>,
 }
 
-/// Bounded map of dialog states, evicting the oldest conversation.
-struct Dialogs {
-    capacity: usize,
-    states: HashMap<String, DialogState>,
-    order: VecDeque<String>,
-}
-
-impl Dialogs {
-    fn take(&mut self, key: &str) -> Option<DialogState> {
-        self.states.get(key).cloned()
-    }
-
-    fn put(&mut self, key: &str, state: DialogState) {
-        if self.states.insert(key.to_string(), state).is_none() {
-            self.order.push_back(key.to_string());
-            while self.order.len() > self.capacity.max(1) {
-                if let Some(old) = self.order.pop_front() {
-                    self.states.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &str) {
-        if self.states.remove(key).is_some() {
-            self.order.retain(|k| k != key);
-        }
-    }
-}
-
 /// What one offline turn produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfflineReply {
@@ -92,7 +61,7 @@ pub struct OfflineReply {
 #[derive(Clone)]
 pub struct OfflineBookingAgent {
     rt: Arc<BookingRuntime>,
-    dialogs: Arc<Mutex<Dialogs>>,
+    dialogs: Arc<Mutex<ConversationMap<DialogState>>>,
 }
 
 impl OfflineBookingAgent {
@@ -100,11 +69,7 @@ impl OfflineBookingAgent {
         let capacity = rt.config.dialog_states;
         Self {
             rt,
-            dialogs: Arc::new(Mutex::new(Dialogs {
-                capacity,
-                states: HashMap::new(),
-                order: VecDeque::new(),
-            })),
+            dialogs: Arc::new(Mutex::new(ConversationMap::new(capacity))),
         }
     }
 
@@ -124,7 +89,7 @@ impl OfflineBookingAgent {
             .dialogs
             .lock()
             .expect("dialogs lock")
-            .take(&key)
+            .get(&key)
             .unwrap_or_else(|| DialogState {
                 hebrew: if request.call.language.is_empty() {
                     ctx.settings.business.hebrew()

@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn hub_signature_matches_derived_vectors() {
-        let dir = "/work/shared/protocol-fixtures/whatsapp";
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/whatsapp");
         let raw =
             std::fs::read_to_string(format!("{dir}/x_hub_signature_256_vectors_DERIVED.json"))
                 .expect("vectors");

@@ -494,6 +494,57 @@ pub fn parse_twilio_form(params: &[(String, String)]) -> Result<InboundMessage, 
     })
 }
 
+/// Twilio's delivery report for one of our outbound messages (the `StatusCallback` request).
+/// Returns the update and the business number it was sent from (the status's routing key).
+/// Twilio's vocabulary is mapped onto Meta's (`undelivered` is a failure); stages before `sent`
+/// (`queued`, `sending`, …) are kept raw, so they reach the history but move nothing.
+pub fn parse_twilio_status(
+    params: &[(String, String)],
+) -> Result<(StatusUpdate, String), TwilioFormError> {
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let message_id = get("MessageSid")
+        .or_else(|| get("SmsSid"))
+        .filter(|s| !s.is_empty())
+        .ok_or(TwilioFormError::Missing("MessageSid"))?;
+    let raw = get("MessageStatus")
+        .or_else(|| get("SmsStatus"))
+        .filter(|s| !s.is_empty())
+        .ok_or(TwilioFormError::Missing("MessageStatus"))?;
+    let status = match raw {
+        "undelivered" | "failed" => "failed",
+        other => other,
+    };
+    let error_code = get("ErrorCode").and_then(|c| c.trim().parse::<i64>().ok());
+    let recipient = get("To").map(strip_whatsapp_address);
+    let update = StatusUpdate {
+        message_id: message_id.to_string(),
+        status: status.to_string(),
+        timestamp_s: 0,
+        recipient_id: recipient.filter(|r| is_phone_digits(r)),
+        recipient_user_id: None,
+        error_code: error_code.filter(|_| status == "failed"),
+        error_title: get("ErrorMessage")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .or_else(|| (raw == "undelivered").then(|| "undelivered".to_string())),
+        phone_number_id: String::new(),
+    };
+    Ok((update, strip_whatsapp_address(get("From").unwrap_or(""))))
+}
+
+/// Twilio posts status callbacks with the same form shape as inbound messages; they carry a
+/// `MessageStatus` other than `received` and no message content.
+pub fn is_twilio_status_callback(params: &[(String, String)]) -> bool {
+    params
+        .iter()
+        .any(|(k, v)| k == "MessageStatus" && v != "received" && v != "receiving")
+}
+
 /// A phone as WhatsApp sends it: E.164 digits without `+`. Anything else is not used as a phone
 /// (it would flow into agent parameters and lead lookups).
 pub fn is_phone_digits(s: &str) -> bool {
@@ -686,6 +737,42 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
 }
 
 /// Shortens an identifier for logs unless PII logging is on: first 12 hex chars of its SHA-256.
+/// How a downloaded media file compares with the webhook's `sha256` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaDigest {
+    Matches,
+    Mismatch,
+    /// The field is neither 64 hex digits nor 32 bytes of base64: nothing to check against.
+    Unreadable,
+}
+
+/// Meta documents the field but not its encoding; payloads seen in the wild carry base64 and
+/// older documentation shows hex, so both are accepted.
+pub fn check_media_sha256(expected: &str, bytes: &[u8]) -> MediaDigest {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let expected = expected.trim();
+    let wanted: Vec<u8> = if expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        (0..32)
+            .map(|i| u8::from_str_radix(&expected[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect()
+    } else {
+        match base64::engine::general_purpose::STANDARD
+            .decode(expected)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(expected))
+        {
+            Ok(raw) if raw.len() == 32 => raw,
+            _ => return MediaDigest::Unreadable,
+        }
+    };
+    if Sha256::digest(bytes).as_slice() == wanted.as_slice() {
+        MediaDigest::Matches
+    } else {
+        MediaDigest::Mismatch
+    }
+}
+
 pub fn log_id(value: &str, log_pii: bool) -> String {
     if log_pii {
         value.to_string()
@@ -697,12 +784,102 @@ pub fn log_id(value: &str, log_pii: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn twilio_status_callbacks_map_onto_our_delivery_states() {
+        let base = [
+            ("AccountSid", "AC00000000000000000000000000000000"),
+            ("MessageSid", "SM11111111111111111111111111111111"),
+            ("From", "whatsapp:+97235550100"),
+            ("To", "whatsapp:+972501234567"),
+        ];
+        let with = |status: &str, extra: &[(&str, &str)]| {
+            let mut p = form(&base);
+            p.push(("MessageStatus".into(), status.into()));
+            p.extend(form(extra));
+            p
+        };
+        let (u, business) = parse_twilio_status(&with("delivered", &[])).unwrap();
+        assert_eq!(u.message_id, "SM11111111111111111111111111111111");
+        assert_eq!(u.status, "delivered");
+        assert_eq!(business, "97235550100");
+        assert_eq!(u.recipient_id.as_deref(), Some("972501234567"));
+        assert_eq!(u.error_code, None);
+        assert!(is_twilio_status_callback(&with("read", &[])));
+
+        let (u, _) = parse_twilio_status(&with("undelivered", &[("ErrorCode", "63024")])).unwrap();
+        assert_eq!((u.status.as_str(), u.error_code), ("failed", Some(63024)));
+        assert_eq!(u.error_title.as_deref(), Some("undelivered"));
+        assert_eq!(
+            DeliveryStatus::parse(&u.status),
+            Some(DeliveryStatus::Failed)
+        );
+        // Early stages stay raw: recorded in the history, never a delivery state.
+        let (u, _) = parse_twilio_status(&with("queued", &[("ErrorCode", "")])).unwrap();
+        assert_eq!((u.status.as_str(), u.error_code), ("queued", None));
+        assert_eq!(DeliveryStatus::parse(&u.status), None);
+
+        // An inbound message is not a status callback, and a callback without its keys is refused.
+        let inbound = form(&[
+            ("MessageSid", "SM2"),
+            ("SmsStatus", "received"),
+            ("Body", "hi"),
+        ]);
+        assert!(!is_twilio_status_callback(&inbound));
+        assert!(!is_twilio_status_callback(&form(&[
+            ("MessageStatus", "received"),
+            ("Body", "hi")
+        ])));
+        assert!(matches!(
+            parse_twilio_status(&form(&[("MessageStatus", "sent")])),
+            Err(TwilioFormError::Missing("MessageSid"))
+        ));
+        assert!(matches!(
+            parse_twilio_status(&form(&base)),
+            Err(TwilioFormError::Missing("MessageStatus"))
+        ));
+    }
+
+    #[test]
+    fn media_sha256_accepts_hex_and_base64_and_tells_mismatch_from_unreadable() {
+        use base64::Engine as _;
+        let bytes = b"OggS voice note";
+        let hex = crate::core::signature::sha256_hex(bytes);
+        let raw: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
+        assert_eq!(check_media_sha256(&hex, bytes), MediaDigest::Matches);
+        assert_eq!(
+            check_media_sha256(&hex.to_uppercase(), bytes),
+            MediaDigest::Matches
+        );
+        assert_eq!(check_media_sha256(&b64, bytes), MediaDigest::Matches);
+        assert_eq!(check_media_sha256(&hex, b"other"), MediaDigest::Mismatch);
+        assert_eq!(check_media_sha256(&b64, b"other"), MediaDigest::Mismatch);
+        for junk in ["", "x", "<SHA_256_HASH>", &hex[..40]] {
+            assert_eq!(
+                check_media_sha256(junk, bytes),
+                MediaDigest::Unreadable,
+                "{junk}"
+            );
+        }
+    }
+
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("/work/shared/protocol-fixtures/whatsapp/{name}"))
-            .or_else(|_| std::fs::read(format!("../shared/protocol-fixtures/whatsapp/{name}")))
-            .expect("fixture")
+        std::fs::read(format!(
+            "{}/fixtures/whatsapp/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
     }
 
     #[test]
@@ -771,9 +948,10 @@ mod tests {
 
     #[test]
     fn twilio_form_parses() {
-        let raw = std::fs::read_to_string(
-            "/work/shared/protocol-fixtures/twilio/whatsapp_inbound_form_THIRDPARTY_capture.txt",
-        )
+        let raw = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/twilio/whatsapp_inbound_form_THIRDPARTY_capture.txt"
+        ))
         .unwrap();
         let line = raw.lines().find(|l| l.contains("MessageSid=")).unwrap();
         let params: Vec<(String, String)> = form_urlencoded::parse(line.trim().as_bytes())

@@ -19,10 +19,14 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::adapters::whatsapp::{WhatsAppError, WhatsAppService};
 use crate::core::signature;
-use crate::core::whatsapp::{parse_twilio_form, parse_webhook};
+use crate::core::whatsapp::{
+    is_twilio_status_callback, parse_twilio_form, parse_twilio_status, parse_webhook,
+};
 
 pub const META_WEBHOOK_PATH: &str = "/whatsapp/webhook";
 pub const TWILIO_WHATSAPP_PATH: &str = "/twilio/whatsapp";
+/// Where our Twilio sends ask for delivery reports (`StatusCallback`).
+pub const TWILIO_STATUS_PATH: &str = "/twilio/whatsapp/status";
 
 /// Meta: "Webhook payloads can be up to 3 MB".
 const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
@@ -77,6 +81,7 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .route(TWILIO_WHATSAPP_PATH, post(twilio_webhook))
+        .route(TWILIO_STATUS_PATH, post(twilio_webhook))
         .route("/api/test/message", post(test_message))
         .route("/api/conversations", get(list_conversations))
         .route("/api/conversations/{id}", delete(delete_conversation))
@@ -173,6 +178,15 @@ async fn twilio_webhook(
         if !signature::validate(token, &url, &params, given) {
             return Err(WhatsAppHttpError::BadSignature);
         }
+    }
+    // Delivery reports come to the status path, or to this one when the number's callback was
+    // configured in Twilio's console to point here.
+    if uri.path() == TWILIO_STATUS_PATH || is_twilio_status_callback(&params) {
+        let (update, business_number) = parse_twilio_status(&params)
+            .map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+        let report = svc.accept_twilio_status(update, &business_number).await?;
+        tracing::debug!(?report, "Twilio status callback accepted");
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let message =
         parse_twilio_form(&params).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;

@@ -193,6 +193,9 @@ pub struct ToolTraceRow {
 pub struct ConversationMessage {
     pub business_id: String,
     pub customer_id: Option<String>,
+    /// The customer's phone (E.164) when the channel knows it: how one customer's phone calls
+    /// and WhatsApp chats are joined.
+    pub customer_phone: Option<String>,
     pub channel: String,
     pub conversation_id: String,
     pub role: String,
@@ -813,12 +816,13 @@ impl Store {
 
     pub async fn insert_message(&self, m: &ConversationMessage) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO conversation_messages (id, business_id, customer_id, channel, \
-             conversation_id, role, text, at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            "INSERT INTO conversation_messages (id, business_id, customer_id, customer_phone, \
+             channel, conversation_id, role, text, at_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
         )
         .bind(new_id("msg"))
         .bind(&m.business_id)
         .bind(&m.customer_id)
+        .bind(&m.customer_phone)
         .bind(&m.channel)
         .bind(&m.conversation_id)
         .bind(&m.role)
@@ -834,26 +838,44 @@ impl Store {
         conversation_id: &str,
     ) -> Result<Vec<ConversationMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT business_id, customer_id, channel, conversation_id, role, text, at_ms \
+            "SELECT business_id, customer_id, customer_phone, channel, conversation_id, role, \
+                    text, at_ms \
              FROM conversation_messages WHERE conversation_id = $1 ORDER BY at_ms, id",
         )
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConversationMessage {
-                    business_id: r.try_get("business_id")?,
-                    customer_id: r.try_get("customer_id")?,
-                    channel: r.try_get("channel")?,
-                    conversation_id: r.try_get("conversation_id")?,
-                    role: r.try_get("role")?,
-                    text: r.try_get("text")?,
-                    at_ms: r.try_get("at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows.iter().map(conversation_message).collect()
+    }
+
+    /// The newest `limit` messages of one customer (by phone) with one business on one channel,
+    /// oldest first.
+    pub async fn customer_messages(
+        &self,
+        business_id: &str,
+        customer_phone: &str,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT business_id, customer_id, customer_phone, channel, conversation_id, role, \
+                    text, at_ms \
+             FROM conversation_messages \
+             WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
+             ORDER BY at_ms DESC, id DESC LIMIT $4",
+        )
+        .bind(business_id)
+        .bind(customer_phone)
+        .bind(channel)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(conversation_message)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
     }
 
     pub async fn put_summary(
@@ -1025,4 +1047,17 @@ async fn insert_outbox(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn conversation_message(r: &AnyRow) -> Result<ConversationMessage, StoreError> {
+    Ok(ConversationMessage {
+        business_id: r.try_get("business_id")?,
+        customer_id: r.try_get("customer_id")?,
+        customer_phone: r.try_get("customer_phone")?,
+        channel: r.try_get("channel")?,
+        conversation_id: r.try_get("conversation_id")?,
+        role: r.try_get("role")?,
+        text: r.try_get("text")?,
+        at_ms: r.try_get("at_ms")?,
+    })
 }
