@@ -238,17 +238,22 @@ async fn a_hebrew_availability_claim_without_find_slots_is_corrected() {
     );
 }
 
+/// The model asks for tomorrow's (2026-11-24) slots in the Dubai room.
+fn find_dubai_tomorrow() -> FakeReply {
+    FakeReply::tool_calls(
+        vec![call(
+            "c1",
+            "calendar_find_slots",
+            json!({"date": "2026-11-24", "resource": "Dubai"}),
+        )],
+        2,
+    )
+}
+
 #[tokio::test]
 async fn find_slots_then_an_availability_claim_is_spoken() {
     let f = fixture(vec![
-        FakeReply::tool_calls(
-            vec![call(
-                "c1",
-                "calendar_find_slots",
-                json!({"date": "2026-11-24", "resource": "Dubai"}),
-            )],
-            2,
-        ),
+        find_dubai_tomorrow(),
         FakeReply::text(
             "Tomorrow at 10:00 is available in the Dubai room. What name should I use?",
             6,
@@ -287,14 +292,7 @@ fn system_prompts(f: &Fixture) -> Vec<String> {
 #[tokio::test]
 async fn the_next_turn_sees_what_earlier_tools_returned() {
     let f = fixture(vec![
-        FakeReply::tool_calls(
-            vec![call(
-                "c1",
-                "calendar_find_slots",
-                json!({"date": "2026-11-24", "resource": "Dubai"}),
-            )],
-            2,
-        ),
+        find_dubai_tomorrow(),
         FakeReply::text("10:00 is available in the Dubai room. Shall I book it?", 3),
         FakeReply::text("What name should I use?", 2),
         FakeReply::text("Hello, how can I help?", 2),

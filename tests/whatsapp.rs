@@ -223,6 +223,25 @@ impl Drop for Harness {
     }
 }
 
+/// A harness whose recogniser hears `transcript` and records what it was fed.
+async fn start_measuring(
+    transcript: &str,
+    format: SttAudioFormat,
+) -> (Harness, Arc<Mutex<Option<(usize, f64)>>>) {
+    let heard = Arc::new(Mutex::new(None));
+    let stt = Arc::new(MeasuringStt {
+        transcript: transcript.into(),
+        format,
+        heard: heard.clone(),
+    });
+    let h = start(Options {
+        stt: Some(stt),
+        ..Options::default()
+    })
+    .await;
+    (h, heard)
+}
+
 fn numbers() -> Vec<WhatsAppNumber> {
     vec![
         WhatsAppNumber {
@@ -1047,17 +1066,7 @@ fn audio_webhook(wamid: &str, media_id: &str, sha256: &str) -> Vec<u8> {
 #[tokio::test]
 async fn voice_note_is_downloaded_decoded_transcribed_and_answered() {
     for format in [SttAudioFormat::Pcm16k, SttAudioFormat::Mulaw8k] {
-        let heard = Arc::new(Mutex::new(None));
-        let stt = Arc::new(MeasuringStt {
-            transcript: "check next Friday 21:00 Barcelona room".into(),
-            format,
-            heard: heard.clone(),
-        });
-        let h = start(Options {
-            stt: Some(stt),
-            ..Options::default()
-        })
-        .await;
+        let (h, heard) = start_measuring("check next Friday 21:00 Barcelona room", format).await;
         h.graph
             .add_media("1234567890", "audio/ogg; codecs=opus", voice_note_bytes());
         assert_eq!(
@@ -1102,17 +1111,7 @@ fn voice_note_sha256_base64() -> String {
 
 #[tokio::test]
 async fn voice_note_that_does_not_match_its_sha256_is_not_transcribed() {
-    let heard = Arc::new(Mutex::new(None));
-    let stt = Arc::new(MeasuringStt {
-        transcript: "words the customer never said".into(),
-        format: SttAudioFormat::Pcm16k,
-        heard: heard.clone(),
-    });
-    let h = start(Options {
-        stt: Some(stt),
-        ..Options::default()
-    })
-    .await;
+    let (h, heard) = start_measuring("words the customer never said", SttAudioFormat::Pcm16k).await;
     // The server hands out a file cut short; the webhook's digest is of the whole note.
     let whole = voice_note_bytes();
     h.graph.add_media(
@@ -1310,17 +1309,7 @@ async fn twilio_delivery_reports_update_our_message_and_never_regress() {
 
 #[tokio::test]
 async fn twilio_voice_note_is_fetched_with_basic_auth_and_answered() {
-    let heard = Arc::new(Mutex::new(None));
-    let stt = Arc::new(MeasuringStt {
-        transcript: "details on the New York room?".into(),
-        format: SttAudioFormat::Pcm16k,
-        heard: heard.clone(),
-    });
-    let h = start(Options {
-        stt: Some(stt),
-        ..Options::default()
-    })
-    .await;
+    let (h, heard) = start_measuring("details on the New York room?", SttAudioFormat::Pcm16k).await;
     h.twilio
         .add_media("ME0001", "audio/ogg", voice_note_bytes());
     let mut params = twilio_params("MM00000000000000000000000000voice", "");

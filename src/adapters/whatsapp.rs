@@ -481,33 +481,14 @@ impl WhatsAppService {
         Ok(report)
     }
 
-    /// Queues a verified Twilio WhatsApp message; `None` when the `To` number is unknown.
+    /// Queues a verified Twilio WhatsApp message, routed by its `To` number.
     pub async fn accept_twilio(
         &self,
         message: InboundMessage,
     ) -> Result<AcceptReport, WhatsAppError> {
-        let mut report = AcceptReport::default();
-        let Some(business) = self
-            .directory
-            .by_twilio_number(&message.business_number)
+        let number = message.business_number.clone();
+        self.accept_twilio_event(&number, InboundEvent::Message(message))
             .await
-        else {
-            report.unknown_number += 1;
-            self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(to = %message.business_number, "Twilio WhatsApp message to an unknown number; acknowledged, not processed");
-            return Ok(report);
-        };
-        self.enqueue(
-            PROVIDER_TWILIO,
-            &business,
-            &InboundEvent::Message(message),
-            &mut report,
-        )
-        .await?;
-        if report.queued > 0 {
-            self.wake.notify_waiters();
-        }
-        Ok(report)
     }
 
     /// Queues a verified Twilio status callback, routed by the business number it was sent from.
@@ -516,20 +497,25 @@ impl WhatsAppService {
         update: StatusUpdate,
         business_number: &str,
     ) -> Result<AcceptReport, WhatsAppError> {
+        self.accept_twilio_event(business_number, InboundEvent::Status(update))
+            .await
+    }
+
+    /// Unknown numbers are acknowledged and logged, not processed (Twilio would retry otherwise).
+    async fn accept_twilio_event(
+        &self,
+        business_number: &str,
+        event: InboundEvent,
+    ) -> Result<AcceptReport, WhatsAppError> {
         let mut report = AcceptReport::default();
         let Some(business) = self.directory.by_twilio_number(business_number).await else {
             report.unknown_number += 1;
             self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(from = %business_number, "Twilio status for an unknown number; acknowledged, not processed");
+            tracing::warn!(number = %business_number, "Twilio WhatsApp request for an unknown number; acknowledged, not processed");
             return Ok(report);
         };
-        self.enqueue(
-            PROVIDER_TWILIO,
-            &business,
-            &InboundEvent::Status(update),
-            &mut report,
-        )
-        .await?;
+        self.enqueue(PROVIDER_TWILIO, &business, &event, &mut report)
+            .await?;
         if report.queued > 0 {
             self.wake.notify_waiters();
         }
