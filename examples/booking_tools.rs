@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use kav::adapters::providers::{AgentRequest, CallContext, Channel};
 use kav::agent::outbox::LogSender;
-use kav::agent::{BookingRuntime, Clock, tools};
+use kav::agent::{BookingRuntime, tools};
 use kav::config::BookingConfig;
 use kav::store::Store;
+use kav::testing::clock::{ManualClock, monday_noon_ms};
 use serde_json::json;
 
 fn report(name: &str, mut us: Vec<u128>) {
@@ -37,17 +38,11 @@ async fn main() {
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("kav.db").display()))
         .await
         .expect("store");
-    let now = jiff::civil::date(2026, 11, 23)
-        .at(12, 0, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Jerusalem").unwrap())
-        .unwrap()
-        .timestamp()
-        .as_millisecond();
-    let clock: Clock = Arc::new(move || now);
+    let now = monday_noon_ms();
     let rt = BookingRuntime::new(
         store,
         Arc::new(LogSender::new()),
-        clock,
+        ManualClock::new(now).clock(),
         BookingConfig::default(),
     );
     let mut req = AgentRequest {

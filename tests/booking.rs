@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use kav::adapters::providers::{
     Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role,
 };
 use kav::agent::offline::{OfflineBookingAgent, OfflineReply, PHONE_MAX_DIGITS};
 use kav::agent::tools::{self, ToolContext};
-use kav::agent::{BookingRuntime, Clock, GUARD_TRACE, outbox};
+use kav::agent::{BookingRuntime, GUARD_TRACE, outbox};
 use kav::config::BookingConfig;
 use kav::core::booking::guard::Evidence;
 use kav::store::Store;
+use kav::testing::clock::{ManualClock, monday_noon_ms};
 use kav::testing::switchable_sender::SwitchableSender;
 use serde_json::{Value, json};
 
@@ -24,19 +24,9 @@ const CALLER: &str = "+972501234567";
 struct Fixture {
     rt: Arc<BookingRuntime>,
     sender: Arc<SwitchableSender>,
-    clock: Arc<AtomicI64>,
+    clock: ManualClock,
     store: Store,
     _dir: tempfile::TempDir,
-}
-
-/// Monday 2026-11-23 12:00 in Tel Aviv.
-fn monday_noon_ms() -> i64 {
-    jiff::civil::date(2026, 11, 23)
-        .at(12, 0, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Jerusalem").unwrap())
-        .unwrap()
-        .timestamp()
-        .as_millisecond()
 }
 
 async fn fixture() -> Fixture {
@@ -48,13 +38,11 @@ async fn fixture() -> Fixture {
 
 async fn fixture_on(store: Store, dir: tempfile::TempDir) -> Fixture {
     let sender = Arc::new(SwitchableSender::new());
-    let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
-    let c = clock.clone();
-    let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
+    let clock = ManualClock::monday_noon();
     let rt = BookingRuntime::new(
         store.clone(),
         sender.clone(),
-        clock_fn,
+        clock.clock(),
         BookingConfig::default(),
     );
     Fixture {
@@ -220,19 +208,16 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     assert!(f.sender.delivered().is_empty());
 
     // Still down at the first retry: backoff grows, nothing delivered.
-    f.clock.fetch_add(2_000, Ordering::SeqCst);
+    f.clock.advance(2_000);
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 1);
     let ev = f.store.outbox_by_key(&key).await.unwrap().unwrap();
     assert_eq!((ev.status.as_str(), ev.attempts), ("pending", 2));
-    assert_eq!(
-        ev.next_attempt_at_ms,
-        f.clock.load(Ordering::SeqCst) + 4_000
-    );
+    assert_eq!(ev.next_attempt_at_ms, f.clock.now_ms() + 4_000);
     // Not due yet: the worker leaves it alone.
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 0);
 
     f.sender.set_down(false);
-    f.clock.fetch_add(4_000, Ordering::SeqCst);
+    f.clock.advance(4_000);
     assert_eq!(outbox::run_once(&f.rt).await.unwrap(), 1);
     assert_eq!(
         outbox::run_once(&f.rt).await.unwrap(),
@@ -379,7 +364,7 @@ async fn identical_request_within_five_minutes_is_one_appointment() {
         .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
         .await;
     assert!(first.ok, "{:?}", first.value);
-    f.clock.fetch_add(60_000, Ordering::SeqCst);
+    f.clock.advance(60_000);
     let second = ctx
         .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
         .await;
@@ -400,7 +385,7 @@ async fn identical_request_within_five_minutes_is_one_appointment() {
     );
     assert_eq!(f.sender.delivered().len(), 1, "one confirmation");
     // After the window the same request is a new booking attempt: the slot is full.
-    f.clock.fetch_add(5 * 60_000, Ordering::SeqCst);
+    f.clock.advance(5 * 60_000);
     let third = ctx
         .call(tools::CREATE, &create_args("2026-11-24T12:00", "New York"))
         .await;
@@ -610,7 +595,6 @@ async fn booking_tables_work_on_postgres() {
     let phone = format!("+97250{:07}", std::process::id() % 10_000_000);
     let ctx = ctx(&f, &sid, Some(&phone)).await;
     let day = 1 + (std::process::id() % 20) as i64;
-    f.clock.fetch_add(0, Ordering::SeqCst);
     let date = jiff::civil::date(2026, 11, 23)
         .checked_add(jiff::Span::new().days(day))
         .unwrap();
@@ -650,18 +634,12 @@ async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
     let store = Store::connect(&url).await.unwrap();
     let sender = Arc::new(SwitchableSender::new());
     let now = monday_noon_ms();
-    let clock = Arc::new(AtomicI64::new(now));
-    let c = clock.clone();
+    let clock = ManualClock::new(now);
     let config = BookingConfig {
         outbox_max_attempts: 2,
         ..BookingConfig::default()
     };
-    let rt = BookingRuntime::new(
-        store.clone(),
-        sender.clone(),
-        Arc::new(move || c.load(Ordering::SeqCst)),
-        config,
-    );
+    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock.clock(), config);
     let payload = outbox::SendPayload {
         message: kav::adapters::providers::OutboundMessage {
             phone_number_id: "100200300400500".into(),
@@ -701,15 +679,15 @@ async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
         "leased events are skipped"
     );
     // Lease expired: delivery proceeds; WhatsApp is down, so two attempts then dead.
-    clock.store(now + outbox::LEASE_MS, Ordering::SeqCst);
+    clock.set(now + outbox::LEASE_MS);
     sender.set_down(true);
     assert_eq!(outbox::run_once(&rt).await.unwrap(), 1);
-    clock.fetch_add(60_000, Ordering::SeqCst);
+    clock.advance(60_000);
     assert_eq!(outbox::run_once(&rt).await.unwrap(), 1);
     let row = store.outbox_by_key("k1").await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.attempts), ("dead", 2));
     assert!(row.last_error.unwrap().contains("switched down"));
-    clock.fetch_add(600_000, Ordering::SeqCst);
+    clock.advance(600_000);
     sender.set_down(false);
     assert_eq!(
         outbox::run_once(&rt).await.unwrap(),

@@ -4,16 +4,16 @@
 //! WhatsApp sender that is down during the call and recovers afterwards.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use kav::adapters::call::CallDeps;
 use kav::agent::offline::OfflineBookingAgent;
-use kav::agent::{BookingRuntime, Clock, outbox};
+use kav::agent::{BookingRuntime, outbox};
 use kav::caller::{self, CallOptions, Step, synthetic_speech};
 use kav::config::{BookingConfig, Config};
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
+use kav::testing::clock::ManualClock;
 use kav::testing::switchable_sender::SwitchableSender;
 use tokio::net::TcpListener;
 
@@ -24,17 +24,8 @@ struct Server {
     recorder: Recorder,
     rt: Arc<BookingRuntime>,
     sender: Arc<SwitchableSender>,
-    clock: Arc<AtomicI64>,
+    clock: ManualClock,
     _dir: tempfile::TempDir,
-}
-
-fn monday_noon_ms() -> i64 {
-    jiff::civil::date(2026, 11, 23)
-        .at(12, 0, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Jerusalem").unwrap())
-        .unwrap()
-        .timestamp()
-        .as_millisecond()
 }
 
 async fn start() -> Server {
@@ -53,13 +44,11 @@ async fn start() -> Server {
     let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
     let mut providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
     let sender = Arc::new(SwitchableSender::new());
-    let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
-    let c = clock.clone();
-    let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
+    let clock = ManualClock::monday_noon();
     let rt = BookingRuntime::new(
         store.clone(),
         sender.clone(),
-        clock_fn,
+        clock.clock(),
         BookingConfig::default(),
     );
     providers.agent = Arc::new(OfflineBookingAgent::new(rt.clone()));
@@ -185,7 +174,7 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
     }
     // WhatsApp recovers; the worker's next due pass delivers the confirmation once.
     srv.sender.set_down(false);
-    srv.clock.fetch_add(60_000, Ordering::SeqCst);
+    srv.clock.advance(60_000);
     outbox::run_once(&srv.rt).await.unwrap();
     outbox::run_once(&srv.rt).await.unwrap();
     let delivered = srv.sender.delivered();

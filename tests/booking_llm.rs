@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use kav::adapters::openai::OpenAiChat;
 use kav::adapters::providers::{
     Agent, AgentEvent, AgentRequest, CallContext, Channel, ChatModel, Message, Role, ToolCall,
 };
 use kav::agent::llm::BookingAgent;
-use kav::agent::{BookingRuntime, Clock, GUARD_TRACE, outbox};
+use kav::agent::{BookingRuntime, GUARD_TRACE, outbox};
 use kav::config::{BookingConfig, LlmConfig};
 use kav::store::Store;
+use kav::testing::clock::ManualClock;
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
 use kav::testing::switchable_sender::SwitchableSender;
 use serde_json::{Value, json};
@@ -24,20 +24,11 @@ const CALLER: &str = "+972501234567";
 struct Fixture {
     rt: Arc<BookingRuntime>,
     sender: Arc<SwitchableSender>,
-    clock: Arc<AtomicI64>,
+    clock: ManualClock,
     store: Store,
     fake: FakeOpenAi,
     agent: BookingAgent,
     _dir: tempfile::TempDir,
-}
-
-fn monday_noon_ms() -> i64 {
-    jiff::civil::date(2026, 11, 23)
-        .at(12, 0, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Jerusalem").unwrap())
-        .unwrap()
-        .timestamp()
-        .as_millisecond()
 }
 
 async fn fixture(script: Vec<FakeReply>) -> Fixture {
@@ -45,14 +36,12 @@ async fn fixture(script: Vec<FakeReply>) -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("kav.db").display());
     let store = Store::connect(&url).await.unwrap();
     let sender = Arc::new(SwitchableSender::new());
-    let clock = Arc::new(AtomicI64::new(monday_noon_ms()));
-    let c = clock.clone();
-    let clock_fn: Clock = Arc::new(move || c.load(Ordering::SeqCst));
+    let clock = ManualClock::monday_noon();
     let config = BookingConfig {
         llm_timeout_ms: 1_500,
         ..BookingConfig::default()
     };
-    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock_fn, config);
+    let rt = BookingRuntime::new(store.clone(), sender.clone(), clock.clock(), config);
     let fake = FakeOpenAi::start(script).await;
     let llm = LlmConfig {
         base_url: fake.base_url(),
@@ -179,7 +168,7 @@ async fn llm_books_while_whatsapp_is_down_and_confirmation_arrives_after_recover
     assert!(first["tools"].as_array().unwrap().len() >= 8);
 
     f.sender.set_down(false);
-    f.clock.fetch_add(10_000, Ordering::SeqCst);
+    f.clock.advance(10_000);
     outbox::run_once(&f.rt).await.unwrap();
     outbox::run_once(&f.rt).await.unwrap();
     assert_eq!(f.sender.delivered().len(), 1);

@@ -406,18 +406,7 @@ where
 }
 
 fn text_webhook(wamid: &str, from: &str, phone_number_id: &str, body: &str) -> Vec<u8> {
-    serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "15550783881", "phone_number_id": phone_number_id },
-            "contacts": [{ "profile": { "name": "Test" }, "wa_id": from }],
-            "messages": [{ "from": from, "id": wamid, "timestamp": "1749416383",
-                           "type": "text", "text": { "body": body } }]
-        }}]}]
-    })
-    .to_string()
-    .into_bytes()
+    kav::testing::fake_graph::text_webhook(wamid, from, phone_number_id, "15550783881", body)
 }
 
 fn status_webhook(wamid: &str, status: &str, ts: i64) -> Vec<u8> {

@@ -129,18 +129,7 @@ async fn start() -> Harness {
 }
 
 fn text_webhook(wamid: &str, body: &str) -> Vec<u8> {
-    serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "97235550100", "phone_number_id": SEEDED_NUMBER_ID },
-            "contacts": [{ "profile": { "name": "Dana" }, "wa_id": CUSTOMER }],
-            "messages": [{ "from": CUSTOMER, "id": wamid, "timestamp": "1763900000",
-                           "type": "text", "text": { "body": body } }]
-        }}]}]
-    })
-    .to_string()
-    .into_bytes()
+    kav::testing::fake_graph::text_webhook(wamid, CUSTOMER, SEEDED_NUMBER_ID, "97235550100", body)
 }
 
 impl Harness {

@@ -200,12 +200,7 @@ impl BookingAgent {
             .turn_context(&request)
             .await
             .map_err(|e| AgentError::Failed(e.to_string()))?;
-        let user = request
-            .history
-            .last()
-            .filter(|m| m.role == Role::User)
-            .map(|m| m.text.clone())
-            .unwrap_or_default();
+        let user = super::user_text(&request);
         let memory_key = request.call.call_sid.clone();
         let earlier_tools = self
             .memory

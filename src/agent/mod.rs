@@ -235,6 +235,16 @@ impl BookingRuntime {
     }
 }
 
+/// What the customer said this turn: the last message, if it is theirs.
+pub fn user_text(request: &AgentRequest) -> String {
+    request
+        .history
+        .last()
+        .filter(|m| m.role == crate::adapters::providers::Role::User)
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
+}
+
 /// The customer's phone from the channel (`From`, E.164), if known.
 pub fn caller_phone(request: &AgentRequest) -> Option<String> {
     request

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::tools::{self, ToolContext};
 use super::{BookingRuntime, ConversationMap};
 use crate::adapters::providers::{
-    Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Role,
+    Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel,
 };
 use crate::core::booking::guard::{Evidence, is_hebrew};
 use crate::core::booking::parse;
@@ -98,12 +98,7 @@ impl OfflineBookingAgent {
                 },
                 ..DialogState::default()
             });
-        let user = request
-            .history
-            .last()
-            .filter(|m| m.role == Role::User)
-            .map(|m| m.text.clone())
-            .unwrap_or_default();
+        let user = super::user_text(request);
         let mut evidence = Evidence::default();
         let reply = step(&ctx, &mut state, &user, request.digits, &mut evidence).await;
         let text = self.rt.guard_reply(&ctx, &reply.text, evidence).await;

@@ -14,6 +14,17 @@ use super::{Store, StoreError};
 use crate::core::whatsapp::DeliveryStatus;
 
 /// One claimed inbox row.
+/// `SELECT` of the columns [`outbound_row`] reads, followed by `$rest` (sqlx wants literal SQL).
+macro_rules! select_outbound {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
+             error_code, error_detail FROM whatsapp_outbound ",
+            $rest
+        )
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
     pub id: String,
@@ -410,27 +421,10 @@ impl Store {
     }
 
     pub async fn whatsapp_outbound(&self, id: &str) -> Result<Option<OutboundRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
-                    error_code, error_detail FROM whatsapp_outbound WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(outbound_row).transpose()
-    }
-
-    pub async fn whatsapp_outbound_by_provider_id(
-        &self,
-        provider_message_id: &str,
-    ) -> Result<Option<OutboundRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
-                    error_code, error_detail FROM whatsapp_outbound WHERE provider_message_id = $1",
-        )
-        .bind(provider_message_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(select_outbound!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(outbound_row).transpose()
     }
 
@@ -530,11 +524,9 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<OutboundRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
-                    error_code, error_detail FROM whatsapp_outbound WHERE conversation_id = $1 \
-             ORDER BY created_at_ms, id",
-        )
+        let rows = sqlx::query(select_outbound!(
+            "WHERE conversation_id = $1 ORDER BY created_at_ms, id"
+        ))
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?;

@@ -441,3 +441,26 @@ async fn twilio_send(
     )
         .into_response()
 }
+
+/// A Cloud API `messages` webhook carrying one text message, shaped like Meta's documented
+/// example (`fixtures/whatsapp/text_webhook.json`) with the fields a test varies.
+pub fn text_webhook(
+    wamid: &str,
+    from: &str,
+    phone_number_id: &str,
+    display_number: &str,
+    body: &str,
+) -> Vec<u8> {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": display_number, "phone_number_id": phone_number_id },
+            "contacts": [{ "profile": { "name": "Test" }, "wa_id": from }],
+            "messages": [{ "from": from, "id": wamid, "timestamp": "1763900000",
+                           "type": "text", "text": { "body": body } }]
+        }}]}]
+    })
+    .to_string()
+    .into_bytes()
+}

@@ -2,6 +2,7 @@
 //! reachable here, so each real client is exercised against a local server speaking the vendor's
 //! wire protocol on 127.0.0.1:0.
 
+pub mod clock;
 pub mod fake_google;
 pub mod fake_graph;
 pub mod fake_openai;
