@@ -2,86 +2,16 @@
 //! `KAV_TEST_POSTGRES_URL` is set (see `scripts/ci-postgres.sh`); each PostgreSQL run gets its own
 //! schema, dropped afterwards, so tests can run in parallel on one database.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use kav::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use kav::store::{Record, Store};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyPool, Row};
+
+mod backends;
+use backends::backends;
 
 const T0: i64 = 1_700_000_000_000;
-
-struct Backend {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl Backend {
-    /// A second, independent pool on the same database (for poking at it behind the store's back).
-    async fn side_pool(&self) -> AnyPool {
-        sqlx::any::install_default_drivers();
-        AnyPool::connect(&self.url).await.unwrap()
-    }
-
-    async fn cleanup(self) {
-        if let Some((base, schema)) = &self.pg {
-            let pool = sqlx::PgPool::connect(base).await.unwrap();
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-async fn backends() -> Vec<Backend> {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
-    let mut out = vec![Backend {
-        name: "sqlite",
-        url,
-        _dir: Some(dir),
-        pg: None,
-    }];
-    match std::env::var("KAV_TEST_POSTGRES_URL") {
-        Ok(base) if !base.is_empty() => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            let schema = format!(
-                "kav_test_{}_{}_{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed),
-                nanos
-            );
-            let pool = sqlx::PgPool::connect(&base)
-                .await
-                .expect("KAV_TEST_POSTGRES_URL must be reachable");
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-            eprintln!("note: also testing PostgreSQL (schema {schema})");
-            out.push(Backend {
-                name: "postgres",
-                url,
-                _dir: None,
-                pg: Some((base, schema)),
-            });
-        }
-        _ => eprintln!(
-            "note: KAV_TEST_POSTGRES_URL unset; PostgreSQL backend skipped (scripts/ci-postgres.sh)"
-        ),
-    }
-    out
-}
 
 fn turn(n: u32, user: &str, bot: &str, interrupted: bool, marks: LatencyMarks) -> TurnRecord {
     TurnRecord {

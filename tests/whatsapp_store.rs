@@ -1,69 +1,11 @@
 //! WhatsApp tables (migration 0003) on SQLite, and on PostgreSQL when `KAV_TEST_POSTGRES_URL` is
 //! set (`scripts/ci-postgres.sh`; each run gets its own schema, dropped afterwards).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use kav::store::Store;
 use kav::store::whatsapp::{ConversationKey, InboxOutcome, conversation_id};
-use sqlx::AssertSqlSafe;
 
-struct Backend {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl Backend {
-    async fn cleanup(self) {
-        if let Some((base, schema)) = &self.pg {
-            let pool = sqlx::PgPool::connect(base).await.unwrap();
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
-}
-
-async fn backends() -> Vec<Backend> {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
-    let mut out = vec![Backend {
-        name: "sqlite",
-        url,
-        _dir: Some(dir),
-        pg: None,
-    }];
-    if let Ok(base) = std::env::var("KAV_TEST_POSTGRES_URL")
-        && !base.is_empty()
-    {
-        let schema = format!(
-            "kav_wa_test_{}_{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let pool = sqlx::PgPool::connect(&base)
-            .await
-            .expect("KAV_TEST_POSTGRES_URL must be reachable");
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let sep = if base.contains('?') { '&' } else { '?' };
-        out.push(Backend {
-            name: "postgres",
-            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-            _dir: None,
-            pg: Some((base, schema)),
-        });
-    } else {
-        eprintln!("note: KAV_TEST_POSTGRES_URL unset; PostgreSQL backend skipped");
-    }
-    out
-}
+mod backends;
+use backends::backends;
 
 #[tokio::test]
 async fn inbox_dedups_claims_with_a_lease_and_serialises_a_conversation() {
