@@ -357,6 +357,54 @@ async fn full_slot_offers_alternatives() {
 }
 
 #[tokio::test]
+async fn without_a_real_whatsapp_sender_nobody_is_told_a_message_was_sent() {
+    // The no-keys set-up: confirmations go to the log stand-in.
+    let f = fixture().await;
+    let log = Arc::new(kav::agent::outbox::LogSender::new());
+    let rt = BookingRuntime::new(
+        f.store.clone(),
+        log.clone(),
+        f.clock.clock(),
+        BookingConfig::default(),
+    );
+    let req = request("CA_log", Some(CALLER), Vec::new(), false, "en-US");
+    let ctx = rt.turn_context(&req).await.unwrap();
+    let booked = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T12:00", "Dubai"))
+        .await;
+    assert!(booked.ok, "{:?}", booked.value);
+    assert_eq!(booked.value["whatsapp_status"], "pending");
+    assert_eq!(log.sent().len(), 1, "the confirmation is kept in the log");
+    let again = ctx
+        .call(tools::CREATE, &create_args("2026-11-24T12:00", "Dubai"))
+        .await;
+    assert_eq!(
+        (&again.value["duplicate"], &again.value["whatsapp_status"]),
+        (&json!(true), &json!("pending"))
+    );
+    let send = ctx
+        .call(
+            tools::WHATSAPP_SEND,
+            &json!({"text": "see you"}).to_string(),
+        )
+        .await;
+    assert!(!send.ok);
+    assert_eq!(send.value["error"], "not_configured");
+
+    // Through the offline dialog: booked, and told the details will follow.
+    let mut c = Conversation::new(&f, "CA_log2", Some(CALLER), "en-US");
+    c.agent = kav::agent::offline::OfflineBookingAgent::new(rt.clone());
+    c.say("tomorrow at 14:00 in the Barcelona room", false)
+        .await;
+    c.say("Dana", false).await;
+    let r = c.say("yes", false).await;
+    assert_eq!(
+        r.text,
+        "You're booked for 2026-11-24 14:00. The details will follow."
+    );
+}
+
+#[tokio::test]
 async fn identical_request_within_five_minutes_is_one_appointment() {
     let f = fixture().await;
     let ctx = ctx(&f, "CA_dup", Some(CALLER)).await;

@@ -349,4 +349,9 @@ pub enum SendError {
 pub trait WhatsAppSender: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>>;
+    /// Whether a successful `send` reaches the customer. A stand-in that only logs (no WhatsApp
+    /// configured, or mock mode) says no, so the agent never tells a customer a message was sent.
+    fn delivers(&self) -> bool {
+        true
+    }
 }

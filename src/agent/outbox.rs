@@ -328,6 +328,10 @@ impl WhatsAppSender for LogSender {
         "log-sender"
     }
 
+    fn delivers(&self) -> bool {
+        false
+    }
+
     fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>> {
         let mut sent = self.sent.lock().expect("log sender lock");
         let receipt = match sent

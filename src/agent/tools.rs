@@ -659,7 +659,7 @@ impl ToolContext {
             "pending"
         } else {
             match outbox::deliver_key_now(&self.rt, &format!("confirm:{}", appt.id)).await {
-                Ok(Delivery::Delivered) => "sent",
+                Ok(Delivery::Delivered) => self.sent_status(),
                 Ok(_) => "failed",
                 Err(e) => {
                     tracing::warn!(error = %e, "confirmation attempt not recorded");
@@ -713,9 +713,19 @@ impl ToolContext {
             .outbox_by_key(&format!("confirm:{}", a.id))
             .await
         {
-            Ok(Some(row)) if row.status == "delivered" => "sent",
+            Ok(Some(row)) if row.status == "delivered" => self.sent_status(),
             Ok(Some(_)) => "failed",
             _ => "pending",
+        }
+    }
+
+    /// A confirmation the sender took: `sent` only if that sender reaches the customer. The log
+    /// stand-in keeps it for the operator, and the customer hears that the details will follow.
+    fn sent_status(&self) -> &'static str {
+        if self.rt.sender.delivers() {
+            "sent"
+        } else {
+            "pending"
         }
     }
 
@@ -905,6 +915,12 @@ impl ToolContext {
         let Some(pnid) = self.whatsapp_number_id().await else {
             return fail("not_configured", "this business has no WhatsApp number");
         };
+        if !self.rt.sender.delivers() {
+            return fail(
+                "not_configured",
+                "WhatsApp sending is not configured on this server",
+            );
+        }
         let now = self.now();
         let digest = Sha256::digest(args.text.as_bytes());
         let key = format!(
