@@ -126,6 +126,25 @@ pub struct PlayoutConfig {
     pub mark_every_frames: u32,
     /// Internal playout buffer for TTS audio; when full, TTS is throttled.
     pub buffer_ms: u32,
+    /// Headroom on the cap of unconfirmed audio above lead + mark interval + SRTT + 4·RTTVAR, so
+    /// a TCP stall on the echo path does not hold playout.
+    pub unconfirmed_slack_ms: u32,
+    /// Most audio sent to Twilio without a mark echo confirming it (a dead peer gets no more).
+    pub unconfirmed_max_ms: u32,
+    /// A mark echo later than this after its audio was due to play (plus SRTT) is given up on:
+    /// the schedule says it played, so playback and end-of-call never wait forever.
+    pub echo_timeout_ms: u32,
+}
+
+impl PlayoutConfig {
+    pub fn limits(&self) -> crate::core::pacer::PacerLimits {
+        use std::time::Duration;
+        crate::core::pacer::PacerLimits {
+            cap_slack: Duration::from_millis(self.unconfirmed_slack_ms as u64),
+            cap_max: Duration::from_millis(self.unconfirmed_max_ms as u64),
+            echo_timeout: Duration::from_millis(self.echo_timeout_ms as u64),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -511,6 +530,9 @@ impl Default for PlayoutConfig {
             lead_frames: 5,
             mark_every_frames: 5,
             buffer_ms: 1_000,
+            unconfirmed_slack_ms: 600,
+            unconfirmed_max_ms: 1_200,
+            echo_timeout_ms: 2_000,
         }
     }
 }

@@ -21,6 +21,7 @@ fn turn(n: u32, user: &str, bot: &str, interrupted: bool, marks: LatencyMarks) -
         bot_text: bot.into(),
         interrupted,
         marks,
+        rtt_ms: None,
     }
 }
 
@@ -168,6 +169,7 @@ async fn call_with_turns_and_events_round_trips() {
             bot_text: "תודה".into(),
             interrupted: false,
             marks: none,
+            rtt_ms: None,
         };
         let records = vec![
             started("call-a", "CA-a", T0),

@@ -702,6 +702,7 @@ impl CallDriver {
                 total_ms = m.total_ms,
                 ai_total_ms = m.ai_total_ms,
                 tts_total_ms = m.tts_total_ms,
+                rtt_ms = t.rtt_ms,
                 "turn"
             );
         } else if let CallEvent::Warning { kind, detail } = &event {

@@ -54,6 +54,9 @@ pub struct TurnRecord {
     pub bot_text: String,
     pub interrupted: bool,
     pub marks: LatencyMarks,
+    /// The call's smoothed RTT to Twilio (SRTT from mark echoes) when the turn ended; `None`
+    /// before the first echo. Logged with the turn, not stored.
+    pub rtt_ms: Option<u32>,
 }
 
 /// Something worth keeping about a call. The adapter stamps call id and wall-clock time.

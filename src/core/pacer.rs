@@ -1,7 +1,15 @@
-//! Paced playout. TTS audio lands in a bounded buffer; frames leave one per 20 ms on an absolute
-//! schedule (no drift), at most `lead + mark_every` frames ahead of what Twilio has confirmed
-//! playing. A mark follows every `mark_every` frames and the last frame of a reply, so mark echoes
-//! tell us what was actually played.
+//! Paced playout. TTS audio lands in a bounded buffer; frames leave on an absolute 20 ms schedule
+//! (no drift): the first `lead` frames of a reply go out at once (the priming burst), then one per
+//! 20 ms. The lead at Twilio is therefore bounded by *time sent ahead of the schedule*, never by
+//! how quickly mark echoes come back, so round-trip time does not slow the playout rate.
+//!
+//! A mark follows every `mark_every` frames and the last frame of a reply. Mark echoes tell us what
+//! the caller actually heard (heard text, reply finished), and feed an RTT estimate (echo arrival −
+//! when that frame was due to finish playing, smoothed as TCP's SRTT/RTTVAR, RFC 6298). A safety
+//! cap on unconfirmed audio — `lead + mark interval + SRTT + 4·RTTVAR`, plus slack for a TCP
+//! stall, at most `cap_max` — stops a dead peer from being fed seconds of audio. An echo that does
+//! not come within `echo_timeout` of its frame's play time is taken as played by the schedule
+//! (counted), so lost echoes never stall playback forever.
 //!
 //! Twilio echoes a mark when playback reaches it, or at once for every pending mark after `clear`.
 //! Marks are numbered; after a clear, echoes of marks sent before it are recognised as flushed.
@@ -18,6 +26,8 @@ pub const FRAME: Duration = Duration::from_millis(20);
 pub enum PacerOutput {
     Frame([u8; FRAME_BYTES]),
     Mark(u64),
+    /// The reply's final echo never came within the echo timeout; by the schedule it has played.
+    Finished,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,18 +38,93 @@ pub enum MarkOutcome {
     Finished,
     /// An echo for a mark flushed by `clear`.
     Flushed,
+    /// An echo for a mark already confirmed (by a later echo) or given up on (timed out).
+    Stale,
     /// Not a mark we sent.
     Unknown,
+}
+
+/// Smoothed round-trip estimate as in RFC 6298 (SRTT, RTTVAR), fed plain samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimator {
+    pub fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(r);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+    }
+
+    /// Smoothed RTT; `None` before the first sample.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+}
+
+/// Limits of the adaptive cap on unconfirmed audio and the echo timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacerLimits {
+    /// Headroom above the RTT-based estimate, so a TCP retransmit stall on the echo path does
+    /// not hold playout.
+    pub cap_slack: Duration,
+    /// Ceiling on unconfirmed audio (also the cap before the first RTT sample).
+    pub cap_max: Duration,
+    pub echo_timeout: Duration,
+}
+
+impl Default for PacerLimits {
+    fn default() -> Self {
+        Self {
+            cap_slack: Duration::from_millis(600),
+            cap_max: Duration::from_millis(1_200),
+            echo_timeout: Duration::from_millis(2_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PacerStats {
     pub frames_sent: u64,
+    /// Frames sent in priming bursts (the first `lead` frames of a reply or after an underrun).
+    pub priming_frames: u64,
     pub underrun_events: u64,
     pub underrun_ms: u64,
-    /// Times sending paused because Twilio had not confirmed playback of the lead.
+    /// Times sending paused because unconfirmed audio reached the safety cap.
     pub lead_holds: u64,
     pub overflow_bytes: u64,
+    /// Smoothed RTT and its variation from mark echoes (0 before the first sample).
+    pub srtt_ms: u64,
+    pub rttvar_ms: u64,
+    /// Largest lead at Twilio (audio sent minus audio due to have played by the schedule).
+    pub lead_max_ms: u64,
+    /// Echoes for marks already confirmed or timed out (out of order, or very late).
+    pub stale_echoes: u64,
+    /// Marks whose echo did not come within the echo timeout.
+    pub missing_echoes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SentMark {
+    id: u64,
+    /// Frames of the reply sent when it went out.
+    frames: u64,
+    /// When the frame before it is due to finish playing, by the schedule.
+    due: Instant,
 }
 
 #[derive(Debug)]
@@ -48,17 +133,20 @@ pub struct Pacer {
     capacity: usize,
     lead: u64,
     mark_every: u64,
+    limits: PacerLimits,
+    rtt: RttEstimator,
     /// Frames of the current reply sent / confirmed played.
     sent: u64,
     played: u64,
-    /// Outstanding marks: (id, frames sent when it went out).
-    marks: VecDeque<(u64, u64)>,
+    /// Outstanding marks, oldest first.
+    marks: VecDeque<SentMark>,
     next_mark_id: u64,
     /// Echoes for ids below this were flushed by a clear.
     flushed_below: u64,
     final_mark: Option<u64>,
     pending_mark: Option<u64>,
-    /// (anchor time, frame index at anchor): frame n is due at anchor + (n - index - lead + 1) frames.
+    /// (anchor time, frame index at anchor): frame n leaves at anchor + (n - index - lead + 1)
+    /// frames (not before the anchor) and is due to finish playing at anchor + (n - index + 1).
     anchor: Option<(Instant, u64)>,
     input_done: bool,
     underrun_since: Option<Instant>,
@@ -68,17 +156,35 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(buffer_ms: u32, lead_frames: u32, mark_every_frames: u32) -> Self {
+        Self::with_limits(
+            buffer_ms,
+            lead_frames,
+            mark_every_frames,
+            PacerLimits::default(),
+        )
+    }
+
+    pub fn with_limits(
+        buffer_ms: u32,
+        lead_frames: u32,
+        mark_every_frames: u32,
+        limits: PacerLimits,
+    ) -> Self {
         let capacity = (buffer_ms as usize * 8).max(2 * FRAME_BYTES);
         let lead = lead_frames.max(1) as u64;
         let mark_every = mark_every_frames.max(1) as u64;
+        // Outstanding marks are bounded by the cap; room for all of them up front.
+        let cap_frames = limits.cap_max.as_millis() as u64 / FRAME.as_millis() as u64;
         Self {
             buffer: VecDeque::with_capacity(capacity),
             capacity,
             lead,
             mark_every,
+            limits,
+            rtt: RttEstimator::default(),
             sent: 0,
             played: 0,
-            marks: VecDeque::with_capacity(((lead + mark_every) / mark_every + 4) as usize),
+            marks: VecDeque::with_capacity((cap_frames / mark_every + lead + 4) as usize),
             next_mark_id: 1,
             flushed_below: 1,
             final_mark: None,
@@ -93,6 +199,10 @@ impl Pacer {
 
     pub fn stats(&self) -> PacerStats {
         self.stats
+    }
+
+    pub fn rtt(&self) -> RttEstimator {
+        self.rtt
     }
 
     /// Room left in the playout buffer. The driver only takes TTS audio when this is large enough,
@@ -122,9 +232,23 @@ impl Pacer {
         self.input_done
     }
 
-    /// Frames of this reply Twilio confirmed playing.
+    /// Frames of this reply Twilio confirmed playing (or that timed out waiting for an echo).
     pub fn played_frames(&self) -> u64 {
         self.played
+    }
+
+    /// Frames of this reply the caller has heard by `now`: confirmed by echoes, plus what the
+    /// schedule says has played since. Audio reached Twilio one one-way delay after we sent it,
+    /// and a `clear` sent now reaches Twilio one one-way delay later, so the two cancel and the
+    /// schedule position at `now` is what will have played when Twilio stops.
+    pub fn heard_frames(&self, now: Instant) -> u64 {
+        let by_schedule = match self.anchor {
+            Some((at, index)) => {
+                index + (now.saturating_duration_since(at).as_millis() / FRAME.as_millis()) as u64
+            }
+            None => self.sent,
+        };
+        by_schedule.clamp(self.played, self.sent)
     }
 
     pub fn sent_frames(&self) -> u64 {
@@ -160,24 +284,51 @@ impl Pacer {
         self.buffer.len() >= FRAME_BYTES || (self.input_done && !self.buffer.is_empty())
     }
 
+    /// When the next frame leaves: the first `lead` frames at the anchor, then one per 20 ms.
     fn due_at(&self, anchor: (Instant, u64)) -> Instant {
         let (at, index) = anchor;
         let steps = (self.sent - index + 1).saturating_sub(self.lead);
         at + FRAME * steps as u32
     }
 
-    fn lead_exhausted(&self) -> bool {
-        self.sent - self.played >= self.lead + self.mark_every
+    /// Unconfirmed audio allowed at Twilio: lead + mark interval + SRTT + 4·RTTVAR + slack for a
+    /// stall, at most `cap_max` (and `cap_max` before the first RTT sample).
+    pub fn cap(&self) -> Duration {
+        match self.rtt.srtt() {
+            Some(srtt) => {
+                let base = FRAME * (self.lead + self.mark_every) as u32;
+                (base + srtt + self.rtt.rttvar() * 4 + self.limits.cap_slack)
+                    .min(self.limits.cap_max)
+            }
+            None => self.limits.cap_max,
+        }
     }
 
-    /// Next moment `poll` has something to send.
+    fn cap_reached(&self) -> bool {
+        FRAME * (self.sent - self.played) as u32 >= self.cap()
+    }
+
+    /// When we stop waiting for the oldest outstanding echo.
+    fn echo_deadline(&self) -> Option<Instant> {
+        let srtt = self.rtt.srtt().unwrap_or_default();
+        self.marks
+            .front()
+            .map(|m| m.due + srtt + self.limits.echo_timeout)
+    }
+
+    /// Next moment `poll` has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.pending_mark.is_some() || self.lead_exhausted() {
-            return None; // marks go out with their frame; a hold waits for an echo
+        let echo = self.echo_deadline();
+        if self.pending_mark.is_some() || self.cap_reached() {
+            return echo; // marks go out with their frame; a hold waits for an echo
         }
-        match self.anchor {
+        let send = match self.anchor {
             Some(anchor) if self.has_frame() || !self.input_done => Some(self.due_at(anchor)),
             _ => None,
+        };
+        match (send, echo) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -185,7 +336,10 @@ impl Pacer {
         if let Some(id) = self.pending_mark.take() {
             return Some(PacerOutput::Mark(id));
         }
-        if self.lead_exhausted() {
+        if self.expire_echoes(now) {
+            return Some(PacerOutput::Finished);
+        }
+        if self.cap_reached() {
             if !self.holding {
                 self.holding = true;
                 self.stats.lead_holds += 1;
@@ -216,13 +370,24 @@ impl Pacer {
         for (dst, src) in frame.iter_mut().zip(self.buffer.drain(..n)) {
             *dst = src;
         }
+        if self.sent - anchor.1 < self.lead {
+            self.stats.priming_frames += 1;
+        }
         self.sent += 1;
         self.stats.frames_sent += 1;
+        let (at, index) = anchor;
+        let due = at + FRAME * (self.sent - index) as u32;
+        let lead = due.saturating_duration_since(now).as_millis() as u64;
+        self.stats.lead_max_ms = self.stats.lead_max_ms.max(lead);
         let last = self.input_done && self.buffer.is_empty();
         if last || self.sent.is_multiple_of(self.mark_every) {
             let id = self.next_mark_id;
             self.next_mark_id += 1;
-            self.marks.push_back((id, self.sent));
+            self.marks.push_back(SentMark {
+                id,
+                frames: self.sent,
+                due,
+            });
             self.pending_mark = Some(id);
             if last {
                 self.final_mark = Some(id);
@@ -231,25 +396,51 @@ impl Pacer {
         Some(PacerOutput::Frame(frame))
     }
 
+    /// Gives up on echoes overdue by the echo timeout: by the schedule those frames have played.
+    /// True when that includes the reply's final mark.
+    fn expire_echoes(&mut self, now: Instant) -> bool {
+        let mut finished = false;
+        while let Some(deadline) = self.echo_deadline()
+            && deadline <= now
+            && let Some(mark) = self.marks.pop_front()
+        {
+            self.stats.missing_echoes += 1;
+            self.played = self.played.max(mark.frames);
+            if self.final_mark == Some(mark.id) {
+                self.final_mark = None;
+                finished = true;
+            }
+        }
+        finished
+    }
+
     fn end_underrun(&mut self, now: Instant) {
         if let Some(since) = self.underrun_since.take() {
             self.stats.underrun_ms += now.saturating_duration_since(since).as_millis() as u64;
         }
     }
 
-    /// A mark echo from Twilio.
-    pub fn on_mark(&mut self, id: u64) -> MarkOutcome {
-        let Some(pos) = self.marks.iter().position(|(m, _)| *m == id) else {
+    /// A mark echo from Twilio, arriving at `now`.
+    pub fn on_mark(&mut self, now: Instant, id: u64) -> MarkOutcome {
+        let Some(pos) = self.marks.iter().position(|m| m.id == id) else {
             return if id < self.flushed_below {
                 MarkOutcome::Flushed
+            } else if id < self.next_mark_id {
+                self.stats.stale_echoes += 1;
+                MarkOutcome::Stale
             } else {
                 MarkOutcome::Unknown
             };
         };
         // Echoes arrive in order; anything older than this one has been played too.
-        let (_, frames) = self.marks[pos];
+        let mark = self.marks[pos];
         self.marks.drain(..=pos);
-        self.played = self.played.max(frames);
+        self.played = self.played.max(mark.frames);
+        self.rtt.sample(now.saturating_duration_since(mark.due));
+        if let Some(srtt) = self.rtt.srtt() {
+            self.stats.srtt_ms = srtt.as_millis() as u64;
+            self.stats.rttvar_ms = self.rtt.rttvar().as_millis() as u64;
+        }
         if self.final_mark == Some(id) {
             self.final_mark = None;
             MarkOutcome::Finished
@@ -277,7 +468,7 @@ mod tests {
     fn burst_of_lead_then_one_frame_per_20ms() {
         let t0 = Instant::now();
         let mut p = Pacer::new(1000, 3, 5);
-        assert_eq!(p.push(&[0x55; 1600]), 1600);
+        assert_eq!(p.push(&[0x55; 160 * 40]), 160 * 40);
         assert_eq!(frames(&drain(&mut p, t0)), 3, "lead goes out at once");
         assert_eq!(p.poll_timeout(), Some(t0 + FRAME));
         assert_eq!(
@@ -285,9 +476,11 @@ mod tests {
             0
         );
         assert_eq!(frames(&drain(&mut p, t0 + FRAME)), 1);
-        // A late wake-up catches up on the absolute schedule but never exceeds the lead cap (3 + 5).
-        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 20)), 4);
-        assert_eq!(p.stats().lead_holds, 1);
+        // A late wake-up catches up on the absolute schedule, never more than the lead ahead of it.
+        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 20)), 19);
+        assert_eq!(p.stats().lead_max_ms, 60);
+        assert_eq!(p.stats().priming_frames, 3);
+        assert_eq!(p.stats().lead_holds, 0);
     }
 
     #[test]
@@ -310,7 +503,7 @@ mod tests {
                 })
                 .collect();
             for id in marks {
-                p.on_mark(id);
+                p.on_mark(t0, id);
             }
             all.retain(|o| matches!(o, PacerOutput::Frame(_)));
         }
@@ -333,7 +526,7 @@ mod tests {
         let PacerOutput::Mark(id) = out[1] else {
             panic!("{out:?}")
         };
-        assert_eq!(p.on_mark(id), MarkOutcome::Finished);
+        assert_eq!(p.on_mark(t0, id), MarkOutcome::Finished);
     }
 
     #[test]
@@ -352,12 +545,12 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(p.on_mark(ids[0]), MarkOutcome::Played);
+        assert_eq!(p.on_mark(t0, ids[0]), MarkOutcome::Played);
         assert_eq!(p.played_frames(), 1);
         p.clear(t0);
         assert_eq!(p.buffered_bytes(), 0);
-        assert_eq!(p.on_mark(ids[1]), MarkOutcome::Flushed);
-        assert_eq!(p.on_mark(999), MarkOutcome::Unknown);
+        assert_eq!(p.on_mark(t0, ids[1]), MarkOutcome::Flushed);
+        assert_eq!(p.on_mark(t0, 999), MarkOutcome::Unknown);
     }
 
     #[test]
@@ -380,5 +573,159 @@ mod tests {
         assert_eq!(p.free_bytes(), 800);
         assert_eq!(p.push(&[0; 1000]), 800);
         assert_eq!(p.stats().overflow_bytes, 200);
+    }
+
+    /// Runs a pacer against a peer that echoes each mark `rtt` after its frame is due to finish
+    /// playing (`None`: never). Returns the send times of all frames.
+    fn run_with_peer(p: &mut Pacer, t0: Instant, ms: u32, rtt: Option<Duration>) -> Vec<Instant> {
+        let mut sent_at = Vec::new();
+        let mut echoes: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut now = t0;
+        let end = t0 + Duration::from_millis(ms as u64);
+        while now < end {
+            while echoes.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, id) = echoes.pop_front().unwrap();
+                p.on_mark(now, id);
+            }
+            while let Some(out) = p.poll(now) {
+                match out {
+                    PacerOutput::Frame(_) => sent_at.push(now),
+                    PacerOutput::Mark(id) => {
+                        if let Some(rtt) = rtt {
+                            let due = p.marks.back().unwrap().due;
+                            echoes.push_back((due + rtt, id));
+                        }
+                    }
+                    PacerOutput::Finished => {}
+                }
+            }
+            now += Duration::from_millis(1);
+        }
+        sent_at
+    }
+
+    #[test]
+    fn rtt_does_not_slow_the_schedule() {
+        for rtt_ms in [0u64, 100, 200, 300, 450] {
+            let t0 = Instant::now();
+            let mut p = Pacer::new(10_000, 5, 5);
+            p.push(&[1; 160 * 300]); // 6 s
+            let sent = run_with_peer(&mut p, t0, 5_000, Some(Duration::from_millis(rtt_ms)));
+            assert_eq!(p.stats().lead_holds, 0, "rtt {rtt_ms}");
+            // Priming burst of 5 at t0, then exactly one frame per 20 ms.
+            assert!(sent[..5].iter().all(|t| *t == t0));
+            for (i, at) in sent.iter().enumerate().skip(5) {
+                assert_eq!(*at, t0 + FRAME * (i as u32 - 4), "rtt {rtt_ms} frame {i}");
+            }
+            assert_eq!(p.stats().srtt_ms, rtt_ms, "estimate from echoes");
+            assert_eq!(p.stats().lead_max_ms, 100);
+        }
+    }
+
+    #[test]
+    fn rtt_estimator_follows_rfc6298() {
+        let mut r = RttEstimator::default();
+        assert_eq!(r.srtt(), None);
+        r.sample(Duration::from_millis(200));
+        assert_eq!(r.srtt(), Some(Duration::from_millis(200)));
+        assert_eq!(r.rttvar(), Duration::from_millis(100));
+        r.sample(Duration::from_millis(280));
+        // RTTVAR = 3/4·100 + 1/4·|200−280| = 95; SRTT = 7/8·200 + 1/8·280 = 210.
+        assert_eq!(r.rttvar(), Duration::from_millis(95));
+        assert_eq!(r.srtt(), Some(Duration::from_millis(210)));
+    }
+
+    #[test]
+    fn a_dead_peer_gets_at_most_the_cap_and_playback_never_stalls_forever() {
+        let t0 = Instant::now();
+        let limits = PacerLimits::default();
+        let mut p = Pacer::with_limits(10_000, 5, 5, limits);
+        p.push(&[1; 160 * 500]);
+        let sent = run_with_peer(&mut p, t0, 1_500, None);
+        let cap_frames = (limits.cap_max.as_millis() / 20) as usize;
+        assert_eq!(
+            sent.len(),
+            cap_frames,
+            "no echo: at most cap_max unconfirmed"
+        );
+        assert_eq!(p.stats().lead_holds, 1);
+        // Echoes never come: after the echo timeout the schedule stands in and playback goes on.
+        let more = run_with_peer(&mut p, t0 + Duration::from_millis(1_500), 3_000, None);
+        assert!(!more.is_empty(), "playback resumed");
+        assert!(p.stats().missing_echoes > 0);
+    }
+
+    #[test]
+    fn out_of_order_unknown_and_very_late_echoes_are_counted_not_trusted() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000, 2, 1);
+        p.push(&[1; 160 * 4]);
+        let ids: Vec<u64> = drain(&mut p, t0)
+            .iter()
+            .filter_map(|o| match o {
+                PacerOutput::Mark(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 2);
+        let echo_at = t0 + Duration::from_millis(140);
+        assert_eq!(p.on_mark(echo_at, ids[1]), MarkOutcome::Played);
+        assert_eq!(
+            p.played_frames(),
+            2,
+            "a later echo confirms the earlier frames too"
+        );
+        assert_eq!(p.on_mark(echo_at, ids[0]), MarkOutcome::Stale);
+        assert_eq!(p.on_mark(echo_at, 77), MarkOutcome::Unknown);
+        assert_eq!(p.stats().stale_echoes, 1);
+        assert_eq!(p.stats().srtt_ms, 100, "one sample: 140 − due 40");
+        // A mark whose echo is 10 s late has timed out by then and is not an RTT sample.
+        let out = drain(&mut p, t0 + FRAME * 2);
+        let Some(PacerOutput::Mark(late)) = out
+            .iter()
+            .rev()
+            .find(|o| matches!(o, PacerOutput::Mark(_)))
+            .copied()
+        else {
+            panic!("{out:?}")
+        };
+        drain(&mut p, t0 + Duration::from_secs(10));
+        assert_eq!(p.stats().missing_echoes, 2);
+        assert_eq!(
+            p.on_mark(t0 + Duration::from_secs(10), late),
+            MarkOutcome::Stale
+        );
+        assert_eq!(p.stats().srtt_ms, 100);
+    }
+
+    #[test]
+    fn a_lost_final_echo_finishes_the_reply_after_the_timeout() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000, 5, 5);
+        p.push(&[7; 320]);
+        p.finish_input();
+        assert_eq!(frames(&drain(&mut p, t0)), 2);
+        let deadline = p.poll_timeout().expect("waits for the final echo");
+        assert_eq!(
+            deadline,
+            t0 + FRAME * 2 + PacerLimits::default().echo_timeout
+        );
+        assert_eq!(p.poll(deadline - Duration::from_millis(1)), None);
+        assert_eq!(p.poll(deadline), Some(PacerOutput::Finished));
+        assert!(p.is_idle());
+        assert_eq!(p.played_frames(), 2);
+    }
+
+    #[test]
+    fn heard_frames_follow_the_schedule_between_echoes() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000, 5, 5);
+        p.push(&[1; 160 * 20]);
+        drain(&mut p, t0);
+        assert_eq!(p.heard_frames(t0), 0);
+        drain(&mut p, t0 + Duration::from_millis(130));
+        assert_eq!(p.heard_frames(t0 + Duration::from_millis(130)), 6);
+        // Never more than was sent.
+        assert_eq!(p.heard_frames(t0 + Duration::from_secs(5)), p.sent_frames());
     }
 }

@@ -260,10 +260,11 @@ impl CallSession {
                 cfg.stt_format == SttAudioFormat::Pcm16k,
             ),
             segmenter: SpeechSegmenter::new(&cfg.vad),
-            pacer: Pacer::new(
+            pacer: Pacer::with_limits(
                 cfg.playout.buffer_ms,
                 cfg.playout.lead_frames,
                 cfg.playout.mark_every_frames,
+                cfg.playout.limits(),
             ),
             merger: DtmfMerger::new(Duration::from_millis(cfg.dtmf.merge_window_ms)),
             collector: None,
@@ -388,9 +389,17 @@ impl CallSession {
             self.counters.unknown_marks += 1;
             return;
         };
-        match self.pacer.on_mark(id) {
+        match self.pacer.on_mark(now, id) {
             MarkOutcome::Finished => self.maybe_finish_reply(now),
             MarkOutcome::Played | MarkOutcome::Flushed => {}
+            MarkOutcome::Stale => {
+                if self.pacer.stats().stale_echoes == 1 {
+                    self.outputs.push_back(Output::Event(CallEvent::Warning {
+                        kind: "stale_mark_echo",
+                        detail: format!("mark {id} echoed out of order or after its timeout"),
+                    }));
+                }
+            }
             MarkOutcome::Unknown => self.counters.unknown_marks += 1,
         }
         self.pump_pacer(now);
@@ -945,6 +954,8 @@ impl CallSession {
     }
 
     fn pump_pacer(&mut self, now: Instant) {
+        let missing_before = self.pacer.stats().missing_echoes;
+        let mut finished = false;
         while let Some(out) = self.pacer.poll(now) {
             match out {
                 PacerOutput::Frame(frame) => {
@@ -963,7 +974,17 @@ impl CallSession {
                     self.outputs.push_back(Output::Media(frame));
                 }
                 PacerOutput::Mark(id) => self.outputs.push_back(Output::Mark(id)),
+                PacerOutput::Finished => finished = true,
             }
+        }
+        if missing_before == 0 && self.pacer.stats().missing_echoes > 0 {
+            self.outputs.push_back(Output::Event(CallEvent::Warning {
+                kind: "missing_mark_echo",
+                detail: "a mark echo did not come within the echo timeout".to_string(),
+            }));
+        }
+        if finished {
+            self.maybe_finish_reply(now);
         }
     }
 
@@ -1026,12 +1047,14 @@ impl CallSession {
                 bot_text,
                 interrupted,
                 marks: reply.marks,
+                rtt_ms: self.pacer.rtt().srtt().map(|d| d.as_millis() as u32),
             })));
     }
 
-    /// What of the reply has been played, judged from mark echoes (never from what was sent).
-    fn heard_text(&self, reply: &Reply) -> String {
-        let mut played = self.pacer.played_frames() as usize * FRAME_BYTES;
+    /// What of the reply has been played: mark echoes, plus the schedule since the last echo
+    /// (never simply what was sent).
+    fn heard_text(&self, now: Instant, reply: &Reply) -> String {
+        let mut played = self.pacer.heard_frames(now) as usize * FRAME_BYTES;
         let mut heard = String::new();
         for seg in &reply.segments {
             let sentence = &reply.text[seg.text_start..seg.text_end];
@@ -1058,7 +1081,7 @@ impl CallSession {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        let heard = self.heard_text(&reply);
+        let heard = self.heard_text(now, &reply);
         if reply.first_frame_at.is_some() {
             self.outputs.push_back(Output::Clear);
         }
