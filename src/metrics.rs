@@ -43,7 +43,10 @@ counters! {
     AbruptDisconnects => "abrupt_disconnects", "Streams that ended without `stop`";
     Underruns => "underruns", "Playout underrun episodes during bot speech";
     UnderrunMs => "underrun_ms", "Total playout underrun time";
-    LeadHolds => "lead_holds", "Times playout waited for Twilio to confirm playback";
+    LeadHolds => "lead_holds", "Times playout paused because unconfirmed audio reached the RTT-based cap";
+    PrimingFrames => "priming_frames", "Frames sent in priming bursts (reply start, after an underrun)";
+    StaleMarkEchoes => "stale_mark_echoes", "Mark echoes out of order or after their echo timeout";
+    MissingMarkEchoes => "missing_mark_echoes", "Mark echoes that never came within playout.echo_timeout_ms";
     BargeIns => "barge_ins", "Bot speech interrupted by the caller";
     FalseBargeIns => "false_barge_ins", "Caller sounds during bot speech too short to interrupt";
     Digits => "digits", "Keypad digits accepted";
@@ -72,6 +75,18 @@ pub const MARK_NAMES: [&str; 7] = [
     "tts_total_ms",
 ];
 
+/// Per-call playout figures recorded when a call ends: (metric name, help).
+pub const CALL_FIGURES: [(&str, &str); 2] = [
+    (
+        "kav_call_rtt_ms",
+        "Per call: smoothed RTT to Twilio from mark echoes (SRTT)",
+    ),
+    (
+        "kav_call_lead_max_ms",
+        "Per call: largest lead at Twilio (audio sent ahead of the schedule)",
+    ),
+];
+
 /// A provider's own metrics, appended to `/metrics` (e.g. Google stream rotations).
 pub trait MetricsSource: Send + Sync {
     fn render_prometheus(&self) -> String;
@@ -81,6 +96,7 @@ pub struct Metrics {
     counters: Vec<AtomicU64>,
     calls_active: AtomicI64,
     marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
+    calls: Mutex<[Histogram<u64>; CALL_FIGURES.len()]>,
     /// Registered at start-up, read on scrape; never touched on the call path.
     sources: Mutex<Vec<std::sync::Arc<dyn MetricsSource>>>,
 }
@@ -102,6 +118,7 @@ impl Metrics {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             calls_active: AtomicI64::new(0),
             marks: Mutex::new(std::array::from_fn(|_| histogram())),
+            calls: Mutex::new(std::array::from_fn(|_| histogram())),
             sources: Mutex::new(Vec::new()),
         }
     }
@@ -153,6 +170,16 @@ impl Metrics {
         }
     }
 
+    /// A call's playout figures, once at its end (RTT only when an echo came back).
+    pub fn record_call(&self, rtt_ms: Option<u64>, lead_max_ms: u64) {
+        let mut hist = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        for (h, v) in hist.iter_mut().zip([rtt_ms, Some(lead_max_ms)]) {
+            if let Some(v) = v {
+                h.saturating_record(v.max(1));
+            }
+        }
+    }
+
     /// (name, count, p50, p90, p99, max) per latency mark.
     pub fn mark_summaries(&self) -> Vec<(&'static str, u64, u64, u64, u64, u64)> {
         let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,30 +223,15 @@ impl Metrics {
         }
         let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         for (mark, h) in MARK_NAMES.iter().zip(hist.iter()) {
-            let name = format!("kav_turn_{mark}");
-            let _ = writeln!(
-                out,
-                "# HELP {name} Per-turn latency mark {} (see README)\n# TYPE {name} summary",
-                mark.to_uppercase()
-            );
-            // quantile 1 is the maximum.
-            for q in [0.5, 0.9, 0.99, 1.0] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{quantile=\"{q}\"}} {}",
-                    if h.is_empty() {
-                        0
-                    } else {
-                        h.value_at_quantile(q)
-                    }
-                );
-            }
-            let sum: u64 = h
-                .iter_recorded()
-                .map(|v| v.value_iterated_to() * v.count_at_value())
-                .sum();
-            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+            let help = format!("Per-turn latency mark {} (see README)", mark.to_uppercase());
+            render_summary(&mut out, &format!("kav_turn_{mark}"), &help, h);
         }
+        drop(hist);
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        for ((name, help), h) in CALL_FIGURES.iter().zip(calls.iter()) {
+            render_summary(&mut out, name, help, h);
+        }
+        drop(calls);
         llm_stats().render(&mut out);
         for source in self
             .sources
@@ -231,6 +243,24 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A histogram as a Prometheus summary (quantile 1 is the maximum).
+fn render_summary(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    for q in [0.5, 0.9, 0.99, 1.0] {
+        let v = if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        };
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+    }
+    let sum: u64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() * v.count_at_value())
+        .sum();
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
 }
 
 /// LLM request latency and failures. Process-wide rather than in [`Metrics`]: the chat model is

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CallerStep::*, Harness, ScriptedReply, test_config};
+use common::{CallerStep::*, Harness, NetModel, ScriptedReply, test_config};
 use kav::adapters::providers::Role;
 use kav::core::events::{CallEvent, InputKind};
 use kav::core::session::Phase;
@@ -594,4 +594,213 @@ fn stop_mid_reply_records_what_was_heard() {
     assert!(turns[0].interrupted);
     assert_eq!(h.session.phase(), Phase::Ended);
     assert!(h.session.poll_timeout().is_none());
+}
+
+// ---- Playout across a network: RTT, jitter, TCP stalls (seeded, virtual time). ----
+
+const LONG_REPLY: &str = "Our clinic is open from nine in the morning until seven in the evening. \
+    On Fridays we close at two in the afternoon. You can book by phone or on the website. \
+    Parking is free for patients in the lot behind the building.";
+
+fn long_reply_call(net: NetModel) -> Harness {
+    let mut h = Harness::new(&test_config(), vec![Speak(ms(600)), WaitForBot])
+        .transcripts(&["what are your opening hours"])
+        .network(net);
+    h.replies = Box::new(|_, _| ScriptedReply::text(LONG_REPLY));
+    h.run(Duration::from_secs(60));
+    h
+}
+
+#[test]
+fn gap_free_playout_at_rtt_0_to_300_with_jitter_and_echo_stalls() {
+    for rtt in [0u64, 100, 200, 300] {
+        for seed in [1u64, 2, 3] {
+            let net = NetModel {
+                stall_every: Some(ms(2_000)),
+                stall_up: true,
+                ..NetModel::rtt(rtt, 20, seed)
+            };
+            let h = long_reply_call(net);
+            let ctx = format!("rtt {rtt} seed {seed}");
+            assert!(h.stalls().1 > 0, "{ctx}: the echo path stalled");
+            let turns = h.turns();
+            assert_eq!(turns.len(), 1, "{ctx}");
+            assert!(!turns[0].interrupted, "{ctx}");
+            assert_eq!(turns[0].bot_text, LONG_REPLY.replace("    ", ""), "{ctx}");
+            let stats = h.session.pacer_stats();
+            assert_eq!(h.twilio_underruns, 0, "{ctx}: Twilio ran dry {stats:?}");
+            assert_eq!(stats.underrun_events, 0, "{ctx}");
+            assert_eq!(
+                stats.lead_holds, 0,
+                "{ctx}: late echoes never slow the schedule"
+            );
+            // Frames leave on the 20 ms grid after the priming burst, whatever the echoes do.
+            let off_grid = h
+                .frames_sent_at
+                .windows(2)
+                .skip(5)
+                .filter(|w| w[1] - w[0] != ms(20))
+                .count();
+            assert_eq!(off_grid, 0, "{ctx}");
+            // Lead at Twilio bounded: what is buffered there never exceeds 300 ms + RTT.
+            assert!(
+                h.max_twilio_buffer as u64 * 20 <= 300 + rtt,
+                "{ctx}: {} frames buffered",
+                h.max_twilio_buffer
+            );
+            assert!(stats.lead_max_ms <= 100, "{ctx}: {stats:?}");
+            // The estimate sees the round trip (plus jitter, stalls and the playback tick).
+            let srtt = stats.srtt_ms;
+            assert!((rtt..=rtt + 150).contains(&srtt), "{ctx}: srtt {srtt}");
+            assert_eq!(turns[0].rtt_ms, Some(srtt as u32), "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn barge_in_across_the_network_clears_at_once_and_keeps_what_was_played() {
+    let mut reactions = Vec::new();
+    for rtt in [0u64, 100, 200, 300] {
+        let mut h = Harness::new(
+            &test_config(),
+            vec![
+                Speak(ms(600)),
+                WaitForBotAudio(ms(2_300)),
+                Speak(ms(700)),
+                WaitForBot,
+                Silence(ms(100)),
+            ],
+        )
+        .transcripts(&["what are your opening hours", "hold on"])
+        .network(NetModel::rtt(rtt, 20, 7));
+        h.replies = Box::new(|user, _| {
+            if user.starts_with("hold") {
+                ScriptedReply::text("Sure.")
+            } else {
+                ScriptedReply::text(LONG_REPLY)
+            }
+        });
+        h.run(Duration::from_secs(60));
+        let ctx = format!("rtt {rtt}");
+        assert_eq!(h.clears.len(), 1, "{ctx}");
+        // Server side: VAD onset → clear, the same with or without network delay.
+        let reaction = h.clears[0] - h.speech_onsets[1];
+        assert!(reaction <= ms(120), "{ctx}: {reaction:?}");
+        reactions.push(reaction);
+        let turns = h.turns();
+        assert_eq!(turns.len(), 2, "{ctx}");
+        let heard = &turns[0].bot_text;
+        assert!(turns[0].interrupted, "{ctx}");
+        assert!(LONG_REPLY.starts_with(heard.as_str()), "{ctx}: {heard:?}");
+        // What Twilio played before the clear reached it, at 50 ms of audio per character:
+        // the heard text is that, cut back to the last whole word.
+        let played_chars = h.played_per_reply[0] as usize * 20 / 50;
+        let cut_word = LONG_REPLY[heard.len()..]
+            .split(' ')
+            .nth(1)
+            .map_or(0, str::len);
+        assert!(
+            heard.len() <= played_chars + 1 && played_chars <= heard.len() + cut_word + 3,
+            "{ctx}: heard {} chars {heard:?}, Twilio played {played_chars} chars",
+            heard.len()
+        );
+        assert_eq!(turns[1].bot_text, "Sure.", "{ctx}");
+        assert_eq!(h.twilio_underruns, 0, "{ctx}");
+    }
+    let first = reactions[0];
+    assert!(
+        reactions.iter().all(|r| r.abs_diff(first) <= ms(20)),
+        "within one frame at every RTT: {reactions:?}"
+    );
+}
+
+#[test]
+fn a_tcp_stall_towards_twilio_costs_at_most_the_stall_and_playout_goes_on() {
+    for seed in [11u64, 12, 13] {
+        let net = NetModel {
+            stall_every: Some(ms(1_500)),
+            stall_down: true,
+            ..NetModel::rtt(200, 20, seed)
+        };
+        let h = long_reply_call(net);
+        let ctx = format!("seed {seed}");
+        let (down, _) = h.stalls();
+        assert!(down > 0, "{ctx}");
+        let stats = h.session.pacer_stats();
+        // Nothing can play what is stuck in the network; the pacer must not add to it.
+        assert!(
+            h.twilio_underruns <= down as u64,
+            "{ctx}: {} gaps for {down} stalls",
+            h.twilio_underruns
+        );
+        assert!(
+            h.twilio_gap_ms <= down as u64 * 500,
+            "{ctx}: {} ms",
+            h.twilio_gap_ms
+        );
+        assert_eq!(stats.underrun_events, 0, "{ctx}");
+        assert_eq!(stats.lead_holds, 0, "{ctx}");
+        let turns = h.turns();
+        assert_eq!(turns.len(), 1, "{ctx}");
+        assert!(!turns[0].interrupted, "{ctx}");
+    }
+}
+
+#[test]
+fn echoes_ten_seconds_late_neither_stall_nor_flood_and_the_goodbye_is_not_cut() {
+    let net = NetModel {
+        echo_extra: Duration::from_secs(10),
+        ..NetModel::rtt(100, 0, 5)
+    };
+    let mut h = Harness::new(&test_config(), vec![Speak(ms(600)), WaitForBot])
+        .transcripts(&["bye"])
+        .network(net);
+    h.replies = Box::new(|_, _| ScriptedReply {
+        hangup: true,
+        ..ScriptedReply::text(LONG_REPLY)
+    });
+    h.run(Duration::from_secs(60));
+    let stats = h.session.pacer_stats();
+    let cfg = test_config();
+    // Never more than the cap unconfirmed at Twilio (plus what is in flight on the link).
+    let cap_frames = cfg.playout.unconfirmed_max_ms as usize / 20;
+    assert!(h.max_twilio_buffer <= cap_frames, "{}", h.max_twilio_buffer);
+    assert!(stats.missing_echoes > 0, "{stats:?}");
+    assert!(stats.stale_echoes > 0, "{stats:?}");
+    // The goodbye played to its end before the hang-up.
+    assert_eq!(h.hangup, Some("agent"));
+    let turns = h.turns();
+    assert_eq!(turns.len(), 1);
+    assert!(!turns[0].interrupted);
+    let total_frames = h.frames_sent_at.len() as u64;
+    assert_eq!(h.played_per_reply[0], total_frames, "every frame played");
+    // Counted, and logged once per call.
+    let warnings = |kind: &str| {
+        h.events
+            .iter()
+            .filter(|e| matches!(e, CallEvent::Warning { kind: k, .. } if *k == kind))
+            .count()
+    };
+    assert_eq!(warnings("missing_mark_echo"), 1);
+    assert!(warnings("stale_mark_echo") <= 1);
+}
+
+#[test]
+fn a_peer_that_never_echoes_is_not_fed_more_than_the_cap_and_the_call_still_ends() {
+    let net = NetModel {
+        echo_extra: Duration::from_secs(3_600),
+        ..NetModel::rtt(0, 0, 9)
+    };
+    let mut h = Harness::new(&test_config(), vec![Speak(ms(600)), WaitForBot])
+        .transcripts(&["hello"])
+        .network(net);
+    h.replies = Box::new(|_, _| ScriptedReply::text(LONG_REPLY));
+    h.run_for(Duration::from_secs(3));
+    let cfg = test_config();
+    let sent = h.frames_sent_at.len();
+    assert_eq!(sent, cfg.playout.unconfirmed_max_ms as usize / 20, "capped");
+    assert_eq!(h.session.pacer_stats().lead_holds, 1);
+    h.run_for(Duration::from_secs(60));
+    assert_eq!(h.turns().len(), 1, "the reply ends by the schedule");
+    assert!(h.frames_sent_at.len() > sent, "playback went on");
 }

@@ -362,8 +362,8 @@ impl CallDriver {
                 armed = wanted;
             }
             let take_tts = self.session.wants_tts_audio(TTS_MAX_CHUNK_BYTES);
-            // The peer may stop reading while nothing more is sent (the pacer waits for mark
-            // echoes), so a full queue is re-checked on a timer, not only on the next send.
+            // The peer may stop reading while nothing more is sent (the pacer holds at its cap on
+            // unconfirmed audio), so a full queue is re-checked on a timer, not only on the next send.
             let slow_at = self
                 .out_full_since
                 .map(|t| t + Duration::from_millis(self.cfg.server.slow_consumer_ms));
@@ -758,6 +758,12 @@ impl CallDriver {
         m.add(Counter::Underruns, p.underrun_events - fp.underrun_events);
         m.add(Counter::UnderrunMs, p.underrun_ms - fp.underrun_ms);
         m.add(Counter::LeadHolds, p.lead_holds - fp.lead_holds);
+        m.add(Counter::PrimingFrames, p.priming_frames - fp.priming_frames);
+        m.add(Counter::StaleMarkEchoes, p.stale_echoes - fp.stale_echoes);
+        m.add(
+            Counter::MissingMarkEchoes,
+            p.missing_echoes - fp.missing_echoes,
+        );
         m.add(
             Counter::TtsOverflowBytes,
             p.overflow_bytes - fp.overflow_bytes,
@@ -782,6 +788,14 @@ impl CallDriver {
         self.deps.agent.call_ended(&self.ctx, Channel::Phone);
         self.summary.counters = self.session.counters();
         self.summary.pacer = self.session.pacer_stats();
+        let rtt = self
+            .session
+            .pacer_rtt()
+            .srtt()
+            .map(|d| d.as_millis() as u64);
+        self.deps
+            .metrics
+            .record_call(rtt, self.summary.pacer.lead_max_ms);
         if let Some(rec) = &self.deps.recorder {
             let counters = serde_json::json!({
                 "session": format!("{:?}", self.summary.counters),

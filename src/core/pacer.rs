@@ -291,6 +291,11 @@ impl Pacer {
         at + FRAME * steps as u32
     }
 
+    /// When everything sent so far has played, by the schedule.
+    fn play_end(&self, anchor: (Instant, u64)) -> Instant {
+        anchor.0 + FRAME * (self.sent - anchor.1) as u32
+    }
+
     /// Unconfirmed audio allowed at Twilio: lead + mark interval + SRTT + 4·RTTVAR + slack for a
     /// stall, at most `cap_max` (and `cap_max` before the first RTT sample).
     pub fn cap(&self) -> Duration {
@@ -323,7 +328,11 @@ impl Pacer {
             return echo; // marks go out with their frame; a hold waits for an echo
         }
         let send = match self.anchor {
-            Some(anchor) if self.has_frame() || !self.input_done => Some(self.due_at(anchor)),
+            Some(anchor) if self.has_frame() => Some(self.due_at(anchor)),
+            // Waiting for TTS: Twilio runs dry when everything sent has played.
+            Some(anchor) if !self.input_done => {
+                Some(self.due_at(anchor).max(self.play_end(anchor)))
+            }
             _ => None,
         };
         match (send, echo) {
@@ -356,6 +365,11 @@ impl Pacer {
             return None;
         }
         if !self.has_frame() {
+            // Audio still buffered at Twilio is no underrun yet: frames that come before it has
+            // played keep the schedule.
+            if now < self.play_end(anchor) {
+                return None;
+            }
             if !self.input_done && self.underrun_since.is_none() {
                 self.underrun_since = Some(now);
                 self.stats.underrun_events += 1;
@@ -560,11 +574,36 @@ mod tests {
         p.push(&[1; 320]);
         assert_eq!(frames(&drain(&mut p, t0)), 2);
         assert_eq!(frames(&drain(&mut p, t0 + FRAME)), 0);
+        assert_eq!(
+            p.stats().underrun_events,
+            0,
+            "Twilio still has a frame to play"
+        );
+        assert_eq!(
+            p.poll_timeout(),
+            Some(t0 + FRAME * 2),
+            "when Twilio runs dry"
+        );
+        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 2)), 0);
         assert_eq!(p.stats().underrun_events, 1);
         p.push(&[1; 480]);
         let later = t0 + FRAME * 5;
         assert_eq!(frames(&drain(&mut p, later)), 2, "fresh lead after the gap");
-        assert_eq!(p.stats().underrun_ms, 80);
+        assert_eq!(p.stats().underrun_ms, 60);
+    }
+
+    #[test]
+    fn audio_late_within_the_lead_keeps_the_schedule() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000, 5, 50);
+        p.push(&[1; 160 * 2]);
+        assert_eq!(frames(&drain(&mut p, t0)), 2, "priming with what there is");
+        p.push(&[1; 160 * 10]);
+        let t = t0 + Duration::from_millis(30);
+        // The rest of the lead goes out at once; no underrun, the anchor stands.
+        assert_eq!(frames(&drain(&mut p, t)), 4);
+        assert_eq!(p.stats().underrun_events, 0);
+        assert_eq!(p.poll_timeout(), Some(t0 + FRAME * 2));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::core::audio::InboundAudio;
 use crate::core::digits::{DigitCollector, DigitOutcome};
 use crate::core::dtmf::{DigitSource, DtmfMerger};
 use crate::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
-use crate::core::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats};
+use crate::core::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats, RttEstimator};
 use crate::core::twilio::FRAME_BYTES;
 use crate::core::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 
@@ -307,6 +307,11 @@ impl CallSession {
 
     pub fn pacer_stats(&self) -> PacerStats {
         self.pacer.stats()
+    }
+
+    /// The call's RTT estimate to Twilio, from mark echoes.
+    pub fn pacer_rtt(&self) -> RttEstimator {
+        self.pacer.rtt()
     }
 
     /// The conversation so far, as the agent should see it.

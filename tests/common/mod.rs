@@ -1,5 +1,6 @@
 //! Deterministic virtual-time harness for call sessions: a scripted caller, Twilio's playback
-//! buffer (marks echoed when playback reaches them, all pending marks echoed on `clear`), and
+//! buffer (marks echoed when playback reaches them, all pending marks echoed on `clear`), a seeded
+//! network between the server and Twilio (delay each way, jitter, TCP-retransmit stalls), and
 //! scripted STT / agent / TTS with fixed latencies and TTS backpressure.
 #![allow(dead_code)]
 
@@ -77,6 +78,127 @@ impl Default for Latencies {
     }
 }
 
+/// The link between the server and Twilio's media server, in virtual time. TCP keeps order, so a
+/// message never overtakes an earlier one in the same direction; a stall holds everything sent
+/// in its window and then delivers it together, as a retransmit does.
+#[derive(Debug, Clone, Copy)]
+pub struct NetModel {
+    pub one_way: Duration,
+    /// Each message's delay is `one_way` + uniform 0..=`jitter`.
+    pub jitter: Duration,
+    /// Mean time between stalls per direction (`None`: no stalls); each lasts 200–500 ms.
+    pub stall_every: Option<Duration>,
+    /// Which directions stall: server→Twilio (media, marks, clear), Twilio→server (echoes).
+    pub stall_down: bool,
+    pub stall_up: bool,
+    /// Extra delay on echoes only (a peer whose echoes come very late).
+    pub echo_extra: Duration,
+    pub seed: u64,
+}
+
+impl NetModel {
+    pub fn rtt(rtt_ms: u64, jitter_ms: u64, seed: u64) -> Self {
+        Self {
+            one_way: Duration::from_millis(rtt_ms / 2),
+            jitter: Duration::from_millis(jitter_ms),
+            stall_every: None,
+            stall_down: false,
+            stall_up: false,
+            echo_extra: Duration::ZERO,
+            seed,
+        }
+    }
+}
+
+/// One direction of the link: in-order delivery times, stall windows.
+#[derive(Debug)]
+struct Link<T> {
+    queue: VecDeque<(Instant, T)>,
+    last: Option<Instant>,
+    stalls: bool,
+    next_stall: Option<Instant>,
+    stall_until: Option<Instant>,
+    pub stalled: u32,
+}
+
+impl<T> Link<T> {
+    fn new(stalls: bool) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            last: None,
+            stalls,
+            next_stall: None,
+            stall_until: None,
+            stalled: 0,
+        }
+    }
+
+    fn send(&mut self, now: Instant, net: &NetModel, rng: &mut u64, item: T) {
+        let jitter_ms = net.jitter.as_millis() as u64;
+        let mut at = now + net.one_way + Duration::from_millis(next_rand(rng) % (jitter_ms + 1));
+        if self.stalls
+            && let Some(every) = net.stall_every
+        {
+            let next = *self.next_stall.get_or_insert_with(|| {
+                now + Duration::from_millis(next_rand(rng) % (2 * every.as_millis() as u64 + 1))
+            });
+            if now >= next {
+                let len = 200 + next_rand(rng) % 301;
+                self.stall_until = Some(now + Duration::from_millis(len));
+                self.stalled += 1;
+                self.next_stall = Some(
+                    now + Duration::from_millis(
+                        next_rand(rng) % (2 * every.as_millis() as u64 + 1),
+                    ),
+                );
+            }
+            if let Some(until) = self.stall_until
+                && now < until
+            {
+                at = at.max(until + net.one_way);
+            }
+        }
+        let at = self.last.map_or(at, |last| at.max(last));
+        self.last = Some(at);
+        self.queue.push_back((at, item));
+    }
+
+    fn due(&mut self, now: Instant) -> Option<T> {
+        if self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            self.queue.pop_front().map(|(_, t)| t)
+        } else {
+            None
+        }
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+}
+
+/// splitmix64: a seeded, reproducible sequence for the network model.
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ToTwilio {
+    Frame,
+    Mark(u64),
+    Clear,
+}
+
+/// What Twilio holds: a frame (tagged with the reply it belongs to) or a mark.
+#[derive(Debug, Clone, Copy)]
+enum Buffered {
+    Frame(usize),
+    Mark(u64),
+}
+
 #[derive(Debug)]
 struct TtsJob {
     turn: u32,
@@ -114,8 +236,22 @@ pub struct Harness {
     stt_partial_pending: bool,
     tts: VecDeque<TtsJob>,
     // Twilio playback model.
-    twilio_buffer: VecDeque<Option<u64>>, // Some(mark id) or None for a 20 ms frame
+    twilio_buffer: VecDeque<Buffered>,
     pub played_frames: u64,
+    /// Frames Twilio played per reply (index = turn events before the reply's frames were sent).
+    pub played_per_reply: Vec<u64>,
+    /// Twilio-side gaps inside a reply: playback ran dry and then went on with the same reply.
+    pub twilio_underruns: u64,
+    pub twilio_gap_ms: u64,
+    last_played: Option<usize>,
+    gap_ticks: u64,
+    /// The network between server and Twilio (`None`: loopback, everything at once).
+    pub net: Option<NetModel>,
+    rng: u64,
+    down: Link<ToTwilio>,
+    up: Link<u64>,
+    /// When each `clear` reached Twilio.
+    pub clears_delivered: Vec<Instant>,
     pub clears: Vec<Instant>,
     pub frames_sent_at: Vec<Instant>,
     pub events: Vec<CallEvent>,
@@ -172,6 +308,16 @@ impl Harness {
             tts: VecDeque::new(),
             twilio_buffer: VecDeque::new(),
             played_frames: 0,
+            played_per_reply: Vec::new(),
+            twilio_underruns: 0,
+            twilio_gap_ms: 0,
+            last_played: None,
+            gap_ticks: 0,
+            net: None,
+            rng: 0,
+            down: Link::new(false),
+            up: Link::new(false),
+            clears_delivered: Vec::new(),
             clears: Vec::new(),
             frames_sent_at: Vec::new(),
             events: Vec::new(),
@@ -184,6 +330,20 @@ impl Harness {
             max_twilio_buffer: 0,
             speech_onsets: Vec::new(),
         }
+    }
+
+    /// Puts a network between the server and Twilio.
+    pub fn network(mut self, net: NetModel) -> Self {
+        self.rng = net.seed;
+        self.down = Link::new(net.stall_down);
+        self.up = Link::new(net.stall_up);
+        self.net = Some(net);
+        self
+    }
+
+    /// Stalls that happened (server→Twilio, Twilio→server).
+    pub fn stalls(&self) -> (u32, u32) {
+        (self.down.stalled, self.up.stalled)
     }
 
     pub fn transcripts(mut self, t: &[&str]) -> Self {
@@ -243,6 +403,8 @@ impl Harness {
         self.scheduled.is_empty()
             && self.tts.is_empty()
             && self.twilio_buffer.is_empty()
+            && self.down.queue.is_empty()
+            && self.up.queue.is_empty()
             && self.bot_done()
             && self.session.poll_timeout().is_none()
     }
@@ -262,8 +424,15 @@ impl Harness {
         if let Some((at, _)) = self.session.poll_timeout() {
             next = next.min(at.max(self.now));
         }
+        for at in [self.down.next_at(), self.up.next_at()]
+            .into_iter()
+            .flatten()
+        {
+            next = next.min(at.max(self.now));
+        }
         self.now = next.max(self.now);
         let now = self.now;
+        self.deliver();
 
         if now >= self.next_frame_at {
             self.next_frame_at += FRAME;
@@ -331,19 +500,105 @@ impl Harness {
         let mut played_one = false;
         while let Some(item) = self.twilio_buffer.front().copied() {
             match item {
-                Some(id) => {
+                Buffered::Mark(id) => {
                     self.twilio_buffer.pop_front();
-                    let mut buf = [0u8; 24];
-                    let name = mark_name(id, &mut buf).to_string();
-                    self.session.handle_mark(self.now, &name);
-                    self.drain();
+                    self.echo(id);
                 }
-                None if !played_one => {
+                Buffered::Frame(reply) if !played_one => {
                     self.twilio_buffer.pop_front();
                     self.played_frames += 1;
+                    if self.played_per_reply.len() <= reply {
+                        self.played_per_reply.resize(reply + 1, 0);
+                    }
+                    self.played_per_reply[reply] += 1;
+                    if self.last_played == Some(reply) && self.gap_ticks > 0 {
+                        self.twilio_underruns += 1;
+                        self.twilio_gap_ms += self.gap_ticks * 20;
+                    }
+                    self.last_played = Some(reply);
+                    self.gap_ticks = 0;
                     played_one = true;
                 }
-                None => break,
+                Buffered::Frame(_) => break,
+            }
+        }
+        if !played_one && self.last_played.is_some() {
+            self.gap_ticks += 1;
+        }
+    }
+
+    /// Twilio echoes a mark: over the network, or straight to the session on loopback.
+    fn echo(&mut self, id: u64) {
+        match self.net {
+            Some(net) => {
+                let net = NetModel {
+                    one_way: net.one_way + net.echo_extra,
+                    ..net
+                };
+                self.up.send(self.now, &net, &mut self.rng, id)
+            }
+            None => self.mark_to_session(id),
+        }
+    }
+
+    fn mark_to_session(&mut self, id: u64) {
+        let mut buf = [0u8; 24];
+        let name = mark_name(id, &mut buf).to_string();
+        self.session.handle_mark(self.now, &name);
+        self.drain();
+    }
+
+    /// The server sends something to Twilio.
+    fn send_to_twilio(&mut self, item: ToTwilio) {
+        match self.net {
+            Some(net) => self.down.send(self.now, &net, &mut self.rng, item),
+            None => self.twilio_receives(item),
+        }
+    }
+
+    fn twilio_receives(&mut self, item: ToTwilio) {
+        match item {
+            ToTwilio::Frame => {
+                let reply = self.turns().len();
+                self.twilio_buffer.push_back(Buffered::Frame(reply));
+                let frames = self
+                    .twilio_buffer
+                    .iter()
+                    .filter(|f| matches!(f, Buffered::Frame(_)))
+                    .count();
+                self.max_twilio_buffer = self.max_twilio_buffer.max(frames);
+            }
+            // Echoed when playback reaches it (at the next tick if nothing is buffered).
+            ToTwilio::Mark(id) => self.twilio_buffer.push_back(Buffered::Mark(id)),
+            ToTwilio::Clear => {
+                self.clears_delivered.push(self.now);
+                self.last_played = None;
+                self.gap_ticks = 0;
+                let marks: Vec<u64> = self
+                    .twilio_buffer
+                    .drain(..)
+                    .filter_map(|b| match b {
+                        Buffered::Mark(id) => Some(id),
+                        Buffered::Frame(_) => None,
+                    })
+                    .collect();
+                for id in marks {
+                    self.echo(id);
+                }
+            }
+        }
+    }
+
+    /// Delivers what the network has due now, both ways.
+    fn deliver(&mut self) {
+        let now = self.now;
+        loop {
+            if let Some(item) = self.down.due(now) {
+                self.twilio_receives(item);
+            } else if let Some(id) = self.up.due(now) {
+                self.mark_to_session(id);
+            } else {
+                break;
             }
         }
     }
@@ -416,20 +671,12 @@ impl Harness {
             match out {
                 Output::Media(_) => {
                     self.frames_sent_at.push(now);
-                    self.twilio_buffer.push_back(None);
-                    let frames = self.twilio_buffer.iter().filter(|f| f.is_none()).count();
-                    self.max_twilio_buffer = self.max_twilio_buffer.max(frames);
+                    self.send_to_twilio(ToTwilio::Frame);
                 }
-                // Echoed when playback reaches it (at the next tick if nothing is buffered).
-                Output::Mark(id) => self.twilio_buffer.push_back(Some(id)),
+                Output::Mark(id) => self.send_to_twilio(ToTwilio::Mark(id)),
                 Output::Clear => {
                     self.clears.push(now);
-                    let marks: Vec<u64> = self.twilio_buffer.drain(..).flatten().collect();
-                    for id in marks {
-                        let mut buf = [0u8; 24];
-                        let name = mark_name(id, &mut buf).to_string();
-                        self.session.handle_mark(now, &name);
-                    }
+                    self.send_to_twilio(ToTwilio::Clear);
                 }
                 Output::SttAudio(_) => {
                     self.stt_frames += 1;
