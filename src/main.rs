@@ -63,6 +63,12 @@ enum Command {
         /// Save the bot audio as heard (WAV).
         #[arg(long)]
         save_audio: Option<PathBuf>,
+        /// Round trip (ms) added to the Media Streams link, half each way.
+        #[arg(long, default_value_t = 0)]
+        rtt: u64,
+        /// Extra delay (ms) per direction, uniform 0..=jitter per chunk.
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
     },
     /// Run many simulated callers concurrently and report jitter, underruns, barge-in reaction,
     /// engine-added latency, CPU and memory per call.
@@ -83,6 +89,12 @@ enum Command {
         barge_every: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Round trip (ms) added to every caller's Media Streams link, half each way.
+        #[arg(long, default_value_t = 0)]
+        rtt: u64,
+        /// Extra delay (ms) per direction, uniform 0..=jitter per chunk.
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
     },
     /// Post recorded WhatsApp webhooks to a running server, signed as the vendor signs them: Meta
     /// Cloud API JSON bodies with WHATSAPP_APP_SECRET over the exact file bytes, Twilio form
@@ -325,6 +337,8 @@ async fn main() -> Result<()> {
             says,
             keys,
             save_audio,
+            rtt,
+            jitter,
         } => {
             init_tracing("warn");
             let steps = if says.is_empty() && keys.is_none() {
@@ -361,6 +375,8 @@ async fn main() -> Result<()> {
                     .filter(|t| !t.is_empty()),
                 record_bot_audio: save_audio.is_some(),
                 lead_frames: cfg.playout.lead_frames,
+                rtt: Duration::from_millis(rtt),
+                jitter: Duration::from_millis(jitter),
                 ..CallOptions::default()
             };
             let report = caller::run_call(&opts, steps).await?;
@@ -390,6 +406,8 @@ async fn main() -> Result<()> {
             server,
             barge_every,
             seed,
+            rtt,
+            jitter,
         } => {
             init_tracing("warn");
             let opts = caller::loadgen::LoadOptions {
@@ -400,8 +418,12 @@ async fn main() -> Result<()> {
                 barge_every,
                 seed,
                 lead_frames: cfg.playout.lead_frames,
+                rtt: Duration::from_millis(rtt),
+                jitter: Duration::from_millis(jitter),
             };
-            println!("loadgen: {calls} calls, {duration} s steady state, ramp {ramp} s");
+            println!(
+                "loadgen: {calls} calls, {duration} s steady state, ramp {ramp} s, rtt {rtt} ms, jitter {jitter} ms"
+            );
             let report = caller::loadgen::run(opts)
                 .await
                 .map_err(anyhow::Error::msg)?;

@@ -194,6 +194,68 @@ async fn barge_in_over_the_wire() {
     .await;
 }
 
+/// Through a delaying proxy on 127.0.0.1 (RTT 240 ms, 20 ms jitter each way): playout keeps its
+/// pace (no underrun, no hold), the server's RTT estimate sees the round trip, a barge-in still
+/// keeps a heard prefix, and the per-call figures reach `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playout_over_a_delayed_link() {
+    bounded(60, async {
+        let srv = TestServer::start(|_, _| {}).await;
+        let sid = "CA00000000000000000000000000000251";
+        let said = "I would like to book an appointment";
+        let steps = vec![
+            say(700, said),
+            wait_for_bot(),
+            say(700, said),
+            Step::BargeIn {
+                after: ms(1_500),
+                audio: speech(600),
+                transcript: "wait, hello".into(),
+            },
+            wait_for_bot(),
+        ];
+        let opts = caller::CallOptions {
+            rtt: ms(240),
+            jitter: ms(20),
+            ..srv.caller(sid)
+        };
+        let report = caller::run_call(&opts, steps).await.unwrap();
+        srv.settle().await;
+
+        assert!(!report.closed_by_server, "{report:?}");
+        assert_eq!(report.underruns, 0, "caller heard a gap: {report:?}");
+        assert_eq!(report.clears, 1, "{report:?}");
+        let reaction = report.barge_in_reaction_us[0];
+        assert!(
+            reaction >= 240_000,
+            "the clear crossed the link: {reaction} µs"
+        );
+
+        let turns = srv.store.call_turns(sid).await.unwrap();
+        assert_eq!(turns.len(), 3, "{turns:#?}");
+        let full = SimulatedAgent::reply_for(said, false, false).0;
+        assert_eq!(turns[0].bot_text, full, "played to the end");
+        let cut = &turns[1];
+        assert!(cut.interrupted, "{cut:?}");
+        assert!(
+            !cut.bot_text.is_empty() && full.starts_with(&cut.bot_text),
+            "heard {:?}",
+            cut.bot_text
+        );
+
+        let metrics = srv.metrics().await;
+        assert_eq!(metric(&metrics, "kav_underruns_total"), 0.0);
+        assert_eq!(metric(&metrics, "kav_lead_holds_total"), 0.0);
+        assert_eq!(metric(&metrics, "kav_missing_mark_echoes_total"), 0.0);
+        assert_eq!(metric(&metrics, "kav_call_rtt_ms_count"), 1.0);
+        let rtt = metric(&metrics, "kav_call_rtt_ms{quantile=\"1\"}");
+        assert!((240.0..600.0).contains(&rtt), "estimated RTT {rtt} ms");
+        let lead = metric(&metrics, "kav_call_lead_max_ms{quantile=\"1\"}");
+        assert!(lead <= 120.0, "lead at Twilio {lead} ms");
+    })
+    .await;
+}
+
 const TOKEN: &str = "12345-test-auth-token";
 
 /// Webhook and handshake signatures: missing, forged, over the wrong URL, tampered → 403;

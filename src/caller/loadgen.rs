@@ -25,6 +25,9 @@ pub struct LoadOptions {
     pub barge_every: u32,
     pub seed: u64,
     pub lead_frames: u32,
+    /// Round trip and jitter added to each caller's Media Streams link.
+    pub rtt: Duration,
+    pub jitter: Duration,
 }
 
 /// Fixed latencies the child server's simulated providers use; subtracted from what callers
@@ -62,6 +65,15 @@ pub struct LoadReport {
     pub server_underruns: Option<u64>,
     pub server_ws_send_dropped: Option<u64>,
     pub server_stt_dropped: Option<u64>,
+    /// Server playout: holds at the unconfirmed-audio cap, missing echoes, priming frames.
+    pub server_lead_holds: Option<u64>,
+    pub server_missing_echoes: Option<u64>,
+    pub server_priming_frames: Option<u64>,
+    /// Per-call SRTT estimate (p50, max) and largest lead at Twilio (max), from `/metrics`.
+    pub server_rtt_ms: Option<(u64, u64)>,
+    pub server_lead_max_ms: Option<u64>,
+    /// The round trip the callers added (subtracted from the caller-side barge-in reaction).
+    pub rtt: Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -136,6 +148,16 @@ impl std::fmt::Display for LoadReport {
             writeln!(f, "underruns (server side)    {u}")?;
         }
         writeln!(f, "barge-in reaction          {}", self.barge_in_ms)?;
+        if !self.rtt.is_zero() {
+            let q = self.barge_in_ms;
+            let rtt = self.rtt.as_secs_f64() * 1000.0;
+            writeln!(
+                f,
+                "  minus the added RTT      p50 {:.2} ms, p99 {:.2} ms (≈ server side: VAD onset → clear; jitter not removed)",
+                q.p50 - rtt,
+                q.p99 - rtt
+            )?;
+        }
         writeln!(f, "response (speech end→audio) {}", self.response_ms)?;
         writeln!(
             f,
@@ -144,6 +166,25 @@ impl std::fmt::Display for LoadReport {
         )?;
         if let (Some(a), Some(b)) = (self.server_ws_send_dropped, self.server_stt_dropped) {
             writeln!(f, "server drops               ws_send {a}, stt_audio {b}")?;
+        }
+        if let (Some(h), Some(m), Some(p)) = (
+            self.server_lead_holds,
+            self.server_missing_echoes,
+            self.server_priming_frames,
+        ) {
+            writeln!(
+                f,
+                "server playout             lead holds {h}, missing echoes {m}, priming frames {p}"
+            )?;
+        }
+        if let Some((p50, max)) = self.server_rtt_ms {
+            writeln!(f, "server RTT estimate/call   p50 {p50} ms, max {max} ms")?;
+        }
+        if let Some(l) = self.server_lead_max_ms {
+            writeln!(
+                f,
+                "lead at Twilio, max        {l} ms (priming burst included)"
+            )?;
         }
         for e in self.errors.iter().take(5) {
             writeln!(f, "error: {e}")?;
@@ -291,6 +332,8 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
             from: format!("+97250{:07}", i),
             lead_frames: opts.lead_frames,
             max_duration: opts.duration,
+            rtt: opts.rtt,
+            jitter: opts.jitter,
             ..CallOptions::default()
         };
         tasks.push(tokio::spawn(async move {
@@ -317,6 +360,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
 
     let mut report = LoadReport {
         calls: opts.calls,
+        rtt: opts.rtt,
         ..Default::default()
     };
     let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
@@ -357,6 +401,12 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_underruns = metric(&text, "kav_underruns_total ");
         report.server_ws_send_dropped = metric(&text, "kav_ws_send_dropped_total ");
         report.server_stt_dropped = metric(&text, "kav_stt_audio_dropped_total ");
+        report.server_lead_holds = metric(&text, "kav_lead_holds_total ");
+        report.server_missing_echoes = metric(&text, "kav_missing_mark_echoes_total ");
+        report.server_priming_frames = metric(&text, "kav_priming_frames_total ");
+        report.server_rtt_ms = metric(&text, "kav_call_rtt_ms{quantile=\"0.5\"} ")
+            .zip(metric(&text, "kav_call_rtt_ms{quantile=\"1\"} "));
+        report.server_lead_max_ms = metric(&text, "kav_call_lead_max_ms{quantile=\"1\"} ");
         // TOTAL_MS on the server's clock starts at the same VAD decision the providers' timing
         // hangs off, so subtracting their fixed latencies leaves what the engine added.
         let q = |quantile: &str| {

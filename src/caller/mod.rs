@@ -6,6 +6,10 @@
 //! sends `dtmf`, and models Twilio's playback buffer: bot audio plays at 20 ms per frame, a mark
 //! is echoed when playback reaches it (at once if nothing is buffered), and `clear` empties the
 //! buffer and echoes every pending mark.
+//!
+//! With `rtt`/`jitter` the Media Streams socket goes through a delaying proxy on 127.0.0.1, so
+//! server→caller messages and the caller's media and mark echoes each take rtt/2 (+ jitter), as
+//! they would between a data centre and Twilio's media servers.
 
 pub mod loadgen;
 
@@ -75,6 +79,10 @@ pub struct CallOptions {
     pub lead_frames: u32,
     /// Give up on a call after this long.
     pub max_duration: Duration,
+    /// Round trip added to the Media Streams link (half each way).
+    pub rtt: Duration,
+    /// Extra delay per direction, uniform 0..=jitter per chunk (order kept).
+    pub jitter: Duration,
 }
 
 impl Default for CallOptions {
@@ -88,6 +96,8 @@ impl Default for CallOptions {
             record_bot_audio: false,
             lead_frames: 5,
             max_duration: Duration::from_secs(300),
+            rtt: Duration::ZERO,
+            jitter: Duration::ZERO,
         }
     }
 }
@@ -324,6 +334,20 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
             request.headers_mut().insert("X-Twilio-Signature", v);
         }
     }
+    // The proxy lives as long as the call; the signature stays that of the server's URL.
+    let _proxy =
+        if opts.rtt.is_zero() && opts.jitter.is_zero() {
+            None
+        } else {
+            let (proxy, url) = delayed_url(&stream_url, opts).await?;
+            *request.uri_mut() = url.parse().map_err(
+                |e: tokio_tungstenite::tungstenite::http::uri::InvalidUri| CallerError::Connect {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                },
+            )?;
+            Some(proxy)
+        };
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0);
@@ -593,6 +617,41 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
         let _ = tx.close().await;
     }
     Ok(report)
+}
+
+/// Starts a delaying proxy in front of the stream URL's host; returns it and the URL through it.
+async fn delayed_url(
+    stream_url: &str,
+    opts: &CallOptions,
+) -> Result<(crate::testing::latency_proxy::LatencyProxy, String), CallerError> {
+    use crate::testing::latency_proxy::{LatencyProxy, LinkDelay};
+    let err = |detail: String| CallerError::Connect {
+        url: stream_url.to_string(),
+        detail,
+    };
+    let mut url = url::Url::parse(stream_url).map_err(|e| err(e.to_string()))?;
+    let upstream = url
+        .socket_addrs(|| None)
+        .map_err(|e| err(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err("no address".into()))?;
+    let delay = LinkDelay {
+        one_way: opts.rtt / 2,
+        jitter: opts.jitter,
+    };
+    let seed = opts
+        .call_sid
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31) + b as u64);
+    let proxy = LatencyProxy::start_with_jitter(upstream, delay, Duration::ZERO, seed)
+        .await
+        .map_err(|e| err(format!("delaying proxy: {e}")))?;
+    url.set_ip_host(proxy.addr().ip())
+        .map_err(|()| err("cannot set proxy host".into()))?;
+    url.set_port(Some(proxy.addr().port()))
+        .map_err(|()| err("cannot set proxy port".into()))?;
+    Ok((proxy, url.to_string()))
 }
 
 /// A speech-like signal (harmonic-rich, slowly varying pitch) that VAD calls voice, for load

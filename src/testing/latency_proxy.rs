@@ -1,6 +1,8 @@
 //! A TCP proxy that adds network distance to a loopback fake server: every byte is delayed by a
 //! one-way latency, and each new connection first pays a set-up cost (TCP + TLS handshakes, token
 //! exchange on a real cloud link). This is what pre-connecting saves, so benchmarks of it need it.
+//! Optional jitter delays each chunk a further 0..=jitter (order kept, as TCP does): `kav call` and
+//! `kav loadgen --rtt/--jitter` put the simulated Twilio side of the link behind one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,14 @@ pub struct LatencyProxy {
     task: JoinHandle<()>,
 }
 
+/// How a proxied link delays each chunk, per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkDelay {
+    pub one_way: Duration,
+    /// Each chunk waits a further uniform 0..=jitter (never overtaking an earlier chunk).
+    pub jitter: Duration,
+}
+
 impl LatencyProxy {
     /// Listens on 127.0.0.1:0 and forwards to `upstream`.
     pub async fn start(
@@ -31,13 +41,28 @@ impl LatencyProxy {
         one_way: Duration,
         connect_cost: Duration,
     ) -> std::io::Result<Self> {
+        let delay = LinkDelay {
+            one_way,
+            jitter: Duration::ZERO,
+        };
+        Self::start_with_jitter(upstream, delay, connect_cost, 0).await
+    }
+
+    /// As [`start`](Self::start), with jitter drawn from a sequence seeded by `seed`.
+    pub async fn start_with_jitter(
+        upstream: SocketAddr,
+        delay: LinkDelay,
+        connect_cost: Duration,
+        seed: u64,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
+                let n = counted.fetch_add(1, Ordering::SeqCst) as u64;
+                let seed = seed.wrapping_add(n.wrapping_mul(2));
                 tokio::spawn(async move {
                     tokio::time::sleep(connect_cost).await;
                     let Ok(server) = TcpStream::connect(upstream).await else {
@@ -47,7 +72,7 @@ impl LatencyProxy {
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pipe(cr, sw, one_way), pipe(sr, cw, one_way));
+                    tokio::join!(pipe(cr, sw, delay, seed), pipe(sr, cw, delay, seed + 1));
                 });
             }
         });
@@ -74,16 +99,29 @@ impl Drop for LatencyProxy {
     }
 }
 
-/// Copies `from` to `to`, each chunk delivered `delay` after it was read, in order.
-async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+/// splitmix64: a small seeded sequence (network jitter in the proxy and in test harnesses).
+pub fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Copies `from` to `to`, each chunk delivered `one_way` (+ jitter) after it was read, in order.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: LinkDelay, mut seed: u64) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Bytes)>(IN_FLIGHT_CHUNKS);
+    let jitter_us = delay.jitter.as_micros() as u64;
     let reader = async move {
         let mut buf = vec![0u8; 16 * 1024];
+        let mut last = Instant::now();
         loop {
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let due = Instant::now() + delay;
+                    let extra = Duration::from_micros(next_rand(&mut seed) % (jitter_us + 1));
+                    let due = (Instant::now() + delay.one_way + extra).max(last);
+                    last = due;
                     if tx
                         .send((due, Bytes::copy_from_slice(&buf[..n])))
                         .await

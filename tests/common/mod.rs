@@ -12,6 +12,7 @@ use kav::config::Config;
 use kav::core::events::{CallEvent, TurnRecord};
 use kav::core::g711;
 use kav::core::session::{CallSession, Output, Phase, SessionConfig, mark_name};
+use kav::testing::latency_proxy::next_rand;
 
 pub const FRAME: Duration = Duration::from_millis(20);
 
@@ -174,15 +175,6 @@ impl<T> Link<T> {
     fn next_at(&self) -> Option<Instant> {
         self.queue.front().map(|(at, _)| *at)
     }
-}
-
-/// splitmix64: a seeded, reproducible sequence for the network model.
-fn next_rand(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[derive(Debug, Clone, Copy)]
