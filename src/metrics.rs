@@ -355,20 +355,7 @@ impl LlmStats {
             ),
             ("kav_llm_total_ms", "LLM request to end of stream", &h[1]),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
-            for q in [0.5, 0.9, 0.99, 1.0] {
-                let v = if h.is_empty() {
-                    0
-                } else {
-                    h.value_at_quantile(q)
-                };
-                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
-            }
-            let sum: u64 = h
-                .iter_recorded()
-                .map(|v| v.value_iterated_to() * v.count_at_value())
-                .sum();
-            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+            render_summary(out, name, help, h);
         }
     }
 }

@@ -746,19 +746,25 @@ fn a_tcp_stall_towards_twilio_costs_at_most_the_stall_and_playout_goes_on() {
     }
 }
 
-#[test]
-fn echoes_ten_seconds_late_neither_stall_nor_flood_and_the_goodbye_is_not_cut() {
+/// One long reply (ending the call when `hangup`) to a peer whose echoes come `late`.
+fn late_echo_call(late: Duration, rtt_ms: u64, hangup: bool) -> Harness {
     let net = NetModel {
-        echo_extra: Duration::from_secs(10),
-        ..NetModel::rtt(100, 0, 5)
+        echo_extra: late,
+        ..NetModel::rtt(rtt_ms, 0, 5)
     };
     let mut h = Harness::new(&test_config(), vec![Speak(ms(600)), WaitForBot])
         .transcripts(&["bye"])
         .network(net);
-    h.replies = Box::new(|_, _| ScriptedReply {
-        hangup: true,
+    h.replies = Box::new(move |_, _| ScriptedReply {
+        hangup,
         ..ScriptedReply::text(LONG_REPLY)
     });
+    h
+}
+
+#[test]
+fn echoes_ten_seconds_late_neither_stall_nor_flood_and_the_goodbye_is_not_cut() {
+    let mut h = late_echo_call(Duration::from_secs(10), 100, true);
     h.run(Duration::from_secs(60));
     let stats = h.session.pacer_stats();
     let cfg = test_config();
@@ -787,14 +793,7 @@ fn echoes_ten_seconds_late_neither_stall_nor_flood_and_the_goodbye_is_not_cut() 
 
 #[test]
 fn a_peer_that_never_echoes_is_not_fed_more_than_the_cap_and_the_call_still_ends() {
-    let net = NetModel {
-        echo_extra: Duration::from_secs(3_600),
-        ..NetModel::rtt(0, 0, 9)
-    };
-    let mut h = Harness::new(&test_config(), vec![Speak(ms(600)), WaitForBot])
-        .transcripts(&["hello"])
-        .network(net);
-    h.replies = Box::new(|_, _| ScriptedReply::text(LONG_REPLY));
+    let mut h = late_echo_call(Duration::from_secs(3_600), 0, false);
     h.run_for(Duration::from_secs(3));
     let cfg = test_config();
     let sent = h.frames_sent_at.len();
