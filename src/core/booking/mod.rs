@@ -4,3 +4,4 @@
 pub mod guard;
 pub mod parse;
 pub mod policy;
+pub mod temporal;
