@@ -24,6 +24,7 @@ use crate::adapters::providers::{
 use crate::core::booking::guard::{Evidence, is_hebrew};
 use crate::core::booking::parse;
 use crate::core::booking::policy::{Refusal, StartVerdict};
+use crate::core::booking::retrieval::DocumentIndex;
 use crate::core::booking::temporal::{self, Ambiguity, PartOfDay};
 
 /// Digits the keypad collection accepts; `#` commits earlier.
@@ -331,7 +332,7 @@ fn intent(user: &str) -> Option<Intent> {
     None
 }
 
-/// A question about the business: the document kind that answers it.
+/// A question about the business (prices, hours, rooms, facilities), by its topic.
 fn question_topic(user: &str) -> Option<&'static str> {
     let lower = temporal::normalize(user);
     let topics: [(&str, &[&str]); 4] = [
@@ -399,95 +400,6 @@ fn question_topic(user: &str) -> Option<&'static str> {
         .iter()
         .find(|(_, words)| has_any(&lower, words))
         .map(|(t, _)| *t)
-}
-
-/// The sentence of a document that best answers the question (most shared words), in the
-/// customer's language; `None` when nothing in it is about the question.
-fn best_passage(body: &str, question: &str, hebrew: bool) -> Option<String> {
-    // Customers' words for what the documents call otherwise.
-    const SYNONYMS: [(&str, &str); 14] = [
-        ("kids", "children"),
-        ("kid", "children"),
-        ("son", "children"),
-        ("daughter", "children"),
-        ("child", "children"),
-        ("ילד", "ילדים"),
-        ("ילדה", "ילדים"),
-        ("הילדים", "ילדים"),
-        ("חנייה", "חניה"),
-        ("park", "parking"),
-        ("car", "parking"),
-        ("רכב", "חניה"),
-        ("אוטו", "חניה"),
-        ("open", "10:00"),
-    ];
-    let question = temporal::words(question)
-        .into_iter()
-        .flat_map(|w| {
-            let extra = SYNONYMS
-                .iter()
-                .filter(|(from, _)| temporal::hebrew_stems(&w).contains(from))
-                .map(|(_, to)| to.to_string());
-            std::iter::once(w.clone()).chain(extra).collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    // The subject of the question weighs more than its verbs ("can we come with kids?").
-    const SUBJECTS: [&str; 14] = [
-        "children",
-        "ילדים",
-        "parking",
-        "חניה",
-        "price",
-        "מחיר",
-        "hours",
-        "שעות",
-        "age",
-        "גיל",
-        "wheelchair",
-        "נגיש",
-        "players",
-        "שחקנים",
-    ];
-    let stems = |w: &str| -> Vec<String> {
-        temporal::hebrew_stems(w)
-            .into_iter()
-            .map(str::to_string)
-            .filter(|s| s.chars().count() >= 3)
-            .collect()
-    };
-    let q: Vec<(Vec<String>, usize)> = temporal::words(&question)
-        .iter()
-        .map(|w| {
-            let st = stems(w);
-            let weight = if st.iter().any(|s| SUBJECTS.contains(&s.as_str())) {
-                3
-            } else {
-                1
-            };
-            (st, weight)
-        })
-        .filter(|(st, _)| !st.is_empty())
-        .collect();
-    let sentences: Vec<&str> = body
-        .split_inclusive(['.', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && is_hebrew(s) == hebrew)
-        .collect();
-    let score = |s: &str| {
-        let ws: Vec<String> = temporal::words(s).iter().flat_map(|w| stems(w)).collect();
-        q.iter()
-            .filter(|(st, _)| st.iter().any(|x| ws.contains(x)))
-            .map(|(_, weight)| weight)
-            .sum::<usize>()
-    };
-    sentences
-        .iter()
-        .map(|s| (score(s), *s))
-        .filter(|(n, _)| *n > 0)
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, s)| s.to_string())
-        .or_else(|| sentences.first().map(|s| s.to_string()))
 }
 
 /// Why a time cannot be booked, in the customer's language.
@@ -838,43 +750,55 @@ async fn step(
                     "איך",
                 ],
             );
-        if let Some(topic) = question_topic(user)
-            && st.expect != Expect::Name
-            && t.time.is_none()
-        {
-            let out = ctx
-                .call(tools::BUSINESS_INFO, &json!({"topic": topic}).to_string())
-                .await;
-            let body = first_document(&out.value);
-            let answer = best_passage(&body, user, he).unwrap_or_else(|| in_language(&body, he));
-            return text_reply(format!(
-                "{answer} {}",
-                say(he, "Would you like to book?", "תרצה לקבוע?")
-            ));
-        }
-        if question
+        let booking_words = has_any(
+            &lower,
+            &[
+                "book",
+                "appointment",
+                "reserv",
+                "לקבוע",
+                "להזמין",
+                "תור",
+                "הזמנה",
+            ],
+        );
+        let about_business = question_topic(user).is_some() && t.time.is_none();
+        let other_question = question
             && t.is_empty()
-            && st.expect == Expect::Nothing
             && parse::parse_name(user).is_none()
             && ctx.settings.resources.iter().all(|r| !r.mentioned_in(user))
-            && !has_any(
-                &lower,
-                &[
-                    "book",
-                    "appointment",
-                    "reserv",
-                    "לקבוע",
-                    "להזמין",
-                    "תור",
-                    "הזמנה",
-                ],
-            )
+            && !booking_words;
+        if (about_business || other_question) && matches!(st.expect, Expect::Nothing | Expect::Room)
         {
-            return text_reply(say(
-                he,
-                "I don't have information about that. I can help you book a room.",
-                "אין לי מידע על זה. אני יכול לעזור לקבוע חדר.",
-            ));
+            // Retrieval over all the business's documents, answered in the customer's language.
+            let out = ctx
+                .call(tools::BUSINESS_INFO, &json!({"topic": "all"}).to_string())
+                .await;
+            let docs: Vec<(&str, &str)> = out
+                .value
+                .get("documents")
+                .and_then(Value::as_array)
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|x| {
+                            let title = x.get("title").and_then(Value::as_str).unwrap_or("");
+                            Some((title, x.get("body")?.as_str()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let index = DocumentIndex::new(docs);
+            return text_reply(match index.answer(user, he) {
+                Some(passage) => format!(
+                    "{passage} {}",
+                    say(he, "Would you like to book?", "תרצה לקבוע?")
+                ),
+                None => say(
+                    he,
+                    "I don't have information about that. I can help you book a room.",
+                    "אין לי מידע על זה. אני יכול לעזור לקבוע חדר.",
+                ),
+            });
         }
         match st.expect {
             Expect::Name => {
