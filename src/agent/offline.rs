@@ -405,6 +405,14 @@ fn question_topic(user: &str) -> Option<&'static str> {
         .map(|(t, _)| *t)
 }
 
+fn past_date_reply(he: bool) -> OfflineReply {
+    text_reply(say(
+        he,
+        "That date has already passed. Which day would you like?",
+        "התאריך הזה כבר עבר. לאיזה יום?",
+    ))
+}
+
 /// Why a time cannot be booked, in the customer's language.
 fn explain(refusal: Refusal, he: bool, day: &str, wanted: &str, ctx: &ToolContext) -> String {
     let policy = &ctx.settings.policy;
@@ -871,11 +879,7 @@ async fn step(
             }
             Some(Ambiguity::PastDate) => {
                 st.date = None;
-                return text_reply(say(
-                    he,
-                    "That date has already passed. Which day would you like?",
-                    "התאריך הזה כבר עבר. לאיזה יום?",
-                ));
+                return past_date_reply(he);
             }
             Some(Ambiguity::InvalidDate) => {
                 st.date = None;
@@ -966,14 +970,7 @@ async fn step(
                 )
             )
         };
-        let chosen = match (open(am), open(pm)) {
-            (true, true) => None,
-            (true, false) => Some(am),
-            (false, true) => Some(pm),
-            // Neither fits (closed, or outside hours): take the daytime reading and let the
-            // refusal below explain why and offer the nearest times.
-            (false, false) => Some(if am.hour() >= 7 { am } else { pm }),
-        };
+        let chosen = temporal::resolve_twelve_hour(am, pm, open);
         match chosen {
             Some(x) => {
                 st.time = Some(x);
@@ -1005,11 +1002,7 @@ async fn step(
     if !found.ok {
         if found.error() == Some("past_time") {
             st.date = None;
-            return text_reply(say(
-                he,
-                "That date has already passed. Which day would you like?",
-                "התאריך הזה כבר עבר. לאיזה יום?",
-            ));
+            return past_date_reply(he);
         }
         return text_reply(say(
             he,

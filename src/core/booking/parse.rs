@@ -213,7 +213,7 @@ fn name_after(text: &str, lead_ins: &[&str]) -> Option<String> {
     // Same byte offsets: to_lowercase keeps lengths for the scripts we accept here.
     let rest = text.get(at + marker.len()..)?;
     let mut clauses = rest
-        .split(|c: char| matches!(c, ',' | '.' | '!' | '?' | ';' | '\n'))
+        .split([',', '.', '!', '?', ';', '\n'])
         .map(str::trim)
         .filter(|c| !c.is_empty());
     let first = name_words(clauses.next()?);

@@ -622,34 +622,21 @@ mod tests {
         let near = p.nearest_slots(now, at(&p, off), &rooms(), &[], None, 2);
         let shown: Vec<_> = near.iter().map(|s| p.time_display(s.start_ms)).collect();
         assert_eq!(shown, ["10:00", "11:00"]);
-        let verdict = |dt: DateTime| p.check_start(now, dt, &rooms(), &[], None);
-        assert_eq!(
-            verdict(date(2026, 11, 23).at(12, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::TooSoon)
-        );
-        assert_eq!(
-            verdict(date(2026, 11, 23).at(11, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::PastTime)
-        );
-        assert_eq!(
-            verdict(date(2026, 11, 24).at(23, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::OutsideHours),
-            "after closing"
-        );
-        assert_eq!(
-            verdict(date(2026, 11, 24).at(8, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::OutsideHours),
-            "before opening"
-        );
-        assert_eq!(
-            verdict(date(2026, 11, 28).at(11, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::ClosedDay),
-            "Saturday"
-        );
-        assert_eq!(
-            verdict(date(2027, 2, 1).at(10, 0, 0, 0)),
-            StartVerdict::Refused(Refusal::OutsideWindow)
-        );
+        let cases = [
+            (date(2026, 11, 23).at(12, 0, 0, 0), Refusal::TooSoon),
+            (date(2026, 11, 23).at(11, 0, 0, 0), Refusal::PastTime),
+            (date(2026, 11, 24).at(23, 0, 0, 0), Refusal::OutsideHours), // after closing
+            (date(2026, 11, 24).at(8, 0, 0, 0), Refusal::OutsideHours),  // before opening
+            (date(2026, 11, 28).at(11, 0, 0, 0), Refusal::ClosedDay),    // Saturday
+            (date(2027, 2, 1).at(10, 0, 0, 0), Refusal::OutsideWindow),
+        ];
+        for (dt, want) in cases {
+            assert_eq!(
+                p.check_start(now, dt, &rooms(), &[], None),
+                StartVerdict::Refused(want),
+                "{dt}"
+            );
+        }
         for r in [Refusal::PastTime, Refusal::ClosedDay, Refusal::Full] {
             assert_eq!(Refusal::from_code(r.code()), Some(r));
         }

@@ -1033,15 +1033,13 @@ pub fn parse(text: &str, now: &Zoned) -> Temporal {
                 _ => today.checked_add(n.months()).ok(),
             },
             (None, Some((day, next))) => {
-                let from = if next || today.weekday() == day && next {
+                let from = if next {
                     today.tomorrow().unwrap_or(today)
                 } else {
                     today
                 };
                 // "next week on Tuesday" / "בשבוע הבא ביום שלישי": the Tuesday of next week.
-                let next_week = lower.contains("next week")
-                    || lower.contains("שבוע הבא")
-                    || lower.contains("שבוע הבא");
+                let next_week = lower.contains("next week") || lower.contains("שבוע הבא");
                 if next_week {
                     let sunday_next =
                         next_on_or_after(today.tomorrow().unwrap_or(today), Weekday::Sunday);
@@ -1083,13 +1081,15 @@ pub fn parse(text: &str, now: &Zoned) -> Temporal {
     out
 }
 
-/// Picks between the two readings of a 12-hour time: the ones `acceptable` allows (e.g. inside
-/// opening hours, not past). One left: that one. Both or none: still ambiguous (`None`).
+/// Picks between the two readings of a 12-hour time by what `acceptable` allows (e.g. inside
+/// opening hours, not past): one left → that one; both → `None`, ask "morning or evening?";
+/// neither → the daytime reading (7:00–18:59), so the refusal that follows explains why.
 pub fn resolve_twelve_hour(am: Time, pm: Time, acceptable: impl Fn(Time) -> bool) -> Option<Time> {
     match (acceptable(am), acceptable(pm)) {
+        (true, true) => None,
         (true, false) => Some(am),
         (false, true) => Some(pm),
-        _ => None,
+        (false, false) => Some(if am.hour() >= 7 { am } else { pm }),
     }
 }
 
@@ -1220,7 +1220,13 @@ mod tests {
         let open = |t: Time| t.hour() >= 10 && t.hour() < 22;
         assert_eq!(resolve_twelve_hour(am, pm, open), Some(pm));
         assert_eq!(resolve_twelve_hour(am, pm, |_| true), None);
-        assert_eq!(resolve_twelve_hour(am, pm, |_| false), None);
+        assert_eq!(resolve_twelve_hour(am, pm, |_| false), Some(pm));
+        let eleven = Time::new(11, 0, 0, 0).unwrap();
+        let twenty_three = Time::new(23, 0, 0, 0).unwrap();
+        assert_eq!(
+            resolve_twelve_hour(eleven, twenty_three, |_| false),
+            Some(eleven)
+        );
     }
 
     #[test]
