@@ -351,7 +351,7 @@ async fn full_slot_offers_alternatives() {
     let mut c = Conversation::new(&f, "CA_full2", Some(CALLER), "en-US");
     let r = c.say("tomorrow at 10 in the Dubai room", false).await;
     assert!(
-        r.text.contains("not available") && r.text.contains("11:00 or 12:00"),
+        r.text.contains("fully booked") && r.text.contains("11:00 or 12:00"),
         "{r:?}"
     );
 }
@@ -446,7 +446,11 @@ async fn every_tool_failure_is_a_value_with_error_and_reason() {
     let ctx = ctx(&f, "CA_bad", Some(CALLER)).await;
     for (tool, args) in [
         (tools::FIND_SLOTS, r#"{"date":"2026-11-24","extra":1}"#),
-        (tools::FIND_SLOTS, r#"{"date":"tomorrow"}"#),
+        (tools::FIND_SLOTS, r#"{"date":"someday"}"#),
+        (tools::FIND_SLOTS, r#"{"date":"31.2"}"#),
+        (tools::FIND_SLOTS, r#"{"date":"2020-01-01"}"#),
+        (tools::CREATE, &create_args("2020-01-01T10:00", "Dubai")),
+        (tools::CREATE, &create_args("tomorrow at 6", "Dubai")),
         (tools::FIND_SLOTS, "not json"),
         (tools::CREATE, r#"{"start_iso":"2026-11-24T10:00"}"#),
         (tools::CREATE, &create_args("2026-11-24T10:00", "Atlantis")),
@@ -464,8 +468,47 @@ async fn every_tool_failure_is_a_value_with_error_and_reason() {
         );
     }
     let traces = f.store.tool_traces("CA_bad").await.unwrap();
-    assert_eq!(traces.len(), 8);
+    assert_eq!(traces.len(), 12);
     assert!(traces.iter().all(|t| !t.ok && t.error.is_some()));
+}
+
+/// The model's date/time arguments go through the dialog's parser: never silently shifted.
+#[tokio::test]
+async fn tool_arguments_are_validated_by_the_temporal_parser_and_refusals_carry_reasons() {
+    let f = fixture().await; // Monday 2026-11-23 12:00
+    let ctx = ctx(&f, "CA_args", Some(CALLER)).await;
+    let create = |start: &str| create_args(start, "Dubai");
+    let cases = [
+        ("today 06:00", "past_time"),
+        ("2026-11-23T09:00", "past_time"),
+        ("tomorrow at 6", "ambiguous_time"),
+        ("2026-11-28T11:00", "outside_hours"), // Saturday opens at 19:00
+        ("2026-11-27T20:00", "outside_hours"), // Friday closes at 15:00
+        ("2026-11-23T12:00", "too_soon"),
+        ("2027-02-20T19:00", "outside_window"),
+        ("2026-11-24T10:15", "off_grid"),
+    ];
+    for (start, error) in cases {
+        let out = ctx.call(tools::CREATE, &create(start)).await;
+        assert_eq!(out.error(), Some(error), "{start}: {:?}", out.value);
+        assert!(out.value["reason"].is_string());
+    }
+    let out = ctx.call(tools::CREATE, &create("tomorrow at 6pm")).await;
+    assert!(out.ok, "{:?}", out.value);
+    assert_eq!(out.value["start_iso"], "2026-11-24T18:00:00+02:00");
+    let slots = ctx
+        .call(
+            tools::FIND_SLOTS,
+            &json!({"date": "the day after tomorrow"}).to_string(),
+        )
+        .await;
+    assert!(slots.ok, "{:?}", slots.value);
+    assert!(
+        slots.value["slots"][0]["start_iso"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-25")
+    );
 }
 
 #[tokio::test]

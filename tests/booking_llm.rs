@@ -447,7 +447,10 @@ async fn llm_failure_falls_back_to_the_offline_dialog() {
         &["tomorrow at 10 in the Dubai room"],
     )
     .await;
-    assert_eq!(heard.text, "Great. What name should I book under?");
+    assert_eq!(
+        heard.text,
+        "Great, tomorrow at 10:00. What name should I book under?"
+    );
     // The fallback used the same tools, traced under the same conversation.
     let traces = f.store.tool_traces("CA_fail").await.unwrap();
     assert!(
@@ -467,7 +470,10 @@ async fn llm_timeout_falls_back_to_the_offline_dialog() {
         &["tomorrow at 10 in the Dubai room"],
     )
     .await;
-    assert_eq!(heard.text, "Great. What name should I book under?");
+    assert_eq!(
+        heard.text,
+        "Great, tomorrow at 10:00. What name should I book under?"
+    );
 }
 
 #[tokio::test]

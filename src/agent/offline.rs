@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use jiff::civil::{Date, Time};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -22,31 +23,54 @@ use crate::adapters::providers::{
 };
 use crate::core::booking::guard::{Evidence, is_hebrew};
 use crate::core::booking::parse;
+use crate::core::booking::policy::{Refusal, StartVerdict};
+use crate::core::booking::retrieval::DocumentIndex;
+use crate::core::booking::temporal::{self, Ambiguity, PartOfDay};
 
 /// Digits the keypad collection accepts; `#` commits earlier.
 pub const PHONE_MAX_DIGITS: u8 = 15;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Expect {
+/// What the dialog waits for from the customer's next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Expect {
     #[default]
     Nothing,
     Name,
     Phone,
     Confirm,
     Room,
+    /// "6 in the morning or the evening?"
+    AmPm,
+    /// "Cancel your booking on …?"
+    ConfirmCancel,
 }
 
-#[derive(Debug, Clone, Default)]
-struct DialogState {
-    hebrew: bool,
-    date: Option<Date>,
-    time: Option<Time>,
-    resource: Option<String>,
-    name: Option<String>,
-    phone: Option<String>,
-    expect: Expect,
+/// One conversation's offline dialog state: plain data, so it can be stored between turns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DialogState {
+    pub hebrew: bool,
+    pub date: Option<Date>,
+    pub time: Option<Time>,
+    /// A part of the day asked for ("evening") when no exact time was given.
+    pub part: Option<PartOfDay>,
+    /// "between 5 and 7".
+    pub range: Option<(Time, Time)>,
+    /// The two readings of a 12-hour time we are asking about.
+    pub am_pm: Option<(Time, Time)>,
+    pub resource: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub expect: Expect,
     /// Rooms free at the chosen time (to offer when asking for a room).
-    free_rooms: Vec<String>,
+    pub free_rooms: Vec<String>,
+    /// Times offered in the last reply (`HH:MM`), so "7 works" picks 19:00.
+    pub offered: Vec<String>,
+    /// Moving this appointment (reschedule) instead of booking a new one.
+    pub moving: Option<String>,
+    /// The appointment a cancellation waits for a yes on.
+    pub cancelling: Option<String>,
+    /// The customer record (name from another channel) was read.
+    pub known: bool,
 }
 
 /// What one offline turn produced.
@@ -232,6 +256,366 @@ fn nearest_two(slots: &[(String, Vec<String>)], want: Time) -> Vec<String> {
     out
 }
 
+/// What the customer wants besides booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    Cancel,
+    List,
+    Move,
+}
+
+fn has_any(lower: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| lower.contains(w))
+}
+
+fn intent(user: &str) -> Option<Intent> {
+    let lower = temporal::normalize(user);
+    if has_any(
+        &lower,
+        &[
+            "cancel",
+            "לבטל",
+            "ביטול",
+            "תבטל",
+            "בטל את",
+            "לא נגיע",
+            "can't make it",
+            "cant make it",
+        ],
+    ) {
+        return Some(Intent::Cancel);
+    }
+    if has_any(
+        &lower,
+        &[
+            "reschedule",
+            "move my",
+            "move the",
+            "move it",
+            "change my booking",
+            "change my appointment",
+            "change my reservation",
+            "להזיז",
+            "תזיז",
+            "להעביר את",
+            "לשנות את התור",
+            "לשנות את ההזמנה",
+            "לדחות את",
+        ],
+    ) {
+        return Some(Intent::Move);
+    }
+    if has_any(
+        &lower,
+        &[
+            "my booking",
+            "my bookings",
+            "my appointment",
+            "my reservation",
+            "bookings do i have",
+            "any booking",
+            "any reservation",
+            "any appointment",
+            "did i book",
+            "when am i booked",
+            "התור שלי",
+            "התורים שלי",
+            "ההזמנה שלי",
+            "ההזמנות שלי",
+            "יש לי תור",
+            "יש לי הזמנה",
+            "מתי התור",
+            "מתי ההזמנה",
+            "מה הזמנתי",
+            "הזמנתי?",
+        ],
+    ) {
+        return Some(Intent::List);
+    }
+    None
+}
+
+/// A question about the business (prices, hours, rooms, facilities), by its topic.
+fn question_topic(user: &str) -> Option<&'static str> {
+    let lower = temporal::normalize(user);
+    let topics: [(&str, &[&str]); 4] = [
+        (
+            "prices",
+            &[
+                "price",
+                "cost",
+                "how much",
+                "כמה עולה",
+                "כמה זה עולה",
+                "מחיר",
+                "עלות",
+                "כמה כסף",
+            ],
+        ),
+        (
+            "hours",
+            &[
+                "hours",
+                "open",
+                "close",
+                "שעות",
+                "פתוחים",
+                "פתוח",
+                "סוגרים",
+                "עד איזו שעה",
+                "עד מתי",
+            ],
+        ),
+        (
+            "rooms",
+            &[
+                "what rooms",
+                "which rooms",
+                "rooms do you",
+                "איזה חדרים",
+                "אילו חדרים",
+                "מה החדרים",
+                "חדרים יש",
+            ],
+        ),
+        (
+            "faq",
+            &[
+                "parking",
+                "park",
+                "kids",
+                "children",
+                "child",
+                "age",
+                "accessible",
+                "wheelchair",
+                "חניה",
+                "חנייה",
+                "ילדים",
+                "ילד",
+                "גיל",
+                "נגיש",
+                "כיסא גלגלים",
+            ],
+        ),
+    ];
+    topics
+        .iter()
+        .find(|(_, words)| has_any(&lower, words))
+        .map(|(t, _)| *t)
+}
+
+fn past_date_reply(he: bool) -> OfflineReply {
+    text_reply(say(
+        he,
+        "That date has already passed. Which day would you like?",
+        "התאריך הזה כבר עבר. לאיזה יום?",
+    ))
+}
+
+/// Why a time cannot be booked, in the customer's language.
+fn explain(refusal: Refusal, he: bool, day: &str, wanted: &str, ctx: &ToolContext) -> String {
+    let policy = &ctx.settings.policy;
+    match refusal {
+        Refusal::PastTime => say(
+            he,
+            &format!("{wanted} {day} has already passed."),
+            &format!("{wanted} {day} כבר עבר."),
+        ),
+        Refusal::ClosedDay => say(
+            he,
+            &format!("We are closed {day}."),
+            &format!("{day} אנחנו סגורים."),
+        ),
+        Refusal::OutsideHours => say(
+            he,
+            &format!("{wanted} is outside our opening hours {day}."),
+            &format!("{wanted} מחוץ לשעות הפתיחה {day}."),
+        ),
+        Refusal::OffGrid => say(
+            he,
+            &format!("{wanted} is not a start time."),
+            &format!("{wanted} היא לא שעת התחלה."),
+        ),
+        Refusal::TooSoon => say(
+            he,
+            &format!(
+                "{wanted} is too soon: we need {} minutes notice.",
+                policy.min_notice_min
+            ),
+            &format!(
+                "{wanted} קרוב מדי: צריך להזמין {} דקות מראש.",
+                policy.min_notice_min
+            ),
+        ),
+        Refusal::OutsideWindow => say(
+            he,
+            &format!(
+                "We take bookings up to {} days ahead.",
+                policy.booking_window_days
+            ),
+            &format!("אפשר להזמין עד {} ימים מראש.", policy.booking_window_days),
+        ),
+        Refusal::Full => say(
+            he,
+            &format!("{wanted} {day} is fully booked."),
+            &format!("{wanted} {day} תפוס."),
+        ),
+    }
+}
+
+fn in_part(t: &str, part: Option<PartOfDay>, range: Option<(Time, Time)>) -> bool {
+    let Some((h, m)) = t.split_once(':') else {
+        return true;
+    };
+    let (Ok(h), Ok(m)) = (h.parse::<i8>(), m.parse::<i8>()) else {
+        return true;
+    };
+    let Ok(time) = Time::new(h, m, 0, 0) else {
+        return true;
+    };
+    part.is_none_or(|p| p.contains(time)) && range.is_none_or(|(a, b)| time >= a && time <= b)
+}
+
+/// Picks an offered time by its hour ("7" after "18:00 or 19:00").
+fn pick_offered(offered: &[String], hour: i8) -> Option<Time> {
+    offered
+        .iter()
+        .filter_map(|t| {
+            let (h, m) = t.split_once(':')?;
+            Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
+        })
+        .find(|t| t.hour() == hour || t.hour() == hour + 12)
+}
+
+fn with_phone(ctx: &ToolContext, phone: Option<&String>) -> ToolContext {
+    let mut c = ctx.clone();
+    if c.caller_phone.is_none() {
+        c.caller_phone = phone.cloned();
+    }
+    c
+}
+
+/// One of the customer's upcoming bookings.
+#[derive(Debug, Clone)]
+struct Booking {
+    id: String,
+    /// "tomorrow at 19:00, the Dubai room" in the customer's language.
+    words: String,
+    resource: Option<String>,
+}
+
+/// The customer's upcoming bookings.
+async fn my_bookings(
+    ctx: &ToolContext,
+    st: &DialogState,
+    today: Date,
+    evidence: &mut Evidence,
+) -> Option<Vec<Booking>> {
+    let out = ctx.call(tools::LIST, "{}").await;
+    out.add_evidence(evidence);
+    if !out.ok {
+        return None;
+    }
+    let items = out.value.get("appointments").and_then(Value::as_array)?;
+    Some(
+        items
+            .iter()
+            .map(|a| {
+                let get = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let day = get("date_iso")
+                    .parse::<Date>()
+                    .map(|d| day_words(st, today, d))
+                    .unwrap_or_default();
+                let resource = Some(get("resource")).filter(|r| !r.is_empty());
+                let room = get("resource");
+                let room = if room.is_empty() {
+                    String::new()
+                } else if st.hebrew {
+                    format!(
+                        ", חדר {}",
+                        hebrew_room_names(ctx, &[room]).pop().unwrap_or_default()
+                    )
+                } else {
+                    format!(", the {room} room")
+                };
+                let at = say(st.hebrew, "at", "בשעה");
+                Booking {
+                    id: get("appointment_id"),
+                    words: format!("{day} {at} {}{room}", get("time_display")),
+                    resource,
+                }
+            })
+            .collect(),
+    )
+}
+
+async fn handle_intent(
+    ctx: &ToolContext,
+    st: &mut DialogState,
+    intent: Intent,
+    today: Date,
+    evidence: &mut Evidence,
+) -> OfflineReply {
+    let he = st.hebrew;
+    if ctx.caller_phone.is_none() {
+        return text_reply(say(
+            he,
+            "I can only find bookings made from the number you are contacting us from.",
+            "אני יכול למצוא רק הזמנות שנעשו מהמספר שממנו פנית.",
+        ));
+    }
+    let Some(list) = my_bookings(ctx, st, today, evidence).await else {
+        return text_reply(say(
+            he,
+            "I could not check your bookings right now.",
+            "לא הצלחתי לבדוק את ההזמנות שלך כרגע.",
+        ));
+    };
+    let Some(Booking {
+        id,
+        words: first,
+        resource,
+    }) = list.first().cloned()
+    else {
+        return text_reply(say(
+            he,
+            "I don't see any upcoming booking for this number. Would you like to book?",
+            "אני לא רואה הזמנה קרובה על המספר הזה. תרצה לקבוע?",
+        ));
+    };
+    match intent {
+        Intent::List => {
+            let all: Vec<String> = list.iter().map(|b| b.words.clone()).collect();
+            text_reply(say(
+                he,
+                &format!("Your bookings: {}.", all.join("; ")),
+                &format!("ההזמנות שלך: {}.", all.join("; ")),
+            ))
+        }
+        Intent::Cancel => {
+            st.cancelling = Some(id);
+            st.expect = Expect::ConfirmCancel;
+            text_reply(say(
+                he,
+                &format!("Cancel your booking {first}?"),
+                &format!("לבטל את ההזמנה {first}?"),
+            ))
+        }
+        Intent::Move => {
+            st.moving = Some(id);
+            st.resource = resource;
+            st.date = None;
+            st.time = None;
+            text_reply(say(
+                he,
+                &format!("Your booking is {first}. To which day and time?"),
+                &format!("ההזמנה שלך {first}. לאיזה יום ושעה להעביר?"),
+            ))
+        }
+    }
+}
+
 async fn step(
     ctx: &ToolContext,
     st: &mut DialogState,
@@ -246,7 +630,29 @@ async fn step(
     }
     let he = st.hebrew;
     let policy = &ctx.settings.policy;
-    let today = policy.local_date(ctx.rt.now_ms());
+    let now_ms = ctx.rt.now_ms();
+    let now = policy.zoned(now_ms);
+    let today = now.date();
+
+    // Memory across channels: the name this customer gave before, by phone.
+    if !st.known {
+        st.known = true;
+        if let Some(phone) = &ctx.caller_phone {
+            if st.name.is_none() {
+                st.name = ctx
+                    .rt
+                    .store
+                    .customer_name(&ctx.settings.business.id, phone)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|n| !n.trim().is_empty());
+            }
+            if st.phone.is_none() {
+                st.phone = Some(phone.clone());
+            }
+        }
+    }
 
     if digits {
         match parse::parse_phone(user) {
@@ -274,21 +680,37 @@ async fn step(
                 hangup: true,
             };
         }
+        if st.expect == Expect::ConfirmCancel {
+            st.expect = Expect::Nothing;
+            if let Some(id) = st.cancelling.take() {
+                if parse::is_yes(user) {
+                    let out = ctx
+                        .call(tools::CANCEL, &json!({"appointment_id": id}).to_string())
+                        .await;
+                    out.add_evidence(evidence);
+                    return text_reply(if out.ok {
+                        say(he, "Your booking is cancelled.", "ההזמנה בוטלה.")
+                    } else {
+                        say(
+                            he,
+                            "I could not cancel it. Please try again later.",
+                            "לא הצלחתי לבטל. נסה שוב מאוחר יותר.",
+                        )
+                    });
+                }
+                return text_reply(say(
+                    he,
+                    "OK, I left your booking as it is.",
+                    "בסדר, ההזמנה נשארת כמו שהיא.",
+                ));
+            }
+        }
+        if let Some(i) = intent(user) {
+            let ctx = with_phone(ctx, None);
+            return handle_intent(&ctx, st, i, today, evidence).await;
+        }
+        let t = temporal::parse(user, &now);
         let lower = user.to_lowercase();
-        let asks_info = [
-            "price",
-            "cost",
-            "how much",
-            "hours",
-            "open",
-            "parking",
-            "כמה עולה",
-            "מחיר",
-            "שעות",
-            "חניה",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
         // "Details on the New York room?": a question about a room, not a booking request.
         let room_asked = [
             "detail",
@@ -307,8 +729,7 @@ async fn step(
         .flatten();
         if let Some(room) = room_asked
             && st.expect == Expect::Nothing
-            && parse::parse_time(user).is_none()
-            && parse::parse_date(user, today).is_none()
+            && t.is_empty()
         {
             let out = ctx
                 .call(tools::BUSINESS_INFO, &json!({"topic": "rooms"}).to_string())
@@ -325,44 +746,108 @@ async fn step(
                 say(he, "Would you like to book it?", "תרצה לקבוע?")
             ));
         }
-        if asks_info && st.expect == Expect::Nothing && parse::parse_time(user).is_none() {
-            let topic = if ["price", "cost", "how much", "כמה עולה", "מחיר"]
-                .iter()
-                .any(|w| lower.contains(w))
-            {
-                "prices"
-            } else if ["parking", "חניה"].iter().any(|w| lower.contains(w)) {
-                "faq"
-            } else {
-                "hours"
-            };
+        let question = user.contains('?')
+            || has_any(
+                &lower,
+                &[
+                    "do you",
+                    "is there",
+                    "can i",
+                    "are you",
+                    "יש ",
+                    "האם",
+                    "אפשר ל",
+                    "מה ",
+                    "איך",
+                ],
+            );
+        let booking_words = has_any(
+            &lower,
+            &[
+                "book",
+                "appointment",
+                "reserv",
+                "לקבוע",
+                "להזמין",
+                "תור",
+                "הזמנה",
+            ],
+        );
+        let about_business = question_topic(user).is_some() && t.time.is_none();
+        let other_question = question
+            && t.is_empty()
+            && parse::parse_name(user).is_none()
+            && ctx.settings.resources.iter().all(|r| !r.mentioned_in(user))
+            && !booking_words;
+        if (about_business || other_question) && matches!(st.expect, Expect::Nothing | Expect::Room)
+        {
+            // Retrieval over all the business's documents, answered in the customer's language.
             let out = ctx
-                .call(tools::BUSINESS_INFO, &json!({"topic": topic}).to_string())
+                .call(tools::BUSINESS_INFO, &json!({"topic": "all"}).to_string())
                 .await;
-            let half = in_language(&first_document(&out.value), he);
-            return text_reply(format!(
-                "{half} {}",
-                say(he, "Would you like to book?", "תרצה לקבוע?")
-            ));
+            let docs: Vec<(&str, &str)> = out
+                .value
+                .get("documents")
+                .and_then(Value::as_array)
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|x| {
+                            let title = x.get("title").and_then(Value::as_str).unwrap_or("");
+                            Some((title, x.get("body")?.as_str()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let index = DocumentIndex::new(docs);
+            return text_reply(match index.answer(user, he) {
+                Some(passage) => format!(
+                    "{passage} {}",
+                    say(he, "Would you like to book?", "תרצה לקבוע?")
+                ),
+                None => say(
+                    he,
+                    "I don't have information about that. I can help you book a room.",
+                    "אין לי מידע על זה. אני יכול לעזור לקבוע חדר.",
+                ),
+            });
         }
         match st.expect {
             Expect::Name => {
-                if let Some(n) = parse::parse_name(user).or_else(|| parse::bare_name(user)) {
+                if let Some(n) = parse::parse_name_answer(user) {
                     st.name = Some(n);
                     st.expect = Expect::Nothing;
                 }
             }
+            Expect::AmPm => {
+                if let Some((am, pm)) = st.am_pm {
+                    let chosen = match t.part_of_day {
+                        Some(PartOfDay::Morning) => Some(am),
+                        Some(_) => Some(pm),
+                        None => t.time.filter(|x| *x == am || *x == pm),
+                    };
+                    if let Some(c) = chosen {
+                        st.time = Some(c);
+                        st.am_pm = None;
+                        st.expect = Expect::Nothing;
+                    }
+                }
+            }
             Expect::Confirm => {
-                if parse::is_yes(user) {
+                let correction = parse::parse_name(user);
+                if parse::is_yes(user) && correction.is_none() && t.is_empty() {
                     return create(ctx, st, evidence).await;
                 }
-                if parse::is_no(user) {
+                if let Some(n) = correction {
+                    st.name = Some(n);
+                } else if temporal::bare_hour(user).is_some() && t.is_empty() {
+                    // "no, make it 4": a new hour for the same day.
+                    st.offered.clear();
+                } else if parse::is_no(user) && t.is_empty() {
                     st.expect = Expect::Nothing;
-                    st.time = None;
                     return text_reply(say(
                         he,
-                        "No problem. Which day and time would suit you?",
-                        "אין בעיה. איזה יום ושעה מתאימים לך?",
+                        "No problem. What should I change: the day, the time or the name?",
+                        "אין בעיה. מה לשנות: את היום, השעה או השם?",
                     ));
                 }
             }
@@ -372,22 +857,73 @@ async fn step(
             && let Some(n) = parse::parse_name(user)
         {
             st.name = Some(n);
+        } else if st.expect != Expect::Name
+            && let Some(n) = parse::parse_name(user)
+            && has_any(&lower, &["name", "שם", "שמי"])
+        {
+            // "the name is Dana Cohen, not Dana": the customer corrects the read-back.
+            st.name = Some(n);
         }
-        if let Some(d) = parse::parse_date(user, today) {
+        match t.ambiguity {
+            Some(Ambiguity::PastTime) => {
+                st.time = None;
+                st.date = t.date;
+                let wanted = t.time.map(hhmm).unwrap_or_default();
+                return text_reply(say(
+                    he,
+                    &format!(
+                        "{wanted} today has already passed. Which time later today, or another day?"
+                    ),
+                    &format!("{wanted} היום כבר עבר. איזו שעה מאוחרת יותר היום, או יום אחר?"),
+                ));
+            }
+            Some(Ambiguity::PastDate) => {
+                st.date = None;
+                return past_date_reply(he);
+            }
+            Some(Ambiguity::InvalidDate) => {
+                st.date = None;
+                return text_reply(say(
+                    he,
+                    "That date does not exist in the calendar. Which day would you like?",
+                    "התאריך הזה לא קיים בלוח השנה. לאיזה יום?",
+                ));
+            }
+            Some(Ambiguity::TwelveHour { am, pm }) => {
+                st.am_pm = Some((am, pm));
+                st.time = None;
+            }
+            None => {}
+        }
+        if let Some(d) = t.date {
+            if st.date != Some(d) {
+                st.offered.clear();
+            }
             st.date = Some(d);
         }
-        let bare_hour = user
-            .trim()
-            .trim_end_matches(['.', '?', '!'])
-            .parse::<i8>()
-            .ok()
-            .and_then(|h| Time::new(if h <= 7 { h + 12 } else { h }, 0, 0, 0).ok());
-        if let Some(t) = parse::parse_time(user).or(if st.expect == Expect::Nothing {
-            bare_hour
-        } else {
-            None
-        }) {
-            st.time = Some(t);
+        if let Some(time) = t.time {
+            st.time = Some(time);
+            st.am_pm = None;
+        }
+        if t.part_of_day.is_some() {
+            st.part = t.part_of_day;
+        }
+        if t.range.is_some() {
+            st.range = t.range;
+        }
+        if t.time.is_none()
+            && t.ambiguity.is_none()
+            && matches!(st.expect, Expect::Nothing | Expect::Confirm)
+            && let Some(h) = temporal::bare_hour(user)
+        {
+            if let Some(time) = pick_offered(&st.offered, h) {
+                st.time = Some(time);
+                st.am_pm = None;
+            } else if st.offered.is_empty() && (1..=12).contains(&h) {
+                st.am_pm = Time::new(h % 12, 0, 0, 0)
+                    .ok()
+                    .zip(Time::new(h % 12 + 12, 0, 0, 0).ok());
+            }
         }
         if let Some(r) = ctx.settings.resources.iter().find(|r| r.mentioned_in(user)) {
             st.resource = Some(r.name.clone());
@@ -404,8 +940,15 @@ async fn step(
 
     // time → find slots
     let Some(date) = st.date else {
-        return text_reply(if st.time.is_some() {
+        return text_reply(if st.time.is_some() || st.am_pm.is_some() {
             say(he, "For which day?", "לאיזה יום?")
+        } else if st.name.is_some() && st.expect == Expect::Nothing && st.moving.is_none() {
+            let name = st.name.clone().unwrap_or_default();
+            say(
+                he,
+                &format!("Hello {name}! Which day and time would you like to book?"),
+                &format!("שלום {name}! לאיזה יום ושעה תרצה לקבוע?"),
+            )
         } else {
             say(
                 he,
@@ -414,6 +957,42 @@ async fn step(
             )
         });
     };
+    let day = day_words(st, today, date);
+    // "at 6": the reading the business can take, else ask.
+    if let Some((am, pm)) = st.am_pm {
+        let open = |x: Time| {
+            let dt = date.to_datetime(x);
+            let caps: Vec<_> = ctx.settings.resources.iter().map(|r| r.cap()).collect();
+            !matches!(
+                policy.check_start(now_ms, dt, &caps, &[], None),
+                StartVerdict::Refused(
+                    Refusal::PastTime | Refusal::OutsideHours | Refusal::ClosedDay
+                )
+            )
+        };
+        let chosen = temporal::resolve_twelve_hour(am, pm, open);
+        match chosen {
+            Some(x) => {
+                st.time = Some(x);
+                st.am_pm = None;
+            }
+            None => {
+                st.expect = Expect::AmPm;
+                let h = am.hour() % 12;
+                let h = if h == 0 { 12 } else { h };
+                let m = if am.minute() > 0 {
+                    format!(":{:02}", am.minute())
+                } else {
+                    String::new()
+                };
+                return text_reply(say(
+                    he,
+                    &format!("{h}{m} in the morning or in the evening?"),
+                    &format!("{h}{m} בבוקר או בערב?"),
+                ));
+            }
+        }
+    }
     let mut args = json!({"date": date.to_string()});
     if let Some(r) = &st.resource {
         args["resource"] = json!(r);
@@ -421,6 +1000,10 @@ async fn step(
     let found = ctx.call(tools::FIND_SLOTS, &args.to_string()).await;
     found.add_evidence(evidence);
     if !found.ok {
+        if found.error() == Some("past_time") {
+            st.date = None;
+            return past_date_reply(he);
+        }
         return text_reply(say(
             he,
             "I could not check the calendar. Which other day would suit you?",
@@ -428,48 +1011,80 @@ async fn step(
         ));
     }
     let slots = slot_times(&found.value);
-    let day = day_words(st, today, date);
-    let Some(time) = st.time else {
-        if slots.is_empty() {
-            st.date = None;
-            return text_reply(say(
-                he,
-                &format!("Nothing is available {day}. Which other day?"),
-                &format!("אין מקום {day}. איזה יום אחר?"),
+    let caps: Vec<_> = ctx.settings.resources.iter().map(|r| r.cap()).collect();
+    if slots.is_empty() {
+        // Why nothing: closed, beyond the window, or full; then the next days with room.
+        let probe = st
+            .time
+            .or_else(|| {
+                policy
+                    .day_grid(date)
+                    .first()
+                    .map(|(s, _)| policy.local(*s).time())
+            })
+            .unwrap_or(Time::midnight());
+        let reason = match policy.check_start(now_ms, date.to_datetime(probe), &caps, &[], None) {
+            StartVerdict::Refused(r) if r != Refusal::OffGrid => r,
+            _ if policy.day_grid(date).is_empty() => Refusal::ClosedDay,
+            _ => Refusal::Full,
+        };
+        let wanted = st.time.map(hhmm).unwrap_or_default();
+        let why = explain(reason, he, &day, &wanted, ctx);
+        st.date = None;
+        st.time = None;
+        let later = next_days(ctx, st, today, date).await;
+        if later.is_empty() {
+            return text_reply(format!(
+                "{why} {}",
+                say(he, "Which other day?", "איזה יום אחר?")
             ));
         }
-        let first: Vec<String> = slots.iter().take(3).map(|(t, _)| t.clone()).collect();
+        return text_reply(format!(
+            "{why} {} {}?",
+            say(he, "Available:", "יש מקום"),
+            join_or(&later, he)
+        ));
+    }
+    let Some(time) = st.time else {
+        let wanted: Vec<String> = slots
+            .iter()
+            .map(|(t, _)| t.clone())
+            .filter(|t| in_part(t, st.part, st.range))
+            .collect();
+        let (first, none_in_part): (Vec<String>, bool) = if wanted.is_empty() {
+            (slots.iter().take(3).map(|(t, _)| t.clone()).collect(), true)
+        } else {
+            (wanted.into_iter().take(3).collect(), false)
+        };
+        st.offered = first.clone();
+        let lead = if none_in_part && (st.part.is_some() || st.range.is_some()) {
+            say(he, "Nothing then, but ", "אין אז, אבל ")
+        } else {
+            String::new()
+        };
         return text_reply(say(
             he,
             &format!(
-                "{day} these times are available: {}. Which time?",
+                "{lead}{day} these times are available: {}. Which time?",
                 join_or(&first, false)
             ),
-            &format!("{day} יש מקום ב-{}. איזו שעה?", join_or(&first, true)),
+            &format!("{lead}{day} יש מקום ב-{}. איזו שעה?", join_or(&first, true)),
         ));
     };
     let wanted = hhmm(time);
     let Some((_, rooms)) = slots.iter().find(|(t, _)| *t == wanted) else {
         st.time = None;
+        let reason = match policy.check_start(now_ms, date.to_datetime(time), &caps, &[], None) {
+            StartVerdict::Refused(r) => r,
+            StartVerdict::Ok { .. } => Refusal::Full,
+        };
         let near = nearest_two(&slots, time);
-        if near.is_empty() {
-            st.date = None;
-            return text_reply(say(
-                he,
-                &format!("Nothing is available {day}. Which other day?"),
-                &format!("אין מקום {day}. איזה יום אחר?"),
-            ));
-        }
+        st.offered = near.clone();
+        let why = explain(reason, he, &day, &wanted, ctx);
         return text_reply(say(
             he,
-            &format!(
-                "{wanted} {day} is not available. The nearest available times are {}. Which one?",
-                join_or(&near, false)
-            ),
-            &format!(
-                "{wanted} {day} לא פנוי. השעות הפנויות הקרובות הן {}. מה מתאים?",
-                join_or(&near, true)
-            ),
+            &format!("{why} Nearest: {}. Which one?", join_or(&near, false)),
+            &format!("{why} הכי קרוב: {}. מה מתאים?", join_or(&near, true)),
         ));
     };
     st.free_rooms = rooms.clone();
@@ -481,21 +1096,24 @@ async fn step(
             st.expect = Expect::Room;
             return text_reply(say(
                 he,
-                &format!("Which room would you like: {}?", join_or(rooms, false)),
                 &format!(
-                    "איזה חדר: {}?",
+                    "{day} at {wanted}: which room would you like, {}?",
+                    join_or(rooms, false)
+                ),
+                &format!(
+                    "{day} בשעה {wanted}: איזה חדר, {}?",
                     join_or(&hebrew_room_names(ctx, rooms), true)
                 ),
             ));
         }
     }
     // name and phone
-    if st.name.is_none() {
+    if st.name.is_none() && st.moving.is_none() {
         st.expect = Expect::Name;
         return text_reply(say(
             he,
-            "Great. What name should I book under?",
-            "מעולה. על איזה שם לרשום?",
+            &format!("Great, {day} at {wanted}. What name should I book under?"),
+            &format!("מעולה, {day} בשעה {wanted}. על איזה שם לרשום?"),
         ));
     }
     if st.phone.is_none() {
@@ -511,6 +1129,15 @@ async fn step(
         .pop()
         .unwrap_or_default();
     let name = st.name.clone().unwrap_or_default();
+    if st.moving.is_some() {
+        return text_reply(say(
+            he,
+            &format!(
+                "To confirm: move your booking to {day} at {wanted}, the {room} room. Shall I?"
+            ),
+            &format!("לאישור: להעביר את ההזמנה ל{day} בשעה {wanted}, חדר {room_he}. להעביר?"),
+        ));
+    }
     text_reply(say(
         he,
         &format!(
@@ -518,6 +1145,34 @@ async fn step(
         ),
         &format!("לאישור: חדר {room_he} {day} בשעה {wanted}, על שם {name}. לקבוע?"),
     ))
+}
+
+/// The first two bookable times in the week after `date`, as "tomorrow 10:00".
+async fn next_days(ctx: &ToolContext, st: &DialogState, today: Date, date: Date) -> Vec<String> {
+    let from = date.tomorrow().unwrap_or(date).max(today);
+    let to = from.checked_add(jiff::ToSpan::days(7)).unwrap_or(from);
+    let out = ctx
+        .call(
+            tools::FIND_SLOTS,
+            &json!({"from_date": from.to_string(), "to_date": to.to_string()}).to_string(),
+        )
+        .await;
+    out.value
+        .get("slots")
+        .and_then(Value::as_array)
+        .map(|slots| {
+            slots
+                .iter()
+                .filter_map(|s| {
+                    let iso = s.get("start_iso")?.as_str()?;
+                    let d: Date = iso.get(..10)?.parse().ok()?;
+                    let t = s.get("time_display")?.as_str()?;
+                    Some(format!("{} {t}", day_words(st, today, d)))
+                })
+                .take(2)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn hebrew_room_names(ctx: &ToolContext, names: &[String]) -> Vec<String> {
@@ -554,7 +1209,7 @@ fn ask_phone(ctx: &ToolContext, st: &mut DialogState) -> OfflineReply {
 
 async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence) -> OfflineReply {
     let he = st.hebrew;
-    let (Some(date), Some(time), Some(name)) = (st.date, st.time, st.name.clone()) else {
+    let (Some(date), Some(time)) = (st.date, st.time) else {
         st.expect = Expect::Nothing;
         return text_reply(say(
             he,
@@ -562,14 +1217,31 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
             "לאיזה יום ושעה?",
         ));
     };
-    let mut args = json!({"start_iso": format!("{date}T{}", hhmm(time)), "customer_name": name});
-    if let Some(r) = &st.resource {
-        args["resource"] = json!(r);
-    }
-    if let Some(p) = &st.phone {
-        args["customer_phone"] = json!(p);
-    }
-    let out = ctx.call(tools::CREATE, &args.to_string()).await;
+    let start_iso = format!("{date}T{}", hhmm(time));
+    let out = if let Some(id) = &st.moving {
+        let mut args = json!({"appointment_id": id, "start_iso": start_iso});
+        if let Some(r) = &st.resource {
+            args["resource"] = json!(r);
+        }
+        ctx.call(tools::UPDATE, &args.to_string()).await
+    } else {
+        let Some(name) = st.name.clone() else {
+            st.expect = Expect::Name;
+            return text_reply(say(
+                he,
+                "What name should I book under?",
+                "על איזה שם לרשום?",
+            ));
+        };
+        let mut args = json!({"start_iso": start_iso, "customer_name": name});
+        if let Some(r) = &st.resource {
+            args["resource"] = json!(r);
+        }
+        if let Some(p) = &st.phone {
+            args["customer_phone"] = json!(p);
+        }
+        ctx.call(tools::CREATE, &args.to_string()).await
+    };
     out.add_evidence(evidence);
     st.expect = Expect::Nothing;
     if out.ok {
@@ -584,25 +1256,36 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
                 .and_then(Value::as_str)
                 .unwrap_or("")
         );
-        // The booking is done: start over for a possible second booking.
-        let hebrew = st.hebrew;
+        let moved = st.moving.is_some();
+        // The booking is done: start over for a possible second booking, keeping who it is.
         *st = DialogState {
-            hebrew,
+            hebrew: st.hebrew,
+            name: st.name.take(),
+            phone: st.phone.take(),
+            known: true,
             ..DialogState::default()
         };
+        if moved {
+            return text_reply(say(
+                he,
+                &format!("Done: your booking is now {when}."),
+                &format!("בוצע: ההזמנה שלך הועברה ל-{when}."),
+            ));
+        }
         let status = out
             .value
             .get("whatsapp_status")
             .and_then(Value::as_str)
             .unwrap_or("pending");
-        return text_reply(confirmation_reply(status, hebrew, &when));
+        return text_reply(confirmation_reply(status, he, &when));
     }
-    match out.error() {
-        Some("need_phone") => {
+    let refusal = out.error().and_then(Refusal::from_code);
+    match (out.error(), refusal) {
+        (Some("need_phone"), _) => {
             st.phone = None;
             ask_phone(ctx, st)
         }
-        Some("off_grid") | Some("full") | Some("too_soon") => {
+        (_, Some(refusal)) => {
             st.time = None;
             let times: Vec<String> = out
                 .value
@@ -615,16 +1298,22 @@ async fn create(ctx: &ToolContext, st: &mut DialogState, evidence: &mut Evidence
                         .collect()
                 })
                 .unwrap_or_default();
+            st.offered = times.clone();
+            let today = ctx.settings.policy.local_date(ctx.rt.now_ms());
+            let why = explain(refusal, he, &day_words(st, today, date), &hhmm(time), ctx);
+            if times.is_empty() {
+                return text_reply(format!(
+                    "{why} {}",
+                    say(he, "Which other time?", "איזו שעה אחרת?")
+                ));
+            }
             text_reply(say(
                 he,
                 &format!(
-                    "That time cannot be booked. I can offer {} instead. Which one?",
+                    "{why} I can offer {} instead. Which one?",
                     join_or(&times, false)
                 ),
-                &format!(
-                    "אי אפשר לקבוע בשעה הזאת. אפשר במקום זה {}. מה מתאים?",
-                    join_or(&times, true)
-                ),
+                &format!("{why} אפשר במקום זה {}. מה מתאים?", join_or(&times, true)),
             ))
         }
         _ => text_reply(say(
@@ -717,5 +1406,53 @@ impl Agent for OfflineBookingAgent {
             emit(&reply, &events).await;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state is plain data: it survives a round trip through JSON, so it can be stored.
+    #[test]
+    fn dialog_state_round_trips_through_json() {
+        let st = DialogState {
+            hebrew: true,
+            date: Some(jiff::civil::date(2026, 12, 8)),
+            time: Some(jiff::civil::time(19, 30, 0, 0)),
+            part: Some(PartOfDay::Evening),
+            range: None,
+            am_pm: Some((
+                jiff::civil::time(6, 0, 0, 0),
+                jiff::civil::time(18, 0, 0, 0),
+            )),
+            resource: Some("Dubai".into()),
+            name: Some("דנה לוי".into()),
+            phone: Some("+972501234567".into()),
+            expect: Expect::AmPm,
+            free_rooms: vec!["Dubai".into()],
+            offered: vec!["18:00".into(), "19:00".into()],
+            moving: Some("appt_1".into()),
+            cancelling: None,
+            known: true,
+        };
+        let json = serde_json::to_string(&st).unwrap();
+        assert_eq!(serde_json::from_str::<DialogState>(&json).unwrap(), st);
+    }
+
+    #[test]
+    fn intents_in_both_languages() {
+        for (text, want) in [
+            ("I need to cancel my booking", Some(Intent::Cancel)),
+            ("אני רוצה לבטל את התור", Some(Intent::Cancel)),
+            ("when is my booking again?", Some(Intent::List)),
+            ("מתי התור שלי?", Some(Intent::List)),
+            ("can I move my booking to thursday", Some(Intent::Move)),
+            ("אפשר להזיז את התור שלי?", Some(Intent::Move)),
+            ("I want to book a room", None),
+            ("אני רוצה לקבוע תור", None),
+        ] {
+            assert_eq!(intent(text), want, "{text}");
+        }
     }
 }

@@ -16,8 +16,9 @@ use crate::adapters::providers::{Channel, OutboundBody, OutboundMessage, ToolSpe
 use crate::core::booking::guard::Evidence;
 use crate::core::booking::parse::normalize_phone;
 use crate::core::booking::policy::{
-    ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime,
+    ConcurrencyScope, Refusal, ResourceCap, StartVerdict, parse_local_datetime,
 };
+use crate::core::booking::temporal::{self, Ambiguity};
 use crate::store::booking::{
     Appointment, CapacityRule, CreateOutcome, NewOutboxEvent, Resource, ToolTraceRow,
 };
@@ -65,10 +66,10 @@ impl ToolOutcome {
             // A booking refused for a calendar reason did check the calendar: "11:00 is taken,
             // I can offer 10:00" is backed by it.
             if matches!(self.tool.as_str(), CREATE | UPDATE)
-                && matches!(
-                    self.error(),
-                    Some("full" | "off_grid" | "too_soon" | "outside_window")
-                )
+                && self
+                    .error()
+                    .and_then(Refusal::from_code)
+                    .is_some_and(|r| r != Refusal::PastTime)
             {
                 e.availability = true;
             }
@@ -274,6 +275,40 @@ impl ToolContext {
         })
     }
 
+    /// A date argument: `YYYY-MM-DD`, or words the temporal parser reads ("tomorrow", "15.12").
+    fn date_arg(&self, raw: &str) -> Result<Date, ()> {
+        if let Ok(d) = raw.trim().parse::<Date>() {
+            return Ok(d);
+        }
+        let now = self.settings.policy.zoned(self.now());
+        temporal::parse(raw, &now).date.ok_or(())
+    }
+
+    /// A start argument: ISO (with or without offset), else the same parser the offline dialog
+    /// uses. Never shifted: an ambiguous 12-hour time is an error, a past one is refused later
+    /// by the policy as `past_time`.
+    fn start_arg(&self, raw: &str) -> Result<jiff::civil::DateTime, Value> {
+        let p = &self.settings.policy;
+        if let Some(dt) = parse_local_datetime(raw, &p.tz) {
+            return Ok(dt);
+        }
+        let t = temporal::parse(raw, &p.zoned(self.now()));
+        match (t.date, t.time, t.ambiguity) {
+            (_, _, Some(Ambiguity::TwelveHour { .. })) => Err(fail(
+                "ambiguous_time",
+                "a 12-hour time without am/pm; ask the customer which one",
+            )),
+            (_, _, Some(Ambiguity::InvalidDate)) => {
+                Err(fail("bad_arguments", "that date does not exist"))
+            }
+            (Some(d), Some(time), _) => Ok(d.to_datetime(time)),
+            _ => Err(fail(
+                "bad_arguments",
+                "start_iso must be like 2026-11-24T10:00",
+            )),
+        }
+    }
+
     fn caps(&self) -> Vec<ResourceCap> {
         self.settings.resources.iter().map(Resource::cap).collect()
     }
@@ -362,8 +397,12 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let date = |s: &Option<String>| s.as_deref().map(|d| d.trim().parse::<Date>());
+        let today = self.settings.policy.local_date(self.now());
+        let date = |s: &Option<String>| s.as_deref().map(|d| self.date_arg(d));
         let (from, to) = match (date(&args.date), date(&args.from_date), date(&args.to_date)) {
+            (Some(Ok(d)), _, _) | (None, Some(Ok(d)), _) if d < today => {
+                return fail("past_time", "that date has passed; ask for another day");
+            }
             (Some(Ok(d)), None, None) => (d, d),
             (None, Some(Ok(f)), Some(Ok(t))) if f <= t => (f, t),
             (None, Some(Ok(f)), None) => (f, f),
@@ -432,6 +471,13 @@ impl ToolContext {
         }
     }
 
+    /// A refused start time: the policy's reason and the nearest valid times.
+    async fn refused(&self, refusal: Refusal, start_ms: i64, resource: Option<&str>) -> Value {
+        let suggestions = self.suggestions(start_ms, resource).await;
+        json!({"ok": false, "error": refusal.code(), "reason": refusal.reason(),
+               "suggestions": suggestions})
+    }
+
     async fn suggestions(&self, target_ms: i64, resource: Option<&str>) -> Vec<Value> {
         let p = &self.settings.policy;
         let busy = self
@@ -456,8 +502,9 @@ impl ToolContext {
         };
         let p = self.settings.policy.clone();
         let now = self.now();
-        let Some(start) = parse_local_datetime(&args.start_iso, &p.tz) else {
-            return fail("bad_arguments", "start_iso must be like 2026-11-24T10:00");
+        let start = match self.start_arg(&args.start_iso) {
+            Ok(s) => s,
+            Err(e) => return e,
         };
         let name = args.customer_name.trim().to_string();
         if name.is_empty() {
@@ -513,34 +560,13 @@ impl ToolContext {
             let status = self.confirmation_status(&existing).await;
             return self.created_json(&existing, true, None, status);
         }
-        let (start_ms, end_ms) = match p.check_start(
-            now,
-            start,
-            &self.caps(),
-            &busy,
-            wanted.as_deref(),
-        ) {
-            StartVerdict::Ok { start_ms, end_ms } => (start_ms, end_ms),
-            verdict => {
-                let (error, reason) = match verdict {
-                    StartVerdict::OffGrid => (
-                        "off_grid",
-                        "not a bookable start time; offer the suggestions",
-                    ),
-                    StartVerdict::TooSoon => (
-                        "too_soon",
-                        "inside the minimum notice; offer the suggestions",
-                    ),
-                    StartVerdict::OutsideWindow => ("outside_window", "beyond the booking window"),
-                    StartVerdict::Full => {
-                        ("full", "that time is fully booked; offer the suggestions")
-                    }
-                    StartVerdict::Ok { .. } => unreachable!("handled above"),
-                };
-                let suggestions = self.suggestions(start_ms, wanted.as_deref()).await;
-                return json!({"ok": false, "error": error, "reason": reason, "suggestions": suggestions});
-            }
-        };
+        let (start_ms, end_ms) =
+            match p.check_start(now, start, &self.caps(), &busy, wanted.as_deref()) {
+                StartVerdict::Ok { start_ms, end_ms } => (start_ms, end_ms),
+                StartVerdict::Refused(refusal) => {
+                    return self.refused(refusal, start_ms, wanted.as_deref()).await;
+                }
+            };
         // Pick the room: the one asked for, else the first with room left.
         let resource_id = match wanted {
             Some(id) => Some(id),
@@ -785,8 +811,9 @@ impl ToolContext {
             Err(e) => return e,
         };
         let p = self.settings.policy.clone();
-        let Some(start) = parse_local_datetime(&args.start_iso, &p.tz) else {
-            return fail("bad_arguments", "start_iso must be like 2026-11-24T10:00");
+        let start = match self.start_arg(&args.start_iso) {
+            Ok(s) => s,
+            Err(e) => return e,
         };
         let resource_id = match args.resource.as_deref() {
             Some(n) => match self.resource_by_name(n) {
@@ -840,15 +867,9 @@ impl ToolContext {
                     Err(e) => fail("internal", e.to_string()),
                 }
             }
-            verdict => {
-                let error = match verdict {
-                    StartVerdict::OffGrid => "off_grid",
-                    StartVerdict::TooSoon => "too_soon",
-                    StartVerdict::OutsideWindow => "outside_window",
-                    _ => "full",
-                };
-                let suggestions = self.suggestions(start_ms, resource_id.as_deref()).await;
-                json!({"ok": false, "error": error, "reason": "cannot move there; offer the suggestions", "suggestions": suggestions})
+            StartVerdict::Refused(refusal) => {
+                self.refused(refusal, start_ms, resource_id.as_deref())
+                    .await
             }
         }
     }

@@ -737,6 +737,23 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// The name a customer gave on any channel (by business and phone).
+    pub async fn customer_name(
+        &self,
+        business_id: &str,
+        phone: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT name FROM customers WHERE business_id = $1 AND phone = $2")
+            .bind(business_id)
+            .bind(phone)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>("name")?,
+            None => None,
+        })
+    }
+
     pub async fn customer_count(&self, business_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM customers WHERE business_id = $1")
             .bind(business_id)

@@ -4,3 +4,5 @@
 pub mod guard;
 pub mod parse;
 pub mod policy;
+pub mod retrieval;
+pub mod temporal;

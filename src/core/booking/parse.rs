@@ -1,244 +1,7 @@
-//! Deterministic understanding for the offline booking dialog, Hebrew and English: dates
-//! (today, tomorrow, weekday names, ISO), times ("at 10", "10:30", "בעשר", "ב-10"), yes/no,
-//! goodbye, names and phone numbers. Sans-IO: `today` is passed in.
+//! Deterministic understanding for the offline booking dialog, Hebrew and English: yes/no,
+//! goodbye, names and phone numbers. Dates and times are read by [`super::temporal`].
 
-use jiff::ToSpan;
-use jiff::civil::{Date, Time, Weekday};
-
-fn tokens(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?' | ';'))
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Hebrew prepositions glued to the next word: ב (at/on), ל (to), ה (the), ו (and).
-fn strip_hebrew_prefix(token: &str) -> &str {
-    let t = token.trim_start_matches(['-', '־']);
-    for p in ["וב", "ב-", "ב־", "ל-", "ב", "ל", "ה", "ו"] {
-        if let Some(rest) = t.strip_prefix(p)
-            && rest.chars().count() >= 2
-        {
-            return rest;
-        }
-    }
-    t
-}
-
-const EN_WEEKDAYS: [(&str, Weekday); 7] = [
-    ("sunday", Weekday::Sunday),
-    ("monday", Weekday::Monday),
-    ("tuesday", Weekday::Tuesday),
-    ("wednesday", Weekday::Wednesday),
-    ("thursday", Weekday::Thursday),
-    ("friday", Weekday::Friday),
-    ("saturday", Weekday::Saturday),
-];
-
-/// After "יום" (day): ראשון, שני, ... ; שבת stands alone.
-const HE_WEEKDAYS: [(&str, Weekday); 7] = [
-    ("ראשון", Weekday::Sunday),
-    ("שני", Weekday::Monday),
-    ("שלישי", Weekday::Tuesday),
-    ("רביעי", Weekday::Wednesday),
-    ("חמישי", Weekday::Thursday),
-    ("שישי", Weekday::Friday),
-    ("שבת", Weekday::Saturday),
-];
-
-fn next_weekday(today: Date, w: Weekday) -> Date {
-    // "On Tuesday" said on a Tuesday means today.
-    let mut d = today;
-    for _ in 0..7 {
-        if d.weekday() == w {
-            return d;
-        }
-        d = d.tomorrow().unwrap_or(d);
-    }
-    d
-}
-
-pub fn parse_date(text: &str, today: Date) -> Option<Date> {
-    let lower = text.to_lowercase();
-    if lower.contains("day after tomorrow") || lower.contains("מחרתיים") {
-        return today.checked_add(2.days()).ok();
-    }
-    if lower.contains("tomorrow")
-        || tokens(&lower)
-            .iter()
-            .any(|t| strip_hebrew_prefix(t) == "מחר" || t == "מחר")
-    {
-        return today.tomorrow().ok();
-    }
-    if lower.contains("today") || lower.contains("היום") {
-        return Some(today);
-    }
-    let toks = tokens(&lower);
-    for (name, w) in EN_WEEKDAYS {
-        if toks.iter().any(|t| t == name) {
-            return Some(next_weekday(today, w));
-        }
-    }
-    for (i, t) in toks.iter().enumerate() {
-        let bare = strip_hebrew_prefix(t);
-        if (bare == "יום" || t == "יום")
-            && let Some(next) = toks.get(i + 1)
-            && let Some((_, w)) = HE_WEEKDAYS.iter().find(|(name, _)| next == name)
-        {
-            return Some(next_weekday(today, *w));
-        }
-        if bare == "שבת" || t == "שבת" {
-            return Some(next_weekday(today, Weekday::Saturday));
-        }
-    }
-    for t in &toks {
-        if let Ok(d) = t.parse::<Date>() {
-            return Some(d);
-        }
-        // 24/11 or 24.11 (day first, as in Israel).
-        if let Some((d, m)) = t.split_once('/')
-            && let (Ok(d), Ok(m)) = (d.parse::<i8>(), m.parse::<i8>())
-            && let Ok(mut date) = Date::new(today.year(), m, d)
-        {
-            if date < today {
-                date = Date::new(today.year() + 1, m, d).ok()?;
-            }
-            return Some(date);
-        }
-    }
-    None
-}
-
-const EN_NUMBERS: [(&str, i8); 12] = [
-    ("one", 1),
-    ("two", 2),
-    ("three", 3),
-    ("four", 4),
-    ("five", 5),
-    ("six", 6),
-    ("seven", 7),
-    ("eight", 8),
-    ("nine", 9),
-    ("ten", 10),
-    ("eleven", 11),
-    ("twelve", 12),
-];
-
-const HE_NUMBERS: [(&str, i8); 12] = [
-    ("אחת", 1),
-    ("שתיים", 2),
-    ("שתים", 2),
-    ("שלוש", 3),
-    ("ארבע", 4),
-    ("חמש", 5),
-    ("שש", 6),
-    ("שבע", 7),
-    ("שמונה", 8),
-    ("תשע", 9),
-    ("עשר", 10),
-    ("עשרה", 10),
-];
-
-fn he_number(token: &str) -> Option<i8> {
-    let bare = strip_hebrew_prefix(token);
-    HE_NUMBERS
-        .iter()
-        .find(|(w, _)| *w == bare || *w == token)
-        .map(|(_, n)| *n)
-}
-
-/// Morning/evening hints turn "at 4" into 16:00; business hours make 1..=7 afternoon by default.
-fn to_24h(hour: i8, text: &str) -> i8 {
-    let lower = text.to_lowercase();
-    let pm = [
-        "pm",
-        "p.m",
-        "evening",
-        "afternoon",
-        "בערב",
-        "אחר הצהריים",
-        "אחה\"צ",
-        "בצהריים",
-    ]
-    .iter()
-    .any(|w| lower.contains(w));
-    let toks = tokens(&lower);
-    let am = ["am", "a.m", "morning"]
-        .iter()
-        .any(|w| toks.iter().any(|t| t == w))
-        || lower.contains("בבוקר");
-    if hour < 12 && (pm || (!am && hour <= 7)) {
-        hour + 12
-    } else {
-        hour
-    }
-}
-
-pub fn parse_time(text: &str) -> Option<Time> {
-    let lower = text.to_lowercase();
-    let toks = tokens(&lower);
-    let half = |i: usize| {
-        toks.get(i + 1)
-            .is_some_and(|t| t == "וחצי" || t == "thirty")
-            || toks.get(i + 1).is_some_and(|t| t == "and")
-                && toks.get(i + 2).is_some_and(|t| t == "a")
-                && toks.get(i + 3).is_some_and(|t| t == "half")
-    };
-    // 10:30, ב-10:30
-    for t in &toks {
-        let t = strip_hebrew_prefix(t);
-        if let Some((h, m)) = t.split_once(':')
-            && let (Ok(h), Ok(m)) = (
-                h.parse::<i8>(),
-                m.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse::<i8>(),
-            )
-        {
-            return Time::new(to_24h(h, &lower), m, 0, 0).ok();
-        }
-    }
-    if lower.contains("noon")
-        || lower.contains("בצהריים") && !toks.iter().any(|t| he_number(t).is_some())
-    {
-        return Time::new(12, 0, 0, 0).ok();
-    }
-    for (i, t) in toks.iter().enumerate() {
-        // "at 10", "at ten", "10am", "ב-10", "ב10"
-        let after_at =
-            i > 0 && (toks[i - 1] == "at" || toks[i - 1] == "ב" || toks[i - 1] == "בשעה");
-        let digits = t.trim_end_matches("am").trim_end_matches("pm");
-        let hebrew_prefixed = t.starts_with('ב') && t.chars().skip(1).any(|c| c.is_ascii_digit());
-        let numeric = strip_hebrew_prefix(digits).parse::<i8>().ok();
-        let has_suffix = t.ends_with("am") || t.ends_with("pm");
-        if let Some(h) = numeric
-            && (after_at || hebrew_prefixed || has_suffix)
-            && (0..=23).contains(&h)
-        {
-            let m = if half(i) { 30 } else { 0 };
-            return Time::new(to_24h(h, &lower), m, 0, 0).ok();
-        }
-        if after_at && let Some((_, h)) = EN_NUMBERS.iter().find(|(w, _)| w == t) {
-            let m = if half(i) { 30 } else { 0 };
-            return Time::new(to_24h(*h, &lower), m, 0, 0).ok();
-        }
-        // Hebrew: "בעשר", "בשעה עשר", "באחת עשרה", "בעשר וחצי"
-        if let Some(mut h) = he_number(t)
-            && (t.starts_with('ב') || after_at)
-        {
-            if h <= 2 && toks.get(i + 1).is_some_and(|n| n == "עשרה") {
-                h += 10;
-            }
-            let m = if toks.iter().skip(i + 1).take(2).any(|n| n == "וחצי") {
-                30
-            } else {
-                0
-            };
-            return Time::new(to_24h(h, &lower), m, 0, 0).ok();
-        }
-    }
-    None
-}
+use super::temporal::{self, words as tokens};
 
 /// A phone number: at least 9 digits, allowing spaces, dashes and a leading `+`.
 pub fn parse_phone(text: &str) -> Option<String> {
@@ -277,11 +40,30 @@ pub fn normalize_phone(raw: &str) -> String {
 }
 
 pub fn is_yes(text: &str) -> bool {
-    let toks = tokens(text);
+    // "yesss", "כןןן": a stretched last letter is still the word.
+    let toks: Vec<String> = tokens(text)
+        .into_iter()
+        .map(|t| {
+            let mut out: Vec<char> = t.chars().collect();
+            while out.len() > 2 && out[out.len() - 1] == out[out.len() - 2] {
+                out.pop();
+            }
+            out.into_iter().collect()
+        })
+        .collect();
     [
         "yes",
         "yeah",
         "yep",
+        "yup",
+        "yea",
+        "ya",
+        "absolutely",
+        "perfect",
+        "אוקיי",
+        "אוקי",
+        "בדיוק",
+        "מעולה",
         "sure",
         "correct",
         "confirm",
@@ -314,42 +96,167 @@ pub fn is_goodbye(text: &str) -> bool {
         .any(|w| lower.contains(w))
 }
 
-/// "my name is Dana", "I'm Dana", "this is Dana", "שמי דנה", "קוראים לי דנה", "השם שלי דנה".
-pub fn parse_name(text: &str) -> Option<String> {
-    let lower = text.to_lowercase();
-    for marker in [
-        "my name is ",
-        "this is ",
-        "i am ",
-        "i'm ",
-        "name: ",
-        "שמי ",
-        "קוראים לי ",
-        "השם שלי ",
-    ] {
-        if let Some(at) = lower.find(marker) {
-            // Same byte offsets: to_lowercase keeps lengths for the scripts we accept here.
-            let rest = text.get(at + marker.len()..).unwrap_or("");
-            let name: Vec<&str> = rest
-                .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?'))
-                .filter(|w| !w.is_empty())
-                .take(2)
-                .collect();
-            if !name.is_empty() {
-                return Some(name.join(" "));
-            }
-        }
-    }
-    None
+/// Lead-ins before a name, longest first so "my name is" wins over "name is".
+const NAME_LEAD_INS: [&str; 28] = [
+    "you can put it under ",
+    "book it under ",
+    "put it under ",
+    "under the name ",
+    "the name is ",
+    "my name is ",
+    "my name's ",
+    "name's ",
+    "name is ",
+    "this is ",
+    "call me ",
+    "i am ",
+    "i'm ",
+    "name: ",
+    "name ",
+    "קוראים לי ",
+    "השם שלי הוא ",
+    "השם שלי ",
+    "השם הוא ",
+    "תרשום על ",
+    "תרשמי על ",
+    "תרשמו על ",
+    "תרשום את ",
+    "רשום על ",
+    "לרשום על ",
+    "על שם ",
+    "שמי ",
+    "שם: ",
+];
+
+/// Lead-ins that only mean a name when the dialog asked for one ("it's for tomorrow").
+const ANSWER_LEAD_INS: [&str; 6] = ["it's ", "its ", "it is ", "זה ", "אני ", "i'm "];
+
+/// Words that end a name or show it was not one ("I'm looking for…", "שמי דנה ואני רוצה").
+const NOT_NAME: [&str; 40] = [
+    "and",
+    "please",
+    "for",
+    "to",
+    "at",
+    "on",
+    "in",
+    "from",
+    "looking",
+    "calling",
+    "interested",
+    "going",
+    "wondering",
+    "trying",
+    "here",
+    "the",
+    "a",
+    "book",
+    "booking",
+    "want",
+    "would",
+    "not",
+    "just",
+    "sorry",
+    "ok",
+    "thanks",
+    "thank",
+    "about",
+    "with",
+    "but",
+    "רוצה",
+    "בבקשה",
+    "מבקש",
+    "מבקשת",
+    "מתקשר",
+    "מתקשרת",
+    "רציתי",
+    "ואני",
+    "תודה",
+    "אבל",
+];
+
+fn name_words(clause: &str) -> Vec<&str> {
+    clause
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| matches!(c, '"' | '\'' | ')' | '(')))
+        .filter(|w| !w.is_empty())
+        .take_while(|w| !NOT_NAME.contains(&w.to_lowercase().as_str()))
+        .take(3)
+        .collect()
 }
 
-/// A bare answer to "what name?": up to three words, no digits.
+fn is_plausible_name(words: &[&str]) -> bool {
+    !words.is_empty()
+        && words.iter().all(|w| {
+            w.chars()
+                .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '.'))
+        })
+        && temporal::words(&words.join(" ")).iter().all(|w| {
+            ![
+                "yes", "no", "כן", "לא", "ok", "today", "tomorrow", "היום", "מחר",
+            ]
+            .contains(&w.as_str())
+        })
+}
+
+fn name_after(text: &str, lead_ins: &[&str]) -> Option<String> {
+    let lower = text.to_lowercase();
+    let (at, marker) = lead_ins
+        .iter()
+        .filter_map(|m| {
+            lower
+                .find(m)
+                .filter(|&i| i == 0 || !lower[..i].ends_with(|c: char| c.is_alphanumeric()))
+                .map(|i| (i, *m))
+        })
+        .min_by_key(|(i, m)| (*i, usize::MAX - m.len()))?;
+    // Same byte offsets: to_lowercase keeps lengths for the scripts we accept here.
+    let rest = text.get(at + marker.len()..)?;
+    let mut clauses = rest
+        .split([',', '.', '!', '?', ';', '\n'])
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let first = name_words(clauses.next()?);
+    if !is_plausible_name(&first) {
+        return None;
+    }
+    // "זה יוסי, יוסי לוי": the fuller repetition is the name.
+    if let Some(next) = clauses.next() {
+        let second = name_words(next);
+        if second.len() > first.len()
+            && second.first() == first.first()
+            && is_plausible_name(&second)
+        {
+            return Some(second.join(" "));
+        }
+    }
+    Some(first.join(" "))
+}
+
+/// A name introduced by a lead-in: "my name's Jonathan Weiss", "שמי דנה לוי", "על שם משפחת
+/// כהן", "תרשום על רונית".
+pub fn parse_name(text: &str) -> Option<String> {
+    name_after(text, &NAME_LEAD_INS)
+}
+
+/// The answer to "what name?": a lead-in (also "it's …", "זה …"), else the bare words.
+pub fn parse_name_answer(text: &str) -> Option<String> {
+    parse_name(text)
+        .or_else(|| name_after(text, &ANSWER_LEAD_INS))
+        .or_else(|| bare_name(text))
+}
+
+/// A bare answer to "what name?": up to three words, no digits, not yes/no or a date.
 pub fn bare_name(text: &str) -> Option<String> {
     let words: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?'))
         .filter(|w| !w.is_empty())
+        .filter(|w| !["please", "בבקשה", "thanks", "תודה"].contains(&w.to_lowercase().as_str()))
         .collect();
     if words.is_empty() || words.len() > 3 || text.chars().any(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !is_plausible_name(&words) || is_yes(text) || is_no(text) {
         return None;
     }
     Some(words.join(" "))
@@ -358,45 +265,6 @@ pub fn bare_name(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::{date, time};
-
-    const TODAY: Date = date(2026, 11, 23); // a Monday
-
-    #[test]
-    fn dates_in_english_and_hebrew() {
-        assert_eq!(
-            parse_date("tomorrow at 10", TODAY),
-            Some(date(2026, 11, 24))
-        );
-        assert_eq!(parse_date("מחר בעשר", TODAY), Some(date(2026, 11, 24)));
-        assert_eq!(parse_date("מחרתיים", TODAY), Some(date(2026, 11, 25)));
-        assert_eq!(parse_date("today please", TODAY), Some(TODAY));
-        assert_eq!(parse_date("on Thursday", TODAY), Some(date(2026, 11, 26)));
-        assert_eq!(parse_date("ביום חמישי", TODAY), Some(date(2026, 11, 26)));
-        assert_eq!(parse_date("2026-12-01", TODAY), Some(date(2026, 12, 1)));
-        assert_eq!(parse_date("1/12", TODAY), Some(date(2026, 12, 1)));
-        assert_eq!(parse_date("hello", TODAY), None);
-    }
-
-    #[test]
-    fn times_in_english_and_hebrew() {
-        assert_eq!(
-            parse_time("tomorrow at 10 in the Dubai room"),
-            Some(time(10, 0, 0, 0))
-        );
-        assert_eq!(parse_time("at 10:30"), Some(time(10, 30, 0, 0)));
-        assert_eq!(parse_time("at 4"), Some(time(16, 0, 0, 0)));
-        assert_eq!(parse_time("at ten"), Some(time(10, 0, 0, 0)));
-        assert_eq!(parse_time("8pm"), Some(time(20, 0, 0, 0)));
-        assert_eq!(parse_time("מחר בעשר"), Some(time(10, 0, 0, 0)));
-        assert_eq!(parse_time("מחר ב-10"), Some(time(10, 0, 0, 0)));
-        assert_eq!(parse_time("ב10:15"), Some(time(10, 15, 0, 0)));
-        assert_eq!(parse_time("בעשר וחצי"), Some(time(10, 30, 0, 0)));
-        assert_eq!(parse_time("באחת עשרה"), Some(time(11, 0, 0, 0)));
-        assert_eq!(parse_time("בשמונה בערב"), Some(time(20, 0, 0, 0)));
-        assert_eq!(parse_time("tomorrow"), None);
-        assert_eq!(parse_time("the Dubai room"), None);
-    }
 
     #[test]
     fn phones_names_and_answers() {
@@ -413,11 +281,51 @@ mod tests {
         );
         assert_eq!(parse_name("שמי דנה").as_deref(), Some("דנה"));
         assert_eq!(bare_name("Dana"), Some("Dana".into()));
+        assert_eq!(bare_name("yes"), None);
+        assert_eq!(bare_name("tomorrow"), None);
         assert_eq!(bare_name("I would like to book a room"), None);
         assert!(is_yes("Yes, please"));
         assert!(is_yes("כן"));
+        assert!(is_yes("yesss"));
+        assert!(is_yes("כןן בבקשה"));
         assert!(is_no("no thanks"));
         assert!(!is_yes("I know"));
         assert!(is_goodbye("ok bye"));
+    }
+
+    #[test]
+    fn names_after_lead_ins_in_both_languages() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("my name's Jonathan Weiss", Some("Jonathan Weiss")),
+            ("My name is Dana Levi.", Some("Dana Levi")),
+            ("hi, this is Avi Cohen calling", Some("Avi Cohen")),
+            ("you can put it under Noa", Some("Noa")),
+            ("book it under Ben Shimon please", Some("Ben Shimon")),
+            ("name's Rachel", Some("Rachel")),
+            ("I'm looking for a room", None),
+            ("this is for tomorrow", None),
+            ("שמי דנה", Some("דנה")),
+            ("שמי דנה לוי ואני רוצה לקבוע", Some("דנה לוי")),
+            ("קוראים לי משה", Some("משה")),
+            ("על שם משפחת כהן", Some("משפחת כהן")),
+            ("תרשום על רונית אברהם", Some("רונית אברהם")),
+            ("השם שלי הוא יעל", Some("יעל")),
+            ("אני רוצה לקבוע", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_name(text).as_deref(), *want, "{text}");
+        }
+        let answers: &[(&str, Option<&str>)] = &[
+            ("it's Michael Stern", Some("Michael Stern")),
+            ("זה יוסי, יוסי לוי", Some("יוסי לוי")),
+            ("זה אורית", Some("אורית")),
+            ("Dana Cohen", Some("Dana Cohen")),
+            ("דני", Some("דני")),
+            ("yes", None),
+            ("050-1234567", None),
+        ];
+        for (text, want) in answers {
+            assert_eq!(parse_name_answer(text).as_deref(), *want, "{text}");
+        }
     }
 }

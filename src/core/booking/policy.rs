@@ -67,19 +67,74 @@ pub struct Slot {
     pub resource_ids: Vec<String>,
 }
 
-/// Why a requested start time cannot be booked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartVerdict {
-    Ok {
-        start_ms: i64,
-        end_ms: i64,
-    },
-    /// Not on the slot grid or outside opening hours.
+/// Why a requested start time cannot be booked. One enum for the tools' `{ok:false, error,
+/// reason}` (`code`) and the offline dialog's explanation, so both say the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The start is already in the past.
+    PastTime,
+    /// The business is closed all that day.
+    ClosedDay,
+    /// Before opening or at/after the last slot of the day.
+    OutsideHours,
+    /// Within opening hours but not on the slot grid (e.g. 10:15 with hourly slots).
     OffGrid,
+    /// Inside the minimum notice.
     TooSoon,
+    /// Beyond the booking window.
     OutsideWindow,
     /// On the grid and allowed, but no capacity left.
     Full,
+}
+
+impl Refusal {
+    /// The machine-readable `error` of a tool failure.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::PastTime => "past_time",
+            Refusal::ClosedDay => "closed_day",
+            Refusal::OutsideHours => "outside_hours",
+            Refusal::OffGrid => "off_grid",
+            Refusal::TooSoon => "too_soon",
+            Refusal::OutsideWindow => "outside_window",
+            Refusal::Full => "full",
+        }
+    }
+
+    /// The `reason` of a tool failure, for the model.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::PastTime => "that time has already passed; ask for another time",
+            Refusal::ClosedDay => "the business is closed that day; offer the suggestions",
+            Refusal::OutsideHours => "outside opening hours that day; offer the suggestions",
+            Refusal::OffGrid => "not a bookable start time; offer the suggestions",
+            Refusal::TooSoon => "inside the minimum notice; offer the suggestions",
+            Refusal::OutsideWindow => "beyond the booking window; offer the suggestions",
+            Refusal::Full => "that time is fully booked; offer the suggestions",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Refusal> {
+        [
+            Refusal::PastTime,
+            Refusal::ClosedDay,
+            Refusal::OutsideHours,
+            Refusal::OffGrid,
+            Refusal::TooSoon,
+            Refusal::OutsideWindow,
+            Refusal::Full,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
+}
+
+/// A requested start time: bookable, or refused with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartVerdict {
+    Ok { start_ms: i64, end_ms: i64 },
+    Refused(Refusal),
 }
 
 pub const WEEKDAY_KEYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
@@ -154,6 +209,13 @@ impl Policy {
     /// The business's local date at `now_ms`.
     pub fn local_date(&self, now_ms: i64) -> Date {
         self.local(now_ms).date()
+    }
+
+    /// `now_ms` in the business's timezone: the `now` the temporal parser reads relative to.
+    pub fn zoned(&self, ms: i64) -> jiff::Zoned {
+        Timestamp::from_millisecond(ms)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(self.tz.clone())
     }
 
     pub fn local(&self, ms: i64) -> DateTime {
@@ -308,27 +370,35 @@ impl Policy {
         busy: &[Busy],
         resource: Option<&str>,
     ) -> StartVerdict {
+        let refused = StartVerdict::Refused;
         let Some(start_ms) = ms_of(start, &self.tz) else {
-            return StartVerdict::OffGrid;
+            return refused(Refusal::OffGrid);
         };
-        let Some(&(s, e)) = self
-            .day_grid(start.date())
-            .iter()
-            .find(|(s, _)| *s == start_ms)
-        else {
-            return StartVerdict::OffGrid;
+        if start_ms < now_ms {
+            return refused(Refusal::PastTime);
+        }
+        let grid = self.day_grid(start.date());
+        let Some(&(s, e)) = grid.iter().find(|(s, _)| *s == start_ms) else {
+            let (Some(first), Some(last)) = (grid.first(), grid.last()) else {
+                return refused(Refusal::ClosedDay);
+            };
+            return if start_ms < first.0 || start_ms > last.0 {
+                refused(Refusal::OutsideHours)
+            } else {
+                refused(Refusal::OffGrid)
+            };
         };
         if !self.notice_ok(now_ms, s) {
-            return StartVerdict::TooSoon;
+            return refused(Refusal::TooSoon);
         }
         if !self.window_ok(now_ms, s) {
-            return StartVerdict::OutsideWindow;
+            return refused(Refusal::OutsideWindow);
         }
         if self
             .free_resources(s, e, resources, busy, resource)
             .is_empty()
         {
-            return StartVerdict::Full;
+            return refused(Refusal::Full);
         }
         StartVerdict::Ok {
             start_ms: s,
@@ -537,7 +607,7 @@ mod tests {
             &busy,
             Some("ny"),
         );
-        assert_eq!(v, StartVerdict::Full);
+        assert_eq!(v, StartVerdict::Refused(Refusal::Full));
     }
 
     #[test]
@@ -547,24 +617,29 @@ mod tests {
         let off = date(2026, 11, 24).at(10, 15, 0, 0);
         assert_eq!(
             p.check_start(now, off, &rooms(), &[], None),
-            StartVerdict::OffGrid
+            StartVerdict::Refused(Refusal::OffGrid)
         );
         let near = p.nearest_slots(now, at(&p, off), &rooms(), &[], None, 2);
         let shown: Vec<_> = near.iter().map(|s| p.time_display(s.start_ms)).collect();
         assert_eq!(shown, ["10:00", "11:00"]);
-        assert_eq!(
-            p.check_start(now, date(2026, 11, 23).at(12, 0, 0, 0), &rooms(), &[], None),
-            StartVerdict::TooSoon
-        );
-        assert_eq!(
-            p.check_start(now, date(2026, 11, 24).at(23, 0, 0, 0), &rooms(), &[], None),
-            StartVerdict::OffGrid,
-            "after closing"
-        );
-        assert_eq!(
-            p.check_start(now, date(2027, 2, 1).at(10, 0, 0, 0), &rooms(), &[], None),
-            StartVerdict::OutsideWindow
-        );
+        let cases = [
+            (date(2026, 11, 23).at(12, 0, 0, 0), Refusal::TooSoon),
+            (date(2026, 11, 23).at(11, 0, 0, 0), Refusal::PastTime),
+            (date(2026, 11, 24).at(23, 0, 0, 0), Refusal::OutsideHours), // after closing
+            (date(2026, 11, 24).at(8, 0, 0, 0), Refusal::OutsideHours),  // before opening
+            (date(2026, 11, 28).at(11, 0, 0, 0), Refusal::ClosedDay),    // Saturday
+            (date(2027, 2, 1).at(10, 0, 0, 0), Refusal::OutsideWindow),
+        ];
+        for (dt, want) in cases {
+            assert_eq!(
+                p.check_start(now, dt, &rooms(), &[], None),
+                StartVerdict::Refused(want),
+                "{dt}"
+            );
+        }
+        for r in [Refusal::PastTime, Refusal::ClosedDay, Refusal::Full] {
+            assert_eq!(Refusal::from_code(r.code()), Some(r));
+        }
         assert!(matches!(
             p.check_start(now, date(2026, 11, 24).at(10, 0, 0, 0), &rooms(), &[], None),
             StartVerdict::Ok { .. }
