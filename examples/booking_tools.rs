@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kav::adapters::providers::{AgentRequest, CallContext, Channel};
-use kav::agent::outbox::LogSender;
+use kav::providers::{AgentRequest, CallContext, Channel};
+use kav::booking::outbox::LogSender;
 use kav::agent::{BookingRuntime, tools};
 use kav::config::BookingConfig;
 use kav::store::Store;

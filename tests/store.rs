@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kav::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use kav::store::{Record, Store};
 use sqlx::{AnyPool, Row};
 

@@ -10,12 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::outbox::{self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload};
+use crate::booking::outbox::{self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload};
 use super::{AgentSettings, BookingRuntime};
-use crate::adapters::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
-use crate::core::booking::guard::Evidence;
-use crate::core::booking::parse::normalize_phone;
-use crate::core::booking::policy::{
+use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
+use crate::booking::guard::Evidence;
+use crate::booking::parse::normalize_phone;
+use crate::booking::policy::{
     ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime,
 };
 use crate::store::booking::{
@@ -986,7 +986,7 @@ impl ToolContext {
 }
 
 /// Local midnight of `from` to local midnight after `to`, in unix ms.
-fn day_bounds(p: &crate::core::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
+fn day_bounds(p: &crate::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
     let ms = |d: Date| {
         d.to_datetime(jiff::civil::Time::midnight())
             .to_zoned(p.tz.clone())

@@ -17,7 +17,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError};
-use crate::core::booking::policy::{
+use crate::booking::policy::{
     Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
 };
 
@@ -387,7 +387,7 @@ impl Store {
         opening_hours_json: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        crate::core::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
+        crate::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
             StoreError::BadValue {
                 column: "opening_hours_json",
                 value: e.to_string(),

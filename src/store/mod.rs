@@ -30,7 +30,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::events::{CallEvent, LatencyMarks, TurnRecord};
+use crate::voice::events::{CallEvent, LatencyMarks, TurnRecord};
 
 /// WhatsApp channel tables (migration 0003).
 pub mod whatsapp;

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::adapters::providers::{
+use crate::providers::{
     BoxFuture, OutboundMessage, SendError, SendReceipt, WhatsAppSender,
 };
 

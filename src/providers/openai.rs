@@ -36,7 +36,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::providers::{
+use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, Channel, ChatCompletion, ChatError,
     ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
 };

@@ -2,5 +2,6 @@
 //! deterministic language understanding used by the offline agent.
 
 pub mod guard;
+pub mod outbox;
 pub mod parse;
 pub mod policy;

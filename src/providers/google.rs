@@ -47,9 +47,9 @@ use tokio::time::{Instant, sleep_until};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::adapters::providers::*;
+use crate::providers::*;
 use crate::config::{Config, GoogleConfig};
-use crate::core::g711;
+use crate::voice::g711;
 
 pub const DEFAULT_STT_ENDPOINT: &str = "https://speech.googleapis.com";
 pub const DEFAULT_TTS_ENDPOINT: &str = "https://texttospeech.googleapis.com";

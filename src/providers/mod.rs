@@ -1,6 +1,14 @@
 //! Provider interfaces. Each provider runs in its own task and talks to the call driver over
 //! bounded channels, so a slow provider throttles only its own call and never the audio loop.
 
+pub mod audio_file;
+pub mod espeak;
+pub mod google;
+pub mod openai;
+pub mod sim;
+#[cfg(feature = "whisper")]
+pub mod whisper;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;

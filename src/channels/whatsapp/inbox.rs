@@ -23,14 +23,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::providers::{
+use crate::providers::{
     Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
     OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
 };
 use super::voice_note;
-use super::whatsapp_graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
+use super::graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
 use crate::config::{WhatsAppConfig, WhatsAppNumber};
-use crate::core::whatsapp::{
+use crate::channels::whatsapp::model::{
     InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
     log_id, markdown_to_whatsapp, split_message,
 };
@@ -1212,7 +1212,7 @@ impl WhatsAppService {
             message_id: message_id.clone(),
             phone_number_id: business.phone_number_id.clone(),
             business_number: business.display_number.clone(),
-            sender: crate::core::whatsapp::Sender {
+            sender: crate::channels::whatsapp::model::Sender {
                 phone,
                 user_id: None,
                 profile_name: None,

@@ -1,26 +1,14 @@
 //! Async shells: the per-call driver that runs the sans-IO session, and provider implementations.
 
-pub mod audio_file;
-pub mod call;
-pub mod espeak;
-pub mod google;
-pub mod openai;
-pub mod providers;
-pub mod sim;
 pub mod warm;
-// WhatsApp channel (issue 5).
-pub mod voice_note;
-pub mod whatsapp;
-pub mod whatsapp_graph;
-#[cfg(feature = "whisper")]
-pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::store::Store;
-use providers::{Agent, SpeechToText, TextToSpeech};
+use crate::channels::whatsapp::{graph as whatsapp_graph, inbox as whatsapp};
+use crate::providers::{self, Agent, SpeechToText, TextToSpeech, espeak, google, openai, sim};
 
 pub struct Providers {
     pub stt: Arc<dyn SpeechToText>,
@@ -93,7 +81,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
             tracing::info!(
                 "WHATSAPP_ACCESS_TOKEN unset or whatsapp.mock_sends on: booking confirmations go to the log sender"
             );
-            Arc::new(crate::agent::outbox::LogSender::new())
+            Arc::new(crate::booking::outbox::LogSender::new())
         }
     };
     let runtime = crate::agent::BookingRuntime::new(
@@ -103,7 +91,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
         cfg.booking.clone(),
     );
     let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    let worker = crate::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
     // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
     // other than the public OpenAI default (a local server needs no key).
     let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
@@ -274,7 +262,7 @@ fn whisper_stt(
     lat: &Arc<sim::SimLatencies>,
     metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
 ) -> Arc<dyn SpeechToText> {
-    match whisper::WhisperStt::new(&cfg.whisper) {
+    match crate::providers::whisper::WhisperStt::new(&cfg.whisper) {
         Ok(stt) => {
             let stt = Arc::new(stt);
             metric_sources.push(stt.clone());

@@ -20,15 +20,15 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::adapters::providers::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
+use crate::providers::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
 use crate::config::Config;
-use crate::core::audio::InboundAudio;
-use crate::core::digits::{DigitCollector, DigitOutcome};
-use crate::core::dtmf::{DigitSource, DtmfMerger};
-use crate::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
-use crate::core::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats};
-use crate::core::twilio::FRAME_BYTES;
-use crate::core::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
+use crate::voice::audio::InboundAudio;
+use crate::voice::digits::{DigitCollector, DigitOutcome};
+use crate::voice::dtmf::{DigitSource, DtmfMerger};
+use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+use crate::voice::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats};
+use crate::voice::twilio::FRAME_BYTES;
+use crate::voice::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 
 /// Everything a session needs to know, taken from [`Config`] once per call.
 #[derive(Debug, Clone)]
