@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
-use kav::providers::SttAudioFormat;
 use kav::config::Config;
+use kav::providers::SttAudioFormat;
 use kav::voice::audio::InboundAudio;
 use kav::voice::session::{CallSession, SessionConfig};
 use kav::voice::twilio;

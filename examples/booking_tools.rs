@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kav::providers::{AgentRequest, CallContext, Channel};
-use kav::booking::outbox::LogSender;
 use kav::agent::{BookingRuntime, tools};
+use kav::booking::outbox::LogSender;
 use kav::config::BookingConfig;
+use kav::providers::{AgentRequest, CallContext, Channel};
 use kav::store::Store;
 use kav::testing::clock::{ManualClock, monday_noon_ms};
 use serde_json::json;

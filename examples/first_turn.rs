@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::channels::twilio::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
 use kav::server::{self, AppState};
 use kav::store::Store;

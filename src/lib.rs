@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod providers;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod voice;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use kav::channels::twilio::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
 use kav::server::{self, AppState};
 use kav::store::Store;
@@ -141,8 +141,7 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         .with_context(|| format!("opening store {}", cfg.store.url))?;
     let (recorder, writer) = store.recorder(cfg.store.writer_queue);
     // The booking handle is not kept: its outbox worker runs for the life of the process.
-    let (providers, _booking) =
-        kav::app::providers_with_store(&cfg, Some(store.clone())).await?;
+    let (providers, _booking) = kav::app::providers_with_store(&cfg, Some(store.clone())).await?;
     let deps = CallDeps::new(cfg.clone(), providers, Some(recorder));
     kav::app::warm::warm_all(&deps).await;
     // Runs for the life of the process; the runtime ends it on exit.
@@ -239,8 +238,11 @@ async fn replay(files: &[PathBuf], meta_url: &str, twilio_url: &str, times: u32)
             let params: Vec<(String, String)> = form_urlencoded::parse(text.trim().as_bytes())
                 .into_owned()
                 .collect();
-            let signature =
-                kav::channels::signature::compute(&secret("TWILIO_AUTH_TOKEN")?, twilio_url, &params);
+            let signature = kav::channels::signature::compute(
+                &secret("TWILIO_AUTH_TOKEN")?,
+                twilio_url,
+                &params,
+            );
             let request = http
                 .post(twilio_url)
                 .header("x-twilio-signature", signature)

@@ -5,15 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kav::providers::{
-    Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role,
-};
 use kav::agent::offline::{OfflineBookingAgent, OfflineReply, PHONE_MAX_DIGITS};
 use kav::agent::tools::{self, ToolContext};
 use kav::agent::{BookingRuntime, GUARD_TRACE};
+use kav::booking::guard::Evidence;
 use kav::booking::outbox;
 use kav::config::BookingConfig;
-use kav::booking::guard::Evidence;
+use kav::providers::{Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role};
 use kav::store::Store;
 use kav::testing::clock::{ManualClock, monday_noon_ms};
 use kav::testing::switchable_sender::SwitchableSender;

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::channels::twilio::call::CallDeps;
-use kav::agent::offline::OfflineBookingAgent;
 use kav::agent::BookingRuntime;
+use kav::agent::offline::OfflineBookingAgent;
 use kav::booking::outbox;
 use kav::caller::{self, CallOptions, Step, synthetic_speech};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::{BookingConfig, Config};
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};

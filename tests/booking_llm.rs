@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kav::providers::openai::OpenAiChat;
-use kav::providers::{
-    Agent, AgentEvent, AgentRequest, CallContext, Channel, ChatModel, Message, Role, ToolCall,
-};
 use kav::agent::llm::BookingAgent;
 use kav::agent::{BookingRuntime, GUARD_TRACE};
 use kav::booking::outbox;
 use kav::config::{BookingConfig, LlmConfig};
+use kav::providers::openai::OpenAiChat;
+use kav::providers::{
+    Agent, AgentEvent, AgentRequest, CallContext, Channel, ChatModel, Message, Role, ToolCall,
+};
 use kav::store::Store;
 use kav::testing::clock::ManualClock;
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
@@ -511,8 +511,8 @@ async fn llm_failure_after_a_booking_still_tells_the_caller_it_is_booked() {
 /// false claim is in the call's tool traces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_call_with_a_lying_llm_hears_the_truth() {
-    use kav::channels::twilio::call::CallDeps;
     use kav::caller::{self, CallOptions, Step, synthetic_speech};
+    use kav::channels::twilio::call::CallDeps;
     use kav::server::{self, AppState};
     use std::time::Duration;
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kav::providers::google::{GoogleStats, GoogleStt, GoogleTts};
-use kav::providers::*;
 use kav::caller::{self, Step, synthetic_speech};
 use kav::config::Config;
-use kav::voice::g711;
+use kav::providers::google::{GoogleStats, GoogleStt, GoogleTts};
+use kav::providers::*;
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig, StreamFault};
+use kav::voice::g711;
 use support::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kav::config::LlmConfig;
 use kav::providers::openai::{
     LlmAgent, LlmAgentSettings, OpenAiChat, PHONE_CHANNEL_NOTE, WHATSAPP_CHANNEL_NOTE,
 };
@@ -15,7 +16,6 @@ use kav::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, CallContext, Channel, ChatError, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
 };
-use kav::config::LlmConfig;
 use kav::testing::fake_openai::{
     FIXTURE_PARALLEL_TOOL_CALLS, FIXTURE_SINGLE_TOOL_CALL, FIXTURE_TEXT, FakeOpenAi, FakeReply,
 };

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kav::providers::audio_file::load_mulaw_8k;
-use kav::providers::SttAudioFormat;
 use kav::config::Config;
+use kav::providers::SttAudioFormat;
+use kav::providers::audio_file::load_mulaw_8k;
 use kav::voice::events::CallEvent;
 use kav::voice::session::{CallSession, Output, SessionConfig};
 

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::config::Config;
+use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::voice::session::{CallSession, Output, SessionConfig};
 
 struct Counting;

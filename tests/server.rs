@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use kav::providers::sim::SimulatedAgent;
 use kav::caller::{self, Step, synthetic_speech};
 use kav::channels::signature;
-use kav::voice::twilio;
+use kav::providers::sim::SimulatedAgent;
 use kav::server::{STREAM_PATH, VOICE_PATH};
+use kav::voice::twilio;
 use support::*;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};

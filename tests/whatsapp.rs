@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kav::channels::signature;
 use kav::channels::twilio::call::CallDeps;
+use kav::channels::whatsapp::inbox::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
+use kav::config::{Config, WhatsAppNumber};
+use kav::metrics::Metrics;
+use kav::providers::sim;
 use kav::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Role, SpeechToText,
     SttAudioFormat, SttError, SttEvent, SttInput,
 };
-use kav::providers::sim;
-use kav::channels::whatsapp::inbox::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
-use kav::config::{Config, WhatsAppNumber};
-use kav::channels::signature;
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, FakeTwilioRest};
@@ -1028,7 +1028,9 @@ fn voice_note_decodes_to_the_right_duration_and_level() {
         let level = audio.rms_dbfs();
         assert!((-35.0..-5.0).contains(&level), "{rate} Hz: {level} dBFS");
     }
-    assert!(kav::channels::whatsapp::voice_note::decode_ogg_opus(b"not ogg at all", 16000).is_err());
+    assert!(
+        kav::channels::whatsapp::voice_note::decode_ogg_opus(b"not ogg at all", 16000).is_err()
+    );
     let wav = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/audio-samples/book_en.wav"

@@ -30,10 +30,10 @@ mod with_models {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use kav::providers::audio_file::load_mulaw_8k;
-    use kav::providers::{CallContext, SpeechToText, SttEvent, SttInput};
-    use kav::providers::whisper::{WhisperError, WhisperStt, check_model_dir};
     use kav::config::{Config, WhisperConfig};
+    use kav::providers::audio_file::load_mulaw_8k;
+    use kav::providers::whisper::{WhisperError, WhisperStt, check_model_dir};
+    use kav::providers::{CallContext, SpeechToText, SttEvent, SttInput};
     use kav::voice::audio::InboundAudio;
     use kav::voice::wer::WordErrorCount;
     use tokio::sync::mpsc;
@@ -378,9 +378,10 @@ mod with_models {
             language: "en-US".into(),
             ..CallContext::default()
         };
-        let (text, audio) = kav::channels::whatsapp::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
-            .await
-            .expect("voice note transcribed");
+        let (text, audio) =
+            kav::channels::whatsapp::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
+                .await
+                .expect("voice note transcribed");
         let reference = "Check next Friday at nine in the evening for the Barcelona room.";
         let count = WordErrorCount::of(reference, &text);
         eprintln!(

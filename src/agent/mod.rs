@@ -11,10 +11,10 @@ pub mod tools;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::providers::{AgentRequest, Channel, WhatsAppSender};
-use crate::config::BookingConfig;
 use crate::booking::parse::normalize_phone;
 use crate::booking::policy::{Policy, PolicyError};
+use crate::config::BookingConfig;
+use crate::providers::{AgentRequest, Channel, WhatsAppSender};
 use crate::store::booking::{Business, Resource};
 use crate::store::{Store, StoreError};
 

@@ -17,11 +17,11 @@ use tokio::sync::mpsc;
 
 use super::tools::{self, ToolContext};
 use super::{BookingRuntime, ConversationMap};
+use crate::booking::guard::{Evidence, is_hebrew};
+use crate::booking::parse;
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel,
 };
-use crate::booking::guard::{Evidence, is_hebrew};
-use crate::booking::parse;
 
 /// Digits the keypad collection accepts; `#` commits earlier.
 pub const PHONE_MAX_DIGITS: u8 = 15;

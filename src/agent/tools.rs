@@ -10,14 +10,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::booking::outbox::{self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload};
 use super::{AgentSettings, BookingRuntime};
-use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
 use crate::booking::guard::Evidence;
-use crate::booking::parse::normalize_phone;
-use crate::booking::policy::{
-    ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime,
+use crate::booking::outbox::{
+    self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload,
 };
+use crate::booking::parse::normalize_phone;
+use crate::booking::pii::hash_phone;
+use crate::booking::policy::{ConcurrencyScope, ResourceCap, StartVerdict, parse_local_datetime};
+use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
 use crate::store::booking::{
     Appointment, CapacityRule, CreateOutcome, NewOutboxEvent, Resource, ToolTraceRow,
 };
@@ -91,13 +92,6 @@ impl ToolOutcome {
 
 fn fail(error: &str, reason: impl Into<String>) -> Value {
     json!({"ok": false, "error": error, "reason": reason.into()})
-}
-
-pub fn hash_phone(phone: &str) -> String {
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    let hash = Sha256::digest(digits.as_bytes());
-    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 /// The argument snapshot for traces: phones hashed, names and free text redacted, unless the

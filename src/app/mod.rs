@@ -1,38 +1,17 @@
-//! Async shells: the per-call driver that runs the sans-IO session, and provider implementations.
+//! The composition root: the one place that turns `Config` into running parts (providers, the
+//! booking agent and runtime, the outbox worker, warm-up). Nothing else in the library imports it.
 
 pub mod warm;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::Config;
-use crate::store::Store;
 use crate::channels::whatsapp::{graph as whatsapp_graph, inbox as whatsapp};
+use crate::config::Config;
 use crate::providers::{self, Agent, SpeechToText, TextToSpeech, espeak, google, openai, sim};
+use crate::store::Store;
 
-pub struct Providers {
-    pub stt: Arc<dyn SpeechToText>,
-    pub agent: Arc<dyn Agent>,
-    pub tts: Arc<dyn TextToSpeech>,
-    /// Measurements of the Google providers when one is in use.
-    pub google_stats: Option<Arc<google::GoogleStats>>,
-    /// Other providers' own measurements for `/metrics` (e.g. Whisper's refusals and drops).
-    pub metric_sources: Vec<Arc<dyn crate::metrics::MetricsSource>>,
-}
-
-impl Providers {
-    /// The process metrics, with the providers' own measurements appended to `/metrics`.
-    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
-        let metrics = crate::metrics::Metrics::new();
-        if let Some(g) = &self.google_stats {
-            metrics.add_source(g.clone());
-        }
-        for source in &self.metric_sources {
-            metrics.add_source(source.clone());
-        }
-        Arc::new(metrics)
-    }
-}
+pub use crate::providers::Providers;
 
 /// The booking runtime and its running outbox worker (set when the agent is `booking` or
 /// `offline`). The worker runs for the life of the process unless `worker_stop` sends `true`.

@@ -85,9 +85,9 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::providers::*;
     use crate::config::Config;
     use crate::metrics::Metrics;
+    use crate::providers::*;
 
     /// Counts warm-ups and prepares; fails its warm-up when told to.
     #[derive(Default)]

@@ -4,4 +4,5 @@
 pub mod guard;
 pub mod outbox;
 pub mod parse;
+pub mod pii;
 pub mod policy;

@@ -341,7 +341,7 @@ impl WhatsAppSender for LogSender {
             Some((_, id)) => id.clone(),
             None => {
                 let id = format!("log-{}", sent.len() + 1);
-                tracing::info!(to_hash = %crate::agent::tools::hash_phone(&message.to), key = %message.idempotency_key, "WhatsApp message (log sender, not sent)");
+                tracing::info!(to_hash = %crate::booking::pii::hash_phone(&message.to), key = %message.idempotency_key, "WhatsApp message (log sender, not sent)");
                 sent.push((message, id.clone()));
                 id
             }

@@ -13,9 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, Command};
 use tokio::sync::mpsc;
 
+use crate::config::EspeakConfig;
 use crate::providers::audio_file::{WavEncoding, parse_wav_header};
 use crate::providers::{BoxFuture, TTS_MAX_CHUNK_BYTES, TextToSpeech, TtsError};
-use crate::config::EspeakConfig;
 use crate::voice::g711;
 use crate::voice::resample::Resampler;
 

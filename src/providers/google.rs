@@ -47,8 +47,8 @@ use tokio::time::{Instant, sleep_until};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::providers::*;
 use crate::config::{Config, GoogleConfig};
+use crate::providers::*;
 use crate::voice::g711;
 
 pub const DEFAULT_STT_ENDPOINT: &str = "https://speech.googleapis.com";

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::providers::*;
 use crate::config::SimConfig;
+use crate::providers::*;
 use crate::voice::g711;
 
 /// `<Parameter name="sim_transcripts">`: what the simulated recogniser "hears", utterance by

@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
+use crate::config::WhisperConfig;
 use crate::providers::{
     BoxFuture, CallContext, SpeechToText, SttAudioFormat, SttError, SttEvent, SttInput,
 };
-use crate::config::WhisperConfig;
 use crate::voice::g711;
 use crate::voice::resample::Upsampler8kTo16k;
 

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::channels::twilio::call::{CallDeps, run_call};
 use crate::channels::signature;
+use crate::channels::twilio::call::{CallDeps, run_call};
 use crate::store::Store;
 
 /// WhatsApp channel routes (issue 5).

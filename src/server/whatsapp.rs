@@ -17,8 +17,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::channels::whatsapp::inbox::{WhatsAppError, WhatsAppService};
 use crate::channels::signature;
+use crate::channels::whatsapp::inbox::{WhatsAppError, WhatsAppService};
 use crate::channels::whatsapp::model::{
     is_twilio_status_callback, parse_twilio_form, parse_twilio_status, parse_webhook,
 };

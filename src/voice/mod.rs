@@ -7,6 +7,7 @@ pub mod dtmf;
 pub mod events;
 pub mod g711;
 pub mod pacer;
+pub mod ports;
 pub mod resample;
 pub mod session;
 pub mod twilio;

@@ -20,13 +20,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::providers::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
 use crate::config::Config;
 use crate::voice::audio::InboundAudio;
 use crate::voice::digits::{DigitCollector, DigitOutcome};
 use crate::voice::dtmf::{DigitSource, DtmfMerger};
 use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use crate::voice::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats};
+use crate::voice::ports::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
 use crate::voice::twilio::FRAME_BYTES;
 use crate::voice::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 

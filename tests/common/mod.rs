@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::config::Config;
+use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::voice::events::{CallEvent, TurnRecord};
 use kav::voice::g711;
 use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name};

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use kav::channels::twilio::call::CallDeps;
 use kav::caller::CallOptions;
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
-use kav::voice::twilio::{self, FRAME_BYTES, Outbound, Start};
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
+use kav::voice::twilio::{self, FRAME_BYTES, Outbound, Start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::channels::whatsapp::model::{
+    GraphErrorClass, classify_graph_error, log_id, parse_graph_error,
+};
 use crate::providers::{
     BoxFuture, OutboundBody, OutboundMessage, SendError, SendReceipt, WhatsAppSender,
 };
-use crate::channels::whatsapp::model::{GraphErrorClass, classify_graph_error, log_id, parse_graph_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

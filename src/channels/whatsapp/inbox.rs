@@ -23,16 +23,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::providers::{
-    Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
-    OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
-};
-use super::voice_note;
 use super::graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
-use crate::config::{WhatsAppConfig, WhatsAppNumber};
+use super::voice_note;
 use crate::channels::whatsapp::model::{
     InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
     log_id, markdown_to_whatsapp, split_message,
+};
+use crate::config::{WhatsAppConfig, WhatsAppNumber};
+use crate::providers::{
+    Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
+    OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
 };
 use crate::store::whatsapp::{
     ConversationKey, InboxItem, InboxOutcome, StoredMessage, conversation_id,

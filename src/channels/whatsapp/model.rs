@@ -773,14 +773,7 @@ pub fn check_media_sha256(expected: &str, bytes: &[u8]) -> MediaDigest {
     }
 }
 
-pub fn log_id(value: &str, log_pii: bool) -> String {
-    if log_pii {
-        value.to_string()
-    } else {
-        let hex = crate::channels::signature::sha256_hex(value.as_bytes());
-        format!("h:{}", &hex[..12])
-    }
-}
+pub use crate::booking::pii::log_id;
 
 #[cfg(test)]
 mod tests {
@@ -1034,6 +1027,6 @@ mod tests {
     fn pii_is_hashed_unless_allowed() {
         assert_eq!(log_id("16505551234", true), "16505551234");
         let h = log_id("16505551234", false);
-        assert!(h.starts_with("h:") && !h.contains("1650555"));
+        assert!(h.starts_with("sha256:") && !h.contains("1650555"));
     }
 }
