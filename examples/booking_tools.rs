@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kav::agent::{BookingRuntime, tools};
-use kav::booking::outbox::LogSender;
+use kav::channels::whatsapp::graph::LogSender;
 use kav::config::BookingConfig;
 use kav::providers::{AgentRequest, CallContext, Channel};
 use kav::store::Store;
@@ -41,7 +41,7 @@ async fn main() {
     let now = monday_noon_ms();
     let rt = BookingRuntime::new(
         store,
-        Arc::new(LogSender::new()),
+        Arc::new(LogSender::new(false)),
         ManualClock::new(now).clock(),
         BookingConfig::default(),
     );

@@ -359,7 +359,7 @@ async fn full_slot_offers_alternatives() {
 async fn without_a_real_whatsapp_sender_nobody_is_told_a_message_was_sent() {
     // The no-keys set-up: confirmations go to the log stand-in.
     let f = fixture().await;
-    let log = Arc::new(kav::booking::outbox::LogSender::new());
+    let log = Arc::new(kav::channels::whatsapp::graph::LogSender::new(false));
     let rt = BookingRuntime::new(
         f.store.clone(),
         log.clone(),

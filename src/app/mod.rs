@@ -60,7 +60,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
             tracing::info!(
                 "WHATSAPP_ACCESS_TOKEN unset or whatsapp.mock_sends on: booking confirmations go to the log sender"
             );
-            Arc::new(crate::booking::outbox::LogSender::new())
+            Arc::new(whatsapp_graph::LogSender::new(false))
         }
     };
     let runtime = crate::agent::BookingRuntime::new(

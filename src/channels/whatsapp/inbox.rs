@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
+use super::graph::{GraphSender, LogSender, RetryingSender, TwilioSender};
 use super::voice_note;
 use crate::channels::whatsapp::model::{
     InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
@@ -300,7 +300,7 @@ pub struct WhatsAppService {
     wake: Notify,
     pub stats: WhatsAppStats,
     /// The mock sender when `mock_sends` is on (tests read what it logged).
-    pub mock: Option<Arc<MockSender>>,
+    pub mock: Option<Arc<LogSender>>,
 }
 
 /// Marks turns that happened on a phone call in the WhatsApp agent's history.
@@ -368,7 +368,7 @@ impl WhatsAppService {
             ))
         };
         let (graph_sender, twilio_sender, mock) = if config.mock_sends {
-            let mock = Arc::new(MockSender::new(config.trace_log_pii));
+            let mock = Arc::new(LogSender::new(config.trace_log_pii));
             let as_sender: Arc<dyn WhatsAppSender> = mock.clone();
             (Some(as_sender.clone()), Some(as_sender), Some(mock))
         } else {
