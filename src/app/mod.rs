@@ -13,6 +13,21 @@ use crate::store::Store;
 
 pub use crate::providers::Providers;
 
+impl crate::voice::session::SessionConfig {
+    /// The engine's settings for one call, from the process configuration.
+    pub fn from_config(cfg: &Config, stt_format: providers::SttAudioFormat) -> Self {
+        Self {
+            vad: cfg.vad.clone(),
+            turn: cfg.turn.clone(),
+            playout: cfg.playout.clone(),
+            dtmf: cfg.dtmf.clone(),
+            stt_format,
+            greeting: cfg.call.greeting.clone(),
+            fallback_reply: cfg.call.fallback_reply.clone(),
+        }
+    }
+}
+
 /// The booking runtime and its running outbox worker (set when the agent is `booking` or
 /// `offline`). The worker runs for the life of the process unless `worker_stop` sends `true`.
 pub struct BookingHandle {

@@ -2,6 +2,7 @@
 //! Time comes in as `now: Instant` arguments; work goes out through `poll_*` methods.
 
 pub mod audio;
+pub mod config;
 pub mod digits;
 pub mod dtmf;
 pub mod events;
