@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
-use kav::adapters::providers::SttAudioFormat;
 use kav::config::Config;
-use kav::core::audio::InboundAudio;
-use kav::core::session::{CallSession, SessionConfig};
-use kav::core::twilio;
+use kav::providers::SttAudioFormat;
+use kav::voice::audio::InboundAudio;
+use kav::voice::session::{CallSession, SessionConfig};
+use kav::voice::twilio;
 
 /// Two seconds of speech-like audio followed by a second of silence, as 20 ms mu-law frames.
 fn frames() -> Vec<[u8; 160]> {

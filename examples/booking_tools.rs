@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kav::adapters::providers::{AgentRequest, CallContext, Channel};
-use kav::agent::outbox::LogSender;
 use kav::agent::{BookingRuntime, tools};
+use kav::channels::whatsapp::graph::LogSender;
 use kav::config::BookingConfig;
+use kav::providers::{AgentRequest, CallContext, Channel};
 use kav::store::Store;
 use kav::testing::clock::{ManualClock, monday_noon_ms};
 use serde_json::json;
@@ -41,7 +41,7 @@ async fn main() {
     let now = monday_noon_ms();
     let rt = BookingRuntime::new(
         store,
-        Arc::new(LogSender::new()),
+        Arc::new(LogSender::new(false)),
         ManualClock::new(now).clock(),
         BookingConfig::default(),
     );

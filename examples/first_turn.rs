@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
 use kav::server::{self, AppState};
 use kav::store::Store;
@@ -54,7 +54,7 @@ async fn one_call(
     let cfg = Arc::new(cfg);
     let store = Store::connect(&cfg.store.url).await.expect("store");
     let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
-    let providers = kav::adapters::providers_from_config(&cfg)
+    let providers = kav::app::providers_from_config(&cfg)
         .await
         .expect("providers");
     let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kav::adapters::google::{GoogleStats, GoogleStt, GoogleTts};
-use kav::adapters::providers::*;
 use kav::config::Config;
+use kav::providers::google::{GoogleStats, GoogleStt, GoogleTts};
+use kav::providers::*;
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig};
 use tokio::sync::mpsc;
 

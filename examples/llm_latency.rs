@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use kav::adapters::openai::OpenAiChat;
-use kav::adapters::providers::{ChatMessage, ChatModel, ChatRequest};
 use kav::config::{Config, LlmConfig};
+use kav::providers::openai::OpenAiChat;
+use kav::providers::{ChatMessage, ChatModel, ChatRequest};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
 use kav::testing::latency_proxy::LatencyProxy;
 use tokio::sync::mpsc;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use kav::adapters::call::CallDeps;
 use kav::caller::{self, CallOptions, Step};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
 use kav::server::{self, AppState};
 use kav::store::Store;
@@ -153,12 +153,11 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         .with_context(|| format!("opening store {}", cfg.store.url))?;
     let (recorder, writer) = store.recorder(cfg.store.writer_queue);
     // The booking handle is not kept: its outbox worker runs for the life of the process.
-    let (providers, _booking) =
-        kav::adapters::providers_with_store(&cfg, Some(store.clone())).await?;
+    let (providers, _booking) = kav::app::providers_with_store(&cfg, Some(store.clone())).await?;
     let deps = CallDeps::new(cfg.clone(), providers, Some(recorder));
-    kav::adapters::warm::warm_all(&deps).await;
+    kav::app::warm::warm_all(&deps).await;
     // Runs for the life of the process; the runtime ends it on exit.
-    let _keep_warm = kav::adapters::warm::spawn_keep_warm(
+    let _keep_warm = kav::app::warm::spawn_keep_warm(
         deps.clone(),
         std::time::Duration::from_millis(cfg.call.keep_warm_ms),
     );
@@ -184,8 +183,8 @@ fn start_whatsapp(
     cfg: &Config,
     deps: &CallDeps,
     store: &Store,
-) -> Result<Arc<kav::adapters::whatsapp::WhatsAppService>> {
-    use kav::adapters::whatsapp::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
+) -> Result<Arc<kav::channels::whatsapp::inbox::WhatsAppService>> {
+    use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
     let secrets = WhatsAppSecrets::from_env();
     tracing::info!(
         ?secrets,
@@ -238,7 +237,7 @@ async fn replay(files: &[PathBuf], meta_url: &str, twilio_url: &str, times: u32)
         // Each request is built once and sent `times` times: the same bytes, the same signature.
         let (url, request) = if is_json {
             let signature =
-                kav::core::signature::hub_signature_256(&secret("WHATSAPP_APP_SECRET")?, &body);
+                kav::channels::signature::hub_signature_256(&secret("WHATSAPP_APP_SECRET")?, &body);
             let request = http
                 .post(meta_url)
                 .header("content-type", "application/json")
@@ -251,8 +250,11 @@ async fn replay(files: &[PathBuf], meta_url: &str, twilio_url: &str, times: u32)
             let params: Vec<(String, String)> = form_urlencoded::parse(text.trim().as_bytes())
                 .into_owned()
                 .collect();
-            let signature =
-                kav::core::signature::compute(&secret("TWILIO_AUTH_TOKEN")?, twilio_url, &params);
+            let signature = kav::channels::signature::compute(
+                &secret("TWILIO_AUTH_TOKEN")?,
+                twilio_url,
+                &params,
+            );
             let request = http
                 .post(twilio_url)
                 .header("x-twilio-signature", signature)
@@ -348,7 +350,7 @@ async fn main() -> Result<()> {
                 for s in &says {
                     let (file, text) = s.split_once('=').context("--say takes FILE=TEXT")?;
                     let audio =
-                        kav::adapters::audio_file::load_mulaw_8k(std::path::Path::new(file))?;
+                        kav::providers::audio_file::load_mulaw_8k(std::path::Path::new(file))?;
                     steps.push(Step::Say {
                         audio: Arc::new(audio),
                         transcript: text.to_string(),
@@ -381,7 +383,7 @@ async fn main() -> Result<()> {
             };
             let report = caller::run_call(&opts, steps).await?;
             if let Some(path) = save_audio {
-                kav::adapters::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
+                kav::providers::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
                 println!("bot audio saved to {}", path.display());
             }
             let turns = caller::http_get(&format!(
@@ -466,9 +468,9 @@ async fn transcribe(
     beam_size: Option<u32>,
     phone: bool,
 ) -> Result<()> {
-    use kav::adapters::audio_file;
-    use kav::adapters::whisper::{SAMPLE_RATE, WhisperStt, whisper_language};
-    use kav::core::audio::InboundAudio;
+    use kav::providers::audio_file;
+    use kav::providers::whisper::{SAMPLE_RATE, WhisperStt, whisper_language};
+    use kav::voice::audio::InboundAudio;
 
     if let Some(m) = model {
         cfg.whisper.model_en = m.clone();
@@ -644,7 +646,7 @@ async fn demo(mut cfg: Config, save_audio: Option<PathBuf>) -> Result<()> {
     print_turns(&json);
     print_caller_report(&report);
     if let Some(path) = save_audio {
-        kav::adapters::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
+        kav::providers::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
         println!("bot audio saved to {}", path.display());
     }
     let _ = stop_tx.send(());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-use crate::core::events::LatencyMarks;
+use crate::voice::events::LatencyMarks;
 
 macro_rules! counters {
     ($($name:ident => $label:literal, $help:literal;)*) => {

@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kav::adapters::providers::{
-    Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role,
-};
 use kav::agent::offline::{OfflineBookingAgent, OfflineReply, PHONE_MAX_DIGITS};
 use kav::agent::tools::{self, ToolContext};
-use kav::agent::{BookingRuntime, GUARD_TRACE, outbox};
+use kav::agent::{BookingRuntime, GUARD_TRACE};
+use kav::booking::guard::Evidence;
+use kav::booking::outbox;
 use kav::config::BookingConfig;
-use kav::core::booking::guard::Evidence;
+use kav::providers::{Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role};
 use kav::store::Store;
 use kav::testing::clock::{ManualClock, monday_noon_ms};
 use kav::testing::switchable_sender::SwitchableSender;
@@ -360,7 +359,7 @@ async fn full_slot_offers_alternatives() {
 async fn without_a_real_whatsapp_sender_nobody_is_told_a_message_was_sent() {
     // The no-keys set-up: confirmations go to the log stand-in.
     let f = fixture().await;
-    let log = Arc::new(kav::agent::outbox::LogSender::new());
+    let log = Arc::new(kav::channels::whatsapp::graph::LogSender::new(false));
     let rt = BookingRuntime::new(
         f.store.clone(),
         log.clone(),
@@ -732,10 +731,10 @@ async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
     };
     let rt = BookingRuntime::new(store.clone(), sender.clone(), clock.clock(), config);
     let payload = outbox::SendPayload {
-        message: kav::adapters::providers::OutboundMessage {
+        message: kav::providers::OutboundMessage {
             phone_number_id: "100200300400500".into(),
             to: "972501234567".into(),
-            body: kav::adapters::providers::OutboundBody::Text { text: "hi".into() },
+            body: kav::providers::OutboundBody::Text { text: "hi".into() },
             idempotency_key: "k1".into(),
         },
         template_fallback: None,

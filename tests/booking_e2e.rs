@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::call::CallDeps;
+use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
-use kav::agent::{BookingRuntime, outbox};
+use kav::booking::outbox;
 use kav::caller::{self, CallOptions, Step, synthetic_speech};
+use kav::channels::twilio::call::CallDeps;
 use kav::config::{BookingConfig, Config};
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
@@ -42,7 +43,7 @@ async fn start() -> Server {
     let cfg = Arc::new(cfg);
     let store = Store::connect(&cfg.store.url).await.unwrap();
     let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
-    let mut providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let mut providers = kav::app::providers_from_config(&cfg).await.unwrap();
     let sender = Arc::new(SwitchableSender::new());
     let clock = ManualClock::monday_noon();
     let rt = BookingRuntime::new(

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kav::adapters::openai::OpenAiChat;
-use kav::adapters::providers::{
+use kav::agent::llm::BookingAgent;
+use kav::agent::{BookingRuntime, GUARD_TRACE};
+use kav::booking::outbox;
+use kav::config::{BookingConfig, LlmConfig};
+use kav::providers::openai::OpenAiChat;
+use kav::providers::{
     Agent, AgentEvent, AgentRequest, CallContext, Channel, ChatModel, Message, Role, ToolCall,
 };
-use kav::agent::llm::BookingAgent;
-use kav::agent::{BookingRuntime, GUARD_TRACE, outbox};
-use kav::config::{BookingConfig, LlmConfig};
 use kav::store::Store;
 use kav::testing::clock::ManualClock;
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
@@ -516,8 +517,8 @@ async fn llm_failure_after_a_booking_still_tells_the_caller_it_is_booked() {
 /// false claim is in the call's tool traces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_call_with_a_lying_llm_hears_the_truth() {
-    use kav::adapters::call::CallDeps;
     use kav::caller::{self, CallOptions, Step, synthetic_speech};
+    use kav::channels::twilio::call::CallDeps;
     use kav::server::{self, AppState};
     use std::time::Duration;
 
@@ -535,7 +536,7 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
     cfg.sim.stt_final_ms = "fixed:30".into();
     cfg.sim.tts_first_audio_ms = "fixed:30".into();
     let cfg = Arc::new(cfg);
-    let mut providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let mut providers = kav::app::providers_from_config(&cfg).await.unwrap();
     providers.agent = Arc::new(f.agent.clone());
     let (recorder, _writer) = f.store.recorder(cfg.store.writer_queue);
     let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
@@ -597,7 +598,7 @@ async fn config_selects_offline_or_llm_booking_agent() {
     let mut cfg = kav::config::Config::default();
     cfg.call.tts = "simulated".into();
     cfg.call.agent = "offline".into();
-    let (p, handle) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+    let (p, handle) = kav::app::providers_with_store(&cfg, Some(store.clone()))
         .await
         .unwrap();
     assert_eq!(p.agent.name(), "offline-booking");
@@ -606,11 +607,11 @@ async fn config_selects_offline_or_llm_booking_agent() {
     let fake = FakeOpenAi::start(Vec::new()).await;
     cfg.call.agent = "booking".into();
     cfg.llm.base_url = fake.base_url();
-    let (p, _) = kav::adapters::providers_with_store(&cfg, Some(store.clone()))
+    let (p, _) = kav::app::providers_with_store(&cfg, Some(store.clone()))
         .await
         .unwrap();
     assert_eq!(p.agent.name(), "llm-booking");
     // Without a store the booking agent cannot run: the simulated agent answers.
-    let p = kav::adapters::providers_from_config(&cfg).await.unwrap();
+    let p = kav::app::providers_from_config(&cfg).await.unwrap();
     assert_eq!(p.agent.name(), "simulated-agent");
 }

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use kav::core::g711;
+use kav::voice::g711;
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting. Per thread, because the test harness runs tests on parallel threads.
@@ -221,7 +221,7 @@ fn g711_into_variants_allocate_nothing() {
 
 mod twilio_wire {
     use super::allocations_during;
-    use kav::core::twilio::*;
+    use kav::voice::twilio::*;
     use serde_json::Value;
     use std::collections::BTreeMap;
 
@@ -1154,7 +1154,7 @@ mod twilio_wire {
 // ---------------------------------------------------------------------------------------------
 
 mod twilio_signature {
-    use kav::core::signature::{compute, sha256_hex, validate, validate_with_body};
+    use kav::channels::signature::{compute, sha256_hex, validate, validate_with_body};
     use serde_json::Value;
 
     struct Vector {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kav::adapters::google::{GoogleStats, GoogleStt, GoogleTts};
-use kav::adapters::providers::*;
 use kav::caller::{self, Step, synthetic_speech};
 use kav::config::Config;
-use kav::core::g711;
+use kav::providers::google::{GoogleStats, GoogleStt, GoogleTts};
+use kav::providers::*;
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig, StreamFault};
+use kav::voice::g711;
 use support::*;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -601,7 +601,7 @@ async fn unreachable_google_falls_back_to_working_providers() {
         cfg.google.stt_endpoint = format!("http://127.0.0.1:{port}");
         cfg.google.tts_endpoint = format!("http://127.0.0.1:{port}");
         cfg.google.request_timeout_ms = 1_000;
-        let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+        let providers = kav::app::providers_from_config(&cfg).await.unwrap();
         assert_eq!(providers.stt.name(), "simulated-stt");
         assert_ne!(providers.tts.name(), "google");
         assert!(providers.google_stats.is_none());
@@ -653,7 +653,7 @@ async fn a_call_through_the_server_with_google_stt_and_tts() {
         // The reply was synthesised by Google TTS sentence by sentence while the agent streamed
         // (so its first audio did not wait for the whole reply); the fixed phrases came from the
         // start-up cache and made no request during the call.
-        let reply = kav::adapters::sim::SimulatedAgent::reply_for(said, false, false).0;
+        let reply = kav::providers::sim::SimulatedAgent::reply_for(said, false, false).0;
         assert_eq!(turns[0].bot_text, reply);
         let requests = fake.tts_requests();
         let warmed = 2; // fallback reply + digits prompt (no greeting configured)

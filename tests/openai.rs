@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::openai::{
+use kav::config::LlmConfig;
+use kav::providers::openai::{
     LlmAgent, LlmAgentSettings, OpenAiChat, PHONE_CHANNEL_NOTE, WHATSAPP_CHANNEL_NOTE,
 };
-use kav::adapters::providers::{
+use kav::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, CallContext, Channel, ChatError, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
 };
-use kav::config::LlmConfig;
 use kav::testing::fake_openai::{
     FIXTURE_PARALLEL_TOOL_CALLS, FIXTURE_SINGLE_TOOL_CALL, FIXTURE_TEXT, FakeOpenAi, FakeReply,
 };
@@ -62,7 +62,7 @@ async fn complete(
     model: &OpenAiChat,
     req: ChatRequest,
 ) -> (
-    Result<kav::adapters::providers::ChatCompletion, ChatError>,
+    Result<kav::providers::ChatCompletion, ChatError>,
     Vec<String>,
 ) {
     let (tx, mut rx) = mpsc::channel(256);

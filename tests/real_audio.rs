@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kav::adapters::audio_file::load_mulaw_8k;
-use kav::adapters::providers::SttAudioFormat;
 use kav::config::Config;
-use kav::core::events::CallEvent;
-use kav::core::session::{CallSession, Output, SessionConfig};
+use kav::providers::SttAudioFormat;
+use kav::providers::audio_file::load_mulaw_8k;
+use kav::voice::events::CallEvent;
+use kav::voice::session::{CallSession, Output, SessionConfig};
 
 const ASTERISK: &str = "/usr/share/asterisk/sounds/en";
 
@@ -109,14 +109,14 @@ fn a_real_voice_barges_in_on_the_bot() {
     let now = t0 + Duration::from_secs(3);
     s.handle_stt(
         now,
-        kav::adapters::providers::SttEvent::Final {
+        kav::providers::SttEvent::Final {
             text: "hello".into(),
         },
     );
     s.handle_agent(
         now,
         1,
-        kav::adapters::providers::AgentEvent::TextDelta("A long reply. ".repeat(10)),
+        kav::providers::AgentEvent::TextDelta("A long reply. ".repeat(10)),
     );
     s.handle_agent_done(now, 1, Ok(()));
     s.handle_tts_audio(now, 1, 0, &[0x55u8; 8000]);

@@ -6,9 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kav::adapters::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::config::Config;
-use kav::core::session::{CallSession, Output, SessionConfig};
+use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
+use kav::voice::session::{CallSession, Output, SessionConfig};
 
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -110,7 +110,7 @@ fn caller_frames_and_paced_playout_allocate_nothing() {
                 sent += drain(&mut s, &mut marks).0;
                 let mut name = [0u8; 24];
                 while let Some(id) = marks.pop() {
-                    s.handle_mark(now, kav::core::session::mark_name(id, &mut name));
+                    s.handle_mark(now, kav::voice::session::mark_name(id, &mut name));
                 }
             }
         });

@@ -3,7 +3,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use kav::core::resample::Upsampler8kTo16k;
+use kav::voice::resample::Upsampler8kTo16k;
 
 /// Counts allocations made by the current thread only, so the test harness's own threads do not
 /// disturb the count.

@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{CallerStep::*, Harness, NetModel, ScriptedReply, test_config};
-use kav::adapters::providers::Role;
-use kav::core::events::{CallEvent, InputKind};
-use kav::core::session::Phase;
+use kav::providers::Role;
+use kav::voice::events::{CallEvent, InputKind};
+use kav::voice::session::Phase;
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -287,9 +287,9 @@ fn dtmf_collection_with_no_keys_times_out_to_the_agent() {
     cfg.dtmf.overall_timeout_ms = 4000;
     cfg.dtmf.inter_digit_timeout_ms = 3000;
     let mut h = digits_harness(&[], ms(6000));
-    h.session = kav::core::session::CallSession::new(
+    h.session = kav::voice::session::CallSession::new(
         h.now,
-        kav::core::session::SessionConfig::from_config(&cfg, Default::default()),
+        kav::voice::session::SessionConfig::from_config(&cfg, Default::default()),
     );
     h.run(Duration::from_secs(30));
     assert_eq!(digit_turn(&h), (String::new(), "timeout"));

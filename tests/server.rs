@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use kav::adapters::sim::SimulatedAgent;
 use kav::caller::{self, Step, synthetic_speech};
-use kav::core::signature;
-use kav::core::twilio;
+use kav::channels::signature;
+use kav::providers::sim::SimulatedAgent;
 use kav::server::{STREAM_PATH, VOICE_PATH};
+use kav::voice::twilio;
 use support::*;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -378,7 +378,7 @@ async fn bad_input_on_a_live_call_is_counted_and_survived() {
         let mut call = RawCall::open(srv.addr, sid, &["hello there"]).await;
         let stream_sid = call.stream_sid.clone();
         let other_sid = "MZ99999999999999999999999999999999".to_string();
-        let silence = [kav::core::g711::SILENCE; twilio::FRAME_BYTES];
+        let silence = [kav::voice::g711::SILENCE; twilio::FRAME_BYTES];
         let good_media = call.media_message(&silence);
         let garbage = [
             // malformed JSON (twice: truncated, and not JSON at all)
@@ -526,7 +526,7 @@ async fn abrupt_disconnect_mid_reply_ends_the_call_cleanly() {
     .await;
 }
 
-/// A WebSocket stand-in for `adapters::call::run_call`: inbound messages come from a channel,
+/// A WebSocket stand-in for `channels::twilio::call::run_call`: inbound messages come from a channel,
 /// and its sink never accepts anything (a peer whose receive window stays shut).
 struct StuckPeer {
     inbound: tokio::sync::mpsc::Receiver<axum::extract::ws::Message>,
@@ -583,7 +583,7 @@ async fn stuck_peer_in_memory_is_ended_as_slow_consumer() {
         .await;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let driver = tokio::spawn(kav::adapters::call::run_call(
+        let driver = tokio::spawn(kav::channels::twilio::call::run_call(
             StuckPeer { inbound: rx },
             srv.state.deps.clone(),
             stop_rx,
@@ -595,7 +595,7 @@ async fn stuck_peer_in_memory_is_ended_as_slow_consumer() {
         let start = start_message(sid, stream_sid, &["I would like to book an appointment"]);
         let _ = tx.send(text(start)).await;
         let audio = synthetic_speech(ms(700));
-        let silence = vec![kav::core::g711::SILENCE; 160];
+        let silence = vec![kav::voice::g711::SILENCE; 160];
         let frames = audio
             .chunks(160)
             .map(|c| c.to_vec())
@@ -674,7 +674,7 @@ async fn slow_consumer_is_ended_and_others_are_unaffected() {
         // marks blindly (names are `k<n>`, one per 100 ms of audio) as if playback progressed:
         // without echoes the pacer would stop after its lead and never fill anything.
         let audio = synthetic_speech(ms(700));
-        let silence = vec![kav::core::g711::SILENCE; 160];
+        let silence = vec![kav::voice::g711::SILENCE; 160];
         let mut frames = audio
             .chunks(160)
             .map(|c| c.to_vec())

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use kav::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use kav::store::{Record, Store};
+use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use sqlx::{AnyPool, Row};
 
 mod backends;

@@ -11,13 +11,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kav::adapters::providers::{
-    Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role,
-};
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
 use kav::agent::tools;
 use kav::config::BookingConfig;
+use kav::providers::{Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role};
 use kav::store::Store;
 use kav::testing::clock::ManualClock;
 use kav::testing::switchable_sender::SwitchableSender;

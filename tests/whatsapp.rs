@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kav::adapters::call::CallDeps;
-use kav::adapters::providers::{
+use kav::channels::signature;
+use kav::channels::twilio::call::CallDeps;
+use kav::channels::whatsapp::inbox::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
+use kav::config::{Config, WhatsAppNumber};
+use kav::metrics::Metrics;
+use kav::providers::sim;
+use kav::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Role, SpeechToText,
     SttAudioFormat, SttError, SttEvent, SttInput,
 };
-use kav::adapters::sim;
-use kav::adapters::whatsapp::{ConfigDirectory, WhatsAppSecrets, WhatsAppService};
-use kav::config::{Config, WhatsAppNumber};
-use kav::core::signature;
-use kav::metrics::Metrics;
 use kav::server::{self, AppState};
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, FakeTwilioRest};
@@ -151,7 +151,7 @@ impl SpeechToText for MeasuringStt {
                     SttInput::Mulaw(frame) => {
                         frames += 1;
                         for b in frame {
-                            sum += f64::from(kav::core::g711::decode(b)).powi(2);
+                            sum += f64::from(kav::voice::g711::decode(b)).powi(2);
                             n += 1;
                         }
                     }
@@ -527,7 +527,7 @@ async fn signature_checks_are_off_only_when_explicitly_disabled() {
     h.drained().await;
     assert_eq!(h.agent.calls(), 1);
     // A release build refuses the flag at start-up (WhatsAppService::new).
-    use kav::adapters::whatsapp::check_insecure_allowed;
+    use kav::channels::whatsapp::inbox::check_insecure_allowed;
     assert!(check_insecure_allowed(true, true).is_err());
     assert!(check_insecure_allowed(false, true).is_ok());
     assert!(check_insecure_allowed(true, false).is_ok());
@@ -581,7 +581,7 @@ async fn same_webhook_fifty_times_is_one_agent_call_and_one_reply() {
     // The agent ran as the WhatsApp channel with the documented parameters, and nothing the
     // sender controls chose the business.
     let req = h.agent.last();
-    assert_eq!(req.channel, kav::adapters::providers::Channel::Whatsapp);
+    assert_eq!(req.channel, kav::providers::Channel::Whatsapp);
     let p = &req.call.parameters;
     assert_eq!(p.get("From").map(String::as_str), Some("+16505551234"));
     assert_eq!(p.get("To").map(String::as_str), Some("+15550783881"));
@@ -993,7 +993,7 @@ async fn the_same_customers_phone_turns_join_the_whatsapp_history() {
         .iter()
         .map(|m| (m.role, m.text.clone()))
         .collect();
-    let prefix = kav::adapters::whatsapp::PHONE_CALL_PREFIX;
+    let prefix = kav::channels::whatsapp::inbox::PHONE_CALL_PREFIX;
     assert_eq!(
         history,
         vec![
@@ -1021,20 +1021,22 @@ fn voice_note_bytes() -> Vec<u8> {
 fn voice_note_decodes_to_the_right_duration_and_level() {
     let bytes = voice_note_bytes();
     for rate in [8000, 16000, 48000] {
-        let audio = kav::adapters::voice_note::decode_ogg_opus(&bytes, rate).unwrap();
+        let audio = kav::channels::whatsapp::voice_note::decode_ogg_opus(&bytes, rate).unwrap();
         // opusinfo: playback length 3.826 s.
         let secs = audio.duration().as_secs_f64();
         assert!((secs - 3.826).abs() < 0.03, "{rate} Hz: {secs} s");
         let level = audio.rms_dbfs();
         assert!((-35.0..-5.0).contains(&level), "{rate} Hz: {level} dBFS");
     }
-    assert!(kav::adapters::voice_note::decode_ogg_opus(b"not ogg at all", 16000).is_err());
+    assert!(
+        kav::channels::whatsapp::voice_note::decode_ogg_opus(b"not ogg at all", 16000).is_err()
+    );
     let wav = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/audio-samples/book_en.wav"
     ))
     .unwrap();
-    assert!(kav::adapters::voice_note::decode_ogg_opus(&wav, 16000).is_err());
+    assert!(kav::channels::whatsapp::voice_note::decode_ogg_opus(&wav, 16000).is_err());
 }
 
 fn audio_webhook(wamid: &str, media_id: &str, sha256: &str) -> Vec<u8> {

@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kav::adapters::call::CallDeps;
-use kav::adapters::sim;
-use kav::adapters::whatsapp::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
-use kav::adapters::whatsapp_graph::GraphSender;
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
+use kav::channels::signature;
+use kav::channels::twilio::call::CallDeps;
+use kav::channels::whatsapp::graph::GraphSender;
+use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
 use kav::config::Config;
-use kav::core::signature;
 use kav::metrics::Metrics;
+use kav::providers::sim;
 use kav::server::{self, AppState};
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, RecordedSend};
@@ -82,7 +82,7 @@ async fn start() -> Harness {
         cfg.booking.clone(),
     );
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let outbox = kav::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    let outbox = kav::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
     std::mem::forget(_stop_tx);
     let agent = Arc::new(OfflineBookingAgent::new(runtime));
     let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim).unwrap());

@@ -11,7 +11,7 @@
 //! they print a skip notice locally but FAIL when `CI` is set, so CI cannot pass without running
 //! them.
 
-use kav::adapters::providers_from_config;
+use kav::app::providers_from_config;
 use kav::config::Config;
 
 #[tokio::test]
@@ -30,12 +30,12 @@ mod with_models {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use kav::adapters::audio_file::load_mulaw_8k;
-    use kav::adapters::providers::{CallContext, SpeechToText, SttEvent, SttInput};
-    use kav::adapters::whisper::{WhisperError, WhisperStt, check_model_dir};
     use kav::config::{Config, WhisperConfig};
-    use kav::core::audio::InboundAudio;
-    use kav::core::wer::WordErrorCount;
+    use kav::providers::audio_file::load_mulaw_8k;
+    use kav::providers::whisper::{WhisperError, WhisperStt, check_model_dir};
+    use kav::providers::{CallContext, SpeechToText, SttEvent, SttInput};
+    use kav::voice::audio::InboundAudio;
+    use kav::voice::wer::WordErrorCount;
     use tokio::sync::mpsc;
 
     const ASTERISK_SOUNDS: &str = "/usr/share/asterisk/sounds/en";
@@ -121,7 +121,7 @@ mod with_models {
     struct Call {
         input: mpsc::Sender<SttInput>,
         events: mpsc::Receiver<SttEvent>,
-        task: tokio::task::JoinHandle<Result<(), kav::adapters::providers::SttError>>,
+        task: tokio::task::JoinHandle<Result<(), kav::providers::SttError>>,
     }
 
     fn open_call(stt: &WhisperStt, language: &str) -> Call {
@@ -280,11 +280,11 @@ mod with_models {
         cfg.call.stt = "whisper".into();
         cfg.call.tts = "simulated".into();
         cfg.whisper = whisper;
-        let providers = kav::adapters::providers_from_config(&cfg).await.unwrap();
+        let providers = kav::app::providers_from_config(&cfg).await.unwrap();
         assert_eq!(providers.stt.name(), "whisper");
         assert_eq!(
             providers.stt.audio_format(),
-            kav::adapters::providers::SttAudioFormat::Pcm16k
+            kav::providers::SttAudioFormat::Pcm16k
         );
         // Whisper's own counters reach /metrics; warm-up runs one inference per language.
         let metrics = providers.metrics();
@@ -378,9 +378,10 @@ mod with_models {
             language: "en-US".into(),
             ..CallContext::default()
         };
-        let (text, audio) = kav::adapters::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
-            .await
-            .expect("voice note transcribed");
+        let (text, audio) =
+            kav::channels::whatsapp::voice_note::transcribe(&stt, ctx, &ogg, HANG_GUARD)
+                .await
+                .expect("voice note transcribed");
         let reference = "Check next Friday at nine in the evening for the Barcelona room.";
         let count = WordErrorCount::of(reference, &text);
         eprintln!(

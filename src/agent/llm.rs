@@ -21,11 +21,11 @@ use tokio::sync::mpsc;
 use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
 use super::tools::{self, ToolContext};
 use super::{BookingRuntime, ConversationMap, GUARD_TRACE};
-use crate::adapters::providers::{
+use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
+use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
     ChatMessage, ChatModel, ChatRequest, Role,
 };
-use crate::core::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 
 #[derive(Clone)]
 pub struct BookingAgent {

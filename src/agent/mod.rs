@@ -6,16 +6,15 @@
 
 pub mod llm;
 pub mod offline;
-pub mod outbox;
 pub mod tools;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::adapters::providers::{AgentRequest, Channel, WhatsAppSender};
+use crate::booking::parse::normalize_phone;
+use crate::booking::policy::{Policy, PolicyError};
 use crate::config::BookingConfig;
-use crate::core::booking::parse::normalize_phone;
-use crate::core::booking::policy::{Policy, PolicyError};
+use crate::providers::{AgentRequest, Channel, WhatsAppSender};
 use crate::store::booking::{Business, Resource};
 use crate::store::{Store, StoreError};
 
@@ -242,7 +241,7 @@ pub fn user_text(request: &AgentRequest) -> String {
     request
         .history
         .last()
-        .filter(|m| m.role == crate::adapters::providers::Role::User)
+        .filter(|m| m.role == crate::providers::Role::User)
         .map(|m| m.text.clone())
         .unwrap_or_default()
 }
@@ -304,9 +303,9 @@ impl BookingRuntime {
         &self,
         ctx: &tools::ToolContext,
         reply: &str,
-        evidence: crate::core::booking::guard::Evidence,
+        evidence: crate::booking::guard::Evidence,
     ) -> String {
-        use crate::core::booking::guard::{GuardVerdict, check};
+        use crate::booking::guard::{GuardVerdict, check};
         match check(reply, evidence) {
             GuardVerdict::Pass => reply.to_string(),
             GuardVerdict::Replace {
@@ -339,7 +338,7 @@ impl BookingRuntime {
         request: &AgentRequest,
     ) -> Result<(), BookingError> {
         let business_id = self.resolve_business(request).await?;
-        let payload = outbox::CallEndedPayload {
+        let payload = crate::booking::outbox::CallEndedPayload {
             conversation_id: request.call.call_sid.clone(),
             channel: request.channel.as_str().into(),
             business_id: business_id.clone(),
@@ -351,7 +350,7 @@ impl BookingRuntime {
             .enqueue(
                 &crate::store::booking::NewOutboxEvent {
                     business_id,
-                    kind: outbox::KIND_CALL_ENDED.into(),
+                    kind: crate::booking::outbox::KIND_CALL_ENDED.into(),
                     payload_json: serde_json::to_string(&payload).unwrap_or_default(),
                     idempotency_key: format!("call-ended:{}", request.call.call_sid),
                     not_before_ms: now,

@@ -18,14 +18,14 @@ use tokio::sync::mpsc;
 
 use super::tools::{self, ToolContext};
 use super::{BookingRuntime, ConversationMap};
-use crate::adapters::providers::{
+use crate::booking::guard::{Evidence, is_hebrew};
+use crate::booking::parse;
+use crate::booking::policy::{Refusal, StartVerdict};
+use crate::booking::retrieval::DocumentIndex;
+use crate::booking::temporal::{self, Ambiguity, PartOfDay};
+use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel,
 };
-use crate::core::booking::guard::{Evidence, is_hebrew};
-use crate::core::booking::parse;
-use crate::core::booking::policy::{Refusal, StartVerdict};
-use crate::core::booking::retrieval::DocumentIndex;
-use crate::core::booking::temporal::{self, Ambiguity, PartOfDay};
 
 /// Digits the keypad collection accepts; `#` commits earlier.
 pub const PHONE_MAX_DIGITS: u8 = 15;

@@ -10,15 +10,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::outbox::{self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload};
 use super::{AgentSettings, BookingRuntime};
-use crate::adapters::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
-use crate::core::booking::guard::Evidence;
-use crate::core::booking::parse::normalize_phone;
-use crate::core::booking::policy::{
+use crate::booking::guard::Evidence;
+use crate::booking::outbox::{
+    self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload,
+};
+use crate::booking::parse::normalize_phone;
+use crate::booking::pii::hash_phone;
+use crate::booking::policy::{
     ConcurrencyScope, Refusal, ResourceCap, StartVerdict, parse_local_datetime,
 };
-use crate::core::booking::temporal::{self, Ambiguity};
+use crate::booking::temporal::{self, Ambiguity};
+use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
 use crate::store::booking::{
     Appointment, CapacityRule, CreateOutcome, NewOutboxEvent, Resource, ToolTraceRow,
 };
@@ -92,13 +95,6 @@ impl ToolOutcome {
 
 fn fail(error: &str, reason: impl Into<String>) -> Value {
     json!({"ok": false, "error": error, "reason": reason.into()})
-}
-
-pub fn hash_phone(phone: &str) -> String {
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    let hash = Sha256::digest(digits.as_bytes());
-    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 /// The argument snapshot for traces: phones hashed, names and free text redacted, unless the
@@ -1007,7 +1003,7 @@ impl ToolContext {
 }
 
 /// Local midnight of `from` to local midnight after `to`, in unix ms.
-fn day_bounds(p: &crate::core::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
+fn day_bounds(p: &crate::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
     let ms = |d: Date| {
         d.to_datetime(jiff::civil::Time::midnight())
             .to_zoned(p.tz.clone())

@@ -273,7 +273,7 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 }
 
 fn script(
-    rng: &mut crate::adapters::sim::Rng,
+    rng: &mut crate::providers::sim::Rng,
     turns: usize,
     barge_every: u32,
     speech: &Arc<Vec<u8>>,
@@ -323,7 +323,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(opts.calls);
     for i in 0..opts.calls {
-        let mut rng = crate::adapters::sim::Rng::seeded_for(opts.seed, &i.to_string());
+        let mut rng = crate::providers::sim::Rng::seeded_for(opts.seed, &i.to_string());
         let steps = script(&mut rng, turns, opts.barge_every, &speech);
         let delay = opts.ramp.mul_f64(i as f64 / opts.calls.max(1) as f64);
         let call_opts = CallOptions {

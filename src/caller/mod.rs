@@ -22,9 +22,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::adapters::sim::SIM_TRANSCRIPTS_PARAM;
-use crate::core::g711;
-use crate::core::twilio::{self, FRAME_BYTES, MediaFormat, Outbound, Start};
+use crate::providers::sim::SIM_TRANSCRIPTS_PARAM;
+use crate::voice::g711;
+use crate::voice::twilio::{self, FRAME_BYTES, MediaFormat, Outbound, Start};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallerError {
@@ -144,7 +144,7 @@ pub async fn fetch_twiml(
     let signature = opts
         .auth_token
         .as_ref()
-        .map(|t| crate::core::signature::compute(t, &url, &params));
+        .map(|t| crate::channels::signature::compute(t, &url, &params));
     let err = |detail: String| CallerError::Webhook {
         url: url.clone(),
         detail,
@@ -329,7 +329,7 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
             detail: e.to_string(),
         })?;
     if let Some(token) = &opts.auth_token {
-        let sig = crate::core::signature::compute(token, &stream_url, &[]);
+        let sig = crate::channels::signature::compute(token, &stream_url, &[]);
         if let Ok(v) = sig.parse() {
             request.headers_mut().insert("X-Twilio-Signature", v);
         }
@@ -675,7 +675,7 @@ pub fn demo_script(samples_dir: &std::path::Path) -> Vec<Step> {
     let load = |name: &str, fallback_ms: u64| -> Arc<Vec<u8>> {
         let path = samples_dir.join(name);
         Arc::new(
-            crate::adapters::audio_file::load_mulaw_8k(&path)
+            crate::providers::audio_file::load_mulaw_8k(&path)
                 .unwrap_or_else(|_| synthetic_speech(Duration::from_millis(fallback_ms))),
         )
     };

@@ -1,5 +1,5 @@
 //! axum front door: the TwiML webhook, the Media Streams WebSocket, health, metrics and the
-//! per-turn latency API. Handlers are thin: calls run in [`crate::adapters::call::run_call`].
+//! per-turn latency API. Handlers are thin: calls run in [`crate::channels::twilio::call::run_call`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::adapters::call::{CallDeps, run_call};
-use crate::core::signature;
+use crate::channels::signature;
+use crate::channels::twilio::call::{CallDeps, run_call};
 use crate::store::Store;
 
 /// WhatsApp channel routes (issue 5).
@@ -32,7 +32,7 @@ pub struct AppState {
     pub auth_token: Option<String>,
     pub store: Option<Store>,
     /// The WhatsApp channel, when configured (its routes answer 503 otherwise).
-    pub whatsapp: Option<Arc<crate::adapters::whatsapp::WhatsAppService>>,
+    pub whatsapp: Option<Arc<crate::channels::whatsapp::inbox::WhatsAppService>>,
     live_calls: AtomicUsize,
     calls_idle: Notify,
     draining: AtomicBool,
@@ -48,7 +48,7 @@ impl AppState {
         deps: Arc<CallDeps>,
         auth_token: Option<String>,
         store: Option<Store>,
-        whatsapp: Option<Arc<crate::adapters::whatsapp::WhatsAppService>>,
+        whatsapp: Option<Arc<crate::channels::whatsapp::inbox::WhatsAppService>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             deps,

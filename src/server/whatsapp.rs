@@ -3,7 +3,7 @@
 //! `/api/conversations`) behind `KAV_ADMIN_TOKEN`.
 //!
 //! Webhooks are verified over the raw body bytes, queued durably and answered 200 at once; the
-//! work happens in [`crate::adapters::whatsapp`] workers.
+//! work happens in [`crate::channels::whatsapp::inbox`] workers.
 
 use std::sync::Arc;
 
@@ -17,9 +17,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::adapters::whatsapp::{WhatsAppError, WhatsAppService};
-use crate::core::signature;
-use crate::core::whatsapp::{
+use crate::channels::signature;
+use crate::channels::whatsapp::inbox::{WhatsAppError, WhatsAppService};
+use crate::channels::whatsapp::model::{
     is_twilio_status_callback, parse_twilio_form, parse_twilio_status, parse_webhook,
 };
 

@@ -9,7 +9,6 @@
 //! concurrent bookings of the last place could both pass; the transaction therefore takes a
 //! per-business advisory lock on PostgreSQL (`pg_advisory_xact_lock`).
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +16,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError};
-use crate::core::booking::policy::{
+use crate::booking::policy::{
     Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
 };
 
@@ -25,17 +24,7 @@ use crate::core::booking::policy::{
 pub fn new_id(prefix: &str) -> String {
     static PROCESS: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let process = PROCESS.get_or_init(|| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
-        format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-    });
+    let process = PROCESS.get_or_init(|| format!("{:012x}", super::id_random() & 0xffff_ffff_ffff));
     let n = NEXT.fetch_add(1, Ordering::Relaxed) + 1;
     format!("{prefix}_{process}{n:06x}")
 }
@@ -387,7 +376,7 @@ impl Store {
         opening_hours_json: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        crate::core::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
+        crate::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
             StoreError::BadValue {
                 column: "opening_hours_json",
                 value: e.to_string(),

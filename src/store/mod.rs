@@ -30,7 +30,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::events::{CallEvent, LatencyMarks, TurnRecord};
+use crate::voice::events::{CallEvent, LatencyMarks, TurnRecord};
 
 /// WhatsApp channel tables (migration 0003).
 pub mod whatsapp;
@@ -370,18 +370,24 @@ struct EventIds {
     next: u64,
 }
 
+/// 64 random bits for id prefixes (std's per-instance random hasher keys, the time and the
+/// process id), so ids from several writers or instances sharing one database never collide.
+pub(crate) fn id_random() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
 impl EventIds {
     fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
         Self {
-            prefix: format!("{:016x}", h.finish()),
+            prefix: format!("{:016x}", id_random()),
             next: 0,
         }
     }

@@ -11,7 +11,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::core::whatsapp::DeliveryStatus;
+use crate::channels::whatsapp::model::DeliveryStatus;
 
 /// One claimed inbox row.
 /// `SELECT` of the columns [`outbound_row`] reads, followed by `$rest` (sqlx wants literal SQL).
@@ -83,7 +83,7 @@ pub struct ConversationKey<'a> {
 /// Deterministic conversation id: the same customer of the same business is one conversation.
 pub fn conversation_id(business_id: &str, customer_key: &str) -> String {
     let hex =
-        crate::core::signature::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
+        crate::channels::signature::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
     format!("wa_{}", &hex[..24])
 }
 

@@ -561,8 +561,10 @@ impl Service<Request<tts::SynthesizeSpeechRequest>> for SynthesizeHandler {
                 .collect();
             let wav = match tts::AudioEncoding::try_from(audio.audio_encoding) {
                 Ok(tts::AudioEncoding::Mulaw) => {
-                    let data: Vec<u8> =
-                        tone.iter().map(|&s| crate::core::g711::encode(s)).collect();
+                    let data: Vec<u8> = tone
+                        .iter()
+                        .map(|&s| crate::voice::g711::encode(s))
+                        .collect();
                     wav_file(7, 8, &data, extra_chunk)
                 }
                 Ok(tts::AudioEncoding::Linear16) => {

@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::adapters::providers::ToolCall;
+use crate::providers::ToolCall;
 
 /// Recorded vendor streams shipped in `fixtures/openai/` (see its SOURCES.md).
 pub const FIXTURE_SINGLE_TOOL_CALL: &str = "chat_stream_single_tool_call.sse";

@@ -5,9 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::adapters::providers::{
-    BoxFuture, OutboundMessage, SendError, SendReceipt, WhatsAppSender,
-};
+use crate::providers::{BoxFuture, OutboundMessage, SendError, SendReceipt, WhatsAppSender};
 
 #[derive(Default)]
 pub struct SwitchableSender {

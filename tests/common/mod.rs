@@ -7,12 +7,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use kav::adapters::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::config::Config;
-use kav::core::events::{CallEvent, TurnRecord};
-use kav::core::g711;
-use kav::core::session::{CallSession, Output, Phase, SessionConfig, mark_name};
+use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::testing::latency_proxy::next_rand;
+use kav::voice::events::{CallEvent, TurnRecord};
+use kav::voice::g711;
+use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name};
 
 pub const FRAME: Duration = Duration::from_millis(20);
 
@@ -247,7 +247,7 @@ pub struct Harness {
     pub clears: Vec<Instant>,
     pub frames_sent_at: Vec<Instant>,
     pub events: Vec<CallEvent>,
-    pub agent_requests: Vec<(u32, bool, Vec<kav::adapters::providers::Message>)>,
+    pub agent_requests: Vec<(u32, bool, Vec<kav::providers::Message>)>,
     pub tts_texts: Vec<String>,
     pub cancels: Vec<String>,
     pub stt_frames: u64,

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use kav::adapters::call::CallDeps;
 use kav::caller::CallOptions;
+use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
-use kav::core::twilio::{self, FRAME_BYTES, Outbound, Start};
 use kav::server::{self, AppState};
 use kav::store::{Recorder, Store};
+use kav::voice::twilio::{self, FRAME_BYTES, Outbound, Start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -94,7 +94,7 @@ impl TestServer {
         let cfg = Arc::new(cfg);
         let store = Store::connect(&cfg.store.url).await.expect("store");
         let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
-        let providers = kav::adapters::providers_from_config(&cfg)
+        let providers = kav::app::providers_from_config(&cfg)
             .await
             .expect("providers");
         let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));
@@ -287,7 +287,7 @@ pub fn wire(f: impl FnOnce(&mut BytesMut)) -> String {
 pub fn start_message(call_sid: &str, stream_sid: &str, transcripts: &[&str]) -> String {
     let mut params = std::collections::BTreeMap::new();
     params.insert(
-        kav::adapters::sim::SIM_TRANSCRIPTS_PARAM.to_string(),
+        kav::providers::sim::SIM_TRANSCRIPTS_PARAM.to_string(),
         transcripts.join("|"),
     );
     let start = Start {
@@ -367,13 +367,13 @@ impl RawCall {
         let mut frames: Vec<[u8; FRAME_BYTES]> = audio
             .chunks(FRAME_BYTES)
             .map(|c| {
-                let mut f = [kav::core::g711::SILENCE; FRAME_BYTES];
+                let mut f = [kav::voice::g711::SILENCE; FRAME_BYTES];
                 f[..c.len()].copy_from_slice(c);
                 f
             })
             .collect();
         frames.extend(std::iter::repeat_n(
-            [kav::core::g711::SILENCE; FRAME_BYTES],
+            [kav::voice::g711::SILENCE; FRAME_BYTES],
             (silence_ms / 20) as usize,
         ));
         let mut tick = tokio::time::interval(ms(20));

@@ -11,8 +11,8 @@ use audiopus::coder::Decoder;
 use audiopus::{Channels, SampleRate};
 use tokio::sync::mpsc;
 
-use super::providers::{CallContext, SpeechToText, SttAudioFormat, SttEvent, SttInput};
-use crate::core::g711;
+use crate::providers::{CallContext, SpeechToText, SttAudioFormat, SttEvent, SttInput};
+use crate::voice::g711;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceNoteError {

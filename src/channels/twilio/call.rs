@@ -19,16 +19,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::adapters::providers::*;
 use crate::config::Config;
-use crate::core::events::CallEvent;
-use crate::core::pacer::PacerStats;
-use crate::core::session::{
+use crate::metrics::{Counter, Metrics};
+use crate::providers::*;
+use crate::store::{Record, Recorder};
+use crate::voice::events::CallEvent;
+use crate::voice::pacer::PacerStats;
+use crate::voice::session::{
     CallSession, Output, SessionConfig, SessionCounters, SttFrame, mark_name,
 };
-use crate::core::twilio::{self, Inbound};
-use crate::metrics::{Counter, Metrics};
-use crate::store::{Record, Recorder};
+use crate::voice::twilio::{self, Inbound};
 
 /// Everything a call needs from the process, shared by all calls.
 pub struct CallDeps {
@@ -45,7 +45,7 @@ impl CallDeps {
     /// providers' own measurements on `/metrics`) and the store's recorder.
     pub fn new(
         config: Arc<Config>,
-        providers: crate::adapters::Providers,
+        providers: crate::providers::Providers,
         recorder: Option<Recorder>,
     ) -> Arc<Self> {
         Arc::new(Self {

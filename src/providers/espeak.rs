@@ -13,11 +13,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, Command};
 use tokio::sync::mpsc;
 
-use crate::adapters::audio_file::{WavEncoding, parse_wav_header};
-use crate::adapters::providers::{BoxFuture, TTS_MAX_CHUNK_BYTES, TextToSpeech, TtsError};
 use crate::config::EspeakConfig;
-use crate::core::g711;
-use crate::core::resample::Resampler;
+use crate::providers::audio_file::{WavEncoding, parse_wav_header};
+use crate::providers::{BoxFuture, TTS_MAX_CHUNK_BYTES, TextToSpeech, TtsError};
+use crate::voice::g711;
+use crate::voice::resample::Resampler;
 
 /// 20 ms of 8 kHz mu-law: chunks are whole frames so the playout side never has to split one.
 const FRAME_BYTES: usize = 160;
@@ -453,7 +453,7 @@ mod tests {
             .status()
             .expect("espeak-ng runs (scripts/setup.sh installs it)");
         assert!(status.success());
-        let expected = crate::adapters::audio_file::load_mulaw_8k(&wav).unwrap();
+        let expected = crate::providers::audio_file::load_mulaw_8k(&wav).unwrap();
         let (result, chunks) = synth(&tts(), text, "en").await;
         result.unwrap();
         assert_eq!(chunks.concat(), expected);

@@ -47,9 +47,9 @@ use tokio::time::{Instant, sleep_until};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::adapters::providers::*;
 use crate::config::{Config, GoogleConfig};
-use crate::core::g711;
+use crate::providers::*;
+use crate::voice::g711;
 
 pub const DEFAULT_STT_ENDPOINT: &str = "https://speech.googleapis.com";
 pub const DEFAULT_TTS_ENDPOINT: &str = "https://texttospeech.googleapis.com";
@@ -1317,10 +1317,11 @@ fn send_audio(stats: &GoogleStats, seg: &mut Segment, audio: Vec<u8>) {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WavError {
+    /// The audio ends before the `data` chunk starts.
     #[error("WAV header is truncated")]
     Truncated,
-    #[error("WAV has no {0} chunk")]
-    MissingChunk(&'static str),
+    #[error("not a valid WAV header: {0}")]
+    Malformed(String),
     #[error(
         "unsupported WAV audio: format {format}, {channels} channel(s), {rate} Hz, {bits} bits"
     )]
@@ -1333,56 +1334,44 @@ pub enum WavError {
 }
 
 /// Turns what `SynthesizeSpeech` returned into headerless 8 kHz mu-law. Google wraps MULAW and
-/// LINEAR16 in a WAV header; the chunks are walked (not a fixed 44-byte skip) so extra chunks such
-/// as LIST are handled. Audio without a RIFF header is taken as mu-law already.
+/// LINEAR16 in a WAV header, read by the one WAV parser ([`audio_file::parse_wav_header`], which
+/// walks the chunks, so extra chunks such as LIST are handled). Audio without a RIFF header is
+/// taken as mu-law already.
 pub fn wav_to_mulaw(bytes: &[u8]) -> Result<Vec<u8>, WavError> {
+    use super::audio_file::{WavEncoding, parse_wav_header};
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Ok(bytes.to_vec());
     }
-    let mut pos = 12;
-    let mut fmt: Option<(u16, u16, u32, u16)> = None;
-    while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
-        let size =
-            u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
-        let body = pos + 8;
-        if id == b"fmt " {
-            if size < 16 || body + 16 > bytes.len() {
-                return Err(WavError::Truncated);
-            }
-            let b = &bytes[body..];
-            fmt = Some((
-                u16::from_le_bytes([b[0], b[1]]),
-                u16::from_le_bytes([b[2], b[3]]),
-                u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-                u16::from_le_bytes([b[14], b[15]]),
-            ));
-        } else if id == b"data" {
-            let (format, channels, rate, bits) = fmt.ok_or(WavError::MissingChunk("fmt"))?;
-            // Streaming encoders write 0 or 0xFFFFFFFF: the data then runs to the end.
-            let end = if size == 0 || size == u32::MAX as usize {
-                bytes.len()
-            } else {
-                (body + size).min(bytes.len())
+    let header = parse_wav_header(bytes)
+        .map_err(WavError::Malformed)?
+        .ok_or(WavError::Truncated)?;
+    let start = header.data_offset.min(bytes.len());
+    // Streaming encoders write 0 or a placeholder near u32::MAX: the data then runs to the end.
+    let end = match header.data_len {
+        0 => bytes.len(),
+        n => start.saturating_add(n as usize).min(bytes.len()),
+    };
+    let data = &bytes[start..end];
+    match (header.encoding, header.channels, header.sample_rate) {
+        (WavEncoding::MuLaw, 1, 8000) => Ok(data.to_vec()),
+        (WavEncoding::Pcm16, 1, 8000) => Ok(data
+            .chunks_exact(2)
+            .map(|s| g711::encode(i16::from_le_bytes([s[0], s[1]])))
+            .collect()),
+        (encoding, channels, rate) => {
+            let (format, bits) = match encoding {
+                WavEncoding::Pcm16 => (1, 16),
+                WavEncoding::MuLaw => (7, 8),
+                WavEncoding::Other { tag, bits } => (tag, bits),
             };
-            let data = &bytes[body..end];
-            return match (format, channels, rate, bits) {
-                (7, 1, 8000, 8) => Ok(data.to_vec()),
-                (1, 1, 8000, 16) => Ok(data
-                    .chunks_exact(2)
-                    .map(|s| g711::encode(i16::from_le_bytes([s[0], s[1]])))
-                    .collect()),
-                _ => Err(WavError::Unsupported {
-                    format,
-                    channels,
-                    rate,
-                    bits,
-                }),
-            };
+            Err(WavError::Unsupported {
+                format,
+                channels,
+                rate,
+                bits,
+            })
         }
-        pos = body + size + (size & 1);
     }
-    Err(WavError::MissingChunk("data"))
 }
 
 /// Fixed phrases (greeting, fallback, digits prompt) synthesised at start-up, bounded.
@@ -1710,10 +1699,16 @@ mod tests {
         assert_eq!(wav_to_mulaw(&[1, 2, 3]).unwrap(), vec![1, 2, 3]);
         let wav = wav_file(7, 8, &data, false);
         assert_eq!(wav_to_mulaw(&wav[..20]), Err(WavError::Truncated));
-        assert_eq!(
-            wav_to_mulaw(&wav[..36]),
-            Err(WavError::MissingChunk("data"))
-        );
+        assert_eq!(wav_to_mulaw(&wav[..36]), Err(WavError::Truncated));
+        // A `data` chunk before any `fmt ` chunk cannot be read.
+        let mut data_first = wav[..12].to_vec();
+        data_first.extend_from_slice(b"data");
+        data_first.extend_from_slice(&4u32.to_le_bytes());
+        data_first.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(matches!(
+            wav_to_mulaw(&data_first),
+            Err(WavError::Malformed(_))
+        ));
         let mut wrong_rate = wav_file(7, 8, &data, false);
         wrong_rate[24..28].copy_from_slice(&16000u32.to_le_bytes());
         assert!(matches!(

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 
-use crate::adapters::call::CallDeps;
+use crate::channels::twilio::call::CallDeps;
 
 /// Outcome of one provider's warm-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub async fn warm_all(deps: &CallDeps) -> Vec<WarmReport> {
     async fn one(
         kind: &'static str,
         provider: &'static str,
-        fut: crate::adapters::providers::BoxFuture<'static, Result<(), String>>,
+        fut: crate::providers::BoxFuture<'static, Result<(), String>>,
     ) -> WarmReport {
         let started = Instant::now();
         let result = fut.await;
@@ -85,9 +85,9 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::adapters::providers::*;
     use crate::config::Config;
     use crate::metrics::Metrics;
+    use crate::providers::*;
 
     /// Counts warm-ups and prepares; fails its warm-up when told to.
     #[derive(Default)]

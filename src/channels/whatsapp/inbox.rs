@@ -23,16 +23,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::providers::{
-    Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
-    OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
-};
+use super::graph::{GraphSender, LogSender, RetryingSender, TwilioSender};
 use super::voice_note;
-use super::whatsapp_graph::{GraphSender, MockSender, RetryingSender, TwilioSender};
-use crate::config::{WhatsAppConfig, WhatsAppNumber};
-use crate::core::whatsapp::{
+use crate::channels::whatsapp::model::{
     InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
     log_id, markdown_to_whatsapp, split_message,
+};
+use crate::config::{WhatsAppConfig, WhatsAppNumber};
+use crate::providers::{
+    Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
+    OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
 };
 use crate::store::whatsapp::{
     ConversationKey, InboxItem, InboxOutcome, StoredMessage, conversation_id,
@@ -300,7 +300,7 @@ pub struct WhatsAppService {
     wake: Notify,
     pub stats: WhatsAppStats,
     /// The mock sender when `mock_sends` is on (tests read what it logged).
-    pub mock: Option<Arc<MockSender>>,
+    pub mock: Option<Arc<LogSender>>,
 }
 
 /// Marks turns that happened on a phone call in the WhatsApp agent's history.
@@ -368,7 +368,7 @@ impl WhatsAppService {
             ))
         };
         let (graph_sender, twilio_sender, mock) = if config.mock_sends {
-            let mock = Arc::new(MockSender::new(config.trace_log_pii));
+            let mock = Arc::new(LogSender::new(config.trace_log_pii));
             let as_sender: Arc<dyn WhatsAppSender> = mock.clone();
             (Some(as_sender.clone()), Some(as_sender), Some(mock))
         } else {
@@ -1212,7 +1212,7 @@ impl WhatsAppService {
             message_id: message_id.clone(),
             phone_number_id: business.phone_number_id.clone(),
             business_number: business.display_number.clone(),
-            sender: crate::core::whatsapp::Sender {
+            sender: crate::channels::whatsapp::model::Sender {
                 phone,
                 user_id: None,
                 profile_name: None,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::VadConfig;
+use crate::voice::config::VadConfig;
 
 /// Milliseconds of audio in one frame.
 pub const FRAME_MS: u32 = 20;

@@ -12,15 +12,12 @@
 //! to a provider that de-duplicates (WhatsApp Cloud API does not; see the report).
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::BookingRuntime;
-use crate::adapters::providers::{
-    BoxFuture, OutboundBody, OutboundMessage, SendError, SendReceipt, WhatsAppSender,
-};
+use crate::agent::BookingRuntime;
+use crate::providers::{OutboundBody, OutboundMessage, SendError};
 use crate::store::StoreError;
 use crate::store::booking::OutboxRow;
 
@@ -299,57 +296,4 @@ pub fn spawn_worker(
             }
         }
     })
-}
-
-/// Offline sender: logs and records each message, and answers like a provider that de-duplicates
-/// by idempotency key (same receipt for the same key). Used when no WhatsApp client is configured.
-#[derive(Default)]
-pub struct LogSender {
-    sent: Mutex<Vec<(OutboundMessage, String)>>,
-}
-
-impl LogSender {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn sent(&self) -> Vec<OutboundMessage> {
-        self.sent
-            .lock()
-            .expect("log sender lock")
-            .iter()
-            .map(|(m, _)| m.clone())
-            .collect()
-    }
-}
-
-impl WhatsAppSender for LogSender {
-    fn name(&self) -> &'static str {
-        "log-sender"
-    }
-
-    fn delivers(&self) -> bool {
-        false
-    }
-
-    fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>> {
-        let mut sent = self.sent.lock().expect("log sender lock");
-        let receipt = match sent
-            .iter()
-            .find(|(m, _)| m.idempotency_key == message.idempotency_key)
-        {
-            Some((_, id)) => id.clone(),
-            None => {
-                let id = format!("log-{}", sent.len() + 1);
-                tracing::info!(to_hash = %super::tools::hash_phone(&message.to), key = %message.idempotency_key, "WhatsApp message (log sender, not sent)");
-                sent.push((message, id.clone()));
-                id
-            }
-        };
-        Box::pin(async move {
-            Ok(SendReceipt {
-                message_id: receipt,
-            })
-        })
-    }
 }

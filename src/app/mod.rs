@@ -1,48 +1,30 @@
-//! Async shells: the per-call driver that runs the sans-IO session, and provider implementations.
+//! The composition root: the one place that turns `Config` into running parts (providers, the
+//! booking agent and runtime, the outbox worker, warm-up). Nothing else in the library imports it.
 
-pub mod audio_file;
-pub mod call;
-pub mod espeak;
-pub mod google;
-pub mod openai;
-pub mod providers;
-pub mod sim;
 pub mod warm;
-// WhatsApp channel (issue 5).
-pub mod voice_note;
-pub mod whatsapp;
-pub mod whatsapp_graph;
-#[cfg(feature = "whisper")]
-pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::channels::whatsapp::{graph as whatsapp_graph, inbox as whatsapp};
 use crate::config::Config;
+use crate::providers::{self, Agent, SpeechToText, TextToSpeech, espeak, google, openai, sim};
 use crate::store::Store;
-use providers::{Agent, SpeechToText, TextToSpeech};
 
-pub struct Providers {
-    pub stt: Arc<dyn SpeechToText>,
-    pub agent: Arc<dyn Agent>,
-    pub tts: Arc<dyn TextToSpeech>,
-    /// Measurements of the Google providers when one is in use.
-    pub google_stats: Option<Arc<google::GoogleStats>>,
-    /// Other providers' own measurements for `/metrics` (e.g. Whisper's refusals and drops).
-    pub metric_sources: Vec<Arc<dyn crate::metrics::MetricsSource>>,
-}
+pub use crate::providers::Providers;
 
-impl Providers {
-    /// The process metrics, with the providers' own measurements appended to `/metrics`.
-    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
-        let metrics = crate::metrics::Metrics::new();
-        if let Some(g) = &self.google_stats {
-            metrics.add_source(g.clone());
+impl crate::voice::session::SessionConfig {
+    /// The engine's settings for one call, from the process configuration.
+    pub fn from_config(cfg: &Config, stt_format: providers::SttAudioFormat) -> Self {
+        Self {
+            vad: cfg.vad.clone(),
+            turn: cfg.turn.clone(),
+            playout: cfg.playout.clone(),
+            dtmf: cfg.dtmf.clone(),
+            stt_format,
+            greeting: cfg.call.greeting.clone(),
+            fallback_reply: cfg.call.fallback_reply.clone(),
         }
-        for source in &self.metric_sources {
-            metrics.add_source(source.clone());
-        }
-        Arc::new(metrics)
     }
 }
 
@@ -93,7 +75,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
             tracing::info!(
                 "WHATSAPP_ACCESS_TOKEN unset or whatsapp.mock_sends on: booking confirmations go to the log sender"
             );
-            Arc::new(crate::agent::outbox::LogSender::new())
+            Arc::new(whatsapp_graph::LogSender::new(false))
         }
     };
     let runtime = crate::agent::BookingRuntime::new(
@@ -103,7 +85,7 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
         cfg.booking.clone(),
     );
     let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = crate::agent::outbox::spawn_worker(runtime.clone(), stop_rx);
+    let worker = crate::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
     // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
     // other than the public OpenAI default (a local server needs no key).
     let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
@@ -274,7 +256,7 @@ fn whisper_stt(
     lat: &Arc<sim::SimLatencies>,
     metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
 ) -> Arc<dyn SpeechToText> {
-    match whisper::WhisperStt::new(&cfg.whisper) {
+    match crate::providers::whisper::WhisperStt::new(&cfg.whisper) {
         Ok(stt) => {
             let stt = Arc::new(stt);
             metric_sources.push(stt.clone());

@@ -4,15 +4,17 @@
 //! callers (the channel's worker, the booking outbox) then only see final results.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::providers::{
+use crate::channels::whatsapp::model::{
+    GraphErrorClass, classify_graph_error, log_id, parse_graph_error,
+};
+use crate::providers::{
     BoxFuture, OutboundBody, OutboundMessage, SendError, SendReceipt, WhatsAppSender,
 };
-use crate::core::whatsapp::{GraphErrorClass, classify_graph_error, log_id, parse_graph_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -438,15 +440,18 @@ impl WhatsAppSender for TwilioSender {
 
 // ------------------------------------------------------------------ mock
 
-/// Logs what would be sent and keeps it for inspection; never touches the network.
+/// The one log-only sender: used when no WhatsApp client is configured (booking confirmations)
+/// and in `mock_sends` mode (replies). Logs what would be sent (the phone hashed unless
+/// `log_pii`), keeps it for inspection, answers like a provider that de-duplicates by idempotency
+/// key (same receipt for the same key), never touches the network, and says it does not deliver,
+/// so the agent never tells a customer a message was sent.
 #[derive(Default)]
-pub struct MockSender {
-    sent: std::sync::Mutex<Vec<OutboundMessage>>,
-    counter: AtomicU64,
+pub struct LogSender {
+    sent: Mutex<Vec<(OutboundMessage, String)>>,
     log_pii: bool,
 }
 
-impl MockSender {
+impl LogSender {
     pub fn new(log_pii: bool) -> Self {
         Self {
             log_pii,
@@ -455,33 +460,53 @@ impl MockSender {
     }
 
     pub fn sent(&self) -> Vec<OutboundMessage> {
-        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+        self.sent
+            .lock()
+            .map(|s| s.iter().map(|(m, _)| m.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
-impl WhatsAppSender for MockSender {
+impl WhatsAppSender for LogSender {
     fn name(&self) -> &'static str {
-        "mock"
+        "log-sender"
+    }
+
+    fn delivers(&self) -> bool {
+        false
     }
 
     fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        let body = match &message.body {
-            OutboundBody::Text { text } => text.clone(),
-            OutboundBody::Template { name, params, .. } => format!("template {name} {params:?}"),
+        let receipt = match self.sent.lock() {
+            Ok(mut sent) => match sent
+                .iter()
+                .find(|(m, _)| m.idempotency_key == message.idempotency_key)
+            {
+                Some((_, id)) => id.clone(),
+                None => {
+                    let id = format!("log-{}", sent.len() + 1);
+                    let body = match &message.body {
+                        OutboundBody::Text { text } => text.clone(),
+                        OutboundBody::Template { name, params, .. } => {
+                            format!("template {name} {params:?}")
+                        }
+                    };
+                    tracing::info!(
+                        to = %log_id(&message.to, self.log_pii),
+                        phone_number_id = %message.phone_number_id,
+                        key = %message.idempotency_key,
+                        %body,
+                        "WhatsApp message (log sender, not sent)"
+                    );
+                    sent.push((message, id.clone()));
+                    id
+                }
+            },
+            Err(_) => "log-poisoned".to_string(),
         };
-        tracing::info!(
-            to = %log_id(&message.to, self.log_pii),
-            phone_number_id = %message.phone_number_id,
-            %body,
-            "mock WhatsApp send (not sent)"
-        );
-        if let Ok(mut sent) = self.sent.lock() {
-            sent.push(message);
-        }
         Box::pin(async move {
             Ok(SendReceipt {
-                message_id: format!("wamid.mock.{n}"),
+                message_id: receipt,
             })
         })
     }
@@ -604,7 +629,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let s = RetryingSender::new(
-            Arc::new(MockSender::new(false)),
+            Arc::new(LogSender::new(false)),
             5,
             Duration::from_millis(100),
             Duration::from_millis(1000),

@@ -1,11 +1,11 @@
 //! The inbound audio graph, run once per 20 ms frame: mu-law decode → (8k→16k resample) → VAD →
 //! in-band DTMF. Everything is allocated in `new`; `process` allocates, locks and logs nothing.
 
-use crate::core::dtmf::{DtmfDetector, DtmfDetectorConfig};
-use crate::core::g711;
-use crate::core::resample::Upsampler8kTo16k;
-use crate::core::twilio::FRAME_BYTES;
-use crate::core::vad::Vad;
+use crate::voice::dtmf::{DtmfDetector, DtmfDetectorConfig};
+use crate::voice::g711;
+use crate::voice::resample::Upsampler8kTo16k;
+use crate::voice::twilio::FRAME_BYTES;
+use crate::voice::vad::Vad;
 
 /// Per-frame results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

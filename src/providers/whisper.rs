@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
-use crate::adapters::providers::{
+use crate::config::WhisperConfig;
+use crate::providers::{
     BoxFuture, CallContext, SpeechToText, SttAudioFormat, SttError, SttEvent, SttInput,
 };
-use crate::config::WhisperConfig;
-use crate::core::g711;
-use crate::core::resample::Upsampler8kTo16k;
+use crate::voice::g711;
+use crate::voice::resample::Upsampler8kTo16k;
 
 /// Whisper's sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;

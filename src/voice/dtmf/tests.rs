@@ -2,7 +2,7 @@
 //! the Debian package `asterisk-core-sounds-en-wav`.
 
 use super::*;
-use crate::core::g711;
+use crate::voice::g711;
 use std::path::{Path, PathBuf};
 
 const SPEECH_DIR: &str = "/usr/share/asterisk/sounds/en";

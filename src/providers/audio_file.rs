@@ -8,8 +8,8 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use crate::core::g711;
-use crate::core::resample::{Resampler, ResamplerError};
+use crate::voice::g711;
+use crate::voice::resample::{Resampler, ResamplerError};
 
 /// Kav's wire rate.
 const RATE: u32 = 8000;

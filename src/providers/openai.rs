@@ -36,12 +36,12 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::providers::{
+use crate::config::LlmConfig;
+use crate::metrics::llm_stats;
+use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, Channel, ChatCompletion, ChatError,
     ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
 };
-use crate::config::LlmConfig;
-use crate::metrics::llm_stats;
 
 /// The API key for any server.
 pub const KAV_API_KEY_ENV: &str = "KAV_LLM_API_KEY";

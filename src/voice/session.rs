@@ -20,40 +20,26 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::adapters::providers::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
-use crate::config::Config;
-use crate::core::audio::InboundAudio;
-use crate::core::digits::{DigitCollector, DigitOutcome};
-use crate::core::dtmf::{DigitSource, DtmfMerger};
-use crate::core::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
-use crate::core::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats, RttEstimator};
-use crate::core::twilio::FRAME_BYTES;
-use crate::core::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
+use crate::voice::audio::InboundAudio;
+use crate::voice::digits::{DigitCollector, DigitOutcome};
+use crate::voice::dtmf::{DigitSource, DtmfMerger};
+use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+use crate::voice::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats, RttEstimator};
+use crate::voice::ports::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
+use crate::voice::twilio::FRAME_BYTES;
+use crate::voice::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 
-/// Everything a session needs to know, taken from [`Config`] once per call.
+/// Everything a session needs to know, taken from the configuration once per call
+/// (`SessionConfig::from_config`, in `crate::app`).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    pub vad: crate::config::VadConfig,
-    pub turn: crate::config::TurnConfig,
-    pub playout: crate::config::PlayoutConfig,
-    pub dtmf: crate::config::DtmfConfig,
+    pub vad: crate::voice::config::VadConfig,
+    pub turn: crate::voice::config::TurnConfig,
+    pub playout: crate::voice::config::PlayoutConfig,
+    pub dtmf: crate::voice::config::DtmfConfig,
     pub stt_format: SttAudioFormat,
     pub greeting: String,
     pub fallback_reply: String,
-}
-
-impl SessionConfig {
-    pub fn from_config(cfg: &Config, stt_format: SttAudioFormat) -> Self {
-        Self {
-            vad: cfg.vad.clone(),
-            turn: cfg.turn.clone(),
-            playout: cfg.playout.clone(),
-            dtmf: cfg.dtmf.clone(),
-            stt_format,
-            greeting: cfg.call.greeting.clone(),
-            fallback_reply: cfg.call.fallback_reply.clone(),
-        }
-    }
 }
 
 /// One 20 ms frame for the recogniser, in the format it asked for.

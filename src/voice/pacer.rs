@@ -17,8 +17,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::core::g711;
-use crate::core::twilio::FRAME_BYTES;
+use crate::voice::g711;
+use crate::voice::twilio::FRAME_BYTES;
 
 pub const FRAME: Duration = Duration::from_millis(20);
 

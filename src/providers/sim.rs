@@ -11,9 +11,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::adapters::providers::*;
 use crate::config::SimConfig;
-use crate::core::g711;
+use crate::providers::*;
+use crate::voice::g711;
 
 /// `<Parameter name="sim_transcripts">`: what the simulated recogniser "hears", utterance by
 /// utterance, separated by `|`.

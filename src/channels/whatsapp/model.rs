@@ -773,14 +773,7 @@ pub fn check_media_sha256(expected: &str, bytes: &[u8]) -> MediaDigest {
     }
 }
 
-pub fn log_id(value: &str, log_pii: bool) -> String {
-    if log_pii {
-        value.to_string()
-    } else {
-        let hex = crate::core::signature::sha256_hex(value.as_bytes());
-        format!("h:{}", &hex[..12])
-    }
-}
+pub use crate::booking::pii::log_id;
 
 #[cfg(test)]
 mod tests {
@@ -850,7 +843,7 @@ mod tests {
     fn media_sha256_accepts_hex_and_base64_and_tells_mismatch_from_unreadable() {
         use base64::Engine as _;
         let bytes = b"OggS voice note";
-        let hex = crate::core::signature::sha256_hex(bytes);
+        let hex = crate::channels::signature::sha256_hex(bytes);
         let raw: Vec<u8> = (0..32)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
             .collect();
@@ -1034,6 +1027,6 @@ mod tests {
     fn pii_is_hashed_unless_allowed() {
         assert_eq!(log_id("16505551234", true), "16505551234");
         let h = log_id("16505551234", false);
-        assert!(h.starts_with("h:") && !h.contains("1650555"));
+        assert!(h.starts_with("sha256:") && !h.contains("1650555"));
     }
 }

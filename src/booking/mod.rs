@@ -2,7 +2,9 @@
 //! deterministic language understanding used by the offline agent.
 
 pub mod guard;
+pub mod outbox;
 pub mod parse;
+pub mod pii;
 pub mod policy;
 pub mod retrieval;
 pub mod temporal;

@@ -1,0 +1,3 @@
+//! Twilio Media Streams voice calls: the per-call driver.
+
+pub mod call;

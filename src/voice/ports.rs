@@ -1,0 +1,109 @@
+//! The engine's ports: the messages the voice session exchanges with the recogniser, the agent
+//! and the synthesiser. Plain data, owned by the engine; the async traits that carry them live in
+//! `crate::providers`, and every provider and agent speaks these types.
+
+use std::collections::BTreeMap;
+
+/// Who is calling and how the stream was set up; handed to every provider when a call starts.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub call_sid: String,
+    pub stream_sid: String,
+    /// BCP-47 language of the call, e.g. `he-IL`.
+    pub language: String,
+    /// `<Parameter>`s from the TwiML, as delivered in `start.customParameters`.
+    pub parameters: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------- speech to text
+
+/// Audio format a recogniser wants; the session's audio graph produces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SttAudioFormat {
+    /// 8 kHz mu-law exactly as Twilio sent it (Google STT takes this as-is).
+    #[default]
+    Mulaw8k,
+    /// 16 kHz linear PCM (e.g. Whisper).
+    Pcm16k,
+}
+
+// Inline audio on purpose: boxing would allocate once per 20 ms frame.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum SttInput {
+    /// One 20 ms frame of caller audio in the recogniser's format.
+    Mulaw([u8; 160]),
+    Pcm16k([i16; 320]),
+    /// Our VAD decided the caller stopped talking: finalise what you have.
+    UtteranceEnd,
+    /// The audio since the last utterance end was noise, not speech: forget it.
+    UtteranceDiscarded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SttEvent {
+    Partial { text: String },
+    Final { text: String },
+}
+
+// ---------------------------------------------------------------- agent
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: Role,
+    pub text: String,
+    /// The assistant was cut off by the caller; `text` is only what the caller heard.
+    pub interrupted: bool,
+}
+
+/// Where a conversation happens. The agent picks its prompt, reply length and tools by channel.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Phone,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Phone => "phone",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// One agent turn. Conventions for `call.parameters` that agents rely on:
+/// - `From`: the customer's phone (E.164, `whatsapp:` prefix stripped), absent if unknown;
+/// - `To`: the business number that was called or messaged;
+/// - `phone_number_id`: WhatsApp Cloud API number id (WhatsApp only);
+/// - `business_id`: set when the channel already resolved the business.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    pub channel: Channel,
+    pub call: CallContext,
+    pub turn: u32,
+    /// Conversation so far, ending with the user's message for this turn.
+    pub history: Vec<Message>,
+    /// The user's message arrived as keypad digits rather than speech.
+    pub digits: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// A piece of the spoken reply, in order.
+    TextDelta(String),
+    /// After the reply is spoken, collect keypad digits (e.g. a phone number).
+    CollectDigits { max_digits: u8 },
+    /// End the call after the reply is spoken.
+    Hangup,
+}
