@@ -104,6 +104,14 @@ for bin in espeak-ng sox cc pkg-config cmake c++ python3; do
   command -v "$bin" >/dev/null 2>&1 || die "'$bin' not on PATH even though its package is installed"
 done
 [ -d /usr/share/asterisk/sounds ] || die "/usr/share/asterisk/sounds missing (asterisk-core-sounds-en-wav broken?)"
+# The tests read the prompts from sounds/en. Debian's asterisk-core-sounds-en-wav 1.6.1 ships
+# them under sounds/en_US_f_Allison only (the `en` link comes from another package), so make it.
+if [ ! -e /usr/share/asterisk/sounds/en ] && [ -d /usr/share/asterisk/sounds/en_US_f_Allison ]; then
+  [ "$CHECK_ONLY" -eq 1 ] && die "/usr/share/asterisk/sounds/en missing (run scripts/setup.sh without --check)"
+  as_root ln -s en_US_f_Allison /usr/share/asterisk/sounds/en
+  say "linked /usr/share/asterisk/sounds/en -> en_US_f_Allison"
+fi
+[ -d /usr/share/asterisk/sounds/en ] || die "/usr/share/asterisk/sounds/en missing (asterisk-core-sounds-en-wav broken?)"
 # The Hebrew voice is what calls use by default; a minimal espeak-ng-data without it would only
 # show up as a runtime TTS failure.
 grep -qw he <<<"$(espeak-ng --voices=he 2>/dev/null)" || die "espeak-ng has no Hebrew voice ('he')"
