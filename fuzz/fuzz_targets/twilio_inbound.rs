@@ -16,12 +16,12 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Inbound::Media(media) = msg {
         let mut buf = [0u8; 4096];
-        if let Some(len) = decoded_payload_len(media.payload) {
-            if let Ok(n) = decode_payload(media.payload, &mut buf) {
+        if let Some(len) = decoded_payload_len(&media.payload) {
+            if let Ok(n) = decode_payload(&media.payload, &mut buf) {
                 assert!(n <= len, "decoded {n} bytes, announced {len}");
             }
         } else {
-            let _ = decode_payload(media.payload, &mut buf);
+            let _ = decode_payload(&media.payload, &mut buf);
         }
     }
 });
