@@ -1,0 +1,15 @@
+//! The WhatsApp Cloud API webhook body: any bytes give events or an error, never a panic; every
+//! event has a dedup key.
+#![no_main]
+use kav::core::whatsapp::{parse_graph_error, parse_webhook};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(events) = parse_webhook(data) {
+        for event in &events {
+            assert!(!event.dedup_key().is_empty());
+            let _ = event.phone_number_id();
+        }
+    }
+    let _ = parse_graph_error(data);
+});
