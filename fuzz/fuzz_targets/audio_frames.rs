@@ -3,11 +3,11 @@
 //! speech segmenter. Frames are 160 bytes; the input is cut into as many as it holds.
 #![no_main]
 use kav::config::VadConfig;
-use kav::core::audio::InboundAudio;
-use kav::core::dtmf::{DtmfDetector, DtmfDetectorConfig};
-use kav::core::g711;
-use kav::core::twilio::{FRAME_BYTES, is_dtmf_digit};
-use kav::core::vad::SpeechSegmenter;
+use kav::voice::audio::InboundAudio;
+use kav::voice::dtmf::{DtmfDetector, DtmfDetectorConfig};
+use kav::voice::g711;
+use kav::voice::twilio::{FRAME_BYTES, is_dtmf_digit};
+use kav::voice::vad::SpeechSegmenter;
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 

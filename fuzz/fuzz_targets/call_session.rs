@@ -6,9 +6,9 @@
 //! sent after the session ended.
 #![no_main]
 use arbitrary::Arbitrary;
-use kav::adapters::providers::{AgentEvent, SttAudioFormat, SttEvent};
+use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::config::Config;
-use kav::core::session::{CallSession, Output, Phase, SessionConfig, mark_name, parse_mark_name};
+use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name, parse_mark_name};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

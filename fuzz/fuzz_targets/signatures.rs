@@ -3,7 +3,7 @@
 //! signature.
 #![no_main]
 use arbitrary::Arbitrary;
-use kav::core::signature::{
+use kav::channels::signature::{
     compute, hub_signature_256, validate, validate_hub_signature, validate_with_body,
 };
 use libfuzzer_sys::fuzz_target;

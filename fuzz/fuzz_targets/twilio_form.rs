@@ -2,7 +2,7 @@
 //! decoded with `form_urlencoded` (as `src/server/whatsapp.rs` does) then parsed as a message or a
 //! status callback.
 #![no_main]
-use kav::core::whatsapp::{
+use kav::channels::whatsapp::model::{
     is_twilio_status_callback, parse_twilio_form, parse_twilio_status, strip_whatsapp_address,
 };
 use libfuzzer_sys::fuzz_target;

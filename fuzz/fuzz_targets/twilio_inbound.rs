@@ -1,7 +1,7 @@
 //! The Twilio Media Streams inbound codec: any text frame parses to a value or an error, never a
 //! panic; a media payload decodes into a buffer of exactly the size it announces.
 #![no_main]
-use kav::core::twilio::{
+use kav::voice::twilio::{
     Inbound, decode_payload, decoded_payload_len, parse_inbound, parse_outbound,
 };
 use libfuzzer_sys::fuzz_target;

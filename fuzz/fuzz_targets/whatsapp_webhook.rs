@@ -1,7 +1,7 @@
 //! The WhatsApp Cloud API webhook body: any bytes give events or an error, never a panic; every
 //! event has a dedup key.
 #![no_main]
-use kav::core::whatsapp::{parse_graph_error, parse_webhook};
+use kav::channels::whatsapp::model::{parse_graph_error, parse_webhook};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
