@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kav::caller::latency_proxy::LatencyProxy;
 use kav::caller::{self, CallOptions, Step};
 use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
@@ -27,7 +28,6 @@ use kav::server::{self, AppState};
 use kav::store::Store;
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
-use kav::testing::latency_proxy::LatencyProxy;
 use tokio::net::TcpListener;
 
 const SAID: &str = "I would like to book for tomorrow";

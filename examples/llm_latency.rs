@@ -11,11 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+use kav::caller::latency_proxy::LatencyProxy;
 use kav::config::{Config, LlmConfig};
 use kav::providers::openai::OpenAiChat;
 use kav::providers::{ChatMessage, ChatModel, ChatRequest};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
-use kav::testing::latency_proxy::LatencyProxy;
 use tokio::sync::mpsc;
 
 const REPLY: &str = "We are open from nine in the morning to five in the afternoon, Sunday to \

@@ -11,6 +11,7 @@
 //! server→caller messages and the caller's media and mark echoes each take rtt/2 (+ jitter), as
 //! they would between a data centre and Twilio's media servers.
 
+pub mod latency_proxy;
 pub mod loadgen;
 
 use std::collections::VecDeque;
@@ -623,8 +624,8 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
 async fn delayed_url(
     stream_url: &str,
     opts: &CallOptions,
-) -> Result<(crate::testing::latency_proxy::LatencyProxy, String), CallerError> {
-    use crate::testing::latency_proxy::{LatencyProxy, LinkDelay};
+) -> Result<(crate::caller::latency_proxy::LatencyProxy, String), CallerError> {
+    use crate::caller::latency_proxy::{LatencyProxy, LinkDelay};
     let err = |detail: String| CallerError::Connect {
         url: stream_url.to_string(),
         detail,

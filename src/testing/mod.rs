@@ -6,5 +6,4 @@ pub mod clock;
 pub mod fake_google;
 pub mod fake_graph;
 pub mod fake_openai;
-pub mod latency_proxy;
 pub mod switchable_sender;

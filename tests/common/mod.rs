@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use kav::caller::latency_proxy::next_rand;
 use kav::config::Config;
 use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
-use kav::testing::latency_proxy::next_rand;
 use kav::voice::events::{CallEvent, TurnRecord};
 use kav::voice::g711;
 use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name};
