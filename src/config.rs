@@ -616,8 +616,9 @@ pub struct BookingConfig {
     pub llm_timeout_ms: u64,
     /// Most LLM rounds (completion + tool calls) per turn.
     pub max_tool_rounds: u32,
-    /// Conversations whose offline dialog state is kept (oldest evicted first).
-    pub dialog_states: usize,
+    /// Conversation state (offline dialog, LLM tool memory; in the database) older than this is
+    /// not resumed: the conversation starts that state afresh. 0 = kept for ever.
+    pub conversation_state_ttl_hours: u64,
     /// Outbox worker: how often it looks for due events.
     pub outbox_poll_ms: u64,
     /// Retry backoff: base * 2^attempt, capped; a retry-after from the provider wins if longer.
@@ -635,7 +636,7 @@ impl Default for BookingConfig {
             default_business: "biz_escape_tlv".into(),
             llm_timeout_ms: 8_000,
             max_tool_rounds: 4,
-            dialog_states: 4_096,
+            conversation_state_ttl_hours: 24,
             outbox_poll_ms: 1_000,
             outbox_backoff_base_ms: 2_000,
             outbox_backoff_max_ms: 300_000,

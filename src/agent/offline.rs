@@ -3,20 +3,21 @@
 //! same tools, traces and guard. It answers when no LLM is configured and whenever the LLM agent
 //! fails or times out, so a caller can still book.
 //!
-//! Dialog state: kept per conversation (call sid) in a bounded map, oldest conversation evicted
-//! first (`[booking] dialog_states`). Chosen over re-deriving from the history because the history
-//! carries only text: what the agent was waiting for (a name, digits, a yes) and the offered
-//! alternatives would have to be re-parsed from its own replies. An evicted conversation starts
-//! again from the last user message, which still carries date, time and room if said together.
+//! Dialog state: kept per conversation (call sid) in the database, loaded at the start of a turn
+//! and saved at its end by the runtime ([`BookingRuntime::load_state`]), so any instance can take
+//! the next message. Chosen over re-deriving from the history because the history carries only
+//! text: what the agent was waiting for (a name, digits, a yes) and the offered alternatives would
+//! have to be re-parsed from its own replies. A conversation whose state has expired starts again
+//! from the last user message, which still carries date, time and room if said together.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::civil::{Date, Time};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::tools::{self, ToolContext};
-use super::{BookingRuntime, ConversationMap};
+use super::{BookingRuntime, OFFLINE_DIALOG};
 use crate::adapters::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel,
 };
@@ -26,7 +27,7 @@ use crate::core::booking::parse;
 /// Digits the keypad collection accepts; `#` commits earlier.
 pub const PHONE_MAX_DIGITS: u8 = 15;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 enum Expect {
     #[default]
     Nothing,
@@ -36,7 +37,8 @@ enum Expect {
     Room,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct DialogState {
     hebrew: bool,
     date: Option<Date>,
@@ -57,20 +59,15 @@ pub struct OfflineReply {
     pub hangup: bool,
 }
 
-/// Cheap to clone: clones share the runtime and the dialog states.
+/// Cheap to clone: clones share the runtime.
 #[derive(Clone)]
 pub struct OfflineBookingAgent {
     rt: Arc<BookingRuntime>,
-    dialogs: Arc<Mutex<ConversationMap<DialogState>>>,
 }
 
 impl OfflineBookingAgent {
     pub fn new(rt: Arc<BookingRuntime>) -> Self {
-        let capacity = rt.config.dialog_states;
-        Self {
-            rt,
-            dialogs: Arc::new(Mutex::new(ConversationMap::new(capacity))),
-        }
+        Self { rt }
     }
 
     pub fn runtime(&self) -> &Arc<BookingRuntime> {
@@ -86,10 +83,10 @@ impl OfflineBookingAgent {
             .map_err(|e| AgentError::Failed(e.to_string()))?;
         let key = request.call.call_sid.clone();
         let mut state = self
-            .dialogs
-            .lock()
-            .expect("dialogs lock")
-            .get(&key)
+            .rt
+            .load_state(&key, OFFLINE_DIALOG)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
             .unwrap_or_else(|| DialogState {
                 hebrew: if request.call.language.is_empty() {
                     ctx.settings.business.hebrew()
@@ -103,11 +100,10 @@ impl OfflineBookingAgent {
         let reply = step(&ctx, &mut state, &user, request.digits, &mut evidence).await;
         let text = self.rt.guard_reply(&ctx, &reply.text, evidence).await;
         self.rt.record_turn(&ctx, &user, &text).await;
-        let mut dialogs = self.dialogs.lock().expect("dialogs lock");
         if reply.hangup {
-            dialogs.remove(&key);
+            self.rt.forget_state(&key, Some(OFFLINE_DIALOG)).await;
         } else {
-            dialogs.put(&key, state);
+            self.rt.save_state(&key, OFFLINE_DIALOG, &state).await;
         }
         Ok(OfflineReply { text, ..reply })
     }
@@ -699,10 +695,6 @@ impl Agent for OfflineBookingAgent {
     }
 
     fn call_ended(&self, call: &CallContext, channel: Channel) {
-        self.dialogs
-            .lock()
-            .expect("dialogs lock")
-            .remove(&call.call_sid);
         spawn_call_ended(&self.rt, call, channel);
     }
 
