@@ -30,6 +30,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub limits: LimitsConfig,
     pub call: CallConfig,
     pub vad: VadConfig,
     pub turn: TurnConfig,
@@ -63,6 +64,51 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// A call that sends no `start` within this long after connecting is closed.
     pub start_timeout_ms: u64,
+}
+
+/// What one client may hold, and when new calls are refused (issue 15). Every limit is counted on
+/// `/metrics` when it bites.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A connection must deliver a whole request head within this long, also while it idles
+    /// between keep-alive requests and for the WebSocket handshake; else it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A request (body and handler) must be answered within this long, else 408.
+    pub request_timeout_ms: u64,
+    /// Open TCP connections (calls included); beyond this new connections are closed at once.
+    pub max_connections: usize,
+    /// Live calls; beyond this the voice webhook answers the overflow TwiML. 0 = no limit.
+    pub max_calls: usize,
+    /// Event-loop lag (a sampler's timer lateness, ms) above which new calls are refused. 0 = off.
+    pub max_loop_lag_ms: u64,
+    /// How often the lag sampler wakes up.
+    pub lag_sample_ms: u64,
+    /// Refused calls are dialled here (`<Dial>`, E.164) when set; else `overflow_say` is spoken.
+    pub overflow_dial: String,
+    /// Spoken to refused calls; empty = a built-in sentence in the call's language.
+    pub overflow_say: String,
+    /// Webhook requests per second per client IP (sustained); 0 = no limit.
+    pub webhook_rate_per_s: u32,
+    /// Webhook requests one IP may send in a burst.
+    pub webhook_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 10_000,
+            max_calls: 1_000,
+            max_loop_lag_ms: 50,
+            lag_sample_ms: 100,
+            overflow_dial: String::new(),
+            overflow_say: String::new(),
+            webhook_rate_per_s: 50,
+            webhook_burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -472,8 +518,9 @@ pub struct BookingConfig {
     pub llm_timeout_ms: u64,
     /// Most LLM rounds (completion + tool calls) per turn.
     pub max_tool_rounds: u32,
-    /// Conversations whose offline dialog state is kept (oldest evicted first).
-    pub dialog_states: usize,
+    /// Conversation state (offline dialog, LLM tool memory; in the database) older than this is
+    /// not resumed: the conversation starts that state afresh. 0 = kept for ever.
+    pub conversation_state_ttl_hours: u64,
     /// Outbox worker: how often it looks for due events.
     pub outbox_poll_ms: u64,
     /// Retry backoff: base * 2^attempt, capped; a retry-after from the provider wins if longer.
@@ -491,7 +538,7 @@ impl Default for BookingConfig {
             default_business: "biz_escape_tlv".into(),
             llm_timeout_ms: 8_000,
             max_tool_rounds: 4,
-            dialog_states: 4_096,
+            conversation_state_ttl_hours: 24,
             outbox_poll_ms: 1_000,
             outbox_backoff_base_ms: 2_000,
             outbox_backoff_max_ms: 300_000,

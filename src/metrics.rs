@@ -63,6 +63,11 @@ counters! {
     SpeechIgnored => "speech_ignored", "Caller speech ignored (typing digits, or barge-in disabled)";
     StrayTranscripts => "stray_transcripts", "Transcripts that arrived with no utterance open";
     TtsOverflowBytes => "tts_overflow_bytes", "TTS bytes dropped because the playout buffer was full (should stay 0)";
+    ConnectionsRefused => "connections_refused", "Connections closed at once: limits.max_connections were open";
+    HeaderTimeouts => "header_timeouts", "Connections closed: no whole request head within limits.header_read_timeout_ms (idle keep-alive and WebSocket handshakes included)";
+    RequestTimeouts => "request_timeouts", "Requests answered 408: not done within limits.request_timeout_ms";
+    RateLimited => "rate_limited", "Webhook requests refused 429 by the per-IP rate limit";
+    CallsRefused => "calls_refused", "New calls answered with the overflow TwiML (admission control)";
 }
 
 pub const MARK_NAMES: [&str; 7] = [

@@ -77,6 +77,10 @@ struct Heard {
 }
 
 async fn turn(f: &Fixture, sid: &str, from: Option<&str>, user: &[&str]) -> Heard {
+    turn_on(&f.agent, sid, from, user).await
+}
+
+async fn turn_on(agent: &BookingAgent, sid: &str, from: Option<&str>, user: &[&str]) -> Heard {
     let mut parameters = BTreeMap::new();
     if let Some(from) = from {
         parameters.insert("From".to_string(), from.to_string());
@@ -102,7 +106,7 @@ async fn turn(f: &Fixture, sid: &str, from: Option<&str>, user: &[&str]) -> Hear
         digits: false,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    f.agent.respond(request, tx).await.unwrap();
+    agent.respond(request, tx).await.unwrap();
     let mut heard = Heard::default();
     while let Ok(ev) = rx.try_recv() {
         match ev {
@@ -320,10 +324,62 @@ async fn the_next_turn_sees_what_earlier_tools_returned() {
         parameters: BTreeMap::new(),
     };
     f.agent.call_ended(&ctx, Channel::Phone);
+    // Forgetting is a database write in the background (`call_ended` cannot wait).
+    for _ in 0..100 {
+        let saved = f.store.conversation_state("CA_mem", "tool_memory").await;
+        if saved.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     turn(&f, "CA_mem", Some(CALLER), &["hello"]).await;
     let prompts = system_prompts(&f);
     assert_eq!(prompts.len(), 5);
     assert!(!prompts[4].contains("earlier turns"), "{}", prompts[4]);
+}
+
+/// Tool memory lives in the database: a second instance (its own runtime, store pool and model
+/// client on the same database) taking the next turn sees what the first instance's tools returned.
+#[tokio::test]
+async fn another_instance_sees_the_tool_memory() {
+    let f = fixture(vec![
+        find_dubai_tomorrow(),
+        FakeReply::text("10:00 is available in the Dubai room. Shall I book it?", 3),
+        FakeReply::text("What name should I use?", 2),
+    ])
+    .await;
+    turn(&f, "CA_inst", Some(CALLER), &["Dubai room tomorrow at 10?"]).await;
+
+    let url = format!("sqlite://{}", f._dir.path().join("kav.db").display());
+    let store2 = Store::connect(&url).await.unwrap();
+    let rt2 = BookingRuntime::new(
+        store2,
+        f.sender.clone(),
+        f.clock.clock(),
+        f.rt.config.clone(),
+    );
+    let llm = LlmConfig {
+        base_url: f.fake.base_url(),
+        retries: 0,
+        ..LlmConfig::default()
+    };
+    let model2: Arc<dyn ChatModel> = Arc::new(OpenAiChat::new(&llm, None).unwrap());
+    let second = BookingAgent::new(rt2, model2);
+    turn_on(
+        &second,
+        "CA_inst",
+        Some(CALLER),
+        &["Dubai room tomorrow at 10?", "yes please"],
+    )
+    .await;
+    let prompts = system_prompts(&f);
+    assert_eq!(prompts.len(), 3);
+    let earlier = prompts[2]
+        .split_once("earlier turns")
+        .expect("the second instance has the tool memory")
+        .1;
+    assert!(earlier.contains("calendar_find_slots"), "{earlier}");
+    assert!(earlier.contains(r#""time_display":"10:00""#), "{earlier}");
 }
 
 #[tokio::test]

@@ -13,14 +13,14 @@
 //! the turn (it reads date, time and room from the last user message), so a caller can still book.
 //! If it fails after words were spoken, the turn ends there and the engine's fallback applies.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
 use super::tools::{self, ToolContext};
-use super::{BookingRuntime, ConversationMap, GUARD_TRACE};
+use super::{BookingRuntime, GUARD_TRACE, TOOL_MEMORY};
 use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
@@ -32,8 +32,6 @@ pub struct BookingAgent {
     rt: Arc<BookingRuntime>,
     model: Arc<dyn ChatModel>,
     offline: OfflineBookingAgent,
-    /// Tool calls of earlier turns per conversation, as lines for the system prompt.
-    memory: Arc<Mutex<ConversationMap<Vec<String>>>>,
 }
 
 /// Earlier tool calls remembered per conversation, newest kept.
@@ -145,13 +143,7 @@ enum RoundEnd {
 impl BookingAgent {
     pub fn new(rt: Arc<BookingRuntime>, model: Arc<dyn ChatModel>) -> Self {
         let offline = OfflineBookingAgent::new(rt.clone());
-        let memory = Arc::new(Mutex::new(ConversationMap::new(rt.config.dialog_states)));
-        Self {
-            rt,
-            model,
-            offline,
-            memory,
-        }
+        Self { rt, model, offline }
     }
 
     fn system_prompt(&self, ctx: &ToolContext, earlier_tools: &[String]) -> String {
@@ -202,11 +194,11 @@ impl BookingAgent {
             .map_err(|e| AgentError::Failed(e.to_string()))?;
         let user = super::user_text(&request);
         let memory_key = request.call.call_sid.clone();
-        let earlier_tools = self
-            .memory
-            .lock()
-            .expect("tool memory lock")
-            .get(&memory_key)
+        let earlier_tools: Vec<String> = self
+            .rt
+            .load_state(&memory_key, TOOL_MEMORY)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
             .unwrap_or_default();
         let mut this_turn_tools = Vec::new();
         let mut messages = vec![ChatMessage::System(
@@ -330,10 +322,7 @@ impl BookingAgent {
             lines.extend(this_turn_tools);
             let excess = lines.len().saturating_sub(TOOL_MEMORY_LINES);
             lines.drain(..excess);
-            self.memory
-                .lock()
-                .expect("tool memory lock")
-                .put(&memory_key, lines);
+            self.rt.save_state(&memory_key, TOOL_MEMORY, &lines).await;
         }
         match end {
             RoundEnd::Done => {
@@ -381,10 +370,7 @@ impl Agent for BookingAgent {
     }
 
     fn call_ended(&self, call: &CallContext, channel: Channel) {
-        self.memory
-            .lock()
-            .expect("tool memory lock")
-            .remove(&call.call_sid);
+        // Forgets every kind of state, the tool memory included.
         self.offline.call_ended(call, channel);
     }
 

@@ -8,7 +8,7 @@ pub mod llm;
 pub mod offline;
 pub mod tools;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::booking::parse::normalize_phone;
@@ -40,44 +40,25 @@ pub enum BookingError {
     Policy(#[from] PolicyError),
 }
 
-/// Per-conversation state held in memory, at most `capacity` conversations, the one inserted
-/// longest ago evicted first. Shared by the offline dialog and the LLM agent's tool memory.
-pub(crate) struct ConversationMap<V> {
-    capacity: usize,
-    values: HashMap<String, V>,
-    order: VecDeque<String>,
+/// A kind of per-conversation state kept in the database (`conversation_state`, migration 0006),
+/// so any instance can take any message of any conversation, and a restart loses nothing.
+/// `version` is the format of the JSON blob: a row of another version is ignored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateKind {
+    pub name: &'static str,
+    pub version: i64,
 }
 
-impl<V: Clone> ConversationMap<V> {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            values: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
-        self.values.get(key).cloned()
-    }
-
-    pub(crate) fn put(&mut self, key: &str, value: V) {
-        if self.values.insert(key.to_string(), value).is_none() {
-            self.order.push_back(key.to_string());
-            while self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.values.remove(&old);
-                }
-            }
-        }
-    }
-
-    pub(crate) fn remove(&mut self, key: &str) {
-        if self.values.remove(key).is_some() {
-            self.order.retain(|k| k != key);
-        }
-    }
-}
+/// The offline dialog's state (what it knows and what it waits for).
+pub(crate) const OFFLINE_DIALOG: StateKind = StateKind {
+    name: "offline_dialog",
+    version: 1,
+};
+/// The LLM agent's recent tool calls with their results.
+pub(crate) const TOOL_MEMORY: StateKind = StateKind {
+    name: "tool_memory",
+    version: 1,
+};
 
 /// The fixed rules every business prompt is appended to. Business text can add tone and facts,
 /// never override these.
@@ -332,11 +313,12 @@ impl BookingRuntime {
         }
     }
 
-    /// Enqueues the `call.ended` flow (summary) for a conversation.
+    /// Enqueues the `call.ended` flow (summary) for a conversation and forgets its state.
     pub async fn conversation_ended(
         self: &Arc<Self>,
         request: &AgentRequest,
     ) -> Result<(), BookingError> {
+        self.forget_state(&request.call.call_sid, None).await;
         let business_id = self.resolve_business(request).await?;
         let payload = crate::booking::outbox::CallEndedPayload {
             conversation_id: request.call.call_sid.clone(),
@@ -362,25 +344,78 @@ impl BookingRuntime {
     }
 }
 
-/// Tool name under which guard replacements are traced.
-pub const GUARD_TRACE: &str = "truthfulness_guard";
+impl BookingRuntime {
+    /// A conversation's state of `kind`, as saved at the end of its last turn. `None` when there
+    /// is none, it is of another format version, it is older than
+    /// `booking.conversation_state_ttl_hours`, or it does not parse (logged): the conversation then
+    /// starts that state afresh. A database error is an error (the turn fails and is retried or
+    /// answered with the fallback), never a silent restart of the dialog.
+    pub(crate) async fn load_state<T: serde::de::DeserializeOwned>(
+        &self,
+        conversation_id: &str,
+        kind: StateKind,
+    ) -> Result<Option<T>, StoreError> {
+        let Some((version, json, updated_at_ms)) = self
+            .store
+            .conversation_state(conversation_id, kind.name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ttl_ms = self.config.conversation_state_ttl_hours as i64 * 3_600_000;
+        if version != kind.version || (ttl_ms > 0 && self.now_ms() - updated_at_ms > ttl_ms) {
+            return Ok(None);
+        }
+        match serde_json::from_str(&json) {
+            Ok(state) => Ok(Some(state)),
+            Err(e) => {
+                tracing::warn!(conversation = %conversation_id, kind = kind.name, error = %e, "saved conversation state does not parse; starting afresh");
+                Ok(None)
+            }
+        }
+    }
 
-#[cfg(test)]
-mod conversation_map_tests {
-    use super::ConversationMap;
+    /// Saves a conversation's state of `kind` at the end of a turn. A failure is logged: the
+    /// reply is already recorded and spoken, the next turn starts from the state saved before.
+    pub(crate) async fn save_state<T: serde::Serialize>(
+        &self,
+        conversation_id: &str,
+        kind: StateKind,
+        state: &T,
+    ) {
+        let json = match serde_json::to_string(state) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!(kind = kind.name, error = %e, "conversation state not serialisable");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .store
+            .put_conversation_state(
+                conversation_id,
+                kind.name,
+                kind.version,
+                &json,
+                self.now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(conversation = %conversation_id, kind = kind.name, error = %e, "conversation state not saved");
+        }
+    }
 
-    #[test]
-    fn evicts_the_oldest_conversation_and_updates_in_place() {
-        let mut map = ConversationMap::new(2);
-        map.put("a", 1);
-        map.put("b", 2);
-        map.put("a", 10); // an update keeps a's place in line
-        assert_eq!(map.get("a"), Some(10));
-        map.put("c", 3);
-        assert_eq!(map.get("a"), None, "a was inserted first");
-        assert_eq!((map.get("b"), map.get("c")), (Some(2), Some(3)));
-        map.remove("b");
-        map.put("d", 4);
-        assert_eq!((map.get("c"), map.get("d")), (Some(3), Some(4)));
+    /// Forgets a conversation's state (`None`: every kind), e.g. when a call ends.
+    pub(crate) async fn forget_state(&self, conversation_id: &str, kind: Option<StateKind>) {
+        if let Err(e) = self
+            .store
+            .delete_conversation_state(conversation_id, kind.map(|k| k.name))
+            .await
+        {
+            tracing::warn!(conversation = %conversation_id, error = %e, "conversation state not removed");
+        }
     }
 }
+
+/// Tool name under which guard replacements are traced.
+pub const GUARD_TRACE: &str = "truthfulness_guard";

@@ -3,13 +3,14 @@
 //! same tools, traces and guard. It answers when no LLM is configured and whenever the LLM agent
 //! fails or times out, so a caller can still book.
 //!
-//! Dialog state: kept per conversation (call sid) in a bounded map, oldest conversation evicted
-//! first (`[booking] dialog_states`). Chosen over re-deriving from the history because the history
-//! carries only text: what the agent was waiting for (a name, digits, a yes) and the offered
-//! alternatives would have to be re-parsed from its own replies. An evicted conversation starts
-//! again from the last user message, which still carries date, time and room if said together.
+//! Dialog state: kept per conversation (call sid) in the database, loaded at the start of a turn
+//! and saved at its end by the runtime ([`BookingRuntime::load_state`]), so any instance can take
+//! the next message. Chosen over re-deriving from the history because the history carries only
+//! text: what the agent was waiting for (a name, digits, a yes) and the offered alternatives would
+//! have to be re-parsed from its own replies. A conversation whose state has expired starts again
+//! from the last user message, which still carries date, time and room if said together.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::civil::{Date, Time};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::tools::{self, ToolContext};
-use super::{BookingRuntime, ConversationMap};
+use super::{BookingRuntime, OFFLINE_DIALOG};
 use crate::booking::guard::{Evidence, is_hebrew};
 use crate::booking::parse;
 use crate::booking::policy::{Refusal, StartVerdict};
@@ -47,6 +48,7 @@ pub enum Expect {
 
 /// One conversation's offline dialog state: plain data, so it can be stored between turns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DialogState {
     pub hebrew: bool,
     pub date: Option<Date>,
@@ -81,20 +83,15 @@ pub struct OfflineReply {
     pub hangup: bool,
 }
 
-/// Cheap to clone: clones share the runtime and the dialog states.
+/// Cheap to clone: clones share the runtime.
 #[derive(Clone)]
 pub struct OfflineBookingAgent {
     rt: Arc<BookingRuntime>,
-    dialogs: Arc<Mutex<ConversationMap<DialogState>>>,
 }
 
 impl OfflineBookingAgent {
     pub fn new(rt: Arc<BookingRuntime>) -> Self {
-        let capacity = rt.config.dialog_states;
-        Self {
-            rt,
-            dialogs: Arc::new(Mutex::new(ConversationMap::new(capacity))),
-        }
+        Self { rt }
     }
 
     pub fn runtime(&self) -> &Arc<BookingRuntime> {
@@ -110,10 +107,10 @@ impl OfflineBookingAgent {
             .map_err(|e| AgentError::Failed(e.to_string()))?;
         let key = request.call.call_sid.clone();
         let mut state = self
-            .dialogs
-            .lock()
-            .expect("dialogs lock")
-            .get(&key)
+            .rt
+            .load_state(&key, OFFLINE_DIALOG)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
             .unwrap_or_else(|| DialogState {
                 hebrew: if request.call.language.is_empty() {
                     ctx.settings.business.hebrew()
@@ -127,11 +124,10 @@ impl OfflineBookingAgent {
         let reply = step(&ctx, &mut state, &user, request.digits, &mut evidence).await;
         let text = self.rt.guard_reply(&ctx, &reply.text, evidence).await;
         self.rt.record_turn(&ctx, &user, &text).await;
-        let mut dialogs = self.dialogs.lock().expect("dialogs lock");
         if reply.hangup {
-            dialogs.remove(&key);
+            self.rt.forget_state(&key, Some(OFFLINE_DIALOG)).await;
         } else {
-            dialogs.put(&key, state);
+            self.rt.save_state(&key, OFFLINE_DIALOG, &state).await;
         }
         Ok(OfflineReply { text, ..reply })
     }
@@ -1388,10 +1384,6 @@ impl Agent for OfflineBookingAgent {
     }
 
     fn call_ended(&self, call: &CallContext, channel: Channel) {
-        self.dialogs
-            .lock()
-            .expect("dialogs lock")
-            .remove(&call.call_sid);
         spawn_call_ended(&self.rt, call, channel);
     }
 

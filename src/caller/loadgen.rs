@@ -48,6 +48,8 @@ pub struct LoadReport {
     pub calls: usize,
     pub calls_completed: usize,
     pub calls_failed: usize,
+    /// Calls the server answered with its overflow TwiML (admission control); not failures.
+    pub calls_refused: usize,
     pub errors: Vec<String>,
     pub duration_s: f64,
     pub server_cpu_pct_per_call: Option<f64>,
@@ -120,8 +122,8 @@ impl std::fmt::Display for LoadReport {
         };
         writeln!(
             f,
-            "calls                      {} started, {} completed, {} failed",
-            self.calls, self.calls_completed, self.calls_failed
+            "calls                      {} started, {} completed, {} failed, {} refused (overflow TwiML)",
+            self.calls, self.calls_completed, self.calls_failed, self.calls_refused
         )?;
         writeln!(f, "duration                   {:.1} s", self.duration_s)?;
         writeln!(
@@ -241,6 +243,11 @@ async fn start_child_server() -> Result<ChildServer, String> {
         .kill_on_drop(true);
     for (k, v) in SIM_FIXED {
         cmd.env(k, v);
+    }
+    // Every simulated caller posts from 127.0.0.1, where Twilio posts from many addresses: the
+    // per-IP webhook limit would measure itself. Set KAV_LIMITS_WEBHOOK_RATE_PER_S to keep it.
+    if std::env::var_os("KAV_LIMITS_WEBHOOK_RATE_PER_S").is_none() {
+        cmd.env("KAV_LIMITS_WEBHOOK_RATE_PER_S", "0");
     }
     let child = cmd
         .spawn()
@@ -371,6 +378,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
                 report.calls_completed += 1;
                 absorb(&mut report, &r, &mut jitter, &mut barge, &mut response);
             }
+            Ok(Err(crate::caller::CallerError::Refused)) => report.calls_refused += 1,
             Ok(Err(e)) => {
                 report.calls_failed += 1;
                 report.errors.push(e.to_string());

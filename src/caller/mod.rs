@@ -33,6 +33,9 @@ pub enum CallerError {
     Webhook { url: String, detail: String },
     #[error("TwiML has no <Stream url=…>: {0}")]
     NoStream(String),
+    /// The server answered with its overflow TwiML (`<Say>` or `<Dial>`): admission control.
+    #[error("call refused by the server (overflow TwiML)")]
+    Refused,
     #[error("WebSocket {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("stream ended: {0}")]
@@ -164,6 +167,9 @@ pub fn parse_twiml(xml: &str) -> Result<(String, Vec<(String, String)>), CallerE
         let end = tag[start..].find('"')? + start;
         Some(unescape_xml(&tag[start..end]))
     };
+    if !xml.contains("<Stream") && (xml.contains("<Say") || xml.contains("<Dial")) {
+        return Err(CallerError::Refused);
+    }
     let stream_tag = xml
         .split("<Stream")
         .nth(1)

@@ -2,14 +2,16 @@
 //! per-turn latency API. Handlers are thin: calls run in [`crate::channels::twilio::call::run_call`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -20,6 +22,8 @@ use crate::channels::signature;
 use crate::channels::twilio::call::{CallDeps, run_call};
 use crate::store::Store;
 
+/// Connection limits, rate limits and admission control (issue 15).
+pub mod limits;
 /// WhatsApp channel routes (issue 5).
 pub mod whatsapp;
 
@@ -37,6 +41,7 @@ pub struct AppState {
     calls_idle: Notify,
     draining: AtomicBool,
     hard_stop: watch::Sender<bool>,
+    pub limits: limits::Limits,
 }
 
 impl AppState {
@@ -51,7 +56,6 @@ impl AppState {
         whatsapp: Option<Arc<crate::channels::whatsapp::inbox::WhatsAppService>>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            deps,
             auth_token: auth_token.filter(|t| !t.is_empty()),
             store,
             whatsapp,
@@ -59,6 +63,8 @@ impl AppState {
             calls_idle: Notify::new(),
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
+            limits: limits::Limits::new(&deps.config.limits),
+            deps,
         })
     }
 
@@ -69,6 +75,16 @@ impl AppState {
 
     pub fn live_calls(&self) -> usize {
         self.live_calls.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new call may start now (see [`limits::admission`]).
+    pub fn admission(&self) -> Result<(), limits::Refusal> {
+        limits::admission(
+            self.is_draining(),
+            self.live_calls(),
+            self.limits.lag.ms(),
+            &self.deps.config.limits,
+        )
     }
 }
 
@@ -81,6 +97,8 @@ pub enum AppError {
     Draining,
     #[error("no store configured")]
     NoStore,
+    #[error("too many requests from this address")]
+    RateLimited,
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -91,6 +109,7 @@ impl IntoResponse for AppError {
             AppError::BadSignature => StatusCode::FORBIDDEN,
             AppError::Draining | AppError::NoStore => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         };
         tracing::warn!(%status, error = %self, "request refused");
         (status, self.to_string()).into_response()
@@ -98,41 +117,173 @@ impl IntoResponse for AppError {
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let request_timeout = Duration::from_millis(state.deps.config.limits.request_timeout_ms);
+    // Webhooks are what the internet can reach: rate-limited per client IP.
+    let webhooks = Router::new()
         .route(VOICE_PATH, post(voice_webhook))
+        .merge(whatsapp::webhook_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            webhook_rate_limit,
+        ));
+    Router::new()
+        .merge(webhooks)
         .route(STREAM_PATH, get(media_stream))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/turns", get(recent_turns))
         .route("/api/calls/{call_sid}/turns", get(call_turns))
         .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
-        .merge(whatsapp::routes())
+        .merge(whatsapp::operator_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request_timeouts,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .with_state(state)
+}
+
+/// The per-IP webhook limit. A request without a peer address (a test calling the router
+/// directly) is not limited.
+async fn webhook_rate_limit(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+    if let (Some(rate), Some(ConnectInfo(peer))) = (&state.limits.webhook_rate, peer)
+        && !rate.check(peer.ip())
+    {
+        state
+            .deps
+            .metrics
+            .add(crate::metrics::Counter::RateLimited, 1);
+        return AppError::RateLimited.into_response();
+    }
+    next.run(request).await
+}
+
+/// Counts the 408s the request timeout produced (the layer outside this one answers them).
+async fn count_request_timeouts(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Runs inside the timeout: if it is dropped, the request timed out.
+    struct Pending<'a>(&'a AppState, bool);
+    impl Drop for Pending<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0
+                    .deps
+                    .metrics
+                    .add(crate::metrics::Counter::RequestTimeouts, 1);
+            }
+        }
+    }
+    let mut pending = Pending(&state, false);
+    let response = next.run(request).await;
+    pending.1 = true;
+    response
 }
 
 /// Serves until `shutdown` resolves, then stops accepting calls and gives live calls
 /// `shutdown_grace_ms` to finish before closing them.
+///
+/// Our own accept loop over hyper's HTTP/1 connection (axum's `serve` offers no header-read
+/// timeout): at most `limits.max_connections` connections (more are closed at once and counted),
+/// each with hyper's header-read timeout on a tokio timer, upgrades enabled for the Media Streams
+/// WebSocket. A call's WebSocket keeps its connection's slot until the call ends.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = Duration::from_millis(state.deps.config.server.shutdown_grace_ms);
-    let drain_state = state.clone();
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    // Small frames every 20 ms: Nagle would batch them and add jitter.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    use crate::metrics::Counter;
+    let cfg = &state.deps.config;
+    let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+    tokio::spawn(limits::sample_loop_lag(
+        Arc::downgrade(&state),
+        Duration::from_millis(cfg.limits.lag_sample_ms),
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.limits.header_read_timeout_ms))
+        .keep_alive(true);
+    let router = app(state.clone());
+    // Every connection task holds a receiver: a change asks it to finish gracefully, and
+    // `closed()` resolves once they have all ended.
+    let (conns_stop, conns_stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = state.limits.connections.clone().try_acquire_owned() else {
+            state.deps.metrics.add(Counter::ConnectionsRefused, 1);
+            drop(tcp);
+            continue;
+        };
+        // Small frames every 20 ms: Nagle would batch them and add jitter.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
-    });
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
-        shutdown.await;
-        drain_state.draining.store(true, Ordering::SeqCst);
-        let _ = stopped_tx.send(());
-    });
-    server.await?;
-    let _ = stopped_rx.await;
+        let permit = ConnectionSlot(Arc::new(permit));
+        let router = router.clone();
+        let slot = permit.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(slot.clone());
+            tower::Service::call(&mut router.clone(), request)
+        });
+        let conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .with_upgrades();
+        let mut stop = conns_stop_rx.clone();
+        let metrics = state.deps.metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    metrics.add(Counter::HeaderTimeouts, 1);
+                } else {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+            }
+        });
+    }
+    // Stop accepting (new connections are refused by the kernel), answer 503 on open ones.
+    drop(listener);
+    state.draining.store(true, Ordering::SeqCst);
+    drop(conns_stop_rx);
+    let _ = conns_stop.send(true);
+    if tokio::time::timeout(grace, conns_stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after the grace period");
+    }
     let live = state.live_calls();
     if live > 0 {
         tracing::info!(
@@ -157,6 +308,11 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// A connection's slot under `limits.max_connections`, in the request's extensions so a call's
+/// WebSocket can keep it after the HTTP connection task has handed the socket over.
+#[derive(Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// Resolves once no call is live. The waiter registers before it reads the count: the last call's
 /// `notify_waiters` stores no permit, so checking first could miss it and wait forever.
@@ -231,7 +387,7 @@ fn check_signature(
     }
 }
 
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -261,6 +417,18 @@ async fn voice_webhook(
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let url = request_url(&state, &headers, &uri, false);
     check_signature(&state, &headers, &url, &params)?;
+    // Near capacity: this call hears a short message (or is dialled elsewhere) so the calls
+    // already live keep their audio.
+    if let Err(refusal) = state.admission() {
+        state
+            .deps
+            .metrics
+            .add(crate::metrics::Counter::CallsRefused, 1);
+        tracing::warn!(reason = refusal.as_str(), ?refusal, "new call refused");
+        let twiml =
+            limits::overflow_twiml(&state.deps.config.limits, &state.deps.config.call.language);
+        return Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twiml).into_response());
+    }
     // The phone is still ringing: let the providers connect now, not on the first turn.
     if state.deps.config.call.preconnect
         && let Some((_, call_sid)) = params.iter().find(|(n, _)| n == "CallSid")
@@ -294,6 +462,7 @@ async fn voice_webhook(
 
 async fn media_stream(
     State(state): State<Arc<AppState>>,
+    slot: Option<axum::Extension<ConnectionSlot>>,
     headers: HeaderMap,
     uri: Uri,
     ws: WebSocketUpgrade,
@@ -317,6 +486,7 @@ async fn media_stream(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
+            let _slot = slot;
             run_call(socket, _guard.0.deps.clone(), hard_stop).await;
         }))
 }
@@ -354,6 +524,41 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Readiness (distinct from liveness): 503 while draining, over capacity, or when the store does
+/// not answer within a second. A load balancer stops sending new calls; live ones carry on.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let admission = state.admission();
+    let store = match &state.store {
+        None => "none",
+        Some(store) => match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        },
+    };
+    let ready = admission.is_ok() && store != "error" && store != "timeout";
+    let reason = match (admission, ready) {
+        (Err(r), _) => r.as_str(),
+        (Ok(()), false) => "store",
+        (Ok(()), true) => "",
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "reason": reason,
+        "calls_active": state.live_calls(),
+        "max_calls": state.deps.config.limits.max_calls,
+        "loop_lag_ms": state.limits.lag.ms(),
+        "connections_open": state.limits.open_connections(),
+        "store": store,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let (rss, cpu) = crate::metrics::process_usage().unwrap_or((0, 0.0));
     let dropped = state
@@ -375,6 +580,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             dropped,
         ),
     ];
+    extra.extend([
+        (
+            "kav_connections_open",
+            "Open HTTP/WebSocket connections",
+            state.limits.open_connections() as f64,
+        ),
+        (
+            "kav_loop_lag_ms",
+            "Event-loop lag seen by the sampler (decaying maximum)",
+            state.limits.lag.ms() as f64,
+        ),
+        (
+            "kav_ready",
+            "1 when new calls are admitted",
+            f64::from(u8::from(state.admission().is_ok())),
+        ),
+    ]);
     if let Some(wa) = &state.whatsapp {
         extra.extend(wa.metrics());
     }

@@ -72,7 +72,8 @@ impl IntoResponse for WhatsAppHttpError {
     }
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
+/// The webhooks the vendors call (rate-limited per IP by the caller).
+pub fn webhook_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(
             META_WEBHOOK_PATH,
@@ -82,6 +83,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route(TWILIO_WHATSAPP_PATH, post(twilio_webhook))
         .route(TWILIO_STATUS_PATH, post(twilio_webhook))
+}
+
+/// The operator API (admin token).
+pub fn operator_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/api/test/message", post(test_message))
         .route("/api/conversations", get(list_conversations))
         .route("/api/conversations/{id}", delete(delete_conversation))

@@ -884,6 +884,74 @@ impl Store {
         Ok(out)
     }
 
+    /// A conversation's saved state of one kind: `(version, state_json, updated_at_ms)`.
+    pub async fn conversation_state(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+    ) -> Result<Option<(i64, String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, state_json, updated_at_ms FROM conversation_state \
+             WHERE conversation_id = $1 AND kind = $2",
+        )
+        .bind(conversation_id)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("version")?,
+                r.try_get("state_json")?,
+                r.try_get("updated_at_ms")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Saves (inserts or replaces) a conversation's state of one kind.
+    pub async fn put_conversation_state(
+        &self,
+        conversation_id: &str,
+        kind: &str,
+        version: i64,
+        state_json: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversation_state (conversation_id, kind, version, state_json, updated_at_ms) \
+             VALUES ($1,$2,$3,$4,$5) ON CONFLICT (conversation_id, kind) DO UPDATE SET \
+             version = excluded.version, state_json = excluded.state_json, \
+             updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(conversation_id)
+        .bind(kind)
+        .bind(version)
+        .bind(state_json)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a conversation's state of one kind (`None`: every kind).
+    pub async fn delete_conversation_state(
+        &self,
+        conversation_id: &str,
+        kind: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let query = match kind {
+            Some(kind) => sqlx::query(
+                "DELETE FROM conversation_state WHERE conversation_id = $1 AND kind = $2",
+            )
+            .bind(conversation_id)
+            .bind(kind),
+            None => sqlx::query("DELETE FROM conversation_state WHERE conversation_id = $1")
+                .bind(conversation_id),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn put_summary(
         &self,
         conversation_id: &str,

@@ -189,6 +189,12 @@ impl Store {
     }
 
     /// Turns of every stream of this call sid, in call start then turn order.
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn call_turns(&self, call_sid: &str) -> Result<Vec<TurnRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, t.interrupted, \

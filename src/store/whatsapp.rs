@@ -381,6 +381,10 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM conversation_state WHERE conversation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM whatsapp_conversations WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
