@@ -181,7 +181,7 @@ pub async fn sample_loop_lag(state: Weak<super::AppState>, every: Duration) {
         };
         state.limits.lag.record(late.as_micros() as u64);
         ticks += 1;
-        if ticks % 100 == 0
+        if ticks.is_multiple_of(100)
             && let Some(rate) = &state.limits.webhook_rate
         {
             rate.housekeep();
