@@ -171,7 +171,10 @@ async fn state_is_in_the_database_and_deleted_with_the_conversation() {
             .expect("dialog state saved");
         assert_eq!(saved.0, 1, "format version");
         assert!(saved.1.contains("Barcelona"), "{}", saved.1);
-        store.whatsapp_delete_conversation("wa_inst_del").await.unwrap();
+        store
+            .whatsapp_delete_conversation("wa_inst_del")
+            .await
+            .unwrap();
         assert!(
             store
                 .conversation_state("wa_inst_del", "offline_dialog")

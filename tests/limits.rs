@@ -108,14 +108,20 @@ async fn half_headers_are_closed_and_real_calls_go_on() {
         assert_eq!(metric(&text, "kav_connections_refused_total"), 0.0);
         srv.settle().await;
         // The server's side of every slow connection is closed too.
-        eventually("fds back to the baseline", Duration::from_secs(5), || async {
-            open_fds() <= fds_before + 5
-        })
+        eventually(
+            "fds back to the baseline",
+            Duration::from_secs(5),
+            || async { open_fds() <= fds_before + 5 },
+        )
         .await;
-        eventually("no open connections but this one", Duration::from_secs(5), || {
-            let state = srv.state.clone();
-            async move { state.limits.open_connections() == 0 }
-        })
+        eventually(
+            "no open connections but this one",
+            Duration::from_secs(5),
+            || {
+                let state = srv.state.clone();
+                async move { state.limits.open_connections() == 0 }
+            },
+        )
         .await;
     })
     .await;
@@ -152,7 +158,10 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
         })
         .await;
         let text = srv.metrics().await;
-        assert!(metric(&text, "kav_connections_refused_total") >= 1.0, "{text}");
+        assert!(
+            metric(&text, "kav_connections_refused_total") >= 1.0,
+            "{text}"
+        );
     })
     .await;
 }

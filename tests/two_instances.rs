@@ -142,7 +142,10 @@ async fn two_processes_share_one_database() {
         assert!(
             statuses.iter().all(|s| matches!(s, Ok(200))),
             "every delivery acknowledged: {:?}",
-            statuses.iter().filter(|s| !matches!(s, Ok(200))).collect::<Vec<_>>()
+            statuses
+                .iter()
+                .filter(|s| !matches!(s, Ok(200)))
+                .collect::<Vec<_>>()
         );
         // The last message is answered twice: the confirmation and the reply.
         expected_sends += if i == 2 { 2 } else { 1 };
@@ -151,7 +154,11 @@ async fn two_processes_share_one_database() {
     // Give a duplicate that slipped through time to show up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = sends(&graph);
-    assert_eq!(sent.len(), 4, "one reply per message + one confirmation: {sent:#?}");
+    assert_eq!(
+        sent.len(),
+        4,
+        "one reply per message + one confirmation: {sent:#?}"
+    );
     assert!(sent[0].to_lowercase().contains("name"), "{sent:#?}");
     assert!(
         sent[1].contains("Noa") && sent[1].contains("Barcelona"),
@@ -191,7 +198,10 @@ async fn two_processes_share_one_database() {
         max_duration: Duration::from_secs(40),
         ..CallOptions::default()
     };
-    let (a_opts, a_script) = (opts(a.addr, "CA0000000000000000000000000000aa01"), script(3));
+    let (a_opts, a_script) = (
+        opts(a.addr, "CA0000000000000000000000000000aa01"),
+        script(3),
+    );
     let on_a = tokio::spawn(async move { caller::run_call(&a_opts, a_script).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = a.child.id().expect("A runs");
@@ -208,12 +218,19 @@ async fn two_processes_share_one_database() {
         .await
         .unwrap();
     assert_eq!(ready_b.status(), 200);
-    let on_b = caller::run_call(&opts(b.addr, "CA0000000000000000000000000000bb01"), script(1))
-        .await
-        .expect("B takes a new call during A's drain");
+    let on_b = caller::run_call(
+        &opts(b.addr, "CA0000000000000000000000000000bb01"),
+        script(1),
+    )
+    .await
+    .expect("B takes a new call during A's drain");
     assert_eq!(on_b.response_us.len(), 1, "{on_b:?}");
     let on_a = on_a.await.unwrap().expect("A's live call is not cut");
-    assert_eq!(on_a.response_us.len(), 3, "every turn answered on A: {on_a:?}");
+    assert_eq!(
+        on_a.response_us.len(),
+        3,
+        "every turn answered on A: {on_a:?}"
+    );
     assert!(!on_a.closed_by_server, "{on_a:?}");
     let status = tokio::time::timeout(Duration::from_secs(20), a.child.wait())
         .await

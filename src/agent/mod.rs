@@ -391,7 +391,13 @@ impl BookingRuntime {
         };
         if let Err(e) = self
             .store
-            .put_conversation_state(conversation_id, kind.name, kind.version, &json, self.now_ms())
+            .put_conversation_state(
+                conversation_id,
+                kind.name,
+                kind.version,
+                &json,
+                self.now_ms(),
+            )
             .await
         {
             tracing::warn!(conversation = %conversation_id, kind = kind.name, error = %e, "conversation state not saved");

@@ -181,7 +181,7 @@ pub async fn sample_loop_lag(state: Weak<super::AppState>, every: Duration) {
         };
         state.limits.lag.record(late.as_micros() as u64);
         ticks += 1;
-        if ticks % 100 == 0
+        if ticks.is_multiple_of(100)
             && let Some(rate) = &state.limits.webhook_rate
         {
             rate.housekeep();
@@ -227,8 +227,14 @@ mod tests {
     #[test]
     fn overflow_twiml_speaks_the_call_language_or_dials() {
         let he = overflow_twiml(&cfg(), "he-IL");
-        assert!(he.contains("<Say language=\"he-IL\">כל הקווים תפוסים"), "{he}");
-        assert!(he.contains("<Hangup/>") && !he.contains("<Connect>"), "{he}");
+        assert!(
+            he.contains("<Say language=\"he-IL\">כל הקווים תפוסים"),
+            "{he}"
+        );
+        assert!(
+            he.contains("<Hangup/>") && !he.contains("<Connect>"),
+            "{he}"
+        );
         let en = overflow_twiml(&cfg(), "en-US");
         assert!(en.contains("All our lines are busy"), "{en}");
         let dial = overflow_twiml(

@@ -425,10 +425,8 @@ async fn voice_webhook(
             .metrics
             .add(crate::metrics::Counter::CallsRefused, 1);
         tracing::warn!(reason = refusal.as_str(), ?refusal, "new call refused");
-        let twiml = limits::overflow_twiml(
-            &state.deps.config.limits,
-            &state.deps.config.call.language,
-        );
+        let twiml =
+            limits::overflow_twiml(&state.deps.config.limits, &state.deps.config.call.language);
         return Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twiml).into_response());
     }
     // The phone is still ringing: let the providers connect now, not on the first turn.
