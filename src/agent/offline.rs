@@ -44,6 +44,10 @@ pub enum Expect {
     AmPm,
     /// "Cancel your booking on …?"
     ConfirmCancel,
+    /// "You have 2 bookings: …. Which one?" (for `DialogState::choosing`).
+    WhichBooking,
+    /// "… and 2 more. Shall I read the rest?" (on the phone).
+    MoreBookings,
 }
 
 /// One conversation's offline dialog state: plain data, so it can be stored between turns.
@@ -73,6 +77,13 @@ pub struct DialogState {
     pub cancelling: Option<String>,
     /// The customer record (name from another channel) was read.
     pub known: bool,
+    /// "this weekend", "next week": the days asked about, until the customer says which.
+    pub days: Option<(Date, Date)>,
+    /// The customer's bookings offered to choose from, and what the choice is for.
+    pub choices: Vec<Booking>,
+    pub choosing: Option<Intent>,
+    /// Bookings not yet read out on the phone ("and 2 more").
+    pub more: Vec<String>,
 }
 
 /// What one offline turn produced.
@@ -170,6 +181,97 @@ fn day_words(state: &DialogState, today: Date, d: Date) -> String {
     }
 }
 
+/// "Thursday 26/11" / "יום חמישי 26/11"; "today", "tomorrow".
+fn short_day(he: bool, today: Date, d: Date) -> String {
+    if d == today {
+        return say(he, "today", "היום");
+    }
+    if today.tomorrow().ok() == Some(d) {
+        return say(he, "tomorrow", "מחר");
+    }
+    weekday_label(he, d)
+}
+
+/// "Friday 11/12" / "יום שישי 11/12".
+fn weekday_label(he: bool, d: Date) -> String {
+    let i = d.weekday().to_sunday_zero_offset() as usize;
+    if he {
+        let names = ["ראשון", "שני", "שלישי", "רביעי", "חמישי", "שישי", "שבת"];
+        let day = if i == 6 {
+            names[i].to_string()
+        } else {
+            format!("יום {}", names[i])
+        };
+        format!("{day} {}/{}", d.day(), d.month())
+    } else {
+        format!("{} {}/{}", d.weekday_name_en(), d.day(), d.month())
+    }
+}
+
+fn days_between(from: Date, to: Date) -> impl Iterator<Item = Date> {
+    std::iter::successors(Some(from), move |d| d.tomorrow().ok().filter(|x| *x <= to))
+}
+
+/// The day meant by "this weekend" / "next week": the only day in `span` the business can take
+/// (open, not past, a slot in the asked part of day or at the asked time), else a question
+/// naming the days.
+fn which_day(
+    ctx: &ToolContext,
+    st: &DialogState,
+    (from, to): (Date, Date),
+    now_ms: i64,
+) -> Result<Date, OfflineReply> {
+    let he = st.hebrew;
+    let policy = &ctx.settings.policy;
+    let open: Vec<Date> = days_between(from, to)
+        .filter(|d| {
+            policy.day_grid(*d).iter().any(|(start, _)| {
+                let t = policy.local(*start).time();
+                *start > now_ms
+                    && st.part.is_none_or(|p| p.contains(t))
+                    && st.time.is_none_or(|x| x == t)
+            })
+        })
+        .collect();
+    match open.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(text_reply(say(
+            he,
+            &format!(
+                "We have nothing then ({} to {}). Which other day?",
+                weekday_label(false, from),
+                weekday_label(false, to)
+            ),
+            &format!(
+                "אין לנו מקום אז ({} עד {}). איזה יום אחר?",
+                weekday_label(true, from),
+                weekday_label(true, to)
+            ),
+        ))),
+        days if days.len() <= 3 => {
+            let names: Vec<String> = days.iter().map(|d| weekday_label(he, *d)).collect();
+            Err(text_reply(say(
+                he,
+                &format!("Which day: {}?", join_or(&names, false)),
+                &format!("איזה יום: {}?", join_or(&names, true)),
+            )))
+        }
+        days => Err(text_reply(say(
+            he,
+            &format!(
+                "Which day? We are open {} to {}.",
+                weekday_label(false, days[0]),
+                weekday_label(false, days[days.len() - 1])
+            ),
+            &format!(
+                "איזה יום? אנחנו פתוחים מ{} עד {}.",
+                weekday_label(true, days[0]),
+                weekday_label(true, days[days.len() - 1])
+            ),
+        ))),
+    }
+}
+
 trait WeekdayName {
     fn weekday_name_en(&self) -> &'static str;
 }
@@ -253,8 +355,8 @@ fn nearest_two(slots: &[(String, Vec<String>)], want: Time) -> Vec<String> {
 }
 
 /// What the customer wants besides booking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Intent {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Intent {
     Cancel,
     List,
     Move,
@@ -493,11 +595,16 @@ fn with_phone(ctx: &ToolContext, phone: Option<&String>) -> ToolContext {
 }
 
 /// One of the customer's upcoming bookings.
-#[derive(Debug, Clone)]
-struct Booking {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booking {
     id: String,
     /// "tomorrow at 19:00, the Dubai room" in the customer's language.
     words: String,
+    /// "Thursday 26/11 19:00, Dubai": for lists and choices.
+    short: String,
+    date: Date,
+    /// `HH:MM`
+    time: String,
     resource: Option<String>,
 }
 
@@ -519,26 +626,32 @@ async fn my_bookings(
             .iter()
             .map(|a| {
                 let get = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let day = get("date_iso")
-                    .parse::<Date>()
-                    .map(|d| day_words(st, today, d))
-                    .unwrap_or_default();
+                let date = get("date_iso").parse::<Date>().unwrap_or(today);
+                let day = day_words(st, today, date);
                 let resource = Some(get("resource")).filter(|r| !r.is_empty());
                 let room = get("resource");
-                let room = if room.is_empty() {
-                    String::new()
-                } else if st.hebrew {
-                    format!(
-                        ", חדר {}",
-                        hebrew_room_names(ctx, &[room]).pop().unwrap_or_default()
-                    )
+                let room_name = if st.hebrew {
+                    hebrew_room_names(ctx, std::slice::from_ref(&room))
+                        .pop()
+                        .unwrap_or_default()
                 } else {
-                    format!(", the {room} room")
+                    room.clone()
+                };
+                let (room, short_room) = if room.is_empty() {
+                    (String::new(), String::new())
+                } else if st.hebrew {
+                    (format!(", חדר {room_name}"), format!(", {room_name}"))
+                } else {
+                    (format!(", the {room} room"), format!(", {room}"))
                 };
                 let at = say(st.hebrew, "at", "בשעה");
+                let time = get("time_display");
                 Booking {
                     id: get("appointment_id"),
-                    words: format!("{day} {at} {}{room}", get("time_display")),
+                    words: format!("{day} {at} {time}{room}"),
+                    short: format!("{} {time}{short_room}", short_day(st.hebrew, today, date)),
+                    date,
+                    time,
                     resource,
                 }
             })
@@ -550,10 +663,12 @@ async fn handle_intent(
     ctx: &ToolContext,
     st: &mut DialogState,
     intent: Intent,
-    today: Date,
+    user: &str,
+    now: &jiff::Zoned,
     evidence: &mut Evidence,
 ) -> OfflineReply {
     let he = st.hebrew;
+    let today = now.date();
     if ctx.caller_phone.is_none() {
         return text_reply(say(
             he,
@@ -568,29 +683,108 @@ async fn handle_intent(
             "לא הצלחתי לבדוק את ההזמנות שלך כרגע.",
         ));
     };
-    let Some(Booking {
-        id,
-        words: first,
-        resource,
-    }) = list.first().cloned()
-    else {
+    let Some(first) = list.first().cloned() else {
         return text_reply(say(
             he,
             "I don't see any upcoming booking for this number. Would you like to book?",
             "אני לא רואה הזמנה קרובה על המספר הזה. תרצה לקבוע?",
         ));
     };
+    let phone = ctx.channel == Channel::Phone;
     match intent {
         Intent::List => {
-            let all: Vec<String> = list.iter().map(|b| b.words.clone()).collect();
+            if list.len() == 1 {
+                return text_reply(say(
+                    he,
+                    &format!("Your booking: {}.", first.words),
+                    &format!("ההזמנה שלך: {}.", first.words),
+                ));
+            }
+            let shorts: Vec<String> = list.iter().map(|b| b.short.clone()).collect();
+            // On the phone: how many, the first two, and the rest on request.
+            let (read, rest) = shorts.split_at(if phone {
+                shorts.len().min(2)
+            } else {
+                shorts.len()
+            });
+            let lead = say(
+                he,
+                &format!("You have {} bookings:", list.len()),
+                &format!("יש לך {} הזמנות:", list.len()),
+            );
+            if rest.is_empty() {
+                return text_reply(format!("{lead} {}.", read.join("; ")));
+            }
+            st.more = rest.to_vec();
+            st.expect = Expect::MoreBookings;
             text_reply(say(
                 he,
-                &format!("Your bookings: {}.", all.join("; ")),
-                &format!("ההזמנות שלך: {}.", all.join("; ")),
+                &format!(
+                    "{lead} {}; and {} more. Shall I read them?",
+                    read.join("; "),
+                    rest.len()
+                ),
+                &format!(
+                    "{lead} {}; ועוד {}. להקריא אותן?",
+                    read.join("; "),
+                    rest.len()
+                ),
             ))
         }
-        Intent::Cancel => {
-            st.cancelling = Some(id);
+        Intent::Cancel | Intent::Move if list.len() > 1 => {
+            // "cancel tomorrow's booking" already says which; a move's message names the new
+            // day, so it is never read as the choice.
+            if intent == Intent::Cancel
+                && let Some(i) = pick_booking(user, &list, now, ctx)
+            {
+                return act_on(st, intent, &list[i]);
+            }
+            st.choices = list;
+            st.choosing = Some(intent);
+            st.expect = Expect::WhichBooking;
+            ask_which(st, phone)
+        }
+        Intent::Cancel | Intent::Move => act_on(st, intent, &first),
+    }
+}
+
+/// "You have 2 bookings: tomorrow 19:00, Dubai; or Thursday 26/11 20:00, Barcelona. Which one?"
+fn ask_which(st: &DialogState, phone: bool) -> OfflineReply {
+    let he = st.hebrew;
+    let shorts: Vec<String> = st.choices.iter().map(|b| b.short.clone()).collect();
+    let shown = if phone {
+        shorts.len().min(2)
+    } else {
+        shorts.len()
+    };
+    let mut listed = shorts[..shown].join("; ");
+    if shown < shorts.len() {
+        listed.push_str(&say(
+            he,
+            &format!("; and {} more", shorts.len() - shown),
+            &format!("; ועוד {}", shorts.len() - shown),
+        ));
+    }
+    let what = match (st.choosing, he) {
+        (Some(Intent::Move), false) => "Which one should I move?",
+        (Some(Intent::Move), true) => "איזו להעביר?",
+        (_, false) => "Which one should I cancel?",
+        (_, true) => "איזו לבטל?",
+    };
+    text_reply(say(
+        he,
+        &format!("You have {} bookings: {listed}. {what}", shorts.len()),
+        &format!("יש לך {} הזמנות: {listed}. {what}", shorts.len()),
+    ))
+}
+
+/// Cancel (after a yes) or move the chosen booking.
+fn act_on(st: &mut DialogState, intent: Intent, b: &Booking) -> OfflineReply {
+    let he = st.hebrew;
+    let first = &b.words;
+    match intent {
+        Intent::Cancel | Intent::List => {
+            st.cancelling = Some(b.id.clone());
             st.expect = Expect::ConfirmCancel;
             text_reply(say(
                 he,
@@ -599,10 +793,11 @@ async fn handle_intent(
             ))
         }
         Intent::Move => {
-            st.moving = Some(id);
-            st.resource = resource;
+            st.moving = Some(b.id.clone());
+            st.resource = b.resource.clone();
             st.date = None;
             st.time = None;
+            st.expect = Expect::Nothing;
             text_reply(say(
                 he,
                 &format!("Your booking is {first}. To which day and time?"),
@@ -610,6 +805,63 @@ async fn handle_intent(
             ))
         }
     }
+}
+
+/// Which of `choices` the customer means: "the Thursday one", "השני", "the one at 7", "את של
+/// יום חמישי", "the Dubai one", "tomorrow's". `None` when the words fit none or several.
+fn pick_booking(
+    user: &str,
+    choices: &[Booking],
+    now: &jiff::Zoned,
+    ctx: &ToolContext,
+) -> Option<usize> {
+    let w = temporal::words(user);
+    let n = choices.len();
+    // Ordinal words first: "השני" alone is "the second", "יום שני" is Monday.
+    for (i, word) in w.iter().enumerate() {
+        if i > 0 && temporal::hebrew_stems(&w[i - 1]).contains(&"יום") {
+            continue;
+        }
+        let idx = match word.as_str() {
+            "first" | "earlier" | "earliest" | "הראשון" | "הראשונה" | "המוקדם" | "המוקדמת" => {
+                0
+            }
+            "second" | "השני" | "השנייה" | "השניה" => 1,
+            "third" | "השלישי" | "השלישית" => 2,
+            "last" | "later" | "latest" | "האחרון" | "האחרונה" | "המאוחר" | "המאוחרת" => {
+                n - 1
+            }
+            _ => continue,
+        };
+        return (idx < n).then_some(idx);
+    }
+    let t = temporal::parse(user, now);
+    let mut c: Vec<usize> = (0..n).collect();
+    let mut narrowed = false;
+    if let Some(wd) = t.weekday {
+        c.retain(|&i| choices[i].date.weekday() == wd);
+        narrowed = true;
+    } else if let Some(d) = t.date {
+        c.retain(|&i| choices[i].date == d);
+        narrowed = true;
+    }
+    if let Some(r) = ctx.settings.resources.iter().find(|r| r.mentioned_in(user)) {
+        c.retain(|&i| choices[i].resource.as_deref() == Some(r.name.as_str()));
+        narrowed = true;
+    }
+    let hour_of = |b: &Booking| b.time.get(..2).and_then(|h| h.parse::<i8>().ok());
+    let hours: Option<Vec<i8>> = match (t.time, t.ambiguity) {
+        (Some(x), _) => Some(vec![x.hour()]),
+        (_, Some(Ambiguity::TwelveHour { am, pm })) => Some(vec![am.hour(), pm.hour()]),
+        // "את של שבע": a bare number, when nothing else said which.
+        _ if !narrowed => temporal::bare_hour(user).map(|h| vec![h, h + 12]),
+        _ => None,
+    };
+    if let Some(hours) = hours {
+        c.retain(|&i| hour_of(&choices[i]).is_some_and(|h| hours.contains(&h)));
+        narrowed = true;
+    }
+    (narrowed && c.len() == 1).then(|| c[0])
 }
 
 async fn step(
@@ -701,9 +953,60 @@ async fn step(
                 ));
             }
         }
+        if st.expect == Expect::MoreBookings {
+            st.expect = Expect::Nothing;
+            let rest = std::mem::take(&mut st.more);
+            if parse::is_yes(user) && !rest.is_empty() {
+                let (read, later) = rest.split_at(rest.len().min(2));
+                if later.is_empty() {
+                    return text_reply(format!("{}.", read.join("; ")));
+                }
+                st.more = later.to_vec();
+                st.expect = Expect::MoreBookings;
+                return text_reply(say(
+                    he,
+                    &format!(
+                        "{}; and {} more. Shall I go on?",
+                        read.join("; "),
+                        later.len()
+                    ),
+                    &format!("{}; ועוד {}. להמשיך?", read.join("; "), later.len()),
+                ));
+            }
+        }
+        if st.expect == Expect::WhichBooking
+            && let Some(choosing) = st.choosing
+        {
+            if let Some(i) = pick_booking(user, &st.choices, &now, ctx) {
+                let b = st.choices[i].clone();
+                st.choices.clear();
+                st.choosing = None;
+                return act_on(st, choosing, &b);
+            }
+            if intent(user).is_none() {
+                if parse::is_no(user) || parse::is_yes(user) && st.choices.len() > 1 {
+                    st.choices.clear();
+                    st.choosing = None;
+                    st.expect = Expect::Nothing;
+                    if parse::is_no(user) {
+                        return text_reply(say(
+                            he,
+                            "OK, I left your bookings as they are.",
+                            "בסדר, ההזמנות נשארות כמו שהן.",
+                        ));
+                    }
+                }
+                if st.expect == Expect::WhichBooking {
+                    return ask_which(st, ctx.channel == Channel::Phone);
+                }
+            }
+            st.choices.clear();
+            st.choosing = None;
+            st.expect = Expect::Nothing;
+        }
         if let Some(i) = intent(user) {
             let ctx = with_phone(ctx, None);
-            return handle_intent(&ctx, st, i, today, evidence).await;
+            return handle_intent(&ctx, st, i, user, &now, evidence).await;
         }
         let t = temporal::parse(user, &now);
         let lower = user.to_lowercase();
@@ -889,9 +1192,22 @@ async fn step(
                 st.am_pm = Some((am, pm));
                 st.time = None;
             }
+            Some(Ambiguity::WhichDay { from, to }) => {
+                st.days = Some((from, to));
+                st.date = None;
+                st.offered.clear();
+            }
             None => {}
         }
-        if let Some(d) = t.date {
+        if let Some(mut d) = t.date {
+            // "Tuesday" answering "which day next week?": that week's Tuesday.
+            if let Some((from, to)) = st.days.take()
+                && !(from..=to).contains(&d)
+                && let Some(wd) = t.weekday
+                && let Some(inside) = days_between(from, to).find(|x| x.weekday() == wd)
+            {
+                d = inside;
+            }
             if st.date != Some(d) {
                 st.offered.clear();
             }
@@ -934,6 +1250,18 @@ async fn step(
         }
     }
 
+    // "this weekend", "next week": the one open day, else ask which.
+    if st.date.is_none()
+        && let Some(span) = st.days
+    {
+        match which_day(ctx, st, span, now_ms) {
+            Ok(d) => {
+                st.date = Some(d);
+                st.days = None;
+            }
+            Err(reply) => return reply,
+        }
+    }
     // time → find slots
     let Some(date) = st.date else {
         return text_reply(if st.time.is_some() || st.am_pm.is_some() {
@@ -1427,6 +1755,10 @@ mod tests {
             moving: Some("appt_1".into()),
             cancelling: None,
             known: true,
+            days: None,
+            choices: Vec::new(),
+            choosing: Some(Intent::Cancel),
+            more: vec!["מחר 19:00, דובאי".into()],
         };
         let json = serde_json::to_string(&st).unwrap();
         assert_eq!(serde_json::from_str::<DialogState>(&json).unwrap(), st);

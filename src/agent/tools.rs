@@ -294,6 +294,10 @@ impl ToolContext {
                 "ambiguous_time",
                 "a 12-hour time without am/pm; ask the customer which one",
             )),
+            (_, _, Some(Ambiguity::WhichDay { .. })) => Err(fail(
+                "ambiguous_date",
+                "several days fit (a weekend, a week); ask the customer which day",
+            )),
             (_, _, Some(Ambiguity::InvalidDate)) => {
                 Err(fail("bad_arguments", "that date does not exist"))
             }

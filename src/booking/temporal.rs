@@ -76,6 +76,9 @@ pub enum Ambiguity {
     PastDate,
     /// A date that does not exist ("31.2", "30 בפברואר").
     InvalidDate,
+    /// Some day in `from..=to`, not which one: "this weekend" (the business's weekend, Friday
+    /// and Saturday in Israel), "next week" without a day. Asked about, never guessed.
+    WhichDay { from: Date, to: Date },
 }
 
 /// What a text says about when. Every field is `None` when the text does not say it.
@@ -88,6 +91,10 @@ pub struct Temporal {
     /// "between 5 and 7": the earliest and latest wanted start.
     pub range: Option<(Time, Time)>,
     pub ambiguity: Option<Ambiguity>,
+    /// The weekday named ("Thursday", "יום חמישי"), so an answer to "which day next week?" can
+    /// be placed in that week.
+    #[serde(skip)]
+    pub weekday: Option<Weekday>,
 }
 
 impl Temporal {
@@ -97,6 +104,7 @@ impl Temporal {
             && self.part_of_day.is_none()
             && self.range.is_none()
             && self.ambiguity.is_none()
+            && self.weekday.is_none()
     }
 }
 
@@ -246,7 +254,7 @@ const MONTHS: [(&str, i8); 38] = [
 ];
 
 /// Numbers as words, both languages, both Hebrew genders.
-const NUMBERS: [(&str, i8); 66] = [
+const NUMBERS: [(&str, i8); 78] = [
     ("one", 1),
     ("a", 1),
     ("an", 1),
@@ -261,7 +269,13 @@ const NUMBERS: [(&str, i8); 66] = [
     ("ten", 10),
     ("eleven", 11),
     ("twelve", 12),
+    ("thirteen", 13),
+    ("fourteen", 14),
     ("fifteen", 15),
+    ("sixteen", 16),
+    ("seventeen", 17),
+    ("eighteen", 18),
+    ("nineteen", 19),
     ("twenty", 20),
     ("thirty", 30),
     ("forty", 40),
@@ -310,7 +324,13 @@ const NUMBERS: [(&str, i8); 66] = [
     ("חמישים", 50),
     ("twelfth", 12),
     ("eleventh", 11),
+    ("thirteenth", 13),
+    ("fourteenth", 14),
     ("fifteenth", 15),
+    ("sixteenth", 16),
+    ("seventeenth", 17),
+    ("eighteenth", 18),
+    ("nineteenth", 19),
     ("twentieth", 20),
     ("thirtieth", 30),
 ];
@@ -649,7 +669,8 @@ fn first_clock(w: &[String], from: usize) -> Option<(Clock, usize, usize)> {
         let Some((n, used)) = number_at(w, i) else {
             continue;
         };
-        if !(0..=24).contains(&n) {
+        // "the 3rd in the evening" is a day of the month.
+        if !(0..=24).contains(&n) || ordinal_digits(word) {
             continue;
         }
         // "1 2 3" style articles: "a"/"an" only count as one in "an hour"; never as a time.
@@ -929,16 +950,20 @@ fn find_absolute(w: &[String], today: Date) -> Option<Result<(Date, bool), ()>> 
         }
         if let Some(m) = lookup(word, &MONTHS) {
             // "may" is also a verb: only with a day number beside it.
+            // "24 בינואר", "בעשרים וארבעה בינואר", "the twenty fourth of January"
             let before = i
                 .checked_sub(1)
-                .and_then(|p| digits(&w[p]).or_else(|| number_at(w, p).map(|(n, _)| n)));
+                .and_then(|p| number_ending_at(w, p).map(|(n, _)| n));
             let before = before.or_else(|| {
                 // "8 of December", "ה-8 לדצמבר"
                 (i >= 2 && w[i - 1] == "of")
-                    .then(|| digits(&w[i - 2]))
+                    .then(|| number_ending_at(w, i - 2).map(|(n, _)| n))
                     .flatten()
             });
-            let after = w.get(i + 1).and_then(|x| digits(x));
+            let after = w
+                .get(i + 1)
+                .filter(|x| !matches!(x.as_str(), "a" | "an" | "one"))
+                .and_then(|_| number_at(w, i + 1).map(|(n, _)| n));
             let day = before.or(after).filter(|d| (1..=31).contains(d));
             if let Some(day) = day {
                 let year = w
@@ -969,6 +994,211 @@ fn calendar(today: Date, year: Option<i16>, m: i8, d: i8) -> Result<(Date, bool)
     }
 }
 
+/// Digits with an English ordinal suffix: "3rd", "15th", "1st".
+fn ordinal_digits(word: &str) -> bool {
+    word.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && ["st", "nd", "rd", "th"].iter().any(|x| word.ends_with(x))
+}
+
+/// A number whose last word is `end` ("עשרים וארבעה", "twenty fourth", "24"): the value and the
+/// index of its first word.
+fn number_ending_at(w: &[String], end: usize) -> Option<(i32, usize)> {
+    if end >= 1
+        && let Some((n, 2)) = number_at(w, end - 1)
+    {
+        return Some((n, end - 1));
+    }
+    number_at(w, end)
+        .filter(|(_, used)| *used == 1)
+        .map(|(n, _)| (n, end))
+}
+
+/// Hebrew ordinals, for days of the month ("הראשון לחודש", "בשלישי לחודש").
+const HE_ORDINALS: [(&str, i8); 10] = [
+    ("ראשון", 1),
+    ("שני", 2),
+    ("שלישי", 3),
+    ("רביעי", 4),
+    ("חמישי", 5),
+    ("שישי", 6),
+    ("שביעי", 7),
+    ("שמיני", 8),
+    ("תשיעי", 9),
+    ("עשירי", 10),
+];
+
+/// A day of the month without a month name: "the 3rd", "on the 15th", "the first of next
+/// month", "הראשון לחודש", "ב-3 לחודש הבא", "בעשרים וארבעה לחודש". Without "next month" it is
+/// the next such day from today. `Err` for a day the month does not have.
+fn find_day_of_month(w: &[String], today: Date) -> Option<Result<Date, ()>> {
+    let get = |k: usize| w.get(k).map(String::as_str);
+    let mut found: Option<(i32, Option<bool>)> = None; // (day, Some(next month?))
+    for (i, word) in w.iter().enumerate() {
+        // Hebrew: "<number or ordinal> לחודש [הבא]".
+        if matches!(word.as_str(), "לחודש" | "בחודש") && i > 0 {
+            let day = number_ending_at(w, i - 1)
+                .map(|(n, _)| n)
+                .or_else(|| lookup(&w[i - 1], &HE_ORDINALS).map(i32::from));
+            if let Some(day) = day {
+                let next = matches!(get(i + 1), Some("הבא" | "הבאה"));
+                let this = matches!(get(i + 1), Some("הזה" | "הנוכחי"));
+                found = Some((day, (next || this).then_some(next)));
+                break;
+            }
+        }
+        // English: "the 3rd", "the twenty fourth of next month".
+        let Some((day, used)) = number_at(w, i) else {
+            continue;
+        };
+        let last = &w[i + used - 1];
+        let suffixed = ordinal_digits(word);
+        let ordinal_word = !last.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && last.is_ascii()
+            && ["st", "nd", "rd", "th"].iter().any(|x| last.ends_with(x));
+        if !suffixed && !ordinal_word {
+            continue;
+        }
+        let j = i + used;
+        let of_month = get(j) == Some("of")
+            && (get(j + 1) == Some("month")
+                || matches!(get(j + 1), Some("next" | "this" | "the"))
+                    && get(j + 2) == Some("month"));
+        let after_the = i > 0 && matches!(w[i - 1].as_str(), "the" | "on");
+        // "the first one" is a choice, not a date: a word ordinal needs "of the month".
+        if !(suffixed && after_the || of_month || suffixed && get(j).is_none() && i == 0) {
+            continue;
+        }
+        let month = of_month.then(|| match get(j + 1) {
+            Some("next") => Some(true),
+            Some("this") => Some(false),
+            _ => None,
+        });
+        found = Some((day, month.flatten()));
+        break;
+    }
+    let (day, next_month) = found?;
+    let day = i8::try_from(day).ok().filter(|d| (1..=31).contains(d))?;
+    let this_month = today.first_of_month();
+    let following = this_month.checked_add(1.month()).ok()?;
+    let month = match next_month {
+        Some(true) => following,
+        Some(false) => this_month,
+        None if day >= today.day() => this_month,
+        None => following,
+    };
+    Some(Date::new(month.year(), month.month(), day).map_err(|_| ()))
+}
+
+/// "in an hour", "in half an hour", "in 3 hours", "in 90 minutes", "בעוד שעה", "בעוד חצי שעה",
+/// "בעוד שעתיים", "עוד שלוש שעות", "בעוד שעה וחצי": minutes from now.
+fn find_minutes_offset(w: &[String]) -> Option<i64> {
+    for (i, word) in w.iter().enumerate() {
+        if !matches!(word.as_str(), "in" | "within" | "עוד" | "בעוד") {
+            continue;
+        }
+        // "in about an hour", "בעוד בערך שעה"
+        let skip = w[i + 1..]
+            .iter()
+            .take_while(|x| {
+                matches!(
+                    x.as_str(),
+                    "about" | "around" | "like" | "roughly" | "בערך" | "כ"
+                )
+            })
+            .count();
+        let rest = &w[i + 1 + skip..];
+        let g = |k: usize| rest.get(k).map(String::as_str);
+        let unit = |k: usize| -> Option<i64> {
+            match g(k)? {
+                "hour" | "hours" | "hr" | "hrs" | "שעה" | "שעות" => Some(60),
+                "minute" | "minutes" | "min" | "mins" | "דקה" | "דקות" => Some(1),
+                _ => None,
+            }
+        };
+        let (mut minutes, used) = match (g(0), g(1), g(2)) {
+            (Some("half"), Some("an" | "a"), Some("hour")) => (30, 3),
+            (Some("חצי"), Some("שעה"), _) => (30, 2),
+            (Some("רבע"), Some("שעה"), _) => (15, 2),
+            (Some("שעה"), _, _) => (60, 1),
+            (Some("שעתיים"), _, _) => (120, 1),
+            (Some("an" | "a" | "one"), Some("hour"), _) => (60, 2),
+            _ => {
+                let Some((n, u)) = number_at(rest, 0) else {
+                    continue;
+                };
+                let Some(per) = unit(u) else {
+                    continue;
+                };
+                (n as i64 * per, u + 1)
+            }
+        };
+        // "an hour and a half", "שעה וחצי"
+        if minutes >= 60 && minutes % 60 == 0 {
+            match (g(used), g(used + 1), g(used + 2)) {
+                (Some("וחצי"), _, _) | (Some("and"), Some("a"), Some("half")) => minutes += 30,
+                _ => {}
+            }
+        }
+        if (1..=24 * 60).contains(&minutes) {
+            return Some(minutes);
+        }
+    }
+    None
+}
+
+/// The business's weekend, by its timezone: Friday–Saturday in Israel, else Saturday–Sunday.
+pub fn weekend(now: &Zoned) -> (Weekday, Weekday) {
+    match now.time_zone().iana_name() {
+        Some("Asia/Jerusalem" | "Asia/Tel_Aviv" | "Israel") => (Weekday::Friday, Weekday::Saturday),
+        _ => (Weekday::Saturday, Weekday::Sunday),
+    }
+}
+
+/// Days said without saying which one: "this weekend" / "בסוף השבוע" (the business's weekend,
+/// the coming one; "next weekend" the one after), "next week" / "בשבוע הבא" and "this week" /
+/// "השבוע" without a weekday.
+fn find_span(w: &[String], lower: &str, now: &Zoned) -> Option<(Date, Date)> {
+    let today = now.date();
+    let (first, last) = weekend(now);
+    let week_start = last.next();
+    let said = |phrases: &[&str]| phrases.iter().any(|p| lower.contains(p));
+    let weekend_said = has_word(w, &["weekend", "weekends", "סופ״ש", "סופש", "סופשבוע"])
+        || said(&["סוף השבוע", "סוף שבוע", "week end"]);
+    if weekend_said {
+        let this = if today.weekday() == last {
+            (today, today)
+        } else {
+            let f = next_on_or_after(today, first);
+            (f, f.tomorrow().unwrap_or(f))
+        };
+        let next = said(&[
+            "next weekend",
+            "the weekend after",
+            "סוף השבוע הבא",
+            "סופ״ש הבא",
+            "סופש הבא",
+            "סוף שבוע הבא",
+        ]);
+        if !next {
+            return Some(this);
+        }
+        let f = next_on_or_after(this.1.tomorrow().ok()?, first);
+        return Some((f, f.tomorrow().unwrap_or(f)));
+    }
+    let next_week = said(&["next week", "שבוע הבא", "שבוע הבאה", "שבוע שאחרי"]);
+    if next_week {
+        let from = next_on_or_after(today.tomorrow().ok()?, week_start);
+        return Some((from, from.checked_add(6.days()).ok()?));
+    }
+    if said(&["this week", "later this week"]) || has_word(w, &["השבוע"]) {
+        let end = next_on_or_after(today.tomorrow().ok()?, week_start)
+            .yesterday()
+            .ok()?;
+        return Some((today, end));
+    }
+    None
+}
+
 fn has_word(w: &[String], options: &[&str]) -> bool {
     w.iter().any(|x| {
         options.contains(&x.as_str()) || hebrew_stems(x).iter().skip(1).any(|s| options.contains(s))
@@ -989,7 +1219,21 @@ pub fn parse(text: &str, now: &Zoned) -> Temporal {
     match find_absolute(&w, today) {
         Some(Ok((d, _))) => date = Some(d),
         Some(Err(())) => out.ambiguity = Some(Ambiguity::InvalidDate),
-        None => {}
+        None => match find_day_of_month(&w, today) {
+            Some(Ok(d)) => date = Some(d),
+            Some(Err(())) => out.ambiguity = Some(Ambiguity::InvalidDate),
+            None => {}
+        },
+    }
+    // "in an hour", "בעוד חצי שעה": a date and a time.
+    let mut offset_time = None;
+    if date.is_none()
+        && out.ambiguity.is_none()
+        && let Some(minutes) = find_minutes_offset(&w)
+        && let Ok(at) = now.checked_add(minutes.minutes())
+    {
+        date = Some(at.date());
+        offset_time = Time::new(at.hour(), at.minute(), 0, 0).ok();
     }
     if date.is_none() {
         if lower.contains("day after tomorrow") || has_word(&w, &["מחרתיים"]) {
@@ -1033,6 +1277,7 @@ pub fn parse(text: &str, now: &Zoned) -> Temporal {
                 _ => today.checked_add(n.months()).ok(),
             },
             (None, Some((day, next))) => {
+                out.weekday = Some(day);
                 let from = if next {
                     today.tomorrow().unwrap_or(today)
                 } else {
@@ -1048,14 +1293,25 @@ pub fn parse(text: &str, now: &Zoned) -> Temporal {
                     Some(next_on_or_after(from, day))
                 }
             }
-            (None, None) => None,
+            (None, None) => match find_span(&w, &lower, now) {
+                Some((from, to)) if from == to => Some(from),
+                Some((from, to)) => {
+                    if out.ambiguity.is_none() {
+                        out.ambiguity = Some(Ambiguity::WhichDay { from, to });
+                    }
+                    None
+                }
+                None => None,
+            },
         };
     }
     out.date = date;
 
     // Time.
+    out.time = offset_time;
     out.range = find_range(&w, part);
     if out.range.is_none()
+        && offset_time.is_none()
         && let Some((clock, _, _)) = find_clock(&w)
     {
         let (time, amb) = resolve_clock(clock, part);
@@ -1130,17 +1386,18 @@ mod tests {
     }
 
     /// `text | date (YYYY-MM-DD or -) | time (HH:MM or -) | ambiguity (-, 12h, past, pastdate,
-    /// invalid) | part of day (-, m, n, a, e, l)`; the phrasings are customer wording, typed and
+    /// invalid, which:FROM..TO) | part of day (-, m, n, a, e, l)`; the phrasings are customer wording, typed and
     /// as a recogniser writes it (no punctuation, numbers as words).
     const TABLE: &str = include_str!("temporal_phrasings.txt");
 
-    fn amb_tag(a: Option<Ambiguity>) -> &'static str {
+    fn amb_tag(a: Option<Ambiguity>) -> String {
         match a {
-            None => "-",
-            Some(Ambiguity::TwelveHour { .. }) => "12h",
-            Some(Ambiguity::PastTime) => "past",
-            Some(Ambiguity::PastDate) => "pastdate",
-            Some(Ambiguity::InvalidDate) => "invalid",
+            None => "-".into(),
+            Some(Ambiguity::TwelveHour { .. }) => "12h".into(),
+            Some(Ambiguity::PastTime) => "past".into(),
+            Some(Ambiguity::PastDate) => "pastdate".into(),
+            Some(Ambiguity::InvalidDate) => "invalid".into(),
+            Some(Ambiguity::WhichDay { from, to }) => format!("which:{from}..{to}"),
         }
     }
 
