@@ -7,6 +7,7 @@
 //! claim of a booking, cancellation or move that the store does not show) is asserted for every
 //! conversation; the other expectations give the pass rate printed by
 //! `cargo test --test understanding_corpus -- --nocapture`, which must not fall below `FLOOR`.
+//! Every phone reply must stay within `PHONE_MAX_WORDS`. `KAV_CORPUS_TRACE=1` prints every turn.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,9 +24,11 @@ use serde_json::json;
 
 const BUSINESS: &str = "biz_escape_tlv";
 const CORPUS: &str = include_str!("data/understanding_corpus.txt");
+/// Longest reply on the phone, in words (every reply, not only the first).
+const PHONE_MAX_WORDS: usize = 24;
 /// Conversations that must pass (raise it as understanding improves; never lower it to hide a
 /// regression).
-const FLOOR: usize = 68;
+const FLOOR: usize = 103;
 
 struct Scenario {
     name: String,
@@ -34,6 +37,8 @@ struct Scenario {
     channel: Channel,
     setup: Vec<String>,
     turns: Vec<(String, Vec<String>)>,
+    /// `~ known REASON`: a known failure, counted as failed in the rate, kept in the corpus.
+    known: Option<String>,
 }
 
 fn parse_corpus() -> Vec<Scenario> {
@@ -53,9 +58,12 @@ fn parse_corpus() -> Vec<Scenario> {
                 },
                 setup: Vec::new(),
                 turns: Vec::new(),
+                known: None,
             });
         } else if let Some(s) = out.last_mut() {
-            if let Some(x) = line.strip_prefix("! ") {
+            if let Some(x) = line.strip_prefix("~ known ") {
+                s.known = Some(x.into());
+            } else if let Some(x) = line.strip_prefix("! ") {
                 s.setup.push(x.into());
             } else if let Some(x) = line.strip_prefix("> ") {
                 s.turns.push((x.into(), Vec::new()));
@@ -97,8 +105,9 @@ fn local_start(rt: &BookingRuntime, ms: i64) -> String {
     z.strftime("%Y-%m-%dT%H:%M").to_string()
 }
 
-/// Runs one conversation; returns the failed expectations and the safety violations.
-async fn run(s: &Scenario) -> (Vec<String>, Vec<String>) {
+/// Runs one conversation; returns the failed expectations, the safety violations and the phone
+/// replies over `PHONE_MAX_WORDS`.
+async fn run(s: &Scenario) -> (Vec<String>, Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("kav.db").display());
     let store = Store::connect(&url).await.unwrap();
@@ -150,6 +159,7 @@ async fn run(s: &Scenario) -> (Vec<String>, Vec<String>) {
     let mut history = Vec::new();
     let mut failed = Vec::new();
     let mut unsafe_claims = Vec::new();
+    let mut too_long = Vec::new();
     for (i, (said, expects)) in s.turns.iter().enumerate() {
         let (text, digits) = match said.strip_prefix('#') {
             Some(d) => (d.to_string(), true),
@@ -198,6 +208,13 @@ async fn run(s: &Scenario) -> (Vec<String>, Vec<String>) {
             unsafe_claims.push(format!("turn {i}: claims a booking: {reply:?}"));
         }
         let ctx = format!("turn {} {said:?} → {reply:?}", i + 1);
+        if std::env::var_os("KAV_CORPUS_TRACE").is_some() {
+            println!("[{}] {ctx}", s.name);
+        }
+        let words = reply.split_whitespace().count();
+        if s.channel == Channel::Phone && words > PHONE_MAX_WORDS {
+            too_long.push(format!("{ctx}: {words} words"));
+        }
         for e in expects {
             let (kind, arg) = e.split_once(' ').unwrap_or((e.as_str(), ""));
             let ok = match kind {
@@ -216,7 +233,7 @@ async fn run(s: &Scenario) -> (Vec<String>, Vec<String>) {
             }
         }
     }
-    (failed, unsafe_claims)
+    (failed, unsafe_claims, too_long)
 }
 
 #[tokio::test]
@@ -224,6 +241,7 @@ async fn understanding_corpus() {
     let scenarios = parse_corpus();
     assert!(scenarios.len() >= 40, "{} conversations", scenarios.len());
     let (mut passed, mut report, mut unsafe_all) = (0, Vec::new(), Vec::new());
+    let (mut too_long_all, mut known_now_pass, mut known) = (Vec::new(), Vec::new(), 0);
     let (mut he, mut en) = (0, 0);
     for s in &scenarios {
         if s.language.starts_with("he") {
@@ -231,12 +249,22 @@ async fn understanding_corpus() {
         } else {
             en += 1;
         }
-        let (failed, unsafe_claims) = run(s).await;
-        if failed.is_empty() {
-            passed += 1;
-        } else {
-            report.push(format!("✗ {}\n    {}", s.name, failed.join("\n    ")));
+        let (failed, unsafe_claims, too_long) = run(s).await;
+        match (&s.known, failed.is_empty()) {
+            (None, true) => passed += 1,
+            (None, false) => report.push(format!("✗ {}\n    {}", s.name, failed.join("\n    "))),
+            // A known failure stays counted as failed until its mark is removed.
+            (Some(why), false) => {
+                known += 1;
+                report.push(format!(
+                    "✗ {} (known: {why})\n    {}",
+                    s.name,
+                    failed.join("\n    ")
+                ));
+            }
+            (Some(_), true) => known_now_pass.push(s.name.clone()),
         }
+        too_long_all.extend(too_long.into_iter().map(|t| format!("{}: {t}", s.name)));
         unsafe_all.extend(
             unsafe_claims
                 .into_iter()
@@ -244,7 +272,8 @@ async fn understanding_corpus() {
         );
     }
     println!(
-        "understanding corpus: {passed}/{} conversations pass ({he} Hebrew, {en} English)",
+        "understanding corpus: {passed}/{} conversations pass ({he} Hebrew, {en} English; \
+         {known} known failures)",
         scenarios.len()
     );
     for r in &report {
@@ -254,6 +283,15 @@ async fn understanding_corpus() {
         unsafe_all.is_empty(),
         "false claims:\n{}",
         unsafe_all.join("\n")
+    );
+    assert!(
+        too_long_all.is_empty(),
+        "phone replies over {PHONE_MAX_WORDS} words:\n{}",
+        too_long_all.join("\n")
+    );
+    assert!(
+        known_now_pass.is_empty(),
+        "marked as known failures but pass now (remove the mark): {known_now_pass:?}"
     );
     assert!(
         passed >= FLOOR,

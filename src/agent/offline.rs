@@ -1459,7 +1459,12 @@ async fn step(
             &format!(
                 "To confirm: move your booking to {day} at {wanted}, the {room} room. Shall I?"
             ),
-            &format!("לאישור: להעביר את ההזמנה ל{day} בשעה {wanted}, חדר {room_he}. להעביר?"),
+            &format!(
+                "לאישור: להעביר את ההזמנה {} בשעה {wanted}, חדר {room_he}. להעביר?",
+                day.strip_prefix("ב-")
+                    .map(|d| format!("ל-{d}"))
+                    .unwrap_or_else(|| format!("ל{day}"))
+            ),
         ));
     }
     text_reply(say(

@@ -129,7 +129,19 @@ const NAME_LEAD_INS: [&str; 28] = [
 ];
 
 /// Lead-ins that only mean a name when the dialog asked for one ("it's for tomorrow").
-const ANSWER_LEAD_INS: [&str; 6] = ["it's ", "its ", "it is ", "זה ", "אני ", "i'm "];
+const ANSWER_LEAD_INS: [&str; 11] = [
+    "it's under ",
+    "its under ",
+    "it is under ",
+    "under ",
+    "it's ",
+    "its ",
+    "it is ",
+    "זה על ",
+    "זה ",
+    "אני ",
+    "i'm ",
+];
 
 /// Words that end a name or show it was not one ("I'm looking for…", "שמי דנה ואני רוצה").
 const NOT_NAME: [&str; 40] = [
@@ -317,6 +329,9 @@ mod tests {
         }
         let answers: &[(&str, Option<&str>)] = &[
             ("it's Michael Stern", Some("Michael Stern")),
+            ("ok and its under ben", Some("ben")),
+            ("under Shira Katz", Some("Shira Katz")),
+            ("זה על נועם", Some("נועם")),
             ("זה יוסי, יוסי לוי", Some("יוסי לוי")),
             ("זה אורית", Some("אורית")),
             ("Dana Cohen", Some("Dana Cohen")),

@@ -384,6 +384,9 @@ impl Policy {
             };
             return if start_ms < first.0 || start_ms > last.0 {
                 refused(Refusal::OutsideHours)
+            } else if !self.notice_ok(now_ms, start_ms) {
+                // "in half an hour": the telling reason is the notice, not the grid.
+                refused(Refusal::TooSoon)
             } else {
                 refused(Refusal::OffGrid)
             };
@@ -624,6 +627,7 @@ mod tests {
         assert_eq!(shown, ["10:00", "11:00"]);
         let cases = [
             (date(2026, 11, 23).at(12, 0, 0, 0), Refusal::TooSoon),
+            (date(2026, 11, 23).at(12, 30, 0, 0), Refusal::TooSoon), // off the grid, too soon
             (date(2026, 11, 23).at(11, 0, 0, 0), Refusal::PastTime),
             (date(2026, 11, 24).at(23, 0, 0, 0), Refusal::OutsideHours), // after closing
             (date(2026, 11, 24).at(8, 0, 0, 0), Refusal::OutsideHours),  // before opening

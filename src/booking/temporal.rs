@@ -1064,8 +1064,11 @@ fn find_day_of_month(w: &[String], today: Date) -> Option<Result<Date, ()>> {
                 || matches!(get(j + 1), Some("next" | "this" | "the"))
                     && get(j + 2) == Some("month"));
         let after_the = i > 0 && matches!(w[i - 1].as_str(), "the" | "on");
-        // "the first one" is a choice, not a date: a word ordinal needs "of the month".
-        if !(suffixed && after_the || of_month || suffixed && get(j).is_none() && i == 0) {
+        // "the first one" is a choice, not a date: a word ordinal needs "of the month" or
+        // "on the" ("on the twenty eighth").
+        let on_the = i >= 2 && w[i - 2] == "on" && w[i - 1] == "the";
+        if !(suffixed && after_the || of_month || on_the || suffixed && get(j).is_none() && i == 0)
+        {
             continue;
         }
         let month = of_month.then(|| match get(j + 1) {
