@@ -390,6 +390,10 @@ fn intent(user: &str) -> Option<Intent> {
             "move my",
             "move the",
             "move it",
+            "push it",
+            "push my",
+            "push the",
+            "postpone",
             "change my booking",
             "change my appointment",
             "change my reservation",
@@ -399,6 +403,8 @@ fn intent(user: &str) -> Option<Intent> {
             "לשנות את התור",
             "לשנות את ההזמנה",
             "לדחות את",
+            "לדחות",
+            "להקדים",
         ],
     ) {
         return Some(Intent::Move);
@@ -416,6 +422,15 @@ fn intent(user: &str) -> Option<Intent> {
             "any appointment",
             "did i book",
             "when am i booked",
+            "anything booked",
+            "something booked",
+            "booked anything",
+            "booked something",
+            "have i booked",
+            "מתי קבעתי",
+            "מה קבעתי",
+            "קבעתי משהו",
+            "על מה קבעתי",
             "התור שלי",
             "התורים שלי",
             "ההזמנה שלי",
@@ -659,7 +674,36 @@ async fn my_bookings(
     )
 }
 
+/// The reply to an intent, or `None` when the dialog goes on with the same message: a move
+/// that already names the new day ("can we push it to friday?"); `lead` then says which
+/// booking moves.
 async fn handle_intent(
+    ctx: &ToolContext,
+    st: &mut DialogState,
+    intent: Intent,
+    user: &str,
+    now: &jiff::Zoned,
+    evidence: &mut Evidence,
+    lead: &mut Option<String>,
+) -> Option<OfflineReply> {
+    let reply = intent_reply(ctx, st, intent, user, now, evidence).await;
+    if intent != Intent::Move || st.moving.is_none() || temporal::parse(user, now).is_empty() {
+        return Some(reply);
+    }
+    let moving = st.moving.clone();
+    let short = my_bookings(ctx, st, now.date(), evidence)
+        .await
+        .and_then(|list| list.into_iter().find(|b| Some(&b.id) == moving.as_ref()))
+        .map(|b| b.short)?;
+    *lead = Some(say(
+        st.hebrew,
+        &format!("Moving {short}."),
+        &format!("מעבירים את {short}."),
+    ));
+    None
+}
+
+async fn intent_reply(
     ctx: &ToolContext,
     st: &mut DialogState,
     intent: Intent,
@@ -871,6 +915,28 @@ async fn step(
     digits: bool,
     evidence: &mut Evidence,
 ) -> OfflineReply {
+    let mut lead = None;
+    let mut reply = step_inner(ctx, st, user, digits, evidence, &mut lead).await;
+    if let Some(lead) = lead {
+        let mut rest = reply.text.chars();
+        let first: String = rest
+            .next()
+            .map(|c| c.to_uppercase().collect())
+            .unwrap_or_default();
+        reply.text = format!("{lead} {first}{}", rest.as_str());
+    }
+    reply
+}
+
+/// One turn; `lead` is said before the reply ("Moving Thursday 26/11 18:00, Dubai.").
+async fn step_inner(
+    ctx: &ToolContext,
+    st: &mut DialogState,
+    user: &str,
+    digits: bool,
+    evidence: &mut Evidence,
+    lead: &mut Option<String>,
+) -> OfflineReply {
     if is_hebrew(user) {
         st.hebrew = true;
     } else if user.chars().any(|c| c.is_ascii_alphabetic()) {
@@ -1006,7 +1072,9 @@ async fn step(
         }
         if let Some(i) = intent(user) {
             let ctx = with_phone(ctx, None);
-            return handle_intent(&ctx, st, i, user, &now, evidence).await;
+            if let Some(reply) = handle_intent(&ctx, st, i, user, &now, evidence, lead).await {
+                return reply;
+            }
         }
         let t = temporal::parse(user, &now);
         let lower = user.to_lowercase();
@@ -1457,7 +1525,8 @@ async fn step(
         return text_reply(say(
             he,
             &format!(
-                "To confirm: move your booking to {day} at {wanted}, the {room} room. Shall I?"
+                "To confirm: move your booking to {} at {wanted}, the {room} room. Shall I?",
+                day.strip_prefix("on ").unwrap_or(&day)
             ),
             &format!(
                 "לאישור: להעביר את ההזמנה {} בשעה {wanted}, חדר {room_he}. להעביר?",

@@ -97,7 +97,7 @@ pub fn is_goodbye(text: &str) -> bool {
 }
 
 /// Lead-ins before a name, longest first so "my name is" wins over "name is".
-const NAME_LEAD_INS: [&str; 28] = [
+const NAME_LEAD_INS: [&str; 33] = [
     "you can put it under ",
     "book it under ",
     "put it under ",
@@ -117,6 +117,11 @@ const NAME_LEAD_INS: [&str; 28] = [
     "השם שלי הוא ",
     "השם שלי ",
     "השם הוא ",
+    "תרשום על שם ",
+    "תרשמי על שם ",
+    "תרשמו על שם ",
+    "רשום על שם ",
+    "לרשום על שם ",
     "תרשום על ",
     "תרשמי על ",
     "תרשמו על ",
@@ -321,6 +326,7 @@ mod tests {
             ("קוראים לי משה", Some("משה")),
             ("על שם משפחת כהן", Some("משפחת כהן")),
             ("תרשום על רונית אברהם", Some("רונית אברהם")),
+            ("תרשמי על שם אלון", Some("אלון")),
             ("השם שלי הוא יעל", Some("יעל")),
             ("אני רוצה לקבוע", None),
         ];

@@ -377,6 +377,10 @@ impl Policy {
         if start_ms < now_ms {
             return refused(Refusal::PastTime);
         }
+        // Beyond the window nothing on that day can be booked: the telling reason.
+        if !self.window_ok(now_ms, start_ms) {
+            return refused(Refusal::OutsideWindow);
+        }
         let grid = self.day_grid(start.date());
         let Some(&(s, e)) = grid.iter().find(|(s, _)| *s == start_ms) else {
             let (Some(first), Some(last)) = (grid.first(), grid.last()) else {
@@ -633,6 +637,7 @@ mod tests {
             (date(2026, 11, 24).at(8, 0, 0, 0), Refusal::OutsideHours),  // before opening
             (date(2026, 11, 28).at(11, 0, 0, 0), Refusal::ClosedDay),    // Saturday
             (date(2027, 2, 1).at(10, 0, 0, 0), Refusal::OutsideWindow),
+            (date(2027, 1, 15).at(19, 0, 0, 0), Refusal::OutsideWindow), // also after closing
         ];
         for (dt, want) in cases {
             assert_eq!(

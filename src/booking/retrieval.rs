@@ -15,7 +15,7 @@ use super::guard::is_hebrew;
 use super::temporal::{hebrew_stems, words};
 
 /// Customers' words for what documents call otherwise (both directions index the same token).
-const SYNONYMS: [(&str, &str); 23] = [
+const SYNONYMS: [(&str, &str); 26] = [
     ("much", "ils"),
     ("price", "ils"),
     ("pay", "ils"),
@@ -28,6 +28,9 @@ const SYNONYMS: [(&str, &str); 23] = [
     ("son", "children"),
     ("daughter", "children"),
     ("child", "children"),
+    ("old", "age"),
+    ("year", "age"),
+    ("years", "age"),
     ("ילד", "ילדים"),
     ("ילדה", "ילדים"),
     ("ילדות", "ילדים"),
@@ -143,6 +146,11 @@ mod tests {
             ("יש חניה קרובה?", true, Some("חניה חינם")),
             ("איפה אפשר לחנות את האוטו", true, Some("חניה חינם")),
             ("can my kids play?", false, Some("Children under 12")),
+            (
+                "is it ok for a 7 year old?",
+                false,
+                Some("Children under 12"),
+            ),
             ("אפשר להגיע עם ילדים?", true, Some("ילדים מתחת")),
             (
                 "עד איזו שעה אתם פתוחים בחמישי?",
