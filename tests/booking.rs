@@ -486,6 +486,9 @@ async fn tool_arguments_are_validated_by_the_temporal_parser_and_refusals_carry_
         ("2026-11-23T12:00", "too_soon"),
         ("2027-02-20T19:00", "outside_window"),
         ("2026-11-24T10:15", "off_grid"),
+        ("this weekend at 8pm", "ambiguous_date"), // Friday or Saturday: ask, never guess
+        ("next week at 8pm", "ambiguous_date"),
+        ("in half an hour", "too_soon"), // 12:30: off the grid, but the notice is the reason
     ];
     for (start, error) in cases {
         let out = ctx.call(tools::CREATE, &create(start)).await;
