@@ -91,6 +91,7 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/api/test/message", post(test_message))
         .route("/api/conversations", get(list_conversations))
         .route("/api/conversations/{id}", delete(delete_conversation))
+        .route("/api/customers/forget", post(forget_customer))
 }
 
 fn service(state: &AppState) -> Result<&Arc<WhatsAppService>, WhatsAppHttpError> {
@@ -321,4 +322,39 @@ async fn delete_conversation(
     } else {
         Err(WhatsAppHttpError::NotFound)
     }
+}
+
+#[derive(Deserialize)]
+struct ForgetCustomer {
+    phone: String,
+    business: Option<String>,
+}
+
+/// "Forget this customer" (`kav admin forget-customer` over HTTP): `{"phone": "...",
+/// "business": "..."}` (business optional: every business). Answers what was touched.
+async fn forget_customer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhatsAppHttpError> {
+    let svc = service(&state)?;
+    require_admin(svc, &headers)?;
+    let req: ForgetCustomer =
+        serde_json::from_slice(&body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    let report = svc
+        .store
+        .forget_customer(
+            &req.phone,
+            req.business.as_deref().filter(|b| !b.is_empty()),
+            crate::store::privacy::unix_now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::BadValue { .. } => {
+                WhatsAppHttpError::BadRequest("phone must have at least 7 digits".into())
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(entries = report.total(), "customer forgotten");
+    Ok(axum::Json(report).into_response())
 }

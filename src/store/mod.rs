@@ -18,6 +18,7 @@
 //! also makes retries idempotent.
 
 pub mod booking;
+pub mod privacy;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
