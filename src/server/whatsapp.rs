@@ -278,7 +278,7 @@ async fn test_message(
     let business = svc
         .directory
         .by_id(&req.business)
-        .await
+        .await?
         .ok_or(WhatsAppHttpError::NotFound)?;
     let (conversation_id, reply) = svc
         .test_message(&business, &session, is_phone, &req.message)
