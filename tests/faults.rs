@@ -6,25 +6,25 @@
 //! retries it, and no booking is lost or doubled when the fault clears. The SIGKILL cases are in
 //! `tests/faults_kill.rs`; the provider faults already covered elsewhere are listed in the
 //! README's reliability table.
+mod backends;
+mod dialog;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
-use kav::channels::signature;
 use kav::channels::twilio::call::CallDeps;
 use kav::channels::whatsapp::graph::GraphSender;
 use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
 use kav::config::Config;
 use kav::metrics::Metrics;
-use kav::providers::{AgentRequest, CallContext, Channel, Message, Role, sim};
+use kav::providers::{Channel, sim};
 use kav::server::{self, AppState};
 use kav::store::Store;
-use kav::testing::fake_graph::{FakeGraph, FakeVendor};
-use sqlx::{AnyPool, Row};
+use kav::testing::fake_graph::{FakeGraph, FakeVendor, post_signed_webhook};
+use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
 const APP_SECRET: &str = "faults_app_secret";
@@ -149,50 +149,13 @@ fn webhook(wamid: &str, text: &str, padding: usize) -> Vec<u8> {
 }
 
 async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/whatsapp/webhook"))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            signature::hub_signature_256(APP_SECRET, body),
-        )
-        .body(body.to_vec())
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_signed_webhook(&format!("http://{addr}/whatsapp/webhook"), APP_SECRET, body).await
 }
 
-/// Texts the fake Graph API accepted (status 200), in order.
-fn accepted(graph: &FakeVendor) -> Vec<String> {
-    graph
-        .sends()
-        .into_iter()
-        .filter(|s| s.status == 200)
-        .map(|s| s.text().unwrap_or("<template>").to_string())
-        .collect()
-}
-
-async fn wait_accepted(graph: &FakeVendor, n: usize) -> Vec<String> {
-    for _ in 0..3000 {
-        let a = accepted(graph);
-        if a.len() >= n {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} accepted sends: {:#?}", graph.sends());
-}
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn count(pool: &AnyPool, sql: &str) -> i64 {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
+    backends::count(pool, sql, &[]).await
 }
 
 /// A fresh migrated SQLite file open every day, and a side pool on it.
@@ -235,7 +198,7 @@ async fn booking_survives(fault: DbFault) {
             post(healthy.addr, &webhook(&format!("wamid.F{i}"), text, 0)).await,
             200
         );
-        wait_accepted(&graph, i + 1).await;
+        graph.wait_accepted(i + 1, WAIT).await;
     }
     let yes = webhook("wamid.Fyes", "yes", 6_000);
 
@@ -302,9 +265,9 @@ async fn booking_survives(fault: DbFault) {
     for _ in 0..3 {
         assert_eq!(post(healthy.addr, &yes).await, 200, "{fault:?}");
     }
-    let sends = wait_accepted(&graph, 4).await;
+    let sends = graph.wait_accepted(4, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sends_after = accepted(&graph);
+    let sends_after = graph.accepted_texts();
     assert_eq!(sends_after.len(), 4, "{fault:?}: {sends_after:#?}");
     let booked: Vec<&String> = sends
         .iter()
@@ -359,44 +322,22 @@ async fn disk_full_webhook_not_acknowledged_then_booked_once() {
 }
 
 /// One phone-call booking through the offline agent (no WhatsApp in the loop: the call's side).
+/// Nothing on the call's path waits for WhatsApp: the turns answer promptly whatever the Graph
+/// API does (bounded generously; a blocked turn would never return).
 async fn book_by_phone(agent: &OfflineBookingAgent, call: &str, from: &str, what: &str) -> String {
-    let mut history = Vec::new();
-    let mut last = String::new();
-    for (turn, text) in [what, "Dana", "yes"].into_iter().enumerate() {
-        history.push(Message {
-            role: Role::User,
-            text: text.into(),
-            interrupted: false,
-        });
-        let mut parameters = BTreeMap::new();
-        parameters.insert("From".to_string(), from.to_string());
-        parameters.insert("business_id".to_string(), BUSINESS.to_string());
-        let request = AgentRequest {
-            channel: Channel::Phone,
-            call: CallContext {
-                call_sid: call.into(),
-                stream_sid: "MZ1".into(),
-                language: "en-US".into(),
-                parameters,
-            },
-            turn: turn as u32 + 1,
-            history: history.clone(),
-            digits: false,
-        };
-        // Nothing on the call's path waits for WhatsApp: each turn answers promptly whatever the
-        // Graph API does (bounded generously; a blocked turn would never return).
-        let reply = tokio::time::timeout(Duration::from_secs(10), agent.turn(&request))
-            .await
-            .expect("a call turn is never blocked by WhatsApp")
-            .unwrap();
-        history.push(Message {
-            role: Role::Assistant,
-            text: reply.text.clone(),
-            interrupted: false,
-        });
-        last = reply.text;
-    }
-    last
+    let messages = [what, "Dana", "yes"];
+    let turns = dialog::converse(
+        std::slice::from_ref(agent),
+        Channel::Phone,
+        call,
+        from,
+        "en-US",
+        &messages,
+    );
+    let replies = tokio::time::timeout(Duration::from_secs(30), turns)
+        .await
+        .expect("a call turn is never blocked by WhatsApp");
+    replies.last().cloned().unwrap_or_default()
 }
 
 /// Bookings made during a 130429 storm and then while the Graph API hangs: both calls are told
@@ -428,7 +369,7 @@ async fn whatsapp_storm_and_hang_confirmations_delivered_once_later() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(graph.refused() >= 3, "{:#?}", graph.sends());
-    assert!(accepted(&graph).is_empty());
+    assert!(graph.accepted_texts().is_empty());
     let attempts_in_storm = count(&side, "SELECT MAX(attempts) FROM outbox").await;
     assert!(attempts_in_storm >= 2, "{attempts_in_storm}");
 
@@ -451,18 +392,18 @@ async fn whatsapp_storm_and_hang_confirmations_delivered_once_later() {
     }
     assert!(graph.hanging() >= 1, "a send is held by the hung API");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(accepted(&graph).is_empty());
+    assert!(graph.accepted_texts().is_empty());
 
     // The API recovers: each confirmation arrives exactly once.
     graph.calm();
     for _ in 0..3000 {
-        if accepted(&graph).len() >= 2 {
+        if graph.accepted_texts().len() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rows = store.outbox_all().await.unwrap();
-    let sends = accepted(&graph);
+    let sends = graph.accepted_texts();
     assert!(sends.len() >= 2, "{rows:#?} {:#?}", graph.sends());
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = graph

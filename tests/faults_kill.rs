@@ -4,13 +4,13 @@
 //! exactly once, the customer is told "booked" exactly once (and only if it is booked), and the
 //! confirmation is delivered exactly once.
 
+mod backends;
 mod kav_process;
 
 use std::time::Duration;
 
-use kav::channels::signature;
 use kav::store::Store;
-use kav::testing::fake_graph::{FakeGraph, FakeVendor, text_webhook};
+use kav::testing::fake_graph::{FakeGraph, post_signed_webhook, text_webhook};
 use kav_process::{ACCESS_TOKEN, APP_SECRET, KavProcess, spawn_kav};
 use sqlx::{AnyPool, Row};
 
@@ -23,28 +23,8 @@ const ENV: &[(&str, &str)] = &[("KAV_WHATSAPP_LEASE_MS", "1000")];
 
 async fn post(kav: &KavProcess, wamid: &str, text: &str) {
     let body = text_webhook(wamid, CUSTOMER, SEEDED_NUMBER_ID, "97235550100", text);
-    let status = reqwest::Client::new()
-        .post(kav.url("/whatsapp/webhook"))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            signature::hub_signature_256(APP_SECRET, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = post_signed_webhook(&kav.url("/whatsapp/webhook"), APP_SECRET, &body).await;
     assert_eq!(status, 200);
-}
-
-fn accepted(graph: &FakeVendor) -> Vec<String> {
-    graph
-        .sends()
-        .into_iter()
-        .filter(|s| s.status == 200)
-        .map(|s| s.text().unwrap_or("<template>").to_string())
-        .collect()
 }
 
 async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
@@ -58,12 +38,7 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
 }
 
 async fn count(pool: &AnyPool, sql: &str) -> i64 {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
+    backends::count(pool, sql, &[]).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,10 +63,21 @@ async fn killed_and_recovered(point: KillPoint) {
     let graph = FakeGraph::graph(ACCESS_TOKEN).await.unwrap();
 
     let kav = spawn_kav(&url, &graph.base_url, ENV).await;
-    post(&kav, "wamid.K1", "Barcelona, the day after tomorrow at 19:00?").await;
-    until("the first reply", 30, async || accepted(&graph).len() >= 1).await;
+    post(
+        &kav,
+        "wamid.K1",
+        "Barcelona, the day after tomorrow at 19:00?",
+    )
+    .await;
+    until("the first reply", 30, async || {
+        !graph.accepted_texts().is_empty()
+    })
+    .await;
     post(&kav, "wamid.K2", "Noa").await;
-    until("the second reply", 30, async || accepted(&graph).len() >= 2).await;
+    until("the second reply", 30, async || {
+        graph.accepted_texts().len() >= 2
+    })
+    .await;
 
     if matches!(point, KillPoint::MidDelivery) {
         graph.hang();
@@ -109,11 +95,11 @@ async fn killed_and_recovered(point: KillPoint) {
     let kav = spawn_kav(&url, &graph.base_url, ENV).await;
     // The reply to "yes" and the confirmation (the outbox lease of a killed delivery is 30 s).
     until("reply and confirmation after the restart", 90, async || {
-        accepted(&graph).len() >= 4
+        graph.accepted_texts().len() >= 4
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let sends = accepted(&graph);
+    let sends = graph.accepted_texts();
     assert_eq!(sends.len(), 4, "{point:?}: {sends:#?}");
     let booked = count(
         &side,

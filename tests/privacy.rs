@@ -10,6 +10,7 @@
 //! data whole.
 
 mod backends;
+mod dialog;
 mod kav_process;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
 use kav::config::{BookingConfig, RetentionConfig};
-use kav::providers::{AgentRequest, CallContext, Channel, Message, Role};
+use kav::providers::Channel;
 use kav::store::Store;
 use kav::store::privacy::{REDACTED_NAME, RetentionPlan};
 use kav::store::whatsapp::{ConversationKey, InboxOutcome};
@@ -101,49 +102,21 @@ async fn found(pool: &AnyPool, needle: &str) -> BTreeMap<String, i64> {
 }
 
 async fn count(pool: &AnyPool, sql: &str, bind: &str) -> i64 {
-    sqlx::query(AssertSqlSafe(sql.to_string()))
-        .bind(bind.to_string())
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
+    backends::count(pool, sql, &[bind]).await
 }
 
 /// One phone booking through the real offline agent, then a call record, then a WhatsApp thread.
 async fn seed_customer(agent: &OfflineBookingAgent, store: &Store, pool: &AnyPool, c: &Customer) {
     let now = ManualClock::monday_noon().now_ms();
-    let mut history = Vec::new();
-    let mut replies = Vec::new();
-    for (turn, text) in [c.room_and_time, c.name, "yes"].into_iter().enumerate() {
-        history.push(Message {
-            role: Role::User,
-            text: text.into(),
-            interrupted: false,
-        });
-        let mut parameters = BTreeMap::new();
-        parameters.insert("From".to_string(), c.phone.to_string());
-        parameters.insert("business_id".to_string(), BUSINESS.to_string());
-        let request = AgentRequest {
-            channel: Channel::Phone,
-            call: CallContext {
-                call_sid: c.call.into(),
-                stream_sid: "MZ1".into(),
-                language: "en-US".into(),
-                parameters,
-            },
-            turn: turn as u32 + 1,
-            history: history.clone(),
-            digits: false,
-        };
-        let reply = agent.turn(&request).await.unwrap();
-        history.push(Message {
-            role: Role::Assistant,
-            text: reply.text.clone(),
-            interrupted: false,
-        });
-        replies.push(reply.text);
-    }
+    let replies = dialog::converse(
+        std::slice::from_ref(agent),
+        Channel::Phone,
+        c.call,
+        c.phone,
+        "en-US",
+        &[c.room_and_time, c.name, "yes"],
+    )
+    .await;
     assert!(
         replies[2].to_lowercase().contains("booked"),
         "{}: {replies:?}",

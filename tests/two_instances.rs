@@ -28,27 +28,6 @@ async fn spawn_instance(db_url: &str, graph: &FakeVendor) -> KavProcess {
     spawn_kav(db_url, &graph.base_url, &[]).await
 }
 
-/// The accepted sends to the customer, in order.
-fn sends(graph: &FakeVendor) -> Vec<String> {
-    graph
-        .sends()
-        .into_iter()
-        .filter(|s| s.status == 200)
-        .map(|s| s.text().unwrap_or("<template>").to_string())
-        .collect()
-}
-
-async fn wait_for_sends(graph: &FakeVendor, n: usize) -> Vec<String> {
-    for _ in 0..1500 {
-        let s = sends(graph);
-        if s.len() >= n {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} sends: {:#?}", graph.sends());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_database() {
     let mut all = backends::backends().await;
@@ -103,11 +82,13 @@ async fn two_processes_share_one_database() {
         );
         // The last message is answered twice: the confirmation and the reply.
         expected_sends += if i == 2 { 2 } else { 1 };
-        wait_for_sends(&graph, expected_sends).await;
+        graph
+            .wait_accepted(expected_sends, Duration::from_secs(30))
+            .await;
     }
     // Give a duplicate that slipped through time to show up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sent = sends(&graph);
+    let sent = graph.accepted_texts();
     assert_eq!(
         sent.len(),
         4,

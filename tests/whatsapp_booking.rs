@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
-use kav::channels::signature;
 use kav::channels::twilio::call::CallDeps;
 use kav::channels::whatsapp::graph::GraphSender;
 use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
@@ -29,7 +28,6 @@ const CUSTOMER: &str = "972521234567";
 
 struct Harness {
     addr: SocketAddr,
-    http: reqwest::Client,
     graph: kav::testing::fake_graph::FakeVendor,
     store: Store,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -119,7 +117,6 @@ async fn start() -> Harness {
     let server = tokio::spawn(server::serve(listener, state, std::future::pending()));
     Harness {
         addr,
-        http: reqwest::Client::new(),
         graph,
         store,
         tasks,
@@ -135,19 +132,8 @@ fn text_webhook(wamid: &str, body: &str) -> Vec<u8> {
 impl Harness {
     async fn send(&self, wamid: &str, text: &str) {
         let body = text_webhook(wamid, text);
-        let status = self
-            .http
-            .post(format!("http://{}/whatsapp/webhook", self.addr))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                signature::hub_signature_256(APP_SECRET, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let url = format!("http://{}/whatsapp/webhook", self.addr);
+        let status = kav::testing::fake_graph::post_signed_webhook(&url, APP_SECRET, &body).await;
         assert_eq!(status, 200);
     }
 

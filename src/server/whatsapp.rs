@@ -239,6 +239,19 @@ fn require_admin(svc: &WhatsAppService, headers: &HeaderMap) -> Result<(), Whats
     }
 }
 
+/// An operator request: the admin token checked, then the JSON body parsed.
+fn admin_json<'a, T: serde::de::DeserializeOwned>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(&'a Arc<WhatsAppService>, T), WhatsAppHttpError> {
+    let svc = service(state)?;
+    require_admin(svc, headers)?;
+    let req =
+        serde_json::from_slice(body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    Ok((svc, req))
+}
+
 #[derive(Deserialize)]
 struct TestMessage {
     message: String,
@@ -252,10 +265,7 @@ async fn test_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhatsAppHttpError> {
-    let svc = service(&state)?;
-    require_admin(svc, &headers)?;
-    let req: TestMessage =
-        serde_json::from_slice(&body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    let (svc, req): (_, TestMessage) = admin_json(&state, &headers, &body)?;
     let (session, is_phone) = match (&req.phone, &req.session_id) {
         (Some(phone), _) if !phone.trim().is_empty() => (phone.trim().to_string(), true),
         (_, Some(session)) if !session.trim().is_empty() => (session.trim().to_string(), false),
@@ -337,10 +347,7 @@ async fn forget_customer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhatsAppHttpError> {
-    let svc = service(&state)?;
-    require_admin(svc, &headers)?;
-    let req: ForgetCustomer =
-        serde_json::from_slice(&body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    let (svc, req): (_, ForgetCustomer) = admin_json(&state, &headers, &body)?;
     let report = svc
         .store
         .forget_customer(

@@ -206,6 +206,32 @@ impl FakeVendor {
         });
     }
 
+    /// Texts of the sends the fake accepted (HTTP 200), in order; a template as `<template>`.
+    pub fn accepted_texts(&self) -> Vec<String> {
+        self.sends()
+            .into_iter()
+            .filter(|s| s.status == 200)
+            .map(|s| s.text().unwrap_or("<template>").to_string())
+            .collect()
+    }
+
+    /// Waits until at least `n` sends were accepted; panics after `within` (test helper).
+    pub async fn wait_accepted(&self, n: usize, within: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let accepted = self.accepted_texts();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} accepted sends: {:#?}",
+                self.sends()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Message sends being held by [`FakeVendor::hang`] right now.
     pub fn hanging(&self) -> u32 {
         self.with(|s| s.hanging)
@@ -508,6 +534,25 @@ async fn twilio_send(
 
 /// A Cloud API `messages` webhook carrying one text message, shaped like Meta's documented
 /// example (`fixtures/whatsapp/text_webhook.json`) with the fields a test varies.
+/// Posts a Cloud API webhook `body` to `url` signed with `app_secret` as Meta signs it; returns
+/// the HTTP status.
+pub async fn post_signed_webhook(url: &str, app_secret: &str, body: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            crate::channels::signature::hub_signature_256(app_secret, body),
+        )
+        .body(body.to_vec())
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .expect("webhook post")
+        .status()
+        .as_u16()
+}
+
 pub fn text_webhook(
     wamid: &str,
     from: &str,
