@@ -8,24 +8,17 @@
 //! README's reliability table.
 mod backends;
 mod dialog;
+mod wa_server;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
-use kav::channels::twilio::call::CallDeps;
-use kav::channels::whatsapp::graph::GraphSender;
-use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
 use kav::config::Config;
-use kav::metrics::Metrics;
-use kav::providers::{Channel, sim};
-use kav::server::{self, AppState};
+use kav::providers::Channel;
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, FakeVendor, post_signed_webhook};
 use sqlx::AnyPool;
-use tokio::net::TcpListener;
 
 const APP_SECRET: &str = "faults_app_secret";
 const ACCESS_TOKEN: &str = "EAAGfaults";
@@ -51,83 +44,11 @@ fn config(db_url: &str, graph: &FakeVendor) -> Config {
     cfg
 }
 
-/// The booking runtime with its outbox worker, sending through the fake Graph API with a short
-/// request timeout (a hung API costs 300 ms per attempt, not the default 5 s).
-fn runtime(store: &Store, cfg: &Config) -> (Arc<BookingRuntime>, tokio::task::JoinHandle<()>) {
-    let sender = Arc::new(GraphSender::new(
-        &cfg.whatsapp.graph_base_url,
-        &cfg.whatsapp.api_version,
-        ACCESS_TOKEN,
-        Duration::from_millis(300),
-        false,
-    ));
-    let rt = BookingRuntime::new(
-        store.clone(),
-        sender,
-        kav::agent::system_clock(),
-        cfg.booking.clone(),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = kav::booking::outbox::spawn_worker(rt.clone(), stop_rx);
-    std::mem::forget(stop_tx);
-    (rt, worker)
-}
+/// A hung Graph API costs 300 ms per attempt, not the default 5 s.
+const SEND_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Kav's WhatsApp webhook, inbox workers, booking agent and outbox on `store`.
-struct Server {
-    addr: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        self.server.abort();
-    }
-}
-
-async fn serve(store: Store, cfg: Config) -> Server {
-    let (rt, outbox) = runtime(&store, &cfg);
-    let agent = Arc::new(OfflineBookingAgent::new(rt));
-    let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim).unwrap());
-    let stt = Arc::new(sim::SimulatedStt::new(lat.clone()));
-    let cfg = Arc::new(cfg);
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: stt.clone(),
-        agent: agent.clone(),
-        tts: Arc::new(sim::SimulatedTts::new(lat)),
-        recorder: None,
-        metrics: Arc::new(Metrics::new()),
-    });
-    let secrets = WhatsAppSecrets {
-        app_secret: Some(APP_SECRET.into()),
-        access_token: Some(ACCESS_TOKEN.into()),
-        ..WhatsAppSecrets::default()
-    };
-    let svc = WhatsAppService::new(
-        store.clone(),
-        agent,
-        stt,
-        Arc::new(StoreDirectory::new(store.clone(), Vec::new())),
-        cfg.whatsapp.clone(),
-        secrets,
-    )
-    .unwrap();
-    let mut tasks = svc.spawn_workers();
-    tasks.push(outbox);
-    let state = AppState::with_whatsapp(deps, None, Some(store), Some(svc));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(server::serve(listener, state, std::future::pending()));
-    Server {
-        addr,
-        tasks,
-        server,
-    }
+async fn serve(store: Store, cfg: Config) -> wa_server::Server {
+    wa_server::serve(store, cfg, APP_SECRET, ACCESS_TOKEN, SEND_TIMEOUT).await
 }
 
 /// A signed Cloud API text webhook; `padding` long profile name makes the stored event need new
@@ -349,7 +270,7 @@ async fn whatsapp_storm_and_hang_confirmations_delivered_once_later() {
     let (url, store, side) = database(&dir).await;
     let graph = FakeGraph::graph(ACCESS_TOKEN).await.unwrap();
     let cfg = config(&url, &graph);
-    let (rt, _worker) = runtime(&store, &cfg);
+    let (rt, _worker) = wa_server::runtime(&store, &cfg, ACCESS_TOKEN, SEND_TIMEOUT);
     let agent = OfflineBookingAgent::new(rt);
 
     graph.fail_all(429, 130429, "Rate limit hit");
