@@ -44,6 +44,7 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     pub google: GoogleConfig,
     pub whisper: WhisperConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -544,6 +545,34 @@ impl Default for BookingConfig {
             outbox_backoff_max_ms: 300_000,
             outbox_max_attempts: 12,
             send_call_summary: false,
+        }
+    }
+}
+
+/// How long personal data is kept (issue 15). Days; 0 = kept for ever. A sweep deletes what is
+/// older every `sweep_every_s` (`store::privacy::RetentionPlan`). Kav stores no call audio, so
+/// there is no recordings setting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Call transcripts: `calls`, `turns`, `call_events`, conversation messages and summaries.
+    pub transcripts_days: u32,
+    /// Tool-call traces (`tool_traces`).
+    pub tool_traces_days: u32,
+    /// WhatsApp message texts: `whatsapp_messages` deleted; inbox payloads, sent bodies and
+    /// finished outbox payloads redacted (the dedup keys and delivery states stay).
+    pub whatsapp_bodies_days: u32,
+    /// How often the sweep runs in `kav serve`; 0 = never.
+    pub sweep_every_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            transcripts_days: 0,
+            tool_traces_days: 0,
+            whatsapp_bodies_days: 0,
+            sweep_every_s: 3_600,
         }
     }
 }

@@ -30,6 +30,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Remove one customer's messages, turns, calls, traces and dialog state; redact their name
+    /// and phone from the bookings and outgoing messages that stay. Prints what was touched.
+    ForgetCustomer {
+        /// Their phone, any spelling (+972501234567, 0501234567, 972501234567).
+        #[arg(long)]
+        phone: String,
+        /// Only this business's data (default: every business).
+        #[arg(long)]
+        business: Option<String>,
+    },
+    /// Run the [retention] sweep once now. Prints what was removed.
+    Sweep,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server: TwiML webhook, Media Streams WebSocket, /healthz, /metrics.
     Serve {
@@ -95,6 +111,11 @@ enum Command {
         /// Extra delay (ms) per direction, uniform 0..=jitter per chunk.
         #[arg(long, default_value_t = 0)]
         jitter: u64,
+    },
+    /// Operator tasks on the configured database ([store] url).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Post recorded WhatsApp webhooks to a running server, signed as the vendor signs them: Meta
     /// Cloud API JSON bodies with WHATSAPP_APP_SECRET over the exact file bytes, Twilio form
@@ -172,6 +193,8 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         );
     }
     let whatsapp = start_whatsapp(&cfg, &deps, &store)?;
+    // Runs for the life of the process, like the outbox worker.
+    let _sweep = kav::app::retention::spawn_retention_sweep(store.clone(), cfg.retention.clone());
     Ok((
         AppState::with_whatsapp(deps, token, Some(store), Some(whatsapp)),
         writer,
@@ -319,6 +342,26 @@ async fn main() -> Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "kav listening");
             let (state, _writer) = build_state(cfg).await?;
             server::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Admin { command } => {
+            init_tracing("warn");
+            let store = Store::connect(&cfg.store.url)
+                .await
+                .with_context(|| format!("opening store {}", cfg.store.url))?;
+            let now = kav::store::privacy::unix_now_ms();
+            let report = match command {
+                AdminCommand::ForgetCustomer { phone, business } => {
+                    store
+                        .forget_customer(&phone, business.as_deref(), now)
+                        .await?
+                }
+                AdminCommand::Sweep => {
+                    let plan = kav::store::privacy::RetentionPlan::at(now, &cfg.retention);
+                    store.sweep_retention(&plan).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Replay {

@@ -370,6 +370,11 @@ pub fn process_usage() -> Option<(u64, f64)> {
     process_usage_of("self")
 }
 
+/// Open file descriptors of this process (sockets, database files, pipes), from /proc (Linux).
+pub fn open_fds() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
 /// Resident memory (bytes) and CPU time (s) of process `pid` (a number or `self`), from /proc.
 pub fn process_usage_of(pid: &str) -> Option<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -443,5 +448,18 @@ mod tests {
         let (rss, cpu) = process_usage().expect("linux /proc");
         assert!(rss > 1024 * 1024);
         assert!(cpu >= 0.0);
+    }
+
+    #[test]
+    fn open_fds_counts_this_process_descriptors() {
+        // Other tests open files concurrently: take the smallest of a few readings each way.
+        let least = || (0..5).filter_map(|_| open_fds()).min().unwrap();
+        let before = least();
+        let held: Vec<std::fs::File> = (0..20)
+            .map(|_| std::fs::File::open("/proc/self/status").unwrap())
+            .collect();
+        let during = (0..5).filter_map(|_| open_fds()).max().unwrap();
+        assert!(during >= before + 20, "{before} -> {during}");
+        drop(held);
     }
 }

@@ -671,3 +671,88 @@ async fn config_selects_offline_or_llm_booking_agent() {
     let p = kav::app::providers_from_config(&cfg).await.unwrap();
     assert_eq!(p.agent.name(), "simulated-agent");
 }
+
+// ---------------------------------------------------------------- LLM stream faults (issue 15)
+
+/// The stream breaks in the middle of a create-appointment tool call (its arguments cut off), or
+/// is garbage: the half call is never run, nothing is booked, the offline dialog answers and does
+/// not claim a booking.
+#[tokio::test]
+async fn a_stream_cut_or_garbled_mid_tool_call_books_nothing() {
+    let create = || {
+        vec![call(
+            "c1",
+            "calendar_create_appointment",
+            json!({"start_iso": "2026-11-24T13:00", "resource": "Barcelona", "customer_name": "Dana"}),
+        )]
+    };
+    for (what, reply) in [
+        ("cut", FakeReply::tool_calls(create(), 6).drop_after(3)),
+        (
+            "garbage",
+            FakeReply::replay(
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\
+                 \"type\":\"function\",\"function\":{\"name\":\"calendar_create_appointment\",\
+                 \"arguments\":\"{\\\"start_iso\"}}]}}]}\n\ndata: {not json at all\n\n",
+            ),
+        ),
+    ] {
+        let f = fixture(vec![reply]).await;
+        let heard = turn(
+            &f,
+            "CA_cut",
+            Some(CALLER),
+            &["Barcelona tomorrow at 1pm for Dana"],
+        )
+        .await;
+        let appts = f.store.appointments_for_business(BUSINESS).await.unwrap();
+        assert!(appts.is_empty(), "{what}: {appts:#?}");
+        assert!(!heard.text.is_empty(), "{what}: something is said");
+        assert!(
+            !heard.text.to_lowercase().contains("booked"),
+            "{what}: no claimed booking: {}",
+            heard.text
+        );
+    }
+}
+
+/// The model books, the stream then dies; on the next turn the model makes the same create call
+/// again (a retry): still one appointment, and the customer is told it is booked.
+#[tokio::test]
+async fn a_retried_create_after_a_failure_does_not_book_twice() {
+    let create = || {
+        vec![call(
+            "c1",
+            "calendar_create_appointment",
+            json!({"start_iso": "2026-11-24T13:00", "resource": "Barcelona", "customer_name": "Dana"}),
+        )]
+    };
+    let f = fixture(vec![
+        FakeReply::tool_calls(create(), 2),
+        FakeReply::error(503, "overloaded"),
+        FakeReply::tool_calls(create(), 2),
+        FakeReply::text("You're booked, Dana.", 2),
+    ])
+    .await;
+    turn(
+        &f,
+        "CA_retry",
+        Some(CALLER),
+        &["Barcelona tomorrow at 1pm for Dana"],
+    )
+    .await;
+    let heard = turn(
+        &f,
+        "CA_retry",
+        Some(CALLER),
+        &["Barcelona tomorrow at 1pm for Dana", "did that work?"],
+    )
+    .await;
+    let appts = f.store.appointments_for_business(BUSINESS).await.unwrap();
+    assert_eq!(appts.len(), 1, "{appts:#?}");
+    assert!(
+        heard.text.to_lowercase().contains("booked"),
+        "{}",
+        heard.text
+    );
+}

@@ -4,14 +4,14 @@
 //! too when `KAV_TEST_POSTGRES_URL` is set (`tests/backends`).
 
 mod backends;
+mod dialog;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kav::agent::BookingRuntime;
 use kav::agent::offline::OfflineBookingAgent;
 use kav::config::BookingConfig;
-use kav::providers::{AgentRequest, CallContext, Channel, Message, Role};
+use kav::providers::Channel;
 use kav::store::Store;
 use kav::testing::clock::ManualClock;
 use kav::testing::switchable_sender::SwitchableSender;
@@ -39,39 +39,15 @@ async fn converse(
     language: &str,
     messages: &[&str],
 ) -> Vec<String> {
-    let mut history = Vec::new();
-    let mut replies = Vec::new();
-    for (i, text) in messages.iter().enumerate() {
-        history.push(Message {
-            role: Role::User,
-            text: text.to_string(),
-            interrupted: false,
-        });
-        let mut parameters = BTreeMap::new();
-        parameters.insert("From".to_string(), from.to_string());
-        parameters.insert("business_id".to_string(), BUSINESS.to_string());
-        let request = AgentRequest {
-            channel: Channel::Whatsapp,
-            call: CallContext {
-                call_sid: conversation.into(),
-                stream_sid: String::new(),
-                language: language.into(),
-                parameters,
-            },
-            turn: i as u32 + 1,
-            history: history.clone(),
-            digits: false,
-        };
-        let agent = &instances[i % instances.len()];
-        let reply = agent.turn(&request).await.unwrap();
-        history.push(Message {
-            role: Role::Assistant,
-            text: reply.text.clone(),
-            interrupted: false,
-        });
-        replies.push(reply.text);
-    }
-    replies
+    dialog::converse(
+        instances,
+        Channel::Whatsapp,
+        conversation,
+        from,
+        language,
+        messages,
+    )
+    .await
 }
 
 #[tokio::test]

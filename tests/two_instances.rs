@@ -8,9 +8,9 @@
 //!   the other instance takes a new call, and the drained instance exits cleanly.
 
 mod backends;
+mod kav_process;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,81 +18,14 @@ use kav::caller::{self, CallOptions, Step, synthetic_speech};
 use kav::channels::signature;
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, FakeVendor, text_webhook};
-use tokio::process::{Child, Command};
+use kav_process::{ACCESS_TOKEN, APP_SECRET, KavProcess, spawn_kav};
 
-const APP_SECRET: &str = "two_instances_secret";
-const ACCESS_TOKEN: &str = "EAAGtwo";
 const SEEDED_NUMBER_ID: &str = "100200300400500";
 const CUSTOMER: &str = "972529998877";
 const DELIVERIES: [usize; 3] = [334, 333, 333];
 
-struct Instance {
-    child: Child,
-    addr: SocketAddr,
-}
-
-async fn spawn_instance(db_url: &str, graph: &FakeVendor) -> Instance {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kav"))
-        .args(["serve", "--listen", &addr.to_string()])
-        .args(["--config", "/nonexistent/kav.toml"])
-        .env("KAV_STORE_URL", db_url)
-        .env("KAV_CALL_AGENT", "offline")
-        .env("KAV_CALL_TTS", "simulated")
-        .env("KAV_CALL_GREETING", "")
-        .env("KAV_CALL_LANGUAGE", "en-US")
-        .env("KAV_CALL_KEEP_WARM_MS", "0")
-        .env("KAV_SIM_STT_FINAL_MS", "fixed:50")
-        .env("KAV_SIM_TTS_FIRST_AUDIO_MS", "fixed:50")
-        .env("KAV_WHATSAPP_GRAPH_BASE_URL", &graph.base_url)
-        .env("KAV_WHATSAPP_POLL_MS", "50")
-        .env("KAV_BOOKING_OUTBOX_POLL_MS", "50")
-        .env("KAV_LIMITS_WEBHOOK_RATE_PER_S", "0")
-        .env("KAV_SERVER_SHUTDOWN_GRACE_MS", "20000")
-        .env("WHATSAPP_APP_SECRET", APP_SECRET)
-        .env("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kav serve starts");
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await
-            && r.status() == 200
-        {
-            return Instance { child, addr };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("kav serve on {addr} did not become ready");
-}
-
-/// The accepted sends to the customer, in order.
-fn sends(graph: &FakeVendor) -> Vec<String> {
-    graph
-        .sends()
-        .into_iter()
-        .filter(|s| s.status == 200)
-        .map(|s| s.text().unwrap_or("<template>").to_string())
-        .collect()
-}
-
-async fn wait_for_sends(graph: &FakeVendor, n: usize) -> Vec<String> {
-    for _ in 0..1500 {
-        let s = sends(graph);
-        if s.len() >= n {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} sends: {:#?}", graph.sends());
+async fn spawn_instance(db_url: &str, graph: &FakeVendor) -> KavProcess {
+    spawn_kav(db_url, &graph.base_url, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +82,13 @@ async fn two_processes_share_one_database() {
         );
         // The last message is answered twice: the confirmation and the reply.
         expected_sends += if i == 2 { 2 } else { 1 };
-        wait_for_sends(&graph, expected_sends).await;
+        graph
+            .wait_accepted(expected_sends, Duration::from_secs(30))
+            .await;
     }
     // Give a duplicate that slipped through time to show up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sent = sends(&graph);
+    let sent = graph.accepted_texts();
     assert_eq!(
         sent.len(),
         4,

@@ -3,23 +3,13 @@
 //! the seeded business of migration 0002, routed by `phone_number_id` through the booking tables,
 //! and a fake Graph API on 127.0.0.1 receiving the replies and the booking confirmation.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod wa_server;
+
 use std::time::Duration;
 
-use kav::agent::BookingRuntime;
-use kav::agent::offline::OfflineBookingAgent;
-use kav::channels::signature;
-use kav::channels::twilio::call::CallDeps;
-use kav::channels::whatsapp::graph::GraphSender;
-use kav::channels::whatsapp::inbox::{StoreDirectory, WhatsAppSecrets, WhatsAppService};
 use kav::config::Config;
-use kav::metrics::Metrics;
-use kav::providers::sim;
-use kav::server::{self, AppState};
 use kav::store::Store;
 use kav::testing::fake_graph::{FakeGraph, RecordedSend};
-use tokio::net::TcpListener;
 
 const APP_SECRET: &str = "booking_app_secret";
 const ACCESS_TOKEN: &str = "EAAGbooking";
@@ -28,22 +18,10 @@ const SEEDED_NUMBER_ID: &str = "100200300400500";
 const CUSTOMER: &str = "972521234567";
 
 struct Harness {
-    addr: SocketAddr,
-    http: reqwest::Client,
+    server: wa_server::Server,
     graph: kav::testing::fake_graph::FakeVendor,
     store: Store,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        self.server.abort();
-    }
 }
 
 async fn start() -> Harness {
@@ -68,62 +46,18 @@ async fn start() -> Harness {
         )
         .await
         .unwrap();
-    let sender = Arc::new(GraphSender::new(
-        &cfg.whatsapp.graph_base_url,
-        &cfg.whatsapp.api_version,
+    let server = wa_server::serve(
+        store.clone(),
+        cfg,
+        APP_SECRET,
         ACCESS_TOKEN,
         Duration::from_secs(5),
-        false,
-    ));
-    let runtime = BookingRuntime::new(
-        store.clone(),
-        sender,
-        kav::agent::system_clock(),
-        cfg.booking.clone(),
-    );
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let outbox = kav::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
-    std::mem::forget(_stop_tx);
-    let agent = Arc::new(OfflineBookingAgent::new(runtime));
-    let lat = Arc::new(sim::SimLatencies::from_config(&cfg.sim).unwrap());
-    let stt = Arc::new(sim::SimulatedStt::new(lat.clone()));
-    let cfg = Arc::new(cfg);
-    let deps = Arc::new(CallDeps {
-        config: cfg.clone(),
-        stt: stt.clone(),
-        agent: agent.clone(),
-        tts: Arc::new(sim::SimulatedTts::new(lat)),
-        recorder: None,
-        metrics: Arc::new(Metrics::new()),
-    });
-    let secrets = WhatsAppSecrets {
-        app_secret: Some(APP_SECRET.into()),
-        access_token: Some(ACCESS_TOKEN.into()),
-        ..WhatsAppSecrets::default()
-    };
-    let svc = WhatsAppService::new(
-        store.clone(),
-        agent,
-        stt,
-        // No [[whatsapp.numbers]]: the business is found in the booking tables.
-        Arc::new(StoreDirectory::new(store.clone(), Vec::new())),
-        cfg.whatsapp.clone(),
-        secrets,
     )
-    .unwrap();
-    let mut tasks = svc.spawn_workers();
-    tasks.push(outbox);
-    let state = AppState::with_whatsapp(deps, None, Some(store.clone()), Some(svc));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(server::serve(listener, state, std::future::pending()));
+    .await;
     Harness {
-        addr,
-        http: reqwest::Client::new(),
+        server,
         graph,
         store,
-        tasks,
-        server,
         _dir: dir,
     }
 }
@@ -135,19 +69,8 @@ fn text_webhook(wamid: &str, body: &str) -> Vec<u8> {
 impl Harness {
     async fn send(&self, wamid: &str, text: &str) {
         let body = text_webhook(wamid, text);
-        let status = self
-            .http
-            .post(format!("http://{}/whatsapp/webhook", self.addr))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                signature::hub_signature_256(APP_SECRET, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let url = self.server.webhook_url();
+        let status = kav::testing::fake_graph::post_signed_webhook(&url, APP_SECRET, &body).await;
         assert_eq!(status, 200);
     }
 

@@ -1,6 +1,7 @@
 //! The composition root: the one place that turns `Config` into running parts (providers, the
 //! booking agent and runtime, the outbox worker, warm-up). Nothing else in the library imports it.
 
+pub mod retention;
 pub mod warm;
 
 use std::sync::Arc;

@@ -575,6 +575,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         ),
         ("process_cpu_seconds_total", "CPU time used", cpu),
         (
+            "process_open_fds",
+            "Open file descriptors",
+            crate::metrics::open_fds().unwrap_or(0) as f64,
+        ),
+        (
+            "kav_tasks_alive",
+            "Tokio tasks alive (spawned and not finished)",
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as f64,
+        ),
+        (
             "kav_store_rows_dropped",
             "Rows dropped because the store writer fell behind",
             dropped,

@@ -91,6 +91,7 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/api/test/message", post(test_message))
         .route("/api/conversations", get(list_conversations))
         .route("/api/conversations/{id}", delete(delete_conversation))
+        .route("/api/customers/forget", post(forget_customer))
 }
 
 fn service(state: &AppState) -> Result<&Arc<WhatsAppService>, WhatsAppHttpError> {
@@ -238,6 +239,19 @@ fn require_admin(svc: &WhatsAppService, headers: &HeaderMap) -> Result<(), Whats
     }
 }
 
+/// An operator request: the admin token checked, then the JSON body parsed.
+fn admin_json<'a, T: serde::de::DeserializeOwned>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(&'a Arc<WhatsAppService>, T), WhatsAppHttpError> {
+    let svc = service(state)?;
+    require_admin(svc, headers)?;
+    let req =
+        serde_json::from_slice(body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    Ok((svc, req))
+}
+
 #[derive(Deserialize)]
 struct TestMessage {
     message: String,
@@ -251,10 +265,7 @@ async fn test_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhatsAppHttpError> {
-    let svc = service(&state)?;
-    require_admin(svc, &headers)?;
-    let req: TestMessage =
-        serde_json::from_slice(&body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
+    let (svc, req): (_, TestMessage) = admin_json(&state, &headers, &body)?;
     let (session, is_phone) = match (&req.phone, &req.session_id) {
         (Some(phone), _) if !phone.trim().is_empty() => (phone.trim().to_string(), true),
         (_, Some(session)) if !session.trim().is_empty() => (session.trim().to_string(), false),
@@ -277,7 +288,7 @@ async fn test_message(
     let business = svc
         .directory
         .by_id(&req.business)
-        .await
+        .await?
         .ok_or(WhatsAppHttpError::NotFound)?;
     let (conversation_id, reply) = svc
         .test_message(&business, &session, is_phone, &req.message)
@@ -321,4 +332,36 @@ async fn delete_conversation(
     } else {
         Err(WhatsAppHttpError::NotFound)
     }
+}
+
+#[derive(Deserialize)]
+struct ForgetCustomer {
+    phone: String,
+    business: Option<String>,
+}
+
+/// "Forget this customer" (`kav admin forget-customer` over HTTP): `{"phone": "...",
+/// "business": "..."}` (business optional: every business). Answers what was touched.
+async fn forget_customer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhatsAppHttpError> {
+    let (svc, req): (_, ForgetCustomer) = admin_json(&state, &headers, &body)?;
+    let report = svc
+        .store
+        .forget_customer(
+            &req.phone,
+            req.business.as_deref().filter(|b| !b.is_empty()),
+            crate::store::privacy::unix_now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::BadValue { .. } => {
+                WhatsAppHttpError::BadRequest("phone must have at least 7 digits".into())
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(entries = report.total(), "customer forgotten");
+    Ok(axum::Json(report).into_response())
 }

@@ -18,6 +18,7 @@
 //! also makes retries idempotent.
 
 pub mod booking;
+pub mod privacy;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -132,6 +133,17 @@ impl Store {
     /// A missing SQLite file is created. SQLite runs in WAL mode, `synchronous=NORMAL`, with a
     /// 5 s busy timeout. Migrations are idempotent and safe to run from several instances at once.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with_sqlite_pragmas(url, &[]).await
+    }
+
+    /// [`Store::connect`], then `extra` SQLite pragmas on every connection after the defaults
+    /// (ignored on PostgreSQL), without running the migrations (connect once with
+    /// [`Store::connect`] first). Fault-injection tests use it: `PRAGMA query_only = 1` (a
+    /// read-only database), `PRAGMA max_page_count = N` (a full disk: SQLITE_FULL).
+    pub async fn connect_with_sqlite_pragmas(
+        url: &str,
+        extra: &[String],
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         // Each `Any` connection parses the URL again, and `:memory:` gets a fresh database per
@@ -151,12 +163,20 @@ impl Store {
             // One writer at a time anyway; a few readers alongside thanks to WAL.
             options = options.max_connections(4);
         }
+        let migrate = extra.is_empty();
+        let extra: Arc<[String]> = extra.into();
         let pool = options
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
+                let extra = extra.clone();
                 Box::pin(async move {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         for pragma in SQLITE_PRAGMAS {
                             (&mut *conn).execute(*pragma).await?;
+                        }
+                        for pragma in extra.iter() {
+                            (&mut *conn)
+                                .execute(sqlx::AssertSqlSafe(pragma.clone()))
+                                .await?;
                         }
                     }
                     Ok(())
@@ -164,7 +184,9 @@ impl Store {
             })
             .connect(url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        if migrate {
+            MIGRATOR.run(&pool).await?;
+        }
         Ok(Store { pool })
     }
 

@@ -67,6 +67,12 @@ struct Shared {
     script: VecDeque<ScriptedError>,
     /// Errors returned for every free-form text message (e.g. 131047 outside the window).
     text_error: Option<ScriptedError>,
+    /// Errors returned for every message send, text or template (e.g. a 130429 storm).
+    storm: Option<ScriptedError>,
+    /// Message sends are held unanswered (and never processed) while set.
+    hang: bool,
+    /// Message sends held right now.
+    hanging: u32,
     media: BTreeMap<String, (String, Vec<u8>)>,
     media_downloads: u32,
     unauthorized: u32,
@@ -173,6 +179,64 @@ impl FakeVendor {
         });
     }
 
+    /// Every message send fails with this error until [`FakeVendor::calm`] (a rate-limit storm:
+    /// `fail_all(429, 130429, "Rate limit hit")`).
+    pub fn fail_all(&self, http_status: u16, code: i64, message: &str) {
+        self.with(|s| {
+            s.storm = Some(ScriptedError {
+                http_status,
+                code,
+                message: message.to_string(),
+            })
+        });
+    }
+
+    /// Message sends are accepted on the socket but never answered nor processed (a hung
+    /// Graph API) until [`FakeVendor::calm`]; then each held request gets a 503 and is not
+    /// recorded as sent.
+    pub fn hang(&self) {
+        self.with(|s| s.hang = true);
+    }
+
+    /// Ends [`FakeVendor::fail_all`] and [`FakeVendor::hang`].
+    pub fn calm(&self) {
+        self.with(|s| {
+            s.storm = None;
+            s.hang = false;
+        });
+    }
+
+    /// Texts of the sends the fake accepted (HTTP 200), in order; a template as `<template>`.
+    pub fn accepted_texts(&self) -> Vec<String> {
+        self.sends()
+            .into_iter()
+            .filter(|s| s.status == 200)
+            .map(|s| s.text().unwrap_or("<template>").to_string())
+            .collect()
+    }
+
+    /// Waits until at least `n` sends were accepted; panics after `within` (test helper).
+    pub async fn wait_accepted(&self, n: usize, within: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let accepted = self.accepted_texts();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} accepted sends: {:#?}",
+                self.sends()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Message sends being held by [`FakeVendor::hang`] right now.
+    pub fn hanging(&self) -> u32 {
+        self.with(|s| s.hanging)
+    }
+
     /// Serves `bytes` as media `id` (its URL is `{base_url}/media/{id}`).
     pub fn add_media(&self, id: &str, mime_type: &str, bytes: Vec<u8>) {
         self.with(|s| {
@@ -254,12 +318,34 @@ fn graph_error(status: u16, code: i64, message: &str) -> Response {
         .into_response()
 }
 
+/// Holds a request while [`FakeVendor::hang`] is on; true if it was held (it is then refused,
+/// never processed).
+async fn hold_while_hung(shared: &Arc<Mutex<Shared>>) -> bool {
+    {
+        let mut s = lock(shared);
+        if !s.hang {
+            return false;
+        }
+        s.hanging += 1;
+    }
+    while lock(shared).hang {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut s = lock(shared);
+    s.hanging -= 1;
+    s.refused += 1;
+    true
+}
+
 async fn graph_send(
     State(shared): SharedState,
     Path((_version, phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if hold_while_hung(&shared).await {
+        return graph_error(503, 2, "Service temporarily unavailable");
+    }
     let mut s = lock(&shared);
     if !bearer_ok(&headers, &s.secret) {
         s.unauthorized += 1;
@@ -278,11 +364,15 @@ async fn graph_send(
         s.read_receipts.push(id);
         return axum::Json(json!({ "success": true })).into_response();
     }
-    let scripted = s.script.pop_front().or_else(|| {
-        (parsed["type"] == "text")
-            .then(|| s.text_error.clone())
-            .flatten()
-    });
+    let scripted = s
+        .storm
+        .clone()
+        .or_else(|| s.script.pop_front())
+        .or_else(|| {
+            (parsed["type"] == "text")
+                .then(|| s.text_error.clone())
+                .flatten()
+        });
     if let Some(err) = scripted {
         s.refused += 1;
         s.sends.push(RecordedSend {
@@ -444,6 +534,25 @@ async fn twilio_send(
 
 /// A Cloud API `messages` webhook carrying one text message, shaped like Meta's documented
 /// example (`fixtures/whatsapp/text_webhook.json`) with the fields a test varies.
+/// Posts a Cloud API webhook `body` to `url` signed with `app_secret` as Meta signs it; returns
+/// the HTTP status.
+pub async fn post_signed_webhook(url: &str, app_secret: &str, body: &[u8]) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            crate::channels::signature::hub_signature_256(app_secret, body),
+        )
+        .body(body.to_vec())
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .expect("webhook post")
+        .status()
+        .as_u16()
+}
+
 pub fn text_webhook(
     wamid: &str,
     from: &str,

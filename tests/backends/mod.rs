@@ -78,3 +78,12 @@ pub async fn backends() -> Vec<Backend> {
     }
     out
 }
+
+/// `SELECT COUNT(*) …` with text binds, on a side pool.
+pub async fn count(pool: &AnyPool, sql: &str, binds: &[&str]) -> i64 {
+    let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+    for b in binds {
+        q = q.bind(b.to_string());
+    }
+    sqlx::Row::try_get(&q.fetch_one(pool).await.unwrap(), 0).unwrap()
+}

@@ -195,12 +195,15 @@ impl GraphSender {
                 ),
             ),
         };
-        let class = match &error {
-            Some(e) => classify_graph_error(e.code),
-            None if status.is_server_error() || status.as_u16() == 429 => {
-                GraphErrorClass::Retryable
-            }
-            None => GraphErrorClass::Permanent,
+        let class = match (&error, status.is_server_error() || status.as_u16() == 429) {
+            // A 5xx/429 is transient whatever code comes with it (a hung API's gateway answers
+            // 503 with code 2); nothing was sent, so a retry cannot double it.
+            (Some(e), transient) => match classify_graph_error(e.code) {
+                GraphErrorClass::Permanent if transient => GraphErrorClass::Retryable,
+                class => class,
+            },
+            (None, true) => GraphErrorClass::Retryable,
+            (None, false) => GraphErrorClass::Permanent,
         };
         Err(match class {
             GraphErrorClass::Retryable => SendError::Retryable {

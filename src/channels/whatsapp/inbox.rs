@@ -55,15 +55,16 @@ pub struct BusinessInfo {
     pub display_number: String,
 }
 
+/// A directory answer: found, not found (`Ok(None)`), or the lookup failed (a database error:
+/// the caller must not treat it as "unknown", or a webhook would be acknowledged and lost).
+pub type Lookup = Result<Option<BusinessInfo>, StoreError>;
+
 /// Finds the business a message was sent to. The lead implements it over the booking tables.
 pub trait BusinessDirectory: Send + Sync + 'static {
-    fn by_whatsapp_number_id(
-        &self,
-        phone_number_id: &str,
-    ) -> BoxFuture<'static, Option<BusinessInfo>>;
+    fn by_whatsapp_number_id(&self, phone_number_id: &str) -> BoxFuture<'static, Lookup>;
     /// `number` is E.164 digits without `+` or `whatsapp:`.
-    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>>;
-    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Option<BusinessInfo>>;
+    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Lookup>;
+    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Lookup>;
 }
 
 /// `[[whatsapp.numbers]]` from the config.
@@ -88,21 +89,21 @@ impl ConfigDirectory {
 }
 
 impl BusinessDirectory for ConfigDirectory {
-    fn by_whatsapp_number_id(&self, id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_whatsapp_number_id(&self, id: &str) -> BoxFuture<'static, Lookup> {
         let found = self.find(|n| !id.is_empty() && n.phone_number_id == id);
-        Box::pin(async move { found })
+        Box::pin(async move { Ok(found) })
     }
 
-    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Lookup> {
         let number = number.trim_start_matches('+');
         let found =
             self.find(|n| !number.is_empty() && n.display_number.trim_start_matches('+') == number);
-        Box::pin(async move { found })
+        Box::pin(async move { Ok(found) })
     }
 
-    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Lookup> {
         let found = self.find(|n| n.business_id == business_id);
-        Box::pin(async move { found })
+        Box::pin(async move { Ok(found) })
     }
 }
 
@@ -121,18 +122,11 @@ impl StoreDirectory {
         }
     }
 
-    async fn info(store: &Store, business_id: &str) -> Option<BusinessInfo> {
-        let business = match store.business(business_id).await {
-            Ok(b) => b?,
-            Err(e) => {
-                tracing::warn!(error = %e, business_id, "business lookup failed");
-                return None;
-            }
+    async fn info(store: &Store, business_id: &str) -> Lookup {
+        let Some(business) = store.business(business_id).await? else {
+            return Ok(None);
         };
-        let addresses = store
-            .business_addresses(business_id)
-            .await
-            .unwrap_or_default();
+        let addresses = store.business_addresses(business_id).await?;
         let address = |channel: &str| {
             addresses
                 .iter()
@@ -140,66 +134,62 @@ impl StoreDirectory {
                 .map(|(_, a)| a.trim_start_matches('+').to_string())
                 .unwrap_or_default()
         };
-        Some(BusinessInfo {
+        Ok(Some(BusinessInfo {
             id: business.id,
             name: business.name,
             language: business.language,
             phone_number_id: address("whatsapp"),
             display_number: address("phone"),
-        })
+        }))
     }
 
-    async fn by_address(store: &Store, channel: &str, address: &str) -> Option<BusinessInfo> {
-        match store.business_id_by_number(channel, address).await {
-            Ok(Some(id)) => Self::info(store, &id).await,
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, channel, "business number lookup failed");
-                None
-            }
+    async fn by_address(store: &Store, channel: &str, address: &str) -> Lookup {
+        match store.business_id_by_number(channel, address).await? {
+            Some(id) => Self::info(store, &id).await,
+            None => Ok(None),
         }
     }
 }
 
 impl BusinessDirectory for StoreDirectory {
-    fn by_whatsapp_number_id(&self, id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_whatsapp_number_id(&self, id: &str) -> BoxFuture<'static, Lookup> {
         let configured = self.config.by_whatsapp_number_id(id);
         let (store, id) = (self.store.clone(), id.to_string());
         Box::pin(async move {
-            if let Some(found) = configured.await {
-                return Some(found);
+            if let Some(found) = configured.await? {
+                return Ok(Some(found));
             }
             if id.is_empty() {
-                return None;
+                return Ok(None);
             }
             Self::by_address(&store, "whatsapp", &id).await
         })
     }
 
-    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_twilio_number(&self, number: &str) -> BoxFuture<'static, Lookup> {
         let configured = self.config.by_twilio_number(number);
         let (store, digits) = (
             self.store.clone(),
             number.trim_start_matches('+').to_string(),
         );
         Box::pin(async move {
-            if let Some(found) = configured.await {
-                return Some(found);
+            if let Some(found) = configured.await? {
+                return Ok(Some(found));
             }
             if digits.is_empty() {
-                return None;
+                return Ok(None);
             }
             // Twilio WhatsApp senders are usually the business's own phone number.
             Self::by_address(&store, "phone", &format!("+{digits}")).await
         })
     }
 
-    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Option<BusinessInfo>> {
+    fn by_id(&self, business_id: &str) -> BoxFuture<'static, Lookup> {
         let configured = self.config.by_id(business_id);
         let (store, id) = (self.store.clone(), business_id.to_string());
         Box::pin(async move {
-            match configured.await {
-                Some(found) => Some(found),
+            match configured.await? {
+                Some(found) => Ok(Some(found)),
                 None => Self::info(&store, &id).await,
             }
         })
@@ -462,7 +452,7 @@ impl WhatsAppService {
             let Some(business) = self
                 .directory
                 .by_whatsapp_number_id(event.phone_number_id())
-                .await
+                .await?
             else {
                 report.unknown_number += 1;
                 self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
@@ -508,7 +498,7 @@ impl WhatsAppService {
         event: InboundEvent,
     ) -> Result<AcceptReport, WhatsAppError> {
         let mut report = AcceptReport::default();
-        let Some(business) = self.directory.by_twilio_number(business_number).await else {
+        let Some(business) = self.directory.by_twilio_number(business_number).await? else {
             report.unknown_number += 1;
             self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(number = %business_number, "Twilio WhatsApp request for an unknown number; acknowledged, not processed");
@@ -674,7 +664,8 @@ impl WhatsAppService {
                 Ok(())
             }
             InboundEvent::Message(m) => {
-                let business = self.directory.by_id(&item.business_id).await;
+                // A failed lookup is an error (the row is retried), not a vanished business.
+                let business = self.directory.by_id(&item.business_id).await?;
                 let Some(business) = business else {
                     tracing::warn!(business_id = %item.business_id, "business vanished; message dropped");
                     return Ok(());
@@ -1116,7 +1107,7 @@ impl WhatsAppService {
         let Some(business) = self
             .directory
             .by_twilio_number(&message.business_number)
-            .await
+            .await?
         else {
             self.stats.unknown_number.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(to = %message.business_number, "Twilio WhatsApp message to an unknown number; acknowledged, not processed");

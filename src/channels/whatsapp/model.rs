@@ -589,10 +589,11 @@ pub enum GraphErrorClass {
 }
 
 /// Meta error-codes page: throughput (130429), pair rate (131056), unknown (131000) and service
-/// unavailable (131016) are worth retrying; 131047 needs a template; the rest will not improve.
+/// unavailable (131016) are worth retrying, as are the Graph API's own "temporary issue due to
+/// downtime" codes 1 and 2; 131047 needs a template; the rest will not improve.
 pub fn classify_graph_error(code: i64) -> GraphErrorClass {
     match code {
-        130429 | 131056 | 131000 | 131016 | 80007 | 4 => GraphErrorClass::Retryable,
+        130429 | 131056 | 131000 | 131016 | 80007 | 4 | 1 | 2 => GraphErrorClass::Retryable,
         131047 => GraphErrorClass::OutsideWindow,
         _ => GraphErrorClass::Permanent,
     }
@@ -968,6 +969,8 @@ mod tests {
         assert_eq!(classify_graph_error(e.code), GraphErrorClass::Retryable);
         assert_eq!(classify_graph_error(131047), GraphErrorClass::OutsideWindow);
         assert_eq!(classify_graph_error(131026), GraphErrorClass::Permanent);
+        // "Temporary issue due to downtime": the code a hung API's 503 carries.
+        assert_eq!(classify_graph_error(2), GraphErrorClass::Retryable);
     }
 
     #[test]
