@@ -588,7 +588,7 @@ async fn tts_failure_is_a_tts_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_google_falls_back_to_working_providers() {
+async fn unreachable_google_is_a_start_up_error_not_a_simulation() {
     bounded(30, async {
         // A port nobody listens on.
         let port = {
@@ -597,14 +597,32 @@ async fn unreachable_google_falls_back_to_working_providers() {
         };
         let mut cfg = Config::default();
         cfg.call.stt = "google".into();
+        cfg.call.agent = "simulated".into();
         cfg.call.tts = "google".into();
         cfg.google.stt_endpoint = format!("http://127.0.0.1:{port}");
         cfg.google.tts_endpoint = format!("http://127.0.0.1:{port}");
         cfg.google.request_timeout_ms = 1_000;
-        let providers = kav::app::providers_from_config(&cfg).await.unwrap();
-        assert_eq!(providers.stt.name(), "simulated-stt");
-        assert_ne!(providers.tts.name(), "google");
-        assert!(providers.google_stats.is_none());
+        let err = kav::app::providers_from_config(&cfg)
+            .await
+            .err()
+            .expect("unreachable Google STT must not start");
+        let text = err.to_string();
+        assert!(
+            text.contains("stt provider \"google\" is configured but cannot start")
+                && text.contains("127.0.0.1"),
+            "{text}"
+        );
+        // The same for TTS alone.
+        cfg.call.stt = "simulated".into();
+        let err = kav::app::providers_from_config(&cfg)
+            .await
+            .err()
+            .expect("unreachable Google TTS must not start");
+        assert!(
+            err.to_string()
+                .contains("tts provider \"google\" is configured but cannot start"),
+            "{err}"
+        );
     })
     .await;
 }

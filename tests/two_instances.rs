@@ -42,6 +42,7 @@ async fn spawn_instance(db_url: &str, graph: &FakeVendor) -> Instance {
         .args(["serve", "--listen", &addr.to_string()])
         .args(["--config", "/nonexistent/kav.toml"])
         .env("KAV_STORE_URL", db_url)
+        .env("KAV_CALL_STT", "simulated")
         .env("KAV_CALL_AGENT", "offline")
         .env("KAV_CALL_TTS", "simulated")
         .env("KAV_CALL_GREETING", "")

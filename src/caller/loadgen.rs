@@ -226,6 +226,8 @@ async fn start_child_server() -> Result<ChildServer, String> {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--config")
         .arg(dir.join("none.toml"))
+        .env("KAV_CALL_STT", "simulated")
+        .env("KAV_CALL_AGENT", "simulated")
         .env("KAV_CALL_TTS", "simulated")
         .env("KAV_CALL_LANGUAGE", "he-IL")
         .env("KAV_CALL_GREETING", "")

@@ -4,6 +4,7 @@
 pub mod audio_file;
 pub mod espeak;
 pub mod google;
+pub mod keypad;
 pub mod openai;
 pub mod sim;
 #[cfg(feature = "whisper")]
