@@ -299,9 +299,14 @@ fn auto_stt(
 fn whisper_stt(
     cfg: &Config,
     metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
-) -> Result<Arc<dyn SpeechToText>, String> {
-    let stt = crate::providers::whisper::WhisperStt::new(&cfg.whisper)
-        .map_err(|e| format!("{e} (run scripts/fetch-models.sh)"))?;
+) -> Result<Arc<dyn SpeechToText>, ProviderConfigError> {
+    let stt = crate::providers::whisper::WhisperStt::new(&cfg.whisper).map_err(|e| {
+        unavailable(
+            "stt",
+            "whisper",
+            format!("{e} (run scripts/fetch-models.sh)"),
+        )
+    })?;
     let stt = Arc::new(stt);
     metric_sources.push(stt.clone());
     Ok(stt)
@@ -311,6 +316,10 @@ fn whisper_stt(
 fn whisper_stt(
     _cfg: &Config,
     _metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
-) -> Result<Arc<dyn SpeechToText>, String> {
-    Err("this binary was built without the `whisper` cargo feature (cargo build --features whisper, then scripts/fetch-models.sh)".into())
+) -> Result<Arc<dyn SpeechToText>, ProviderConfigError> {
+    Err(unavailable(
+        "stt",
+        "whisper",
+        "this binary was built without the `whisper` cargo feature (cargo build --features whisper, then scripts/fetch-models.sh)",
+    ))
 }

@@ -124,6 +124,10 @@ pub struct GoogleStats {
     tts_first_audio_ms: Histogram,
 }
 
+/// Failed standby opens back off with the one retry policy (200 ms doubling to 1.6 s, jittered).
+const STANDBY_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_millis(1600));
+
 fn bump(c: &Counter, n: u64) {
     c.inc_by(n);
 }
@@ -1081,7 +1085,7 @@ impl Recognizer {
             if fast && !out_of_range {
                 self.failures += 1;
                 self.check_failures(&result)?;
-                let backoff = Duration::from_millis(100u64 << self.failures.min(4));
+                let backoff = STANDBY_BACKOFF.delay(self.failures.saturating_sub(1), None);
                 self.standby_retry_at = Some(Instant::now() + backoff);
             } else {
                 self.open_standby();

@@ -616,15 +616,14 @@ impl WhatsAppService {
             Err(e @ (WhatsAppError::SendRetryable(_) | WhatsAppError::Agent(_)))
                 if item.attempts < i64::from(self.config.max_attempts) =>
             {
-                // Exponential backoff between processing attempts, as for sends.
-                let shift = u32::try_from(item.attempts.saturating_sub(1))
-                    .unwrap_or(0)
-                    .min(20);
-                let backoff = self
-                    .config
-                    .retry_base_ms
-                    .saturating_mul(1 << shift)
-                    .min(self.config.retry_max_ms) as i64;
+                // The one retry policy between processing attempts, as for sends.
+                let retry = u32::try_from(item.attempts.saturating_sub(1)).unwrap_or(0);
+                let backoff = crate::retry::Backoff::new(
+                    Duration::from_millis(self.config.retry_base_ms),
+                    Duration::from_millis(self.config.retry_max_ms),
+                )
+                .delay(retry, None)
+                .as_millis() as i64;
                 tracing::warn!(id = %item.id, attempts = item.attempts, backoff_ms = backoff, error = %e, "WhatsApp event will be retried");
                 let error = e.to_string();
                 self.store
