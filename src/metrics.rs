@@ -461,40 +461,58 @@ impl LlmStats {
     }
 
     fn register(&self, registry: &mut Registry) {
-        for (name, help, c) in [
-            (
-                "kav_llm_completions",
-                "LLM completions that succeeded",
-                &self.completions,
-            ),
-            (
-                "kav_llm_errors",
-                "LLM completions that failed (after retries)",
-                &self.errors,
-            ),
-            (
-                "kav_llm_timeouts",
-                "LLM completions that timed out",
-                &self.timeouts,
-            ),
-            (
-                "kav_llm_retries",
-                "LLM requests retried after 429/5xx/broken streams",
-                &self.retries,
-            ),
-        ] {
-            registry.register(name, help, c.clone());
-        }
-        registry.register(
-            "kav_llm_ttfb_ms",
-            "LLM request to first streamed chunk, ms",
-            self.ttfb_ms.clone(),
+        register_all(
+            registry,
+            &[
+                (
+                    "kav_llm_completions",
+                    "LLM completions that succeeded",
+                    &self.completions,
+                ),
+                (
+                    "kav_llm_errors",
+                    "LLM completions that failed (after retries)",
+                    &self.errors,
+                ),
+                (
+                    "kav_llm_timeouts",
+                    "LLM completions that timed out",
+                    &self.timeouts,
+                ),
+                (
+                    "kav_llm_retries",
+                    "LLM requests retried after 429/5xx/broken streams",
+                    &self.retries,
+                ),
+            ],
+            &[
+                (
+                    "kav_llm_ttfb_ms",
+                    "LLM request to first streamed chunk, ms",
+                    &self.ttfb_ms,
+                ),
+                (
+                    "kav_llm_total_ms",
+                    "LLM request to end of stream, ms",
+                    &self.total_ms,
+                ),
+            ],
         );
-        registry.register(
-            "kav_llm_total_ms",
-            "LLM request to end of stream, ms",
-            self.total_ms.clone(),
-        );
+    }
+}
+
+/// Registers a source's counters and latency histograms: (name, help, metric). Counter names are
+/// given without `_total`.
+pub fn register_all(
+    registry: &mut Registry,
+    counters: &[(&str, &str, &PromCounter)],
+    histograms: &[(&str, &str, &Histogram)],
+) {
+    for (name, help, c) in counters {
+        registry.register(*name, *help, (*c).clone());
+    }
+    for (name, help, h) in histograms {
+        registry.register(*name, *help, (*h).clone());
     }
 }
 

@@ -210,18 +210,21 @@ impl crate::metrics::MetricsSource for GoogleStats {
             ),
             ("tts_errors", "Failed syntheses", &self.tts_errors),
         ];
-        for (name, help, c) in counters {
-            google.register(name, help, c.clone());
-        }
-        google.register(
-            "stt_final_after_end_ms",
-            "Our utterance end to the final transcript, ms",
-            self.stt_final_ms.clone(),
-        );
-        google.register(
-            "tts_first_audio_ms",
-            "TTS request to the first audio byte, ms",
-            self.tts_first_audio_ms.clone(),
+        crate::metrics::register_all(
+            google,
+            &counters,
+            &[
+                (
+                    "stt_final_after_end_ms",
+                    "Our utterance end to the final transcript, ms",
+                    &self.stt_final_ms,
+                ),
+                (
+                    "tts_first_audio_ms",
+                    "TTS request to the first audio byte, ms",
+                    &self.tts_first_audio_ms,
+                ),
+            ],
         );
     }
 }
