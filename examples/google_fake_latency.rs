@@ -95,9 +95,13 @@ async fn main() {
         "tts request -> first audio chunk (fake, loopback)",
         tts_latency,
     );
-    let s = stats.stt_final_latency();
-    println!(
-        "GoogleStats stt_final_after_end_ms: count={} p50={} p90={} max={} (1 ms resolution)",
-        s.count, s.p50_ms, s.p90_ms, s.max_ms
-    );
+    let metrics = kav::metrics::Metrics::new();
+    metrics.add_source(stats.clone());
+    let text = metrics.render_prometheus(&[]);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("kav_google_stt_final_after_end_ms_"))
+    {
+        println!("GoogleStats {line}");
+    }
 }

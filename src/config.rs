@@ -117,14 +117,19 @@ impl Default for LimitsConfig {
 pub struct CallConfig {
     /// Language of calls (BCP-47); Hebrew first.
     pub language: String,
-    /// Speech recogniser: `simulated`, `google`, or `whisper` (local, offline; cargo feature
-    /// `whisper`). Falls back to `simulated` if it cannot start.
+    /// Speech recogniser: `auto` (local Whisper when built with the `whisper` feature and its
+    /// models are present, else `keypad`), `google`, `whisper` (local, offline; cargo feature
+    /// `whisper`), `keypad` (no recogniser: calls understand keypad input only) or `simulated`
+    /// (scripted transcripts, for tests and load runs). A configured recogniser that cannot start
+    /// is a start-up error.
     pub stt: String,
     /// Agent: `simulated`, `openai` (an OpenAI-compatible chat model, see `[llm]`), `offline`
     /// (deterministic booking dialog) or `booking` (the LLM booking agent over the `[llm]` chat
-    /// model when one is configured, else the offline one).
+    /// model when one is configured, else the offline one). An LLM that is configured but cannot
+    /// start is a start-up error.
     pub agent: String,
     /// Speech synthesiser: `espeak` (real offline speech), `google`, or `simulated` (tones).
+    /// A configured synthesiser that cannot start is a start-up error.
     pub tts: String,
     /// Spoken when the call connects; empty for none.
     pub greeting: String,
@@ -465,8 +470,8 @@ impl Default for CallConfig {
     fn default() -> Self {
         Self {
             language: "he-IL".into(),
-            stt: "simulated".into(),
-            agent: "simulated".into(),
+            stt: "auto".into(),
+            agent: "booking".into(),
             tts: "espeak".into(),
             greeting: String::new(),
             fallback_reply: "Sorry, I did not catch that. Could you say it again?".into(),

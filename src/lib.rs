@@ -8,6 +8,7 @@ pub mod channels;
 pub mod config;
 pub mod metrics;
 pub mod providers;
+pub mod retry;
 pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

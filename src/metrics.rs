@@ -1,16 +1,43 @@
-//! Counters and per-turn latency histograms, rendered for Prometheus at `GET /metrics`.
+//! The process's one metrics registry (prometheus-client), rendered at `GET /metrics` in the
+//! OpenMetrics text format, and exact per-process latency quantiles at `GET /metrics/latency`.
 //!
-//! Counters are atomics. Calls fold their own per-call counters in at the end of the call (and
-//! periodically), so the per-frame path never touches shared state. Histograms are updated once
-//! per turn under a short mutex.
+//! - Counters are prometheus-client counters (atomics). Calls fold their own per-call counters in
+//!   at the end of the call (and periodically), so the per-frame path never touches shared state.
+//! - Latency marks are histograms in milliseconds with voice buckets ([`LATENCY_BUCKETS_MS`],
+//!   10 ms … 10 s), so they aggregate across instances; each is recorded once per turn (or once per
+//!   call), never per frame. The same values also go into exact (HDR) histograms for
+//!   `/metrics/latency`, which load measurements read.
+//! - Labels are bounded: provider, business, channel. Never a phone number or a call id.
+//!
+//! Registering a metric: a counter is one line in [`counters!`] below; a per-turn latency is a
+//! name in [`MARK_NAMES`] plus its value in [`Metrics::record_turn`]; a per-call figure is a row in
+//! [`CALL_FIGURES`] plus its value in [`Metrics::record_call`]; a provider's own metrics come from
+//! a [`MetricsSource`] added with [`Metrics::add_source`]; values read at scrape time are
+//! [`Reading`]s handed to [`Metrics::render_prometheus`].
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use hdrhistogram::Histogram;
+use hdrhistogram::Histogram as Exact;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter as PromCounter};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::voice::events::LatencyMarks;
+
+/// Bucket upper bounds (ms) of every latency histogram: 10 ms … 10 s, dense where a voice turn's
+/// latencies live (a reply should start within about a second).
+pub const LATENCY_BUCKETS_MS: [f64; 16] = [
+    10.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0,
+    3000.0, 5000.0, 10000.0,
+];
+
+/// A latency histogram (ms) with the voice buckets.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_MS)
+}
 
 macro_rules! counters {
     ($($name:ident => $label:literal, $help:literal;)*) => {
@@ -92,18 +119,102 @@ pub const CALL_FIGURES: [(&str, &str); 2] = [
     ),
 ];
 
-/// A provider's own metrics, appended to `/metrics` (e.g. Google stream rotations).
-pub trait MetricsSource: Send + Sync {
-    fn render_prometheus(&self) -> String;
+/// A value read at scrape time: process figures, open connections, another component's totals.
+/// Counter names are given without `_total` (the encoder appends it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub name: String,
+    pub help: &'static str,
+    pub value: ReadingValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadingValue {
+    Counter(u64),
+    CounterF64(f64),
+    Gauge(f64),
+}
+
+impl Reading {
+    pub fn counter(name: impl Into<String>, help: &'static str, value: u64) -> Self {
+        Self {
+            name: name.into(),
+            help,
+            value: ReadingValue::Counter(value),
+        }
+    }
+
+    pub fn gauge(name: impl Into<String>, help: &'static str, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            help,
+            value: ReadingValue::Gauge(value),
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        fn one(
+            encoder: &mut DescriptorEncoder,
+            name: &str,
+            help: &str,
+            metric: &impl EncodeMetric,
+        ) -> std::fmt::Result {
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        }
+        match self.value {
+            ReadingValue::Counter(v) => one(encoder, &self.name, self.help, &ConstCounter::new(v)),
+            ReadingValue::CounterF64(v) => {
+                one(encoder, &self.name, self.help, &ConstCounter::new(v))
+            }
+            ReadingValue::Gauge(v) => one(encoder, &self.name, self.help, &ConstGauge::new(v)),
+        }
+    }
+}
+
+/// Readings as a prometheus-client collector (encoded on each scrape).
+struct Readings<F>(F);
+
+impl<F> std::fmt::Debug for Readings<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readings")
+    }
+}
+
+impl<F: Fn() -> Vec<Reading> + Send + Sync + 'static> Collector for Readings<F> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for r in (self.0)() {
+            r.encode(&mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// A provider's own metrics (e.g. Google stream rotations, Whisper refusals), added once at
+/// start-up with [`Metrics::add_source`]: live metrics registered in the registry, and/or values
+/// read on each scrape.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// Registers live metrics (counters, histograms) once. Default: none.
+    fn register(&self, _registry: &mut Registry) {}
+    /// Values read on each scrape. Default: none.
+    fn readings(&self) -> Vec<Reading> {
+        Vec::new()
+    }
+}
+
+/// The exact (HDR) twins of the latency histograms, for `/metrics/latency`.
+struct ExactLatencies {
+    marks: [Exact<u64>; MARK_NAMES.len()],
+    calls: [Exact<u64>; CALL_FIGURES.len()],
 }
 
 pub struct Metrics {
-    counters: Vec<AtomicU64>,
-    calls_active: AtomicI64,
-    marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
-    calls: Mutex<[Histogram<u64>; CALL_FIGURES.len()]>,
-    /// Registered at start-up, read on scrape; never touched on the call path.
-    sources: Mutex<Vec<std::sync::Arc<dyn MetricsSource>>>,
+    counters: Vec<PromCounter>,
+    calls_active: Gauge,
+    marks: [Histogram; MARK_NAMES.len()],
+    calls: [Histogram; CALL_FIGURES.len()],
+    exact: Mutex<ExactLatencies>,
+    /// Registration at start-up, encoding on scrape; never touched on the call path.
+    registry: Mutex<Registry>,
 }
 
 impl Default for Metrics {
@@ -112,51 +223,88 @@ impl Default for Metrics {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+fn exact_histogram() -> Exact<u64> {
     // 1 ms .. 10 min at 3 significant digits.
-    Histogram::new_with_bounds(1, 600_000, 3).expect("static histogram bounds are valid")
+    Exact::new_with_bounds(1, 600_000, 3).expect("static histogram bounds are valid")
 }
 
 impl Metrics {
     pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let counters: Vec<PromCounter> = Counter::ALL
+            .iter()
+            .map(|c| {
+                let counter = PromCounter::default();
+                registry.register(format!("kav_{}", c.label()), c.help(), counter.clone());
+                counter
+            })
+            .collect();
+        let calls_active = Gauge::default();
+        registry.register(
+            "kav_calls_active",
+            "Calls in progress",
+            calls_active.clone(),
+        );
+        let marks: [Histogram; MARK_NAMES.len()] = std::array::from_fn(|_| latency_histogram());
+        for (mark, h) in MARK_NAMES.iter().zip(&marks) {
+            let help = format!(
+                "Per-turn latency mark {} in ms (see README)",
+                mark.to_uppercase()
+            );
+            registry.register(format!("kav_turn_{mark}"), help, h.clone());
+        }
+        let calls: [Histogram; CALL_FIGURES.len()] = std::array::from_fn(|_| latency_histogram());
+        for ((name, help), h) in CALL_FIGURES.iter().zip(&calls) {
+            registry.register(*name, *help, h.clone());
+        }
+        llm_stats().register(&mut registry);
         Self {
-            counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            calls_active: AtomicI64::new(0),
-            marks: Mutex::new(std::array::from_fn(|_| histogram())),
-            calls: Mutex::new(std::array::from_fn(|_| histogram())),
-            sources: Mutex::new(Vec::new()),
+            counters,
+            calls_active,
+            marks,
+            calls,
+            exact: Mutex::new(ExactLatencies {
+                marks: std::array::from_fn(|_| exact_histogram()),
+                calls: std::array::from_fn(|_| exact_histogram()),
+            }),
+            registry: Mutex::new(registry),
         }
     }
 
-    pub fn add_source(&self, source: std::sync::Arc<dyn MetricsSource>) {
-        self.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(source);
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a provider's metrics to the registry (once, at start-up).
+    pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        let mut registry = self.registry();
+        source.register(&mut registry);
+        registry.register_collector(Box::new(Readings(move || source.readings())));
     }
 
     pub fn add(&self, c: Counter, n: u64) {
         if n > 0 {
-            self.counters[c as usize].fetch_add(n, Ordering::Relaxed);
+            self.counters[c as usize].inc_by(n);
         }
     }
 
     pub fn get(&self, c: Counter) -> u64 {
-        self.counters[c as usize].load(Ordering::Relaxed)
+        self.counters[c as usize].get()
     }
 
     pub fn call_started(&self) {
-        self.calls_active.fetch_add(1, Ordering::Relaxed);
+        self.calls_active.inc();
     }
 
     pub fn call_ended(&self) {
-        self.calls_active.fetch_sub(1, Ordering::Relaxed);
+        self.calls_active.dec();
     }
 
     pub fn calls_active(&self) -> i64 {
-        self.calls_active.load(Ordering::Relaxed)
+        self.calls_active.get()
     }
 
+    /// One turn's latency marks (once per turn, from the call driver; never per frame).
     pub fn record_turn(&self, marks: &LatencyMarks) {
         let values = [
             marks.stt_first_partial_ms,
@@ -167,125 +315,116 @@ impl Metrics {
             marks.ai_total_ms,
             marks.tts_total_ms,
         ];
-        let mut hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        for (h, v) in hist.iter_mut().zip(values) {
+        let mut exact = self.exact.lock().unwrap_or_else(|p| p.into_inner());
+        for ((h, e), v) in self.marks.iter().zip(exact.marks.iter_mut()).zip(values) {
             if let Some(v) = v {
-                h.saturating_record(v.max(1) as u64);
+                h.observe(v as f64);
+                e.saturating_record(v.max(1) as u64);
             }
         }
     }
 
     /// A call's playout figures, once at its end (RTT only when an echo came back).
     pub fn record_call(&self, rtt_ms: Option<u64>, lead_max_ms: u64) {
-        let mut hist = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        for (h, v) in hist.iter_mut().zip([rtt_ms, Some(lead_max_ms)]) {
+        let mut exact = self.exact.lock().unwrap_or_else(|p| p.into_inner());
+        for ((h, e), v) in self
+            .calls
+            .iter()
+            .zip(exact.calls.iter_mut())
+            .zip([rtt_ms, Some(lead_max_ms)])
+        {
             if let Some(v) = v {
-                h.saturating_record(v.max(1));
+                h.observe(v as f64);
+                e.saturating_record(v.max(1));
             }
         }
     }
 
-    /// (name, count, p50, p90, p99, max) per latency mark.
+    /// (name, count, p50, p90, p99, max) per latency mark, exact.
     pub fn mark_summaries(&self) -> Vec<(&'static str, u64, u64, u64, u64, u64)> {
-        let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let exact = self.exact.lock().unwrap_or_else(|p| p.into_inner());
         MARK_NAMES
             .iter()
-            .zip(hist.iter())
+            .zip(exact.marks.iter())
             .map(|(name, h)| {
-                (
-                    *name,
-                    h.len(),
-                    h.value_at_quantile(0.5),
-                    h.value_at_quantile(0.9),
-                    h.value_at_quantile(0.99),
-                    h.max(),
-                )
+                let (count, p50, p90, p99, max) = quantiles(h);
+                (*name, count, p50, p90, p99, max)
             })
             .collect()
     }
 
-    pub fn render_prometheus(&self, extra_gauges: &[(&str, &str, f64)]) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        for c in Counter::ALL {
-            let name = format!("kav_{}_total", c.label());
-            let _ = writeln!(
-                out,
-                "# HELP {name} {}\n# TYPE {name} counter\n{name} {}",
-                c.help(),
-                self.get(*c)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kav_calls_active Calls in progress\n# TYPE kav_calls_active gauge\nkav_calls_active {}",
-            self.calls_active()
-        );
-        for (name, help, value) in extra_gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        for (mark, h) in MARK_NAMES.iter().zip(hist.iter()) {
-            let help = format!("Per-turn latency mark {} (see README)", mark.to_uppercase());
-            render_summary(&mut out, &format!("kav_turn_{mark}"), &help, h);
-        }
-        drop(hist);
-        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        for ((name, help), h) in CALL_FIGURES.iter().zip(calls.iter()) {
-            render_summary(&mut out, name, help, h);
-        }
-        drop(calls);
-        llm_stats().render(&mut out);
-        for source in self
-            .sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Exact per-process quantiles of the turn marks and per-call figures (`GET /metrics/latency`):
+    /// `{"turn": {"total_ms": {"count", "p50", "p90", "p99", "max"}, …}, "call": {"kav_call_rtt_ms": …}}`.
+    /// Histogram buckets aggregate across instances; a load measurement needs the exact values.
+    pub fn latency_json(&self) -> serde_json::Value {
+        let exact = self.exact.lock().unwrap_or_else(|p| p.into_inner());
+        let one = |h: &Exact<u64>| {
+            let (count, p50, p90, p99, max) = quantiles(h);
+            serde_json::json!({"count": count, "p50": p50, "p90": p90, "p99": p99, "max": max})
+        };
+        let turn: serde_json::Map<String, serde_json::Value> = MARK_NAMES
             .iter()
-        {
-            out.push_str(&source.render_prometheus());
-        }
+            .zip(exact.marks.iter())
+            .map(|(n, h)| (n.to_string(), one(h)))
+            .collect();
+        let call: serde_json::Map<String, serde_json::Value> = CALL_FIGURES
+            .iter()
+            .zip(exact.calls.iter())
+            .map(|((n, _), h)| (n.to_string(), one(h)))
+            .collect();
+        serde_json::json!({"turn": turn, "call": call})
+    }
+
+    /// The registry in the OpenMetrics text format, then `readings` (values read at scrape time).
+    pub fn render_prometheus(&self, readings: &[Reading]) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry());
+        let mut scrape = Registry::default();
+        let readings = readings.to_vec();
+        scrape.register_collector(Box::new(Readings(move || readings.clone())));
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scrape);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }
 
-/// A histogram as a Prometheus summary (quantile 1 is the maximum).
-fn render_summary(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
-    for q in [0.5, 0.9, 0.99, 1.0] {
-        let v = if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        };
-        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+/// (count, p50, p90, p99, max) of an exact histogram; zeros when empty.
+fn quantiles(h: &Exact<u64>) -> (u64, u64, u64, u64, u64) {
+    if h.is_empty() {
+        return (0, 0, 0, 0, 0);
     }
-    let sum: u64 = h
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() * v.count_at_value())
-        .sum();
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+    (
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.max(),
+    )
 }
+
+/// The Content-Type of [`Metrics::render_prometheus`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// LLM request latency and failures. Process-wide rather than in [`Metrics`]: the chat model is
 /// built once per process by `providers_from_config`, independently of the server's `Metrics`
-/// (and a process serves one set of providers).
+/// (and a process serves one set of providers); every [`Metrics`] registers these.
 pub struct LlmStats {
     /// Time to first streamed chunk, and to the end, of successful completions (ms).
-    latency: Mutex<[Histogram<u64>; 2]>,
-    completions: AtomicU64,
-    errors: AtomicU64,
-    timeouts: AtomicU64,
-    retries: AtomicU64,
+    ttfb_ms: Histogram,
+    total_ms: Histogram,
+    completions: PromCounter,
+    errors: PromCounter,
+    timeouts: PromCounter,
+    retries: PromCounter,
 }
 
 static LLM_STATS: std::sync::LazyLock<LlmStats> = std::sync::LazyLock::new(|| LlmStats {
-    latency: Mutex::new([histogram(), histogram()]),
-    completions: AtomicU64::new(0),
-    errors: AtomicU64::new(0),
-    timeouts: AtomicU64::new(0),
-    retries: AtomicU64::new(0),
+    ttfb_ms: latency_histogram(),
+    total_ms: latency_histogram(),
+    completions: PromCounter::default(),
+    errors: PromCounter::default(),
+    timeouts: PromCounter::default(),
+    retries: PromCounter::default(),
 });
 
 pub fn llm_stats() -> &'static LlmStats {
@@ -294,74 +433,86 @@ pub fn llm_stats() -> &'static LlmStats {
 
 impl LlmStats {
     pub fn record_completion(&self, ttfb_ms: u64, total_ms: u64) {
-        self.completions.fetch_add(1, Ordering::Relaxed);
-        let mut h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        h[0].saturating_record(ttfb_ms.max(1));
-        h[1].saturating_record(total_ms.max(1));
+        self.completions.inc();
+        self.ttfb_ms.observe(ttfb_ms as f64);
+        self.total_ms.observe(total_ms as f64);
     }
 
     /// A completion that failed for good (after any retries); `timeout` also counts as an error.
     pub fn record_failure(&self, timeout: bool) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.errors.inc();
         if timeout {
-            self.timeouts.fetch_add(1, Ordering::Relaxed);
+            self.timeouts.inc();
         }
     }
 
     pub fn record_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.retries.inc();
     }
 
     /// (completions, errors, timeouts, retries).
     pub fn counts(&self) -> (u64, u64, u64, u64) {
         (
-            self.completions.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-            self.timeouts.load(Ordering::Relaxed),
-            self.retries.load(Ordering::Relaxed),
+            self.completions.get(),
+            self.errors.get(),
+            self.timeouts.get(),
+            self.retries.get(),
         )
     }
 
-    fn render(&self, out: &mut String) {
-        let (completions, errors, timeouts, retries) = self.counts();
-        for (name, help, value) in [
-            (
-                "kav_llm_completions_total",
-                "LLM completions that succeeded",
-                completions,
-            ),
-            (
-                "kav_llm_errors_total",
-                "LLM completions that failed (after retries)",
-                errors,
-            ),
-            (
-                "kav_llm_timeouts_total",
-                "LLM completions that timed out",
-                timeouts,
-            ),
-            (
-                "kav_llm_retries_total",
-                "LLM requests retried after 429/5xx/broken streams",
-                retries,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, help, h) in [
-            (
-                "kav_llm_ttfb_ms",
-                "LLM request to first streamed chunk",
-                &h[0],
-            ),
-            ("kav_llm_total_ms", "LLM request to end of stream", &h[1]),
-        ] {
-            render_summary(out, name, help, h);
-        }
+    fn register(&self, registry: &mut Registry) {
+        register_all(
+            registry,
+            &[
+                (
+                    "kav_llm_completions",
+                    "LLM completions that succeeded",
+                    &self.completions,
+                ),
+                (
+                    "kav_llm_errors",
+                    "LLM completions that failed (after retries)",
+                    &self.errors,
+                ),
+                (
+                    "kav_llm_timeouts",
+                    "LLM completions that timed out",
+                    &self.timeouts,
+                ),
+                (
+                    "kav_llm_retries",
+                    "LLM requests retried after 429/5xx/broken streams",
+                    &self.retries,
+                ),
+            ],
+            &[
+                (
+                    "kav_llm_ttfb_ms",
+                    "LLM request to first streamed chunk, ms",
+                    &self.ttfb_ms,
+                ),
+                (
+                    "kav_llm_total_ms",
+                    "LLM request to end of stream, ms",
+                    &self.total_ms,
+                ),
+            ],
+        );
+    }
+}
+
+/// Registers a source's counters and latency histograms: (name, help, metric). Counter names are
+/// given without `_total`.
+pub fn register_all(
+    registry: &mut Registry,
+    counters: &[(&str, &str, &PromCounter)],
+    histograms: &[(&str, &str, &Histogram)],
+) {
+    for (name, help, c) in counters {
+        registry.register(*name, *help, (*c).clone());
+    }
+    for (name, help, h) in histograms {
+        registry.register(*name, *help, (*h).clone());
     }
 }
 
@@ -411,11 +562,43 @@ mod tests {
             total_ms: Some(900),
             ..Default::default()
         });
-        let text = m.render_prometheus(&[("kav_test_gauge", "test", 1.5)]);
-        assert!(text.contains("kav_barge_ins_total 2"), "{text}");
-        assert!(text.contains("kav_turn_total_ms_count 2"));
+        let text = m.render_prometheus(&[
+            Reading::gauge("kav_test_gauge", "test", 1.5),
+            Reading::counter("kav_test_things", "test", 7),
+        ]);
+        assert!(text.contains("# TYPE kav_barge_ins counter\n"), "{text}");
+        assert!(text.contains("\nkav_barge_ins_total 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE kav_turn_total_ms histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nkav_turn_total_ms_count 2\n"), "{text}");
+        assert!(text.contains("\nkav_turn_total_ms_sum 1600.0\n"), "{text}");
+        // 700 ms in the 750 bucket; 900 ms only from the 1000 bucket on (cumulative).
+        assert!(
+            text.contains("kav_turn_total_ms_bucket{le=\"500.0\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kav_turn_total_ms_bucket{le=\"750.0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kav_turn_total_ms_bucket{le=\"1000.0\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("kav_turn_stt_final_ms_count 1"));
-        assert!(text.contains("kav_test_gauge 1.5"));
+        assert!(text.contains("# TYPE kav_calls_active gauge\nkav_calls_active 0\n"));
+        assert!(
+            text.contains("# TYPE kav_test_gauge gauge\nkav_test_gauge 1.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE kav_test_things counter\nkav_test_things_total 7\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
         let total = m
             .mark_summaries()
             .into_iter()
@@ -423,10 +606,68 @@ mod tests {
             .unwrap();
         assert_eq!(total.1, 2);
         assert!((899..=901).contains(&total.5), "{total:?}");
+        let json = m.latency_json();
+        assert_eq!(json["turn"]["total_ms"]["count"], 2);
+        assert!((699..=701).contains(&json["turn"]["total_ms"]["p50"].as_u64().unwrap()));
+        assert_eq!(json["call"]["kav_call_rtt_ms"]["count"], 0);
     }
 
     #[test]
-    fn llm_latency_renders_as_summaries() {
+    fn per_call_figures_are_histograms() {
+        let m = Metrics::new();
+        m.record_call(Some(204), 100);
+        m.record_call(None, 120);
+        let text = m.render_prometheus(&[]);
+        assert!(
+            text.contains("# TYPE kav_call_rtt_ms histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nkav_call_rtt_ms_count 1\n"), "{text}");
+        assert!(text.contains("\nkav_call_lead_max_ms_count 2\n"), "{text}");
+        let json = m.latency_json();
+        assert!(
+            (119..=121).contains(
+                &json["call"]["kav_call_lead_max_ms"]["max"]
+                    .as_u64()
+                    .unwrap()
+            )
+        );
+    }
+
+    #[derive(Default)]
+    struct Source {
+        live: PromCounter,
+    }
+
+    impl MetricsSource for Source {
+        fn register(&self, registry: &mut Registry) {
+            registry.register("kav_source_live", "live", self.live.clone());
+        }
+        fn readings(&self) -> Vec<Reading> {
+            vec![Reading::counter(
+                "kav_source_read",
+                "read at scrape",
+                self.live.get() * 10,
+            )]
+        }
+    }
+
+    #[test]
+    fn sources_register_live_metrics_and_are_read_on_each_scrape() {
+        let m = Metrics::new();
+        let source = Arc::new(Source::default());
+        m.add_source(source.clone());
+        source.live.inc_by(3);
+        let text = m.render_prometheus(&[]);
+        assert!(text.contains("\nkav_source_live_total 3\n"), "{text}");
+        assert!(text.contains("\nkav_source_read_total 30\n"), "{text}");
+        source.live.inc();
+        let text = m.render_prometheus(&[]);
+        assert!(text.contains("\nkav_source_read_total 40\n"), "{text}");
+    }
+
+    #[test]
+    fn llm_latency_renders_as_histograms() {
         // Process-wide: other tests may record too, so compare against a baseline.
         let (before, ..) = llm_stats().counts();
         llm_stats().record_completion(120, 480);
@@ -435,9 +676,9 @@ mod tests {
         assert!(after > before);
         assert!(errors >= 1 && timeouts >= 1);
         let text = Metrics::new().render_prometheus(&[]);
-        assert!(text.contains("# TYPE kav_llm_ttfb_ms summary"), "{text}");
+        assert!(text.contains("# TYPE kav_llm_ttfb_ms histogram"), "{text}");
         assert!(
-            text.contains("kav_llm_total_ms{quantile=\"0.5\"}"),
+            text.contains("kav_llm_total_ms_bucket{le=\"500.0\"}"),
             "{text}"
         );
         assert!(text.contains("kav_llm_timeouts_total "), "{text}");

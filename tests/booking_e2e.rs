@@ -34,6 +34,8 @@ async fn start() -> Server {
     let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
+    cfg.call.stt = "simulated".into();
+    cfg.call.agent = "simulated".into(); // replaced by the offline booking agent below
     cfg.call.tts = "simulated".into();
     cfg.call.language = "en-US".into();
     cfg.sim.stt_first_partial_ms = "fixed:30".into();

@@ -586,6 +586,8 @@ async fn engine_call_with_a_lying_llm_hears_the_truth() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cfg = kav::config::Config::default();
+    cfg.call.stt = "simulated".into();
+    cfg.call.agent = "simulated".into();
     cfg.call.tts = "simulated".into();
     cfg.call.language = "en-US".into();
     cfg.sim.stt_first_partial_ms = "fixed:30".into();
@@ -667,9 +669,19 @@ async fn config_selects_offline_or_llm_booking_agent() {
         .await
         .unwrap();
     assert_eq!(p.agent.name(), "llm-booking");
-    // Without a store the booking agent cannot run: the simulated agent answers.
-    let p = kav::app::providers_from_config(&cfg).await.unwrap();
-    assert_eq!(p.agent.name(), "simulated-agent");
+    // Without a store the booking agent cannot run: a start-up error, never a simulated agent.
+    let err = kav::app::providers_from_config(&cfg)
+        .await
+        .err()
+        .expect("no store, no booking agent");
+    assert!(err.to_string().contains("needs the store"), "{err}");
+    // An LLM that is configured but cannot be built is a start-up error with the reason.
+    cfg.llm.base_url = "not a url".into();
+    let err = kav::app::providers_with_store(&cfg, Some(store.clone()))
+        .await
+        .err()
+        .expect("bad [llm] is an error");
+    assert!(err.to_string().contains("cannot start"), "{err}");
 }
 
 // ---------------------------------------------------------------- LLM stream faults (issue 15)

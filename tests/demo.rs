@@ -1,6 +1,7 @@
 //! The README's main command works: `kav demo` places the whole demo call (greeting, booking
-//! request, barge-in, keypad number, goodbye) through a real server with espeak-ng speaking, and
-//! exits 0 only if every step happened. Takes about 35 s of real time (the call runs in real time).
+//! request, barge-in, keypad number, confirmation, goodbye) through a real server with espeak-ng
+//! speaking and the booking agent over SQLite, and exits 0 only if every step happened and the
+//! appointment is in the database. Takes about 35 s of real time (the call runs in real time).
 
 use std::process::Command;
 
@@ -23,7 +24,19 @@ fn kav_demo_runs_the_whole_call() {
         stdout.contains("tts=espeak"),
         "espeak-ng should speak (run scripts/setup.sh): {stdout}"
     );
-    for expected in ["greeting", "digits", "0501234567", "Thank you, goodbye."] {
+    for expected in [
+        "greeting",
+        "digits",
+        "0501234567",
+        "Thank you, goodbye.",
+        // The booking agent booked a real appointment, stored with the typed number ...
+        "agent=offline-booking",
+        "You're booked for",
+        "room room_dubai  name Dana  phone +972501234567  status booked",
+        // ... and queued its WhatsApp confirmation in the outbox.
+        "outbox: appointment.created confirm:appt_",
+        "appointment booked",
+    ] {
         assert!(
             stdout.contains(expected),
             "missing {expected:?} in:\n{stdout}"

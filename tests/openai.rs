@@ -337,7 +337,9 @@ async fn rate_limit_is_retried_but_retries_run_out() {
     .await;
     let (result, _) = complete(&chat(&fake), request("hi")).await;
     match result {
-        Err(ChatError::Status { status, message }) => {
+        Err(ChatError::Status {
+            status, message, ..
+        }) => {
             assert_eq!(status, 503);
             assert_eq!(message, "still down");
         }
@@ -345,6 +347,44 @@ async fn rate_limit_is_retried_but_retries_run_out() {
     }
     assert_eq!(fake.requests().len(), 2);
     assert_eq!(fake.remaining(), 1);
+}
+
+/// A 429 with `Retry-After: 1` is retried no sooner than a second later (the policy alone would
+/// wait about 100 ms); one whose hint lands past the whole-answer deadline is not retried at all.
+#[tokio::test]
+async fn rate_limit_retry_after_is_honoured_or_ends_the_request() {
+    let fake = FakeOpenAi::start(vec![
+        FakeReply::error_retry_after(429, "slow down", 1),
+        FakeReply::text("Waited politely.", 1),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    let (result, _) = complete(&chat(&fake), request("hi")).await;
+    assert_eq!(result.unwrap().text, "Waited politely.");
+    assert_eq!(fake.requests().len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let fake = FakeOpenAi::start(vec![
+        FakeReply::error_retry_after(429, "come back in a minute", 60),
+        FakeReply::text("never reached", 1),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    let (result, _) = complete(&chat(&fake), request("hi")).await;
+    match result {
+        Err(ChatError::Status {
+            status: 429,
+            retry_after,
+            ..
+        }) => assert_eq!(retry_after, Some(Duration::from_secs(60))),
+        other => panic!("expected the 429, got {other:?}"),
+    }
+    assert_eq!(fake.requests().len(), 1, "no retry past the deadline");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -356,7 +396,9 @@ async fn client_errors_are_not_retried() {
     .await;
     let (result, _) = complete(&chat(&fake), request("hi")).await;
     match result {
-        Err(ChatError::Status { status, message }) => {
+        Err(ChatError::Status {
+            status, message, ..
+        }) => {
             assert_eq!(status, 400);
             assert_eq!(message, "Invalid 'messages': empty");
         }

@@ -131,8 +131,33 @@ async fn happy_path_over_real_sockets() {
         assert!(metric(&metrics, "kav_frames_out_total") >= report.frames_received as f64);
         assert_eq!(metric(&metrics, "kav_turn_total_ms_count"), 2.0);
         assert_eq!(metric(&metrics, "kav_turn_stt_final_ms_count"), 1.0);
-        assert!(metrics.contains("kav_turn_total_ms{quantile=\"0.5\"}"));
+        assert!(metrics.contains("# TYPE kav_turn_total_ms histogram\n"));
+        assert_eq!(
+            metric(&metrics, "kav_turn_total_ms_bucket{le=\"10000.0\"}"),
+            2.0
+        );
         assert!(metric(&metrics, "kav_turn_total_ms_sum") > 0.0);
+        // Counters are counters (also the ones read at scrape time), gauges are gauges.
+        for counter in [
+            "kav_calls_started",
+            "process_cpu_seconds",
+            "kav_store_rows_dropped",
+        ] {
+            assert!(
+                metrics.contains(&format!("# TYPE {counter} counter\n")),
+                "{counter}: {metrics}"
+            );
+        }
+        assert!(metrics.contains("# TYPE process_resident_memory_bytes gauge\n"));
+        assert!(metrics.ends_with("# EOF\n"));
+        // Exact quantiles for load measurements.
+        let latency: serde_json::Value =
+            serde_json::from_str(&srv.get("/metrics/latency").await.body).unwrap();
+        assert_eq!(latency["turn"]["total_ms"]["count"], 2, "{latency}");
+        assert!(
+            latency["turn"]["total_ms"]["p50"].as_u64().unwrap() > 0,
+            "{latency}"
+        );
         for problem in ["malformed_messages", "abrupt_disconnects", "slow_consumers"] {
             assert_eq!(metric(&metrics, &format!("kav_{problem}_total")), 0.0);
         }
@@ -248,9 +273,13 @@ async fn playout_over_a_delayed_link() {
         assert_eq!(metric(&metrics, "kav_lead_holds_total"), 0.0);
         assert_eq!(metric(&metrics, "kav_missing_mark_echoes_total"), 0.0);
         assert_eq!(metric(&metrics, "kav_call_rtt_ms_count"), 1.0);
-        let rtt = metric(&metrics, "kav_call_rtt_ms{quantile=\"1\"}");
+        let latency: serde_json::Value =
+            serde_json::from_str(&srv.get("/metrics/latency").await.body).unwrap();
+        let rtt = latency["call"]["kav_call_rtt_ms"]["max"].as_f64().unwrap();
         assert!((240.0..600.0).contains(&rtt), "estimated RTT {rtt} ms");
-        let lead = metric(&metrics, "kav_call_lead_max_ms{quantile=\"1\"}");
+        let lead = latency["call"]["kav_call_lead_max_ms"]["max"]
+            .as_f64()
+            .unwrap();
         assert!(lead <= 120.0, "lead at Twilio {lead} ms");
     })
     .await;

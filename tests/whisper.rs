@@ -15,14 +15,27 @@ use kav::app::providers_from_config;
 use kav::config::Config;
 
 #[tokio::test]
-async fn missing_whisper_models_fall_back_to_the_simulated_stt() {
+async fn missing_whisper_models_are_a_start_up_error_and_auto_means_keypad_only() {
     let empty = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.call.stt = "whisper".into();
+    cfg.call.agent = "simulated".into();
     cfg.call.tts = "simulated".into();
     cfg.whisper.model_dir = empty.path().display().to_string();
+    // Configured but cannot start: an error with the reason, never a simulated recogniser.
+    let err = providers_from_config(&cfg)
+        .await
+        .err()
+        .expect("whisper without models must not start");
+    let text = err.to_string();
+    assert!(
+        text.contains("whisper") && text.contains("cannot start"),
+        "{text}"
+    );
+    // The default (`auto`) without models: no recogniser, keypad input only.
+    cfg.call.stt = "auto".into();
     let providers = providers_from_config(&cfg).await.unwrap();
-    assert_eq!(providers.stt.name(), "simulated-stt");
+    assert_eq!(providers.stt.name(), "keypad-only");
 }
 
 #[cfg(feature = "whisper")]
@@ -275,6 +288,7 @@ mod with_models {
         };
         let mut cfg = Config::default();
         cfg.call.stt = "whisper".into();
+        cfg.call.agent = "simulated".into();
         cfg.call.tts = "simulated".into();
         cfg.whisper = whisper;
         let providers = kav::app::providers_from_config(&cfg).await.unwrap();

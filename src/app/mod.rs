@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::channels::whatsapp::{graph as whatsapp_graph, inbox as whatsapp};
 use crate::config::Config;
+use crate::providers::keypad::KeypadOnlyStt;
 use crate::providers::{self, Agent, SpeechToText, TextToSpeech, espeak, google, openai, sim};
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub struct BookingHandle {
     pub worker: tokio::task::JoinHandle<()>,
 }
 
+/// Why the providers could not be built. A provider that is configured but cannot start is an
+/// error with the reason: the server never swaps a simulation in for it.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderConfigError {
     #[error("unknown {kind} provider {name:?} (available: {available})")]
@@ -45,20 +48,55 @@ pub enum ProviderConfigError {
         name: String,
         available: &'static str,
     },
+    #[error("{kind} provider {name:?} is configured but cannot start: {reason}")]
+    Unavailable {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "agent {name:?} needs the store (the booking agent keeps appointments and dialog state there)"
+    )]
+    NeedsStore { name: String },
     #[error(transparent)]
     Distribution(#[from] sim::DistributionError),
 }
 
-/// Builds the providers named in `[call]`, once per process. A provider that cannot start is
-/// replaced by one that works (with a warning), so the server always comes up.
-/// Without a store the booking agents are unavailable (see [`providers_with_store`]).
+fn unavailable(kind: &'static str, name: &str, reason: impl ToString) -> ProviderConfigError {
+    ProviderConfigError::Unavailable {
+        kind,
+        name: name.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// What a provider is, for the start-up log: real, offline, or a simulation.
+pub fn provider_nature(name: &str) -> &'static str {
+    match name {
+        "google" => "real (Google Cloud)",
+        "whisper" => "real (local Whisper, offline)",
+        "espeak" => "real (espeak-ng, offline)",
+        "llm-booking" => "real (LLM booking agent; offline dialog when the LLM fails)",
+        "offline-booking" => "offline (deterministic booking dialog, no LLM)",
+        "openai" => "real (LLM, no booking tools)",
+        "keypad-only" => "none: no speech recogniser, calls understand keypad input only",
+        _ if name.starts_with("simulated") => "SIMULATED (scripted; for tests and load runs)",
+        _ => "other",
+    }
+}
+
+/// Builds the providers named in `[call]`, once per process, without a store: only agents that
+/// need no store (`simulated`, `openai`) can be built this way (see [`providers_with_store`]).
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
     Ok(providers_with_store(cfg, None).await?.0)
 }
 
 /// Builds the booking agent (`offline`, or `booking`: the LLM agent when configured) over the
 /// store, with the offline WhatsApp sender, and starts the outbox worker.
-fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) {
+fn booking_agent(
+    cfg: &Config,
+    store: Store,
+) -> Result<(Arc<dyn Agent>, BookingHandle), ProviderConfigError> {
     // Confirmations go through the Graph API when WHATSAPP_ACCESS_TOKEN is set (one attempt per
     // delivery: the outbox does the retrying), else to the log sender.
     let token = whatsapp::WhatsAppSecrets::from_env()
@@ -85,44 +123,39 @@ fn booking_agent(cfg: &Config, store: Store) -> (Arc<dyn Agent>, BookingHandle) 
         crate::agent::system_clock(),
         cfg.booking.clone(),
     );
-    let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = crate::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
     // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
     // other than the public OpenAI default (a local server needs no key).
     let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
     let llm_configured =
         key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
-    let agent: Arc<dyn Agent> = match (cfg.call.agent.as_str(), llm_configured) {
-        ("booking", true) => match openai::OpenAiChat::from_config(&cfg.llm) {
-            Ok(chat) => {
-                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
-                Arc::new(crate::agent::llm::BookingAgent::new(
-                    runtime.clone(),
-                    Arc::new(chat),
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "LLM misconfigured ([llm]); the offline booking dialog answers");
-                Arc::new(crate::agent::offline::OfflineBookingAgent::new(
-                    runtime.clone(),
-                ))
-            }
-        },
-        _ => {
-            tracing::info!("offline booking dialog (no LLM)");
-            Arc::new(crate::agent::offline::OfflineBookingAgent::new(
-                runtime.clone(),
-            ))
+    let agent: Arc<dyn Agent> = if cfg.call.agent == "booking" && llm_configured {
+        let chat = openai::OpenAiChat::from_config(&cfg.llm)
+            .map_err(|e| unavailable("agent", "booking", format!("[llm]: {e}")))?;
+        tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
+        Arc::new(crate::agent::llm::BookingAgent::new(
+            runtime.clone(),
+            Arc::new(chat),
+        ))
+    } else {
+        if cfg.call.agent == "booking" {
+            tracing::info!(
+                "agent = \"booking\" with no LLM configured (no API key, default base URL): the offline booking dialog answers"
+            );
         }
+        Arc::new(crate::agent::offline::OfflineBookingAgent::new(
+            runtime.clone(),
+        ))
     };
-    (
+    let (worker_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = crate::booking::outbox::spawn_worker(runtime.clone(), stop_rx);
+    Ok((
         agent,
         BookingHandle {
             runtime,
             worker_stop,
             worker,
         },
-    )
+    ))
 }
 
 /// [`providers_from_config`] with the store the booking agents need; also returns the booking
@@ -137,51 +170,44 @@ pub async fn providers_with_store(
     // One set of Google measurements for STT and TTS (see google::GoogleStats).
     let google_stats = Arc::new(google::GoogleStats::default());
     let stt: Arc<dyn SpeechToText> = match cfg.call.stt.as_str() {
+        "auto" => auto_stt(cfg, &mut metric_sources),
+        "keypad" => Arc::new(KeypadOnlyStt),
         "simulated" => Arc::new(sim::SimulatedStt::new(lat.clone())),
-        "google" => match google::stt_from_config(cfg, google_stats.clone()).await {
-            Ok(stt) => Arc::new(stt),
-            Err(e) => {
-                tracing::warn!(error = %e, "Google STT unavailable; falling back to the simulated STT");
-                Arc::new(sim::SimulatedStt::new(lat.clone()))
-            }
-        },
-        "whisper" => whisper_stt(cfg, &lat, &mut metric_sources),
+        "google" => Arc::new(
+            google::stt_from_config(cfg, google_stats.clone())
+                .await
+                .map_err(|e| unavailable("stt", "google", e))?,
+        ),
+        "whisper" => {
+            whisper_stt(cfg, &mut metric_sources).map_err(|e| unavailable("stt", "whisper", e))?
+        }
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "stt",
                 name: other.into(),
-                available: "google, simulated, whisper",
+                available: "auto, google, keypad, simulated, whisper",
             });
         }
     };
     let agent: Arc<dyn Agent> = match cfg.call.agent.as_str() {
         "simulated" => Arc::new(sim::SimulatedAgent::new(lat.clone())),
-        "booking" | "offline" => match store {
-            Some(store) => {
-                let (agent, handle) = booking_agent(cfg, store);
-                booking = Some(handle);
-                agent
-            }
-            None => {
-                tracing::warn!(
-                    "the booking agent needs the store; falling back to the simulated agent"
-                );
-                Arc::new(sim::SimulatedAgent::new(lat.clone()))
-            }
-        },
-        "openai" => match openai::OpenAiChat::from_config(&cfg.llm) {
-            Ok(chat) => {
-                tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
-                Arc::new(openai::LlmAgent::new(
-                    Arc::new(chat),
-                    openai::LlmAgentSettings::from_config(&cfg.llm),
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "LLM misconfigured ([llm]); falling back to the simulated agent");
-                Arc::new(sim::SimulatedAgent::new(lat.clone()))
-            }
-        },
+        "booking" | "offline" => {
+            let store = store.ok_or_else(|| ProviderConfigError::NeedsStore {
+                name: cfg.call.agent.clone(),
+            })?;
+            let (agent, handle) = booking_agent(cfg, store)?;
+            booking = Some(handle);
+            agent
+        }
+        "openai" => {
+            let chat = openai::OpenAiChat::from_config(&cfg.llm)
+                .map_err(|e| unavailable("agent", "openai", format!("[llm]: {e}")))?;
+            tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
+            Arc::new(openai::LlmAgent::new(
+                Arc::new(chat),
+                openai::LlmAgentSettings::from_config(&cfg.llm),
+            ))
+        }
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "agent",
@@ -195,33 +221,21 @@ pub async fn providers_with_store(
         "espeak" => {
             let espeak = espeak::EspeakTts::new(&cfg.espeak);
             let started = Instant::now();
-            match espeak.check().await {
-                Ok(()) => {
-                    tracing::info!(
-                        warmup_ms = started.elapsed().as_millis() as u64,
-                        "espeak-ng TTS ready"
-                    );
-                    Arc::new(espeak)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "espeak-ng unavailable; falling back to the simulated TTS (tones). Run scripts/setup.sh");
-                    Arc::new(sim::SimulatedTts::new(lat.clone()))
-                }
-            }
+            espeak
+                .check()
+                .await
+                .map_err(|e| unavailable("tts", "espeak", format!("{e} (run scripts/setup.sh)")))?;
+            tracing::info!(
+                warmup_ms = started.elapsed().as_millis() as u64,
+                "espeak-ng TTS ready"
+            );
+            Arc::new(espeak)
         }
-        "google" => match google::tts_from_config(cfg, google_stats.clone()).await {
-            Ok(tts) => Arc::new(tts),
-            Err(e) => {
-                tracing::warn!(error = %e, "Google TTS unavailable; falling back to the offline espeak-ng TTS");
-                let espeak = espeak::EspeakTts::new(&cfg.espeak);
-                if espeak.check().await.is_ok() {
-                    Arc::new(espeak)
-                } else {
-                    tracing::warn!("espeak-ng unavailable too; using the simulated TTS (tones)");
-                    Arc::new(sim::SimulatedTts::new(lat.clone()))
-                }
-            }
-        },
+        "google" => Arc::new(
+            google::tts_from_config(cfg, google_stats.clone())
+                .await
+                .map_err(|e| unavailable("tts", "google", e))?,
+        ),
         other => {
             return Err(ProviderConfigError::Unknown {
                 kind: "tts",
@@ -230,6 +244,18 @@ pub async fn providers_with_store(
             });
         }
     };
+    for (kind, name) in [
+        ("stt", stt.name()),
+        ("agent", agent.name()),
+        ("tts", tts.name()),
+    ] {
+        match provider_nature(name) {
+            n if n.starts_with("real") || n.starts_with("offline") => {
+                tracing::info!(kind, provider = name, nature = n, "provider")
+            }
+            n => tracing::warn!(kind, provider = name, nature = n, "provider"),
+        }
+    }
     tracing::info!(
         stt = stt.name(),
         agent = agent.name(),
@@ -249,35 +275,52 @@ pub async fn providers_with_store(
     ))
 }
 
-/// The local Whisper recogniser, or the simulated one (with a warning) when its models are missing
-/// or the binary was built without the `whisper` feature. Models load in `warm()` or on first use.
+/// `stt = "auto"`: local Whisper when this binary has the `whisper` feature and its models are
+/// present, else no recogniser (keypad input only), said loudly at start-up.
+fn auto_stt(
+    cfg: &Config,
+    metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
+) -> Arc<dyn SpeechToText> {
+    match whisper_stt(cfg, metric_sources) {
+        Ok(stt) => stt,
+        Err(reason) => {
+            tracing::warn!(
+                %reason,
+                "stt = \"auto\": no speech recogniser available. Calls will understand KEYPAD INPUT ONLY \
+                 (set call.stt = \"google\", or build with --features whisper and run scripts/fetch-models.sh)"
+            );
+            Arc::new(KeypadOnlyStt)
+        }
+    }
+}
+
+/// The local Whisper recogniser. Models load in `warm()` or on first use; missing models or a
+/// binary built without the `whisper` feature are an error.
 #[cfg(feature = "whisper")]
 fn whisper_stt(
     cfg: &Config,
-    lat: &Arc<sim::SimLatencies>,
     metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
-) -> Arc<dyn SpeechToText> {
-    match crate::providers::whisper::WhisperStt::new(&cfg.whisper) {
-        Ok(stt) => {
-            let stt = Arc::new(stt);
-            metric_sources.push(stt.clone());
-            stt
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "Whisper STT unavailable; falling back to the simulated STT. Run scripts/fetch-models.sh");
-            Arc::new(sim::SimulatedStt::new(lat.clone()))
-        }
-    }
+) -> Result<Arc<dyn SpeechToText>, ProviderConfigError> {
+    let stt = crate::providers::whisper::WhisperStt::new(&cfg.whisper).map_err(|e| {
+        unavailable(
+            "stt",
+            "whisper",
+            format!("{e} (run scripts/fetch-models.sh)"),
+        )
+    })?;
+    let stt = Arc::new(stt);
+    metric_sources.push(stt.clone());
+    Ok(stt)
 }
 
 #[cfg(not(feature = "whisper"))]
 fn whisper_stt(
     _cfg: &Config,
-    lat: &Arc<sim::SimLatencies>,
     _metric_sources: &mut Vec<Arc<dyn crate::metrics::MetricsSource>>,
-) -> Arc<dyn SpeechToText> {
-    tracing::warn!(
-        "stt = \"whisper\" but this binary was built without the `whisper` cargo feature; falling back to the simulated STT (cargo build --features whisper, then scripts/fetch-models.sh)"
-    );
-    Arc::new(sim::SimulatedStt::new(lat.clone()))
+) -> Result<Arc<dyn SpeechToText>, ProviderConfigError> {
+    Err(unavailable(
+        "stt",
+        "whisper",
+        "this binary was built without the `whisper` cargo feature (cargo build --features whisper, then scripts/fetch-models.sh)",
+    ))
 }

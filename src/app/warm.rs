@@ -62,6 +62,32 @@ pub async fn warm_all(deps: &CallDeps) -> Vec<WarmReport> {
     reports
 }
 
+/// A provider failed its start-up warm-up (unreachable endpoint, bad credentials, a model that
+/// does not load): the server does not start rather than answer calls without it.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} provider {provider:?} failed its start-up warm-up: {reason}")]
+pub struct WarmUpFailed {
+    pub kind: &'static str,
+    pub provider: &'static str,
+    pub reason: String,
+}
+
+/// The first failed report of the start-up warm-up, as an error. Keep-warm failures later on are
+/// only logged: a provider that was reachable at start-up may recover.
+pub fn require_all_warm(reports: &[WarmReport]) -> Result<(), WarmUpFailed> {
+    match reports
+        .iter()
+        .find_map(|r| r.result.as_ref().err().map(|e| (r, e)))
+    {
+        Some((r, e)) => Err(WarmUpFailed {
+            kind: r.kind,
+            provider: r.provider,
+            reason: e.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Re-warms every `period` until the returned task is aborted. `period` zero: no task.
 pub fn spawn_keep_warm(deps: Arc<CallDeps>, period: Duration) -> Option<JoinHandle<()>> {
     if period.is_zero() {
@@ -197,6 +223,10 @@ mod tests {
         );
         assert_eq!(*ok.warms.lock().unwrap(), 2);
         assert_eq!(*bad.warms.lock().unwrap(), 1);
+        // At start-up that failure stops the server, naming the provider and the reason.
+        let err = require_all_warm(&reports).unwrap_err();
+        assert_eq!((err.kind, err.reason.as_str()), ("agent", "unreachable"));
+        assert!(require_all_warm(&reports[..1]).is_ok());
     }
 
     #[tokio::test(start_paused = true)]

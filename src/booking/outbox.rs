@@ -61,14 +61,16 @@ pub enum Delivery {
     NotClaimed,
 }
 
+/// The one retry policy ([`crate::retry::Backoff`]) as a function of the attempts so far.
 fn backoff_ms(rt: &BookingRuntime, attempts_before: i64, retry_after_ms: Option<u64>) -> i64 {
-    let exp = attempts_before.clamp(0, 30) as u32;
-    let base = rt
-        .config
-        .outbox_backoff_base_ms
-        .saturating_mul(1u64 << exp.min(20));
-    let backoff = base.min(rt.config.outbox_backoff_max_ms);
-    backoff.max(retry_after_ms.unwrap_or(0)) as i64
+    let policy = crate::retry::Backoff::new(
+        std::time::Duration::from_millis(rt.config.outbox_backoff_base_ms),
+        std::time::Duration::from_millis(rt.config.outbox_backoff_max_ms),
+    );
+    let retry = u32::try_from(attempts_before.max(0)).unwrap_or(u32::MAX);
+    policy
+        .delay(retry, retry_after_ms.map(std::time::Duration::from_millis))
+        .as_millis() as i64
 }
 
 /// Delivers the event with this idempotency key now (one attempt), if it is pending.

@@ -226,6 +226,8 @@ async fn start_child_server() -> Result<ChildServer, String> {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--config")
         .arg(dir.join("none.toml"))
+        .env("KAV_CALL_STT", "simulated")
+        .env("KAV_CALL_AGENT", "simulated")
         .env("KAV_CALL_TTS", "simulated")
         .env("KAV_CALL_LANGUAGE", "he-IL")
         .env("KAV_CALL_GREETING", "")
@@ -412,23 +414,25 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_lead_holds = metric(&text, "kav_lead_holds_total ");
         report.server_missing_echoes = metric(&text, "kav_missing_mark_echoes_total ");
         report.server_priming_frames = metric(&text, "kav_priming_frames_total ");
-        report.server_rtt_ms = metric(&text, "kav_call_rtt_ms{quantile=\"0.5\"} ")
-            .zip(metric(&text, "kav_call_rtt_ms{quantile=\"1\"} "));
-        report.server_lead_max_ms = metric(&text, "kav_call_lead_max_ms{quantile=\"1\"} ");
+    }
+    // Exact quantiles (the Prometheus histograms have buckets too coarse to subtract from).
+    if let Ok(json) = http_get(&format!("{server}/metrics/latency")).await
+        && let Ok(lat) = serde_json::from_str::<serde_json::Value>(&json)
+    {
+        let get = |group: &str, name: &str, q: &str| lat[group][name][q].as_u64();
+        report.server_rtt_ms =
+            get("call", "kav_call_rtt_ms", "p50").zip(get("call", "kav_call_rtt_ms", "max"));
+        report.server_lead_max_ms = get("call", "kav_call_lead_max_ms", "max");
         // TOTAL_MS on the server's clock starts at the same VAD decision the providers' timing
         // hangs off, so subtracting their fixed latencies leaves what the engine added.
         let q = |quantile: &str| {
-            metric(
-                &text,
-                &format!("kav_turn_total_ms{{quantile=\"{quantile}\"}} "),
-            )
-            .map(|v| v.saturating_sub(SIM_PROVIDER_MS) as f64)
+            get("turn", "total_ms", quantile).map(|v| v.saturating_sub(SIM_PROVIDER_MS) as f64)
         };
         if let (Some(p50), Some(p99), Some(max), Some(count)) = (
-            q("0.5"),
-            q("0.99"),
-            q("1"),
-            metric(&text, "kav_turn_total_ms_count "),
+            q("p50"),
+            q("p99"),
+            q("max"),
+            get("turn", "total_ms", "count"),
         ) {
             report.engine_added_ms = Quantiles {
                 count,

@@ -39,7 +39,9 @@ use bytes::Bytes;
 use futures_util::stream::{SelectAll, Stream, StreamExt};
 use googleapis_tonic_google_cloud_speech_v1::google::cloud::speech::v1 as speech;
 use googleapis_tonic_google_cloud_texttospeech_v1::google::cloud::texttospeech::v1 as tts;
-use hdrhistogram::Histogram;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use speech::streaming_recognize_request::StreamingRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -102,172 +104,134 @@ const BUILTIN_HINTS_HE: &[&str] = &[
 
 // ------------------------------------------------------------------ stats
 
-/// Provider measurements, process-wide. Latencies in ms: STT from our utterance end to the final
-/// delivered; TTS from the request to the first audio byte handed to the pacer.
+/// Provider measurements, process-wide, registered in the metrics registry as `kav_google_*`.
+/// Latencies in ms: STT from our utterance end to the final delivered; TTS from the request to
+/// the first audio byte handed to the pacer.
 pub struct GoogleStats {
-    pub stt_streams_opened: AtomicU64,
-    pub stt_rotations: AtomicU64,
-    pub stt_reconnects: AtomicU64,
-    pub stt_audio_bytes: AtomicU64,
-    pub stt_requests: AtomicU64,
-    pub stt_requests_dropped: AtomicU64,
-    pub stt_replay_bytes_dropped: AtomicU64,
-    pub stt_finals: AtomicU64,
-    pub stt_streams_given_up: AtomicU64,
-    pub tts_requests: AtomicU64,
-    pub tts_cache_hits: AtomicU64,
-    pub tts_errors: AtomicU64,
-    stt_final_ms: Mutex<Histogram<u64>>,
-    tts_first_audio_ms: Mutex<Histogram<u64>>,
+    pub stt_streams_opened: Counter,
+    pub stt_rotations: Counter,
+    pub stt_reconnects: Counter,
+    pub stt_audio_bytes: Counter,
+    pub stt_requests: Counter,
+    pub stt_requests_dropped: Counter,
+    pub stt_replay_bytes_dropped: Counter,
+    pub stt_finals: Counter,
+    pub stt_streams_given_up: Counter,
+    pub tts_requests: Counter,
+    pub tts_cache_hits: Counter,
+    pub tts_errors: Counter,
+    stt_final_ms: Histogram,
+    tts_first_audio_ms: Histogram,
 }
 
-/// p50/p90/max and count of one latency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_ms: u64,
-    pub p90_ms: u64,
-    pub max_ms: u64,
+/// Failed standby opens back off with the one retry policy (200 ms doubling to 1.6 s, jittered).
+const STANDBY_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_millis(1600));
+
+fn bump(c: &Counter, n: u64) {
+    c.inc_by(n);
+}
+
+fn record(h: &Histogram, d: Duration) {
+    h.observe(d.as_secs_f64() * 1000.0);
 }
 
 impl Default for GoogleStats {
     fn default() -> Self {
-        let h = || Mutex::new(Histogram::new_with_bounds(1, 600_000, 3).expect("static bounds"));
         Self {
-            stt_streams_opened: AtomicU64::new(0),
-            stt_rotations: AtomicU64::new(0),
-            stt_reconnects: AtomicU64::new(0),
-            stt_audio_bytes: AtomicU64::new(0),
-            stt_requests: AtomicU64::new(0),
-            stt_requests_dropped: AtomicU64::new(0),
-            stt_replay_bytes_dropped: AtomicU64::new(0),
-            stt_finals: AtomicU64::new(0),
-            stt_streams_given_up: AtomicU64::new(0),
-            tts_requests: AtomicU64::new(0),
-            tts_cache_hits: AtomicU64::new(0),
-            tts_errors: AtomicU64::new(0),
-            stt_final_ms: h(),
-            tts_first_audio_ms: h(),
+            stt_streams_opened: Counter::default(),
+            stt_rotations: Counter::default(),
+            stt_reconnects: Counter::default(),
+            stt_audio_bytes: Counter::default(),
+            stt_requests: Counter::default(),
+            stt_requests_dropped: Counter::default(),
+            stt_replay_bytes_dropped: Counter::default(),
+            stt_finals: Counter::default(),
+            stt_streams_given_up: Counter::default(),
+            tts_requests: Counter::default(),
+            tts_cache_hits: Counter::default(),
+            tts_errors: Counter::default(),
+            stt_final_ms: crate::metrics::latency_histogram(),
+            tts_first_audio_ms: crate::metrics::latency_histogram(),
         }
     }
 }
 
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
-fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
-    let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
-    h.saturating_record((d.as_millis() as u64).max(1));
-}
-
-fn summarise(h: &Mutex<Histogram<u64>>) -> LatencySummary {
-    let h = h.lock().unwrap_or_else(|p| p.into_inner());
-    if h.is_empty() {
-        return LatencySummary::default();
-    }
-    LatencySummary {
-        count: h.len(),
-        p50_ms: h.value_at_quantile(0.5),
-        p90_ms: h.value_at_quantile(0.9),
-        max_ms: h.max(),
+impl crate::metrics::MetricsSource for GoogleStats {
+    fn register(&self, registry: &mut Registry) {
+        let google = registry.sub_registry_with_prefix("kav_google");
+        let counters: [(&str, &str, &Counter); 12] = [
+            (
+                "stt_streams_opened",
+                "StreamingRecognize calls opened",
+                &self.stt_streams_opened,
+            ),
+            (
+                "stt_rotations",
+                "Streams replaced before Google's duration limit",
+                &self.stt_rotations,
+            ),
+            (
+                "stt_reconnects",
+                "Streams that died mid-utterance and were replayed",
+                &self.stt_reconnects,
+            ),
+            (
+                "stt_audio_bytes",
+                "Mu-law bytes sent",
+                &self.stt_audio_bytes,
+            ),
+            ("stt_requests", "Audio requests sent", &self.stt_requests),
+            (
+                "stt_requests_dropped",
+                "Audio requests not queued (stalled or closed stream)",
+                &self.stt_requests_dropped,
+            ),
+            (
+                "stt_replay_bytes_dropped",
+                "Unfinalised audio too old to keep for replay",
+                &self.stt_replay_bytes_dropped,
+            ),
+            (
+                "stt_finals",
+                "Final transcripts delivered",
+                &self.stt_finals,
+            ),
+            (
+                "stt_streams_given_up",
+                "Half-closed streams that gave no final in time",
+                &self.stt_streams_given_up,
+            ),
+            ("tts_requests", "SynthesizeSpeech calls", &self.tts_requests),
+            (
+                "tts_cache_hits",
+                "Fixed phrases served from memory",
+                &self.tts_cache_hits,
+            ),
+            ("tts_errors", "Failed syntheses", &self.tts_errors),
+        ];
+        crate::metrics::register_all(
+            google,
+            &counters,
+            &[
+                (
+                    "stt_final_after_end_ms",
+                    "Our utterance end to the final transcript, ms",
+                    &self.stt_final_ms,
+                ),
+                (
+                    "tts_first_audio_ms",
+                    "TTS request to the first audio byte, ms",
+                    &self.tts_first_audio_ms,
+                ),
+            ],
+        );
     }
 }
 
 impl GoogleStats {
-    /// Prometheus text for `/metrics` (the lead can append it to `Metrics::render_prometheus`).
-    fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let counters: [(&str, &AtomicU64, &str); 12] = [
-            (
-                "stt_streams_opened",
-                &self.stt_streams_opened,
-                "StreamingRecognize calls opened",
-            ),
-            (
-                "stt_rotations",
-                &self.stt_rotations,
-                "Streams replaced before Google's duration limit",
-            ),
-            (
-                "stt_reconnects",
-                &self.stt_reconnects,
-                "Streams that died mid-utterance and were replayed",
-            ),
-            (
-                "stt_audio_bytes",
-                &self.stt_audio_bytes,
-                "Mu-law bytes sent",
-            ),
-            ("stt_requests", &self.stt_requests, "Audio requests sent"),
-            (
-                "stt_requests_dropped",
-                &self.stt_requests_dropped,
-                "Audio requests not queued (stalled or closed stream)",
-            ),
-            (
-                "stt_replay_bytes_dropped",
-                &self.stt_replay_bytes_dropped,
-                "Unfinalised audio too old to keep for replay",
-            ),
-            (
-                "stt_finals",
-                &self.stt_finals,
-                "Final transcripts delivered",
-            ),
-            (
-                "stt_streams_given_up",
-                &self.stt_streams_given_up,
-                "Half-closed streams that gave no final in time",
-            ),
-            ("tts_requests", &self.tts_requests, "SynthesizeSpeech calls"),
-            (
-                "tts_cache_hits",
-                &self.tts_cache_hits,
-                "Fixed phrases served from memory",
-            ),
-            ("tts_errors", &self.tts_errors, "Failed syntheses"),
-        ];
-        for (name, value, help) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP kav_google_{name}_total {help}\n# TYPE kav_google_{name}_total counter\nkav_google_{name}_total {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        for (name, s, help) in [
-            (
-                "stt_final_after_end_ms",
-                self.stt_final_latency(),
-                "Our utterance end to the final transcript",
-            ),
-            (
-                "tts_first_audio_ms",
-                self.tts_first_audio_latency(),
-                "TTS request to the first audio byte",
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP kav_google_{name} {help}\n# TYPE kav_google_{name} summary"
-            );
-            for (q, v) in [("0.5", s.p50_ms), ("0.9", s.p90_ms), ("1", s.max_ms)] {
-                let _ = writeln!(out, "kav_google_{name}{{quantile=\"{q}\"}} {v}");
-            }
-            let _ = writeln!(out, "kav_google_{name}_count {}", s.count);
-        }
-        out
-    }
-
-    pub fn stt_final_latency(&self) -> LatencySummary {
-        summarise(&self.stt_final_ms)
-    }
-    pub fn tts_first_audio_latency(&self) -> LatencySummary {
-        summarise(&self.tts_first_audio_ms)
-    }
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
+    pub fn get(c: &Counter) -> u64 {
+        c.get()
     }
 }
 
@@ -1124,7 +1088,7 @@ impl Recognizer {
             if fast && !out_of_range {
                 self.failures += 1;
                 self.check_failures(&result)?;
-                let backoff = Duration::from_millis(100u64 << self.failures.min(4));
+                let backoff = STANDBY_BACKOFF.delay(self.failures.saturating_sub(1), None);
                 self.standby_retry_at = Some(Instant::now() + backoff);
             } else {
                 self.open_standby();
@@ -1632,12 +1596,6 @@ impl TextToSpeech for GoogleTts {
 /// Finding credentials can probe the metadata server; never let start-up hang on it.
 fn init_deadline(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.google.request_timeout_ms.max(1) * 2)
-}
-
-impl crate::metrics::MetricsSource for GoogleStats {
-    fn render_prometheus(&self) -> String {
-        self.render()
-    }
 }
 
 pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {

@@ -4,6 +4,7 @@
 pub mod audio_file;
 pub mod espeak;
 pub mod google;
+pub mod keypad;
 pub mod openai;
 pub mod sim;
 #[cfg(feature = "whisper")]
@@ -209,9 +210,44 @@ pub enum ChatError {
     #[error("LLM request timed out")]
     Timeout,
     #[error("LLM HTTP status {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        status: u16,
+        message: String,
+        /// The server's `Retry-After` (429, 503), when it sent one in seconds.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("LLM stream failed: {0}")]
     Stream(String),
+}
+
+/// What a provider failure means for the caller of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Worth trying again, not before `retry_after` when the server said so.
+    Retryable {
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Will fail the same way again (bad request, auth).
+    Fatal,
+    /// Ran out of time.
+    Timeout,
+}
+
+impl ChatError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ChatError::Timeout => FailureKind::Timeout,
+            ChatError::Status {
+                status,
+                retry_after,
+                ..
+            } if *status == 429 || *status >= 500 => FailureKind::Retryable {
+                retry_after: *retry_after,
+            },
+            ChatError::Status { .. } => FailureKind::Fatal,
+            ChatError::Stream(_) => FailureKind::Retryable { retry_after: None },
+        }
+    }
 }
 
 /// An OpenAI-compatible chat model. Dropping the future cancels the HTTP stream (barge-in).

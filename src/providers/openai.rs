@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::config::LlmConfig;
 use crate::metrics::llm_stats;
+use crate::providers::FailureKind;
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, Channel, ChatCompletion, ChatError,
     ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
@@ -230,16 +231,33 @@ impl OpenAiChat {
                     return Ok(completion);
                 }
                 Err(error) => {
-                    let retryable = is_retryable(&error) && attempt.text.is_empty();
-                    if !retryable || retries_left == 0 {
-                        llm_stats().record_failure(matches!(error, ChatError::Timeout));
-                        return Err(error);
-                    }
+                    let retry_after = match error.kind() {
+                        FailureKind::Retryable { retry_after } if attempt.text.is_empty() => {
+                            Some(retry_after)
+                        }
+                        _ => None,
+                    };
+                    // The one backoff policy, capped by the whole-answer timeout; a Retry-After
+                    // that would land past the deadline ends the request now (the caller falls
+                    // back) instead of sleeping into a timeout.
+                    let retry = inner.limits.retries - retries_left;
+                    let wait = retry_after.map(|hint| {
+                        crate::retry::Backoff::new(LLM_RETRY_BASE, inner.limits.timeout)
+                            .delay(retry, hint)
+                    });
+                    let wait = match wait {
+                        Some(wait) if retries_left > 0 && Instant::now() + wait < deadline => wait,
+                        _ => {
+                            llm_stats().record_failure(matches!(error, ChatError::Timeout));
+                            return Err(error);
+                        }
+                    };
                     llm_stats().record_retry();
                     retries_left -= 1;
-                    tracing::warn!(%error, retries_left, "LLM attempt failed; retrying");
+                    tracing::warn!(%error, retries_left, wait_ms = ms(wait), "LLM attempt failed; retrying");
                     // Tool-call fragments of a broken attempt must not leak into the next one.
                     attempt = Attempt::default();
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -348,18 +366,29 @@ struct Attempt {
     first_chunk_at: Option<Instant>,
 }
 
+/// First delay of the LLM retry backoff (then doubling, capped by `timeout_ms`).
+const LLM_RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// Retry-After hints travel from [`StatusMappingService`] to [`map_error`] in the error's `code`.
+const RETRY_AFTER_CODE: &str = "kav_retry_after_s=";
+
+#[cfg(test)]
 fn is_retryable(error: &ChatError) -> bool {
-    match error {
-        ChatError::Timeout => false,
-        ChatError::Status { status, .. } => *status == 429 || *status >= 500,
-        ChatError::Stream(_) => true,
-    }
+    // A timeout is not retried: the whole-answer deadline has passed.
+    matches!(error.kind(), FailureKind::Retryable { .. })
 }
 
 fn map_error(error: OpenAIError) -> ChatError {
     match error {
         OpenAIError::ApiError(e) => ChatError::Status {
             status: e.status_code.as_u16(),
+            retry_after: e
+                .api_error
+                .code
+                .as_deref()
+                .and_then(|c| c.strip_prefix(RETRY_AFTER_CODE))
+                .and_then(|s| s.parse().ok())
+                .map(Duration::from_secs),
             message: e.api_error.message,
         },
         OpenAIError::Reqwest(e) if e.is_timeout() => ChatError::Timeout,
@@ -566,11 +595,18 @@ impl tower::Service<HttpRequestFactory> for StatusMappingService {
             if status.is_success() {
                 return Ok(response);
             }
+            // Retry-After in seconds (the HTTP-date form is not used by LLM servers we know).
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
             let body = response.bytes().await.unwrap_or_default();
             Err(OpenAIError::ApiError(ApiErrorResponse {
                 status_code: status,
                 api_error: ApiError {
                     message: error_message(&body),
+                    code: retry_after.map(|s| format!("{RETRY_AFTER_CODE}{s}")),
                     ..Default::default()
                 },
             }))
@@ -823,6 +859,7 @@ mod tests {
     #[test]
     fn retry_policy_is_5xx_429_and_broken_streams_only() {
         let status = |s| ChatError::Status {
+            retry_after: None,
             status: s,
             message: String::new(),
         };

@@ -627,10 +627,9 @@ fn append_capped(buffer: &mut Vec<i16>, frame: &[i16], cap: usize, over_cap: &mu
 }
 
 impl crate::metrics::MetricsSource for WhisperStt {
-    fn render_prometheus(&self) -> String {
+    fn readings(&self) -> Vec<crate::metrics::Reading> {
         let s = self.stats();
-        let mut out = String::new();
-        for (name, value, help) in [
+        [
             ("transcriptions", s.transcriptions, "Utterances transcribed"),
             (
                 "busy_rejections",
@@ -648,12 +647,12 @@ impl crate::metrics::MetricsSource for WhisperStt {
                 "Utterances dropped: a call's transcriber queue was full",
             ),
             ("failures", s.failures, "Transcriptions that failed"),
-        ] {
-            out.push_str(&format!(
-                "# HELP kav_whisper_{name}_total {help}\n# TYPE kav_whisper_{name}_total counter\nkav_whisper_{name}_total {value}\n"
-            ));
-        }
-        out
+        ]
+        .into_iter()
+        .map(|(name, value, help)| {
+            crate::metrics::Reading::counter(format!("kav_whisper_{name}"), help, value)
+        })
+        .collect()
     }
 }
 

@@ -132,6 +132,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/metrics/latency", get(metrics_latency))
         .route("/api/turns", get(recent_turns))
         .route("/api/calls/{call_sid}/turns", get(call_turns))
         .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
@@ -560,63 +561,72 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    use crate::metrics::{Reading, ReadingValue};
     let (rss, cpu) = crate::metrics::process_usage().unwrap_or((0, 0.0));
     let dropped = state
         .deps
         .recorder
         .as_ref()
         .map(|r| r.dropped())
-        .unwrap_or(0) as f64;
-    let mut extra = vec![
-        (
+        .unwrap_or(0);
+    let mut readings = vec![
+        Reading::gauge(
             "process_resident_memory_bytes",
             "Resident memory",
             rss as f64,
         ),
-        ("process_cpu_seconds_total", "CPU time used", cpu),
-        (
+        Reading {
+            name: "process_cpu_seconds".into(),
+            help: "CPU time used (user and system), seconds",
+            value: ReadingValue::CounterF64(cpu),
+        },
+        Reading::gauge(
             "process_open_fds",
             "Open file descriptors",
             crate::metrics::open_fds().unwrap_or(0) as f64,
         ),
-        (
+        Reading::gauge(
             "kav_tasks_alive",
             "Tokio tasks alive (spawned and not finished)",
             tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks() as f64,
         ),
-        (
+        Reading::counter(
             "kav_store_rows_dropped",
             "Rows dropped because the store writer fell behind",
             dropped,
         ),
-    ];
-    extra.extend([
-        (
+        Reading::gauge(
             "kav_connections_open",
             "Open HTTP/WebSocket connections",
             state.limits.open_connections() as f64,
         ),
-        (
+        Reading::gauge(
             "kav_loop_lag_ms",
             "Event-loop lag seen by the sampler (decaying maximum)",
             state.limits.lag.ms() as f64,
         ),
-        (
+        Reading::gauge(
             "kav_ready",
             "1 when new calls are admitted",
             f64::from(u8::from(state.admission().is_ok())),
         ),
-    ]);
+    ];
     if let Some(wa) = &state.whatsapp {
-        extra.extend(wa.metrics());
+        readings.extend(wa.metrics());
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.deps.metrics.render_prometheus(&extra),
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.deps.metrics.render_prometheus(&readings),
     )
         .into_response()
+}
+
+/// Exact per-process latency quantiles (turn marks, per-call figures) for load measurements;
+/// `/metrics` carries the same values as histograms.
+async fn metrics_latency(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.deps.metrics.latency_json()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,70 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::channels::whatsapp::model::DeliveryStatus;
+
+/// Delivery state of one of our outbound messages, ordered by progress.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Accepted by our sender, no webhook yet.
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    /// Voice message played (implies read).
+    Played,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "accepted" => Self::Accepted,
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "played" => Self::Played,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Progress rank: statuses arrive in any order and a later webhook must never move a message
+    /// back. `failed` outranks `sent`/`delivered` (delivery stopped) but not `read`/`played`
+    /// (the customer saw it; a late failure cannot undo that).
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Accepted => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Failed => 3,
+            Self::Read => 4,
+            Self::Played => 5,
+        }
+    }
+
+    /// The status a message ends in when `incoming` arrives while it is `self`.
+    pub fn merge(self, incoming: DeliveryStatus) -> DeliveryStatus {
+        if incoming.rank() > self.rank() {
+            incoming
+        } else {
+            self
+        }
+    }
+}
 
 /// One claimed inbox row.
 /// `SELECT` of the columns [`outbound_row`] reads, followed by `$rest` (sqlx wants literal SQL).

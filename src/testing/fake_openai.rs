@@ -79,6 +79,8 @@ enum ReplyBody {
     Error {
         status: u16,
         message: String,
+        /// `Retry-After` header, seconds.
+        retry_after_s: Option<u64>,
     },
 }
 
@@ -136,6 +138,16 @@ impl FakeReply {
         Self::new(ReplyBody::Error {
             status,
             message: message.into(),
+            retry_after_s: None,
+        })
+    }
+
+    /// Like [`FakeReply::error`], with a `Retry-After: {seconds}` header.
+    pub fn error_retry_after(status: u16, message: impl Into<String>, seconds: u64) -> Self {
+        Self::new(ReplyBody::Error {
+            status,
+            message: message.into(),
+            retry_after_s: Some(seconds),
         })
     }
 
@@ -392,7 +404,19 @@ async fn handle(
         tokio::time::sleep(reply.first_byte_delay).await;
     }
     let events = match &reply.body {
-        ReplyBody::Error { status, message } => return error_response(*status, message),
+        ReplyBody::Error {
+            status,
+            message,
+            retry_after_s,
+        } => {
+            let mut response = error_response(*status, message);
+            if let Some(seconds) = retry_after_s {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, (*seconds).into());
+            }
+            return response;
+        }
         ReplyBody::Sse(events) => events.clone(),
         ReplyBody::Text { text, chunks } => text_events(&model, text, *chunks),
         ReplyBody::ToolCalls {

@@ -44,6 +44,9 @@ pub fn init_tracing() {
 /// Simulated providers with small fixed latencies, so a turn takes a few hundred ms.
 pub fn base_config() -> Config {
     let mut cfg = Config::default();
+    // The scripted recogniser and agent: these tests drive calls with known transcripts.
+    cfg.call.stt = "simulated".into();
+    cfg.call.agent = "simulated".into();
     cfg.call.tts = "simulated".into();
     cfg.call.language = "en-US".into();
     cfg.sim.stt_first_partial_ms = "fixed:50".into();

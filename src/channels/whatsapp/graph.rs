@@ -517,14 +517,14 @@ impl WhatsAppSender for LogSender {
 
 // ------------------------------------------------------------------ retries
 
-/// Retries [`SendError::Retryable`] with exponential backoff (`base`, doubling, capped at `max`,
-/// or the server's `Retry-After` when larger), at most `attempts` tries in all. Other errors and
-/// the last retryable one are returned as they are.
+/// Retries [`SendError::Retryable`] with the one backoff policy ([`crate::retry::Backoff`]:
+/// `base` doubling, capped at `max`, jittered, or the server's `Retry-After` when larger), through
+/// backon, at most `attempts` tries in all. Other errors and the last retryable one are returned as
+/// they are.
 pub struct RetryingSender {
     inner: Arc<dyn WhatsAppSender>,
     attempts: u32,
-    base: Duration,
-    max: Duration,
+    policy: crate::retry::Backoff,
 }
 
 impl RetryingSender {
@@ -537,20 +537,8 @@ impl RetryingSender {
         Self {
             inner,
             attempts: attempts.max(1),
-            base,
-            max,
+            policy: crate::retry::Backoff::new(base, max),
         }
-    }
-
-    fn delay(&self, retry: u32, retry_after_ms: Option<u64>) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
-            .min(self.max);
-        let hinted = retry_after_ms
-            .map(Duration::from_millis)
-            .unwrap_or_default();
-        exp.max(hinted.min(self.max))
     }
 }
 
@@ -560,35 +548,30 @@ impl WhatsAppSender for RetryingSender {
     }
 
     fn send(&self, message: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>> {
-        let this = RetryingSender {
-            inner: self.inner.clone(),
-            attempts: self.attempts,
-            base: self.base,
-            max: self.max,
-        };
+        use backon::Retryable as _;
+        let inner = self.inner.clone();
+        let policy = self.policy;
+        let retries = self.attempts - 1;
         Box::pin(async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match this.inner.send(message.clone()).await {
-                    Err(SendError::Retryable {
-                        code,
-                        message: text,
-                        retry_after_ms,
-                    }) if attempt < this.attempts => {
-                        let wait = this.delay(attempt - 1, retry_after_ms);
-                        tracing::warn!(
-                            code,
-                            error = %text,
-                            attempt,
-                            wait_ms = wait.as_millis() as u64,
-                            "WhatsApp send throttled; retrying"
-                        );
-                        tokio::time::sleep(wait).await;
-                    }
-                    other => return other,
-                }
-            }
+            let send = || inner.send(message.clone());
+            send.retry(policy.retries(retries))
+                .sleep(tokio::time::sleep)
+                .when(|e| matches!(e, SendError::Retryable { .. }))
+                .adjust(move |e, wait| match e {
+                    SendError::Retryable {
+                        retry_after_ms: Some(hint),
+                        ..
+                    } => wait.map(|w| w.max(Duration::from_millis(*hint).min(policy.max))),
+                    _ => wait,
+                })
+                .notify(|e, wait| {
+                    tracing::warn!(
+                        error = %e,
+                        wait_ms = wait.as_millis() as u64,
+                        "WhatsApp send throttled; retrying"
+                    )
+                })
+                .await
         })
     }
 }
@@ -629,18 +612,78 @@ mod tests {
         );
     }
 
-    #[test]
-    fn backoff_doubles_and_is_capped() {
+    /// Fails with a retryable error `fail` times (with a Retry-After hint), then succeeds.
+    struct Flaky {
+        fail: u32,
+        calls: std::sync::Mutex<u32>,
+    }
+
+    impl WhatsAppSender for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn send(&self, _: OutboundMessage) -> BoxFuture<'static, Result<SendReceipt, SendError>> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            let result = if *calls <= self.fail {
+                Err(SendError::Retryable {
+                    code: 130429,
+                    message: "rate".into(),
+                    retry_after_ms: Some(700),
+                })
+            } else {
+                Ok(SendReceipt {
+                    message_id: "wamid.1".into(),
+                })
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            phone_number_id: "1".into(),
+            to: "2".into(),
+            body: OutboundBody::Text { text: "hi".into() },
+            idempotency_key: "k".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_sends_back_off_honour_the_hint_and_run_out() {
+        let flaky = Arc::new(Flaky {
+            fail: 2,
+            calls: Default::default(),
+        });
         let s = RetryingSender::new(
-            Arc::new(LogSender::new(false)),
-            5,
+            flaky.clone(),
+            3,
             Duration::from_millis(100),
             Duration::from_millis(1000),
         );
-        assert_eq!(s.delay(0, None), Duration::from_millis(100));
-        assert_eq!(s.delay(2, None), Duration::from_millis(400));
-        assert_eq!(s.delay(10, None), Duration::from_millis(1000));
-        assert_eq!(s.delay(0, Some(700)), Duration::from_millis(700));
-        assert_eq!(s.delay(0, Some(60_000)), Duration::from_millis(1000));
+        let started = tokio::time::Instant::now();
+        assert!(s.send(message()).await.is_ok());
+        assert_eq!(*flaky.calls.lock().unwrap(), 3);
+        // Two waits of at least the 700 ms hint each (the policy alone would give ≤ 300 ms).
+        let waited = started.elapsed();
+        assert!(
+            (Duration::from_millis(1400)..Duration::from_millis(1500)).contains(&waited),
+            "{waited:?}"
+        );
+        let always = Arc::new(Flaky {
+            fail: 10,
+            calls: Default::default(),
+        });
+        let s = RetryingSender::new(
+            always.clone(),
+            3,
+            Duration::from_millis(100),
+            Duration::from_millis(1000),
+        );
+        assert!(matches!(
+            s.send(message()).await,
+            Err(SendError::Retryable { .. })
+        ));
+        assert_eq!(*always.calls.lock().unwrap(), 3, "at most `attempts` tries");
     }
 }

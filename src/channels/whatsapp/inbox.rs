@@ -392,43 +392,44 @@ impl WhatsAppService {
         }))
     }
 
-    /// Counters for `/metrics`: (name, help, value).
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, f64)> {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+    /// Counters for `/metrics`, read at scrape time.
+    pub fn metrics(&self) -> Vec<crate::metrics::Reading> {
+        use crate::metrics::Reading;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let s = &self.stats;
         vec![
-            (
-                "kav_whatsapp_events_queued_total",
+            Reading::counter(
+                "kav_whatsapp_events_queued",
                 "WhatsApp webhook events queued",
                 get(&s.accepted),
             ),
-            (
-                "kav_whatsapp_events_duplicate_total",
+            Reading::counter(
+                "kav_whatsapp_events_duplicate",
                 "WhatsApp webhook events ignored as duplicates",
                 get(&s.duplicates),
             ),
-            (
-                "kav_whatsapp_events_unknown_number_total",
+            Reading::counter(
+                "kav_whatsapp_events_unknown_number",
                 "WhatsApp events for numbers no business owns",
                 get(&s.unknown_number),
             ),
-            (
-                "kav_whatsapp_events_processed_total",
+            Reading::counter(
+                "kav_whatsapp_events_processed",
                 "WhatsApp inbox rows processed",
                 get(&s.processed),
             ),
-            (
-                "kav_whatsapp_agent_calls_total",
+            Reading::counter(
+                "kav_whatsapp_agent_calls",
                 "Agent turns run for WhatsApp",
                 get(&s.agent_calls),
             ),
-            (
-                "kav_whatsapp_sends_total",
+            Reading::counter(
+                "kav_whatsapp_sends",
                 "WhatsApp send attempts (after retries)",
                 get(&s.sends),
             ),
-            (
-                "kav_whatsapp_send_failures_total",
+            Reading::counter(
+                "kav_whatsapp_send_failures",
                 "WhatsApp sends that failed after retries",
                 get(&s.send_failures),
             ),
@@ -605,15 +606,14 @@ impl WhatsAppService {
             Err(e @ (WhatsAppError::SendRetryable(_) | WhatsAppError::Agent(_)))
                 if item.attempts < i64::from(self.config.max_attempts) =>
             {
-                // Exponential backoff between processing attempts, as for sends.
-                let shift = u32::try_from(item.attempts.saturating_sub(1))
-                    .unwrap_or(0)
-                    .min(20);
-                let backoff = self
-                    .config
-                    .retry_base_ms
-                    .saturating_mul(1 << shift)
-                    .min(self.config.retry_max_ms) as i64;
+                // The one retry policy between processing attempts, as for sends.
+                let retry = u32::try_from(item.attempts.saturating_sub(1)).unwrap_or(0);
+                let backoff = crate::retry::Backoff::new(
+                    Duration::from_millis(self.config.retry_base_ms),
+                    Duration::from_millis(self.config.retry_max_ms),
+                )
+                .delay(retry, None)
+                .as_millis() as i64;
                 tracing::warn!(id = %item.id, attempts = item.attempts, backoff_ms = backoff, error = %e, "WhatsApp event will be retried");
                 let error = e.to_string();
                 self.store

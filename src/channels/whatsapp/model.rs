@@ -201,67 +201,8 @@ pub struct InboundMessage {
     pub content: MessageContent,
 }
 
-/// Delivery state of one of our outbound messages, ordered by progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Accepted by our sender, no webhook yet.
-    Accepted,
-    Sent,
-    Delivered,
-    Read,
-    /// Voice message played (implies read).
-    Played,
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "accepted" => Self::Accepted,
-            "sent" => Self::Sent,
-            "delivered" => Self::Delivered,
-            "read" => Self::Read,
-            "played" => Self::Played,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Sent => "sent",
-            Self::Delivered => "delivered",
-            Self::Read => "read",
-            Self::Played => "played",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Progress rank: statuses arrive in any order and a later webhook must never move a message
-    /// back. `failed` outranks `sent`/`delivered` (delivery stopped) but not `read`/`played`
-    /// (the customer saw it; a late failure cannot undo that).
-    pub fn rank(self) -> u8 {
-        match self {
-            Self::Accepted => 0,
-            Self::Sent => 1,
-            Self::Delivered => 2,
-            Self::Failed => 3,
-            Self::Read => 4,
-            Self::Played => 5,
-        }
-    }
-
-    /// The status a message ends in when `incoming` arrives while it is `self`.
-    pub fn merge(self, incoming: DeliveryStatus) -> DeliveryStatus {
-        if incoming.rank() > self.rank() {
-            incoming
-        } else {
-            self
-        }
-    }
-}
+/// Delivery state of one of our outbound messages: owned by the store, which keeps it per message.
+pub use crate::store::whatsapp::DeliveryStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusUpdate {
