@@ -18,6 +18,8 @@
 //! also makes retries idempotent.
 
 pub mod booking;
+/// Operator console tables (migration 0009) and versioned business edits.
+pub mod console;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
