@@ -246,25 +246,14 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
+/// A small error page (the template engine's HTML escaping, no template needed).
 pub(super) fn error_page(status: StatusCode, message: &str) -> String {
-    let esc = |s: &str| {
-        let mut out = String::new();
-        for c in s.chars() {
-            match c {
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '&' => out.push_str("&amp;"),
-                '"' => out.push_str("&quot;"),
-                _ => out.push(c),
-            }
-        }
-        out
-    };
+    use minijinja::HtmlEscape;
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status}</title></head>\
-         <body><h1>{}</h1><p dir=\"auto\" class=\"error\">{}</p><p><a href=\"/console\">Kav console</a></p></body></html>",
-        esc(&status.to_string()),
-        esc(message)
+         <body><h1>{}</h1><p dir=\"auto\" class=\"error\">{}</p><p><a href=\"/console/\">Kav console</a></p></body></html>",
+        HtmlEscape(status.as_str()),
+        HtmlEscape(message)
     )
 }
 

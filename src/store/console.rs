@@ -173,7 +173,7 @@ impl Store {
         }))
     }
 
-    /// Logout, and the sweep of expired sessions (`id_hash` None, everything expired by `now_ms`).
+    /// Logout: the session is gone server-side, whatever the browser keeps.
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
             .bind(id_hash)
@@ -182,6 +182,7 @@ impl Store {
         Ok(())
     }
 
+    /// The sweep of sessions expired by `now_ms`; how many were deleted.
     pub async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at_ms <= $1")
             .bind(now_ms)
