@@ -45,6 +45,7 @@ pub struct Config {
     pub google: GoogleConfig,
     pub whisper: WhisperConfig,
     pub retention: RetentionConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +66,38 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// A call that sends no `start` within this long after connecting is closed.
     pub start_timeout_ms: u64,
+    /// Serve `/metrics` on this separate address (e.g. an internal interface) instead of `listen`.
+    /// Empty: `/metrics` is on `listen`.
+    pub metrics_listen: String,
+}
+
+/// The operator console (`/console`, issue 12): sessions and sign-in limits. Accounts are made
+/// with `kav admin create-user`; `KAV_ADMIN_TOKEN` (environment) is a platform-admin bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A browser session ends this long after sign-in.
+    pub session_ttl_min: u64,
+    /// Sign-in attempts per minute from one client IP (also the burst); 0 = no limit.
+    pub login_per_min_ip: u32,
+    /// Sign-in attempts per minute at one account (also the burst); 0 = no limit.
+    pub login_per_min_account: u32,
+    /// Mark the session cookie `Secure` (set it when the console is served over HTTPS).
+    pub secure_cookie: bool,
+    /// Largest form or JSON body a console request may send (documents included).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_min: 12 * 60,
+            login_per_min_ip: 20,
+            login_per_min_account: 5,
+            secure_cookie: false,
+            max_body_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// What one client may hold, and when new calls are refused (issue 15). Every limit is counted on
@@ -462,6 +495,7 @@ impl Default for ServerConfig {
             slow_consumer_ms: 5_000,
             shutdown_grace_ms: 30_000,
             start_timeout_ms: 10_000,
+            metrics_listen: String::new(),
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod booking;
 pub mod caller;
 pub mod channels;
 pub mod config;
+/// The operator console (issue 12): accounts, sessions, business set-up, bookings.
+pub mod console;
 pub mod metrics;
 pub mod providers;
 pub mod retry;

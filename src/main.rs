@@ -31,6 +31,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Create a console account. The password comes from KAV_ADMIN_PASSWORD or stdin, never argv.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// platform_admin, owner or staff.
+        #[arg(long)]
+        role: String,
+        /// The business of an owner or staff member (its id, e.g. biz_escape_tlv).
+        #[arg(long)]
+        business: Option<String>,
+    },
+    /// Create an API token for an account (printed once on stdout; stored hashed).
+    CreateToken {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "api")]
+        label: String,
+    },
+    /// Revoke an API token by its id.
+    RevokeToken {
+        #[arg(long)]
+        id: String,
+    },
     /// Remove one customer's messages, turns, calls, traces and dialog state; redact their name
     /// and phone from the bookings and outgoing messages that stay. Prints what was touched.
     ForgetCustomer {
@@ -47,6 +70,10 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Operator tasks on the configured database ([store] url): console accounts and API
+    /// tokens, forgetting a customer, the retention sweep.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run the server: TwiML webhook, Media Streams WebSocket, /healthz, /metrics.
     Serve {
         /// Listen address (env KAV_LISTEN).
@@ -112,11 +139,6 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         jitter: u64,
     },
-    /// Operator tasks on the configured database ([store] url).
-    Admin {
-        #[command(subcommand)]
-        command: AdminCommand,
-    },
     /// Post recorded WhatsApp webhooks to a running server, signed as the vendor signs them: Meta
     /// Cloud API JSON bodies with WHATSAPP_APP_SECRET over the exact file bytes, Twilio form
     /// bodies (`a=b&c=d`) with TWILIO_AUTH_TOKEN over `--twilio-url` and the parameters.
@@ -174,7 +196,8 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
         .with_context(|| format!("opening store {}", cfg.store.url))?;
     let (recorder, writer) = store.recorder(cfg.store.writer_queue);
     // The booking handle is not kept: its outbox worker runs for the life of the process.
-    let (providers, _booking) = kav::app::providers_with_store(&cfg, Some(store.clone())).await?;
+    let (providers, booking) = kav::app::providers_with_store(&cfg, Some(store.clone())).await?;
+    let console = kav::app::console(&cfg, store.clone(), booking.as_ref());
     let deps = CallDeps::new(cfg.clone(), providers, Some(recorder));
     // A configured provider that cannot be reached at start-up stops the server (issue 11).
     kav::app::warm::require_all_warm(&kav::app::warm::warm_all(&deps).await)?;
@@ -196,10 +219,9 @@ async fn build_state(cfg: Config) -> Result<(Arc<AppState>, tokio::task::JoinHan
     let whatsapp = start_whatsapp(&cfg, &deps, &store)?;
     // Runs for the life of the process, like the outbox worker.
     let _sweep = kav::app::retention::spawn_retention_sweep(store.clone(), cfg.retention.clone());
-    Ok((
-        AppState::with_whatsapp(deps, token, Some(store), Some(whatsapp)),
-        writer,
-    ))
+    let state = AppState::with_whatsapp(deps, token, Some(store), Some(whatsapp));
+    let _ = state.console.set(console);
+    Ok((state, writer))
 }
 
 /// The WhatsApp channel and its inbox workers (issue 5).
@@ -306,6 +328,109 @@ async fn replay(files: &[PathBuf], meta_url: &str, twilio_url: &str, times: u32)
     Ok(())
 }
 
+/// GET on the operator API with `Authorization: Bearer` from `KAV_API_TOKEN` (an account's token)
+/// or `KAV_ADMIN_TOKEN`; the body, or why not.
+async fn operator_get(url: &str) -> Result<String, String> {
+    let token = ["KAV_API_TOKEN", "KAV_ADMIN_TOKEN"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()));
+    let mut request = reqwest::Client::new().get(url);
+    match token {
+        Some(token) => request = request.bearer_auth(token),
+        None => return Err("set KAV_API_TOKEN or KAV_ADMIN_TOKEN to read the turn API".into()),
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {}", body.trim()))
+    }
+}
+
+/// Reads a password from `KAV_ADMIN_PASSWORD`, else the first line of stdin (never argv, which
+/// other users can read in the process list).
+fn read_password() -> Result<String> {
+    if let Some(p) = std::env::var("KAV_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(p);
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("password (input is echoed; pipe it or use KAV_ADMIN_PASSWORD to avoid that): ");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("no password: set KAV_ADMIN_PASSWORD or pipe it on stdin");
+    }
+    Ok(password)
+}
+
+async fn admin(cfg: &Config, command: AdminCommand) -> Result<()> {
+    let store = Store::connect(&cfg.store.url)
+        .await
+        .with_context(|| format!("opening store {}", cfg.store.url))?;
+    let now = kav::agent::system_clock()();
+    match command {
+        AdminCommand::CreateUser {
+            email,
+            role,
+            business,
+        } => {
+            let password = read_password()?;
+            let account = kav::console::admin::create_user(
+                &store,
+                &email,
+                &role,
+                business.as_deref(),
+                &password,
+                now,
+            )
+            .await?;
+            println!(
+                "created {} ({}{}) id {}",
+                account.email,
+                account.role,
+                account
+                    .business_id
+                    .as_deref()
+                    .map(|b| format!(" of {b}"))
+                    .unwrap_or_default(),
+                account.id
+            );
+        }
+        AdminCommand::CreateToken { email, label } => {
+            let (row, token) =
+                kav::console::admin::create_token(&store, &email, &label, now).await?;
+            eprintln!("token {} for {email} (shown once; stored hashed):", row.id);
+            println!("{token}");
+        }
+        AdminCommand::RevokeToken { id } => {
+            if !store.revoke_api_token(&id, None, now).await? {
+                bail!("no live token {id:?}");
+            }
+            println!("revoked {id}");
+        }
+        AdminCommand::ForgetCustomer { phone, business } => {
+            let report = store
+                .forget_customer(&phone, business.as_deref(), now)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        AdminCommand::Sweep => {
+            let plan = kav::store::privacy::RetentionPlan::at(now, &cfg.retention);
+            let report = store.sweep_retention(&plan).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -329,6 +454,10 @@ async fn main() -> Result<()> {
     let mut cfg =
         Config::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
     match cli.command {
+        Command::Admin(command) => {
+            init_tracing("warn");
+            admin(&cfg, command).await
+        }
         Command::Serve { listen, public_url } => {
             init_tracing("info");
             if let Some(l) = listen {
@@ -341,28 +470,21 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("binding {}", cfg.server.listen))?;
             tracing::info!(addr = %listener.local_addr()?, "kav listening");
+            let metrics_listen = cfg.server.metrics_listen.clone();
             let (state, _writer) = build_state(cfg).await?;
+            if !metrics_listen.is_empty() {
+                let metrics = tokio::net::TcpListener::bind(&metrics_listen)
+                    .await
+                    .with_context(|| format!("binding metrics_listen {metrics_listen}"))?;
+                tracing::info!(addr = %metrics.local_addr()?, "/metrics listening");
+                let app = server::metrics_app(state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(metrics, app).await {
+                        tracing::error!(error = %e, "metrics listener failed");
+                    }
+                });
+            }
             server::serve(listener, state, shutdown_signal()).await?;
-            Ok(())
-        }
-        Command::Admin { command } => {
-            init_tracing("warn");
-            let store = Store::connect(&cfg.store.url)
-                .await
-                .with_context(|| format!("opening store {}", cfg.store.url))?;
-            let now = kav::store::privacy::unix_now_ms();
-            let report = match command {
-                AdminCommand::ForgetCustomer { phone, business } => {
-                    store
-                        .forget_customer(&phone, business.as_deref(), now)
-                        .await?
-                }
-                AdminCommand::Sweep => {
-                    let plan = kav::store::privacy::RetentionPlan::at(now, &cfg.retention);
-                    store.sweep_retention(&plan).await?
-                }
-            };
-            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Replay {
@@ -430,7 +552,7 @@ async fn main() -> Result<()> {
                 kav::providers::audio_file::save_wav_mulaw_8k(&path, &report.bot_audio)?;
                 println!("bot audio saved to {}", path.display());
             }
-            let turns = caller::http_get(&format!(
+            let turns = operator_get(&format!(
                 "{}/api/calls/{}/turns",
                 server.trim_end_matches('/'),
                 opts.call_sid

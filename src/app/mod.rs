@@ -324,3 +324,28 @@ fn whisper_stt(
         "this binary was built without the `whisper` cargo feature (cargo build --features whisper, then scripts/fetch-models.sh)",
     ))
 }
+
+/// The operator console over the store. It shares the booking agent's runtime (settings cache,
+/// clock, sender) when the agent is `booking`/`offline`; otherwise it gets a runtime of its own on
+/// the same store, whose confirmations go to the log sender. `KAV_ADMIN_TOKEN` (environment) is
+/// the platform-admin bearer token.
+pub fn console(
+    cfg: &Config,
+    store: Store,
+    booking: Option<&BookingHandle>,
+) -> Arc<crate::console::Console> {
+    let runtime = match booking {
+        Some(handle) => handle.runtime.clone(),
+        None => crate::agent::BookingRuntime::new(
+            store,
+            Arc::new(whatsapp_graph::LogSender::new(false)),
+            crate::agent::system_clock(),
+            cfg.booking.clone(),
+        ),
+    };
+    crate::console::Console::new(
+        runtime,
+        cfg.console.clone(),
+        std::env::var("KAV_ADMIN_TOKEN").ok(),
+    )
+}

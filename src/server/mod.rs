@@ -42,6 +42,9 @@ pub struct AppState {
     draining: AtomicBool,
     hard_stop: watch::Sender<bool>,
     pub limits: limits::Limits,
+    /// The operator console (set by the composition root before serving): mounted at
+    /// `/console`, and the authority for the operator API below.
+    pub console: std::sync::OnceLock<Arc<crate::console::Console>>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
             limits: limits::Limits::new(&deps.config.limits),
+            console: std::sync::OnceLock::new(),
             deps,
         })
     }
@@ -101,16 +105,23 @@ pub enum AppError {
     RateLimited,
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = match self {
+        let status = match &self {
+            // The console answers its own errors (`{ok:false, error, reason}`).
+            AppError::Console(e) => e.status(),
             AppError::BadSignature => StatusCode::FORBIDDEN,
             AppError::Draining | AppError::NoStore => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         };
+        if let AppError::Console(e) = self {
+            return e.into_response();
+        }
         tracing::warn!(%status, error = %self, "request refused");
         (status, self.to_string()).into_response()
     }
@@ -131,11 +142,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(STREAM_PATH, get(media_stream))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/metrics/latency", get(metrics_latency))
-        .route("/api/turns", get(recent_turns))
-        .route("/api/calls/{call_sid}/turns", get(call_turns))
-        .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
+        .merge(operator_api(&state))
         .merge(whatsapp::operator_routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -146,6 +153,59 @@ pub fn app(state: Arc<AppState>) -> Router {
             request_timeout,
         ))
         .with_state(state)
+}
+
+/// `/metrics` when it is not on its own listener (`[server] metrics_listen`), the console at
+/// `/console`, and the turn/trace API behind console authentication (transcripts, phones).
+fn operator_api(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let mut router = Router::new()
+        .route("/api/turns", get(recent_turns))
+        .route("/api/calls/{call_sid}/turns", get(call_turns))
+        .route("/api/calls/{call_sid}/tools", get(call_tool_traces))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_operator,
+        ));
+    if state.deps.config.server.metrics_listen.is_empty() {
+        router = router
+            .route("/metrics", get(metrics))
+            .route("/metrics/latency", get(metrics_latency));
+    }
+    if let Some(console) = state.console.get() {
+        router = router.nest_service("/console", console.router());
+    }
+    router
+}
+
+/// `/metrics` alone, for `[server] metrics_listen`.
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/metrics/latency", get(metrics_latency))
+        .with_state(state)
+}
+
+/// Console authentication (session cookie, account API token or `KAV_ADMIN_TOKEN`) for the
+/// operator API; the principal goes into the request for the handlers' tenant checks.
+async fn require_operator(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(console) = state.console.get() else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "operator API needs the console (a store) and an account or KAV_ADMIN_TOKEN",
+        )
+            .into_response();
+    };
+    match console.authenticate(request.headers()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The per-IP webhook limit. A request without a peer address (a test calling the router
@@ -636,8 +696,15 @@ struct Limit {
 
 async fn recent_turns(
     State(state): State<Arc<AppState>>,
+    axum::Extension(principal): axum::Extension<crate::console::auth::Principal>,
     Query(q): Query<Limit>,
 ) -> Result<Response, AppError> {
+    // Every call of every business: the platform admin's view only.
+    if !principal.is_platform_admin() {
+        return Err(AppError::Console(
+            crate::console::auth::AuthError::Forbidden.into(),
+        ));
+    }
     let store = state.store.as_ref().ok_or(AppError::NoStore)?;
     let turns = store.recent_turns(q.limit.unwrap_or(50).min(1000)).await?;
     Ok(axum::Json(turns).into_response())
@@ -645,9 +712,11 @@ async fn recent_turns(
 
 async fn call_turns(
     State(state): State<Arc<AppState>>,
+    axum::Extension(principal): axum::Extension<crate::console::auth::Principal>,
     Path(call_sid): Path<String>,
 ) -> Result<Response, AppError> {
     let store = state.store.as_ref().ok_or(AppError::NoStore)?;
+    authorize_call(&state, &principal, &call_sid).await?;
     if let Some(rec) = &state.deps.recorder {
         rec.flush().await;
     }
@@ -658,9 +727,23 @@ async fn call_turns(
 /// The booking agent's tool calls in one conversation (arguments PII-masked), in order.
 async fn call_tool_traces(
     State(state): State<Arc<AppState>>,
+    axum::Extension(principal): axum::Extension<crate::console::auth::Principal>,
     Path(call_sid): Path<String>,
 ) -> Result<Response, AppError> {
     let store = state.store.as_ref().ok_or(AppError::NoStore)?;
+    authorize_call(&state, &principal, &call_sid).await?;
     let traces = store.tool_traces(&call_sid).await?;
     Ok(axum::Json(traces).into_response())
+}
+
+/// A business's staff read only their business's calls (see `Console::authorize_call`).
+async fn authorize_call(
+    state: &AppState,
+    principal: &crate::console::auth::Principal,
+    call_sid: &str,
+) -> Result<(), AppError> {
+    match state.console.get() {
+        Some(console) => Ok(console.authorize_call(principal, call_sid).await?),
+        None => Err(AppError::NoStore),
+    }
 }

@@ -215,7 +215,7 @@ fn b(v: i64) -> bool {
     v != 0
 }
 
-fn business_row(r: &AnyRow) -> Result<Business, sqlx::Error> {
+pub(super) fn business_row(r: &AnyRow) -> Result<Business, sqlx::Error> {
     Ok(Business {
         id: r.try_get("id")?,
         name: r.try_get("name")?,

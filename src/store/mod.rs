@@ -19,6 +19,8 @@
 
 pub mod booking;
 pub mod privacy;
+/// Operator console tables (migration 0009) and versioned business edits.
+pub mod console;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;

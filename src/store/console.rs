@@ -1,0 +1,372 @@
+//! Operator console persistence (migration 0009): accounts, sessions, API tokens, and the
+//! versioned edits of a business's settings.
+//!
+//! Secrets are never stored in clear: sessions and API tokens by SHA-256 of their random value,
+//! passwords as argon2id PHC strings (hashed by the caller, `crate::console::auth`).
+//!
+//! Business edits carry the `updated_at_ms` the editor saw: an edit made against an older version
+//! changes nothing and reports [`EditOutcome::Conflict`] (the console shows a visible message, the
+//! editor's input is kept). A successful edit moves `updated_at_ms`, which also makes the agent's
+//! settings cache rebuild on its next turn.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::booking::{Business, business_row};
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountRow {
+    pub id: String,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: String,
+    pub business_id: Option<String>,
+    pub disabled: bool,
+    pub created_at_ms: i64,
+}
+
+/// A live session joined with its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub account: AccountRow,
+    pub csrf_token: String,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub account_id: String,
+    pub label: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Result of a versioned edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// Stored; the business's new version.
+    Saved(i64),
+    /// Someone changed the business since `expected_version`: nothing was written.
+    Conflict,
+    NotFound,
+}
+
+/// The policy columns the console edits as one unit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyColumns {
+    pub opening_hours_json: String,
+    pub allow_24_7: bool,
+    pub slot_size_min: i64,
+    pub min_notice_min: i64,
+    pub booking_window_days: i64,
+    pub require_phone_before_booking: bool,
+    pub concurrency_scope: String,
+    pub concurrency_limit: i64,
+}
+
+impl PolicyColumns {
+    pub fn of(b: &Business) -> Self {
+        Self {
+            opening_hours_json: b.opening_hours_json.clone(),
+            allow_24_7: b.allow_24_7,
+            slot_size_min: b.slot_size_min,
+            min_notice_min: b.min_notice_min,
+            booking_window_days: b.booking_window_days,
+            require_phone_before_booking: b.require_phone_before_booking,
+            concurrency_scope: b.concurrency_scope.clone(),
+            concurrency_limit: b.concurrency_limit,
+        }
+    }
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "a.id, a.email, a.password_hash, a.role, a.business_id, a.disabled, a.created_at_ms";
+
+fn account_row(r: &AnyRow) -> Result<AccountRow, sqlx::Error> {
+    Ok(AccountRow {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        business_id: r.try_get("business_id")?,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+impl Store {
+    /// Creates an account; `false` when the email is taken.
+    pub async fn insert_account(&self, a: &AccountRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO console_accounts \
+             (id, email, password_hash, role, business_id, disabled, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&a.id)
+        .bind(&a.email)
+        .bind(&a.password_hash)
+        .bind(&a.role)
+        .bind(a.business_id.as_deref())
+        .bind(i64::from(a.disabled))
+        .bind(a.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn account_by_email(&self, email: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts a WHERE a.email = $1"
+        )))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(account_row).transpose()?)
+    }
+
+    pub async fn insert_session(
+        &self,
+        id_hash: &str,
+        account_id: &str,
+        csrf_token: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, account_id, csrf_token, created_at_ms, \
+             expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(account_id)
+        .bind(csrf_token)
+        .bind(now_ms)
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session with this id hash, if it has not expired at `now_ms` and its account is
+    /// enabled.
+    pub async fn live_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS}, s.csrf_token, s.expires_at_ms \
+             FROM console_sessions s JOIN console_accounts a ON a.id = s.account_id \
+             WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = 0"
+        )))
+        .bind(id_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(SessionRow {
+            account: account_row(&r)?,
+            csrf_token: r.try_get("csrf_token")?,
+            expires_at_ms: r.try_get("expires_at_ms")?,
+        }))
+    }
+
+    /// Logout: the session is gone server-side, whatever the browser keeps.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The sweep of sessions expired by `now_ms`; how many were deleted.
+    pub async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn insert_api_token(
+        &self,
+        t: &ApiTokenRow,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO console_api_tokens (id, account_id, token_hash, label, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.id)
+        .bind(&t.account_id)
+        .bind(token_hash)
+        .bind(&t.label)
+        .bind(t.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The enabled account owning this (unrevoked) token hash.
+    pub async fn account_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM console_api_tokens t \
+             JOIN console_accounts a ON a.id = t.account_id \
+             WHERE t.token_hash = $1 AND t.revoked_at_ms IS NULL AND a.disabled = 0"
+        )))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(account_row).transpose()?)
+    }
+
+    /// Revokes a token of this account (`account_id` None: any account's, for the platform
+    /// admin). `false` when there was no such live token.
+    pub async fn revoke_api_token(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE console_api_tokens SET revoked_at_ms = $1 \
+             WHERE id = $2 AND revoked_at_ms IS NULL AND ($3 IS NULL OR account_id = $3)",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn api_tokens(&self, account_id: &str) -> Result<Vec<ApiTokenRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, label, created_at_ms, revoked_at_ms FROM console_api_tokens \
+             WHERE account_id = $1 ORDER BY created_at_ms, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiTokenRow {
+                    id: r.try_get("id")?,
+                    account_id: r.try_get("account_id")?,
+                    label: r.try_get("label")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                    revoked_at_ms: r.try_get("revoked_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Every business, by name (the platform admin's list).
+    pub async fn businesses(&self) -> Result<Vec<Business>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM businesses ORDER BY name, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(business_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Name, timezone and language, if the business is still at `expected_version`.
+    pub async fn edit_business_basics(
+        &self,
+        id: &str,
+        expected_version: i64,
+        name: &str,
+        timezone: &str,
+        language: &str,
+        now_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let q = sqlx::query(
+            "UPDATE businesses SET name = $1, timezone = $2, language = $3, updated_at_ms = $4 \
+             WHERE id = $5 AND updated_at_ms = $6",
+        )
+        .bind(name)
+        .bind(timezone)
+        .bind(language);
+        self.versioned(q, id, expected_version, now_ms).await
+    }
+
+    /// The prompt of one channel (`None`: the default prompt), if still at `expected_version`.
+    pub async fn edit_business_prompt(
+        &self,
+        id: &str,
+        expected_version: i64,
+        channel: Option<&str>,
+        prompt: &str,
+        now_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let column = match channel {
+            Some("phone") => "prompt_phone",
+            Some("whatsapp") => "prompt_whatsapp",
+            _ => "prompt_default",
+        };
+        let sql = format!(
+            "UPDATE businesses SET {column} = $1, updated_at_ms = $2 \
+             WHERE id = $3 AND updated_at_ms = $4"
+        );
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(prompt);
+        self.versioned(q, id, expected_version, now_ms).await
+    }
+
+    /// The booking policy columns, if still at `expected_version`. The caller validates them
+    /// (`crate::booking::policy`) first.
+    pub async fn edit_business_policy(
+        &self,
+        id: &str,
+        expected_version: i64,
+        p: &PolicyColumns,
+        now_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let q = sqlx::query(
+            "UPDATE businesses SET opening_hours_json = $1, allow_24_7 = $2, slot_size_min = $3, \
+             min_notice_min = $4, booking_window_days = $5, require_phone_before_booking = $6, \
+             concurrency_scope = $7, concurrency_limit = $8, updated_at_ms = $9 \
+             WHERE id = $10 AND updated_at_ms = $11",
+        )
+        .bind(p.opening_hours_json.clone())
+        .bind(i64::from(p.allow_24_7))
+        .bind(p.slot_size_min)
+        .bind(p.min_notice_min)
+        .bind(p.booking_window_days)
+        .bind(i64::from(p.require_phone_before_booking))
+        .bind(p.concurrency_scope.clone())
+        .bind(p.concurrency_limit);
+        self.versioned(q, id, expected_version, now_ms).await
+    }
+
+    /// Runs an `UPDATE … SET …, updated_at_ms = $n WHERE id = $n+1 AND updated_at_ms = $n+2`
+    /// whose leading binds are done. The new version is `max(now, expected + 1)`, so two edits in
+    /// one millisecond still differ.
+    async fn versioned<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        id: &str,
+        expected_version: i64,
+        now_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let version = now_ms.max(expected_version + 1);
+        let done = q
+            .bind(version)
+            .bind(id.to_string())
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(EditOutcome::Saved(version));
+        }
+        Ok(match self.business_version(id).await? {
+            Some(_) => EditOutcome::Conflict,
+            None => EditOutcome::NotFound,
+        })
+    }
+}

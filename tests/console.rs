@@ -1,0 +1,1001 @@
+//! The operator console over a real server (127.0.0.1:0, SQLite in a temp dir, a manual clock):
+//! sign-in with argon2id passwords and session cookies, CSRF on every state change, session
+//! expiry, sign-in rate limits, API tokens, tenant isolation (pages, API, the turn API), policy
+//! validation with the slot preview, versioned edits, escaping, and staff bookings through the
+//! agent's own tools. The store part also runs on PostgreSQL when `KAV_TEST_POSTGRES_URL` is set.
+
+mod backends;
+
+use std::sync::Arc;
+
+use kav::agent::BookingRuntime;
+use kav::channels::twilio::call::CallDeps;
+use kav::config::{BookingConfig, Config};
+use kav::console::Console;
+use kav::server::{self, AppState};
+use kav::store::Store;
+use kav::testing::clock::ManualClock;
+use kav::testing::switchable_sender::SwitchableSender;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const A: &str = "biz_escape_tlv";
+const ADMIN_TOKEN: &str = "deployment-admin-token";
+const PASSWORD: &str = "a long enough password";
+
+struct Server {
+    url: String,
+    store: Store,
+    clock: ManualClock,
+    http: reqwest::Client,
+    db_url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.call.tts = "simulated".into();
+    cfg.store.url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    edit(&mut cfg);
+    let cfg = Arc::new(cfg);
+    let store = Store::connect(&cfg.store.url).await.unwrap();
+    // A second business, so one tenant can try the other's ids.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&cfg.store.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO businesses (id, name, timezone, language, prompt_default, prompt_phone, \
+         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
+         booking_window_days, require_phone_before_booking, concurrency_scope, \
+         concurrency_limit, trace_log_pii, updated_at_ms) \
+         SELECT 'biz_other', 'Other Studio', timezone, 'en', prompt_default, prompt_phone, \
+         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
+         booking_window_days, require_phone_before_booking, concurrency_scope, \
+         concurrency_limit, trace_log_pii, updated_at_ms FROM businesses WHERE id = $1",
+    )
+    .bind(A)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO business_numbers (channel, address, business_id) \
+         VALUES ('phone', '+15550000001', 'biz_other')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO resources (id, business_id, name, aliases, concurrency_limit, active) \
+         VALUES ('room_main', 'biz_other', 'Main', '', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let clock = ManualClock::monday_noon();
+    let rt = BookingRuntime::new(
+        store.clone(),
+        Arc::new(SwitchableSender::new()),
+        clock.clock(),
+        BookingConfig::default(),
+    );
+    let providers = kav::app::providers_from_config(&cfg).await.unwrap();
+    let deps = CallDeps::new(cfg.clone(), providers, None);
+    let state = AppState::new(deps, None, Some(store.clone()));
+    let console = Console::new(rt, cfg.console.clone(), Some(ADMIN_TOKEN.into()));
+    assert!(state.console.set(console).is_ok());
+    tokio::spawn(server::serve(listener, state, std::future::pending::<()>()));
+    Server {
+        url: format!("http://{addr}"),
+        store,
+        clock,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db_url: cfg.store.url.clone(),
+        _dir: dir,
+    }
+}
+
+async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+/// A browser's state: the session cookie and the CSRF token of the last page.
+#[derive(Default, Clone)]
+struct Browser {
+    session: String,
+}
+
+fn attr<'a>(html: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = html.find(&needle)? + needle.len();
+    html[at..].split('"').next()
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    async fn user(&self, email: &str, role: &str, business: Option<&str>) {
+        kav::console::admin::create_user(
+            &self.store,
+            email,
+            role,
+            business,
+            PASSWORD,
+            self.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The sign-in form's flow: GET (login CSRF cookie + field), POST. Returns the response.
+    async fn login_response(&self, email: &str, password: &str) -> reqwest::Response {
+        let page = self
+            .http
+            .get(self.url("/console/login"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = set_cookie(&page, "kav_login_csrf").expect("login csrf cookie");
+        let html = page.text().await.unwrap();
+        let csrf = attr(&html, "csrf").unwrap().to_string();
+        assert_eq!(csrf, cookie, "double-submit token");
+        self.http
+            .post(self.url("/console/login"))
+            .header("cookie", format!("kav_login_csrf={cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+                ("next", "/console/"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn login(&self, email: &str) -> Browser {
+        let r = self.login_response(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/console/");
+        let session = set_cookie(&r, "kav_session").expect("session cookie");
+        let raw = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            raw.contains("HttpOnly") && raw.contains("SameSite=Lax"),
+            "{raw}"
+        );
+        Browser { session }
+    }
+
+    async fn get(&self, b: &Browser, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("cookie", format!("kav_session={}", b.session))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The page's CSRF token and version (from its forms).
+    async fn form_tokens(&self, b: &Browser, path: &str) -> (String, String) {
+        let html = self.get(b, path).await.text().await.unwrap();
+        (
+            attr(&html, "csrf").expect("csrf field").to_string(),
+            attr(&html, "version").unwrap_or("").to_string(),
+        )
+    }
+
+    async fn post_form(&self, b: &Browser, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("cookie", format!("kav_session={}", b.session))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn api(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn policy_body(version: i64, slot: i64, hours: Value) -> Value {
+    json!({
+        "version": version,
+        "hours": hours,
+        "slot_size_min": slot,
+        "min_notice_min": 60,
+        "booking_window_days": 30,
+        "require_phone_before_booking": true,
+        "concurrency_scope": "resource",
+        "concurrency_limit": 1,
+    })
+}
+
+fn week(open: &str, close: &str) -> Value {
+    let mut m = serde_json::Map::new();
+    for d in ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] {
+        m.insert(d.into(), json!([[open, close]]));
+    }
+    Value::Object(m)
+}
+
+#[tokio::test]
+async fn sign_in_sessions_csrf_and_expiry() {
+    let s = start().await;
+    s.user("Owner@Example.com", "owner", Some(A)).await;
+
+    // Not signed in: pages go to the sign-in form, the API answers 401.
+    let r = s
+        .http
+        .get(s.url("/console/b/biz_escape_tlv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/console/login?next=")
+    );
+    let r = s
+        .http
+        .get(s.url("/console/api/b/biz_escape_tlv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The turn API (transcripts) is closed too.
+    let r = s.http.get(s.url("/api/turns")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Wrong password: back to the form with a message, no session.
+    let r = s
+        .login_response("owner@example.com", "wrong password!")
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(&r, "kav_session").is_none());
+    assert!(r.headers()["location"].to_str().unwrap().contains("error="));
+    // A sign-in post without the login CSRF cookie is refused even with the right password.
+    let r = s
+        .http
+        .post(s.url("/console/login"))
+        .form(&[
+            ("csrf", "forged"),
+            ("email", "owner@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookie(&r, "kav_session").is_none());
+
+    // Email is case-insensitive.
+    let b = s.login("OWNER@example.com").await;
+    let page = s.get(&b, "/console/b/biz_escape_tlv").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("dir=\"rtl\""),
+        "Hebrew business renders right to left"
+    );
+    let (csrf, version) = s.form_tokens(&b, "/console/b/biz_escape_tlv").await;
+    assert!(!csrf.is_empty() && !version.is_empty());
+
+    // A state change without the token, or with a forged one, is refused and changes nothing.
+    let form = |token: &'static str| {
+        vec![
+            ("name", "Renamed"),
+            ("timezone", "Asia/Jerusalem"),
+            ("language", "he"),
+            ("csrf", token),
+        ]
+    };
+    let mut no_token = form("");
+    no_token.pop();
+    no_token.push(("version", version.as_str()));
+    let r = s
+        .post_form(&b, "/console/b/biz_escape_tlv/basics", &no_token)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let mut forged = form("forged-token");
+    forged.push(("version", version.as_str()));
+    let r = s
+        .post_form(&b, "/console/b/biz_escape_tlv/basics", &forged)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // JSON with cookie auth needs the header.
+    let r = s
+        .http
+        .post(s.url("/console/api/b/biz_escape_tlv/basics"))
+        .header("cookie", format!("kav_session={}", b.session))
+        .json(&json!({"version": version.parse::<i64>().unwrap(), "name": "Renamed", "timezone": "Asia/Jerusalem", "language": "he"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.store.business(A).await.unwrap().unwrap().name,
+        "Escape TLV"
+    );
+
+    // With the token: saved, and the page says so.
+    let mut good = vec![
+        ("name", "Renamed"),
+        ("timezone", "Asia/Jerusalem"),
+        ("language", "he"),
+    ];
+    good.push(("csrf", csrf.as_str()));
+    good.push(("version", version.as_str()));
+    let r = s
+        .post_form(&b, "/console/b/biz_escape_tlv/basics", &good)
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(s.store.business(A).await.unwrap().unwrap().name, "Renamed");
+
+    // Sessions expire (12 h by default): the same cookie is then refused.
+    s.clock.advance(12 * 3_600_000 + 1);
+    let r = s.get(&b, "/console/api").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Logout ends the session server-side.
+    s.clock.advance(-(12 * 3_600_000 + 1));
+    let b = s.login("owner@example.com").await;
+    let (csrf, _) = s.form_tokens(&b, "/console/").await;
+    let r = s.post_form(&b, "/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.get(&b, "/console/api").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_per_account_and_per_ip() {
+    let s = start_with(|c| {
+        c.console.login_per_min_account = 3;
+        c.console.login_per_min_ip = 5;
+    })
+    .await;
+    s.user("owner@example.com", "owner", Some(A)).await;
+    s.user("staff@example.com", "staff", Some(A)).await;
+    for _ in 0..3 {
+        let r = s
+            .login_response("owner@example.com", "not the password")
+            .await;
+        assert!(r.headers()["location"].to_str().unwrap().contains("wrong"));
+    }
+    // The 4th attempt within the minute is refused even with the right password.
+    let r = s.login_response("owner@example.com", PASSWORD).await;
+    assert!(set_cookie(&r, "kav_session").is_none());
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("too+many"),
+        "{:?}",
+        r.headers()
+    );
+    // Another account from the same address: the address's 5th attempt passes, its 6th not.
+    let _ = s.login("staff@example.com").await;
+    let r = s.login_response("staff@example.com", PASSWORD).await;
+    assert!(set_cookie(&r, "kav_session").is_none());
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_business() {
+    let s = start().await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, token) = kav::console::admin::create_token(&s.store, "staff@a.example", "script", 0)
+        .await
+        .unwrap();
+    let b = s.login("staff@a.example").await;
+
+    // Pages and API of the other business: 403.
+    assert_eq!(
+        s.get(&b, "/console/b/biz_other").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get(&b, "/console/b/biz_other/bookings").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = s.api(&token, "GET", "/console/api/b/biz_other", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _) = s
+        .api(&token, "GET", "/console/api/b/biz_other/slots", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Their own business: readable; settings are the owner's (staff: 403).
+    let (status, view) = s
+        .api(&token, "GET", "/console/api/b/biz_escape_tlv", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["can_configure"], false);
+    let (status, _) = s
+        .api(
+            &token,
+            "POST",
+            "/console/api/b/biz_escape_tlv/policy",
+            Some(policy_body(0, 30, week("09:00", "17:00"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The index lists only their business.
+    let (_, index) = s.api(&token, "GET", "/console/api", None).await;
+    let ids: Vec<&str> = index["businesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [A]);
+
+    // An appointment of B addressed through A's URL is not found, and stays booked.
+    let (status, created) = s
+        .api(ADMIN_TOKEN, "POST", "/console/api/b/biz_other/bookings", Some(json!({
+            "start_iso": "2026-11-24T18:00", "customer_name": "Dana", "customer_phone": "+972501234567"
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let other_id = created["appointment_id"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .api(
+            &token,
+            "POST",
+            &format!("/console/api/b/biz_escape_tlv/bookings/{other_id}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.store
+            .appointment(&other_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "booked"
+    );
+
+    // The turn API: all calls are the platform admin's; one call is its business's.
+    let (status, _) = s.api(&token, "GET", "/api/turns", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s.api(ADMIN_TOKEN, "GET", "/api/turns", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (recorder, _writer) = s.store.recorder(8);
+    for (sid, to) in [("CA_a", "+97235550100"), ("CA_b", "+15550000001")] {
+        recorder.record(kav::store::Record::CallStarted {
+            call_id: format!("id_{sid}"),
+            call_sid: sid.into(),
+            stream_sid: "MZ".into(),
+            account_sid: "AC".into(),
+            at_ms: 1,
+            parameters_json: json!({"To": to}).to_string(),
+        });
+    }
+    recorder.flush().await;
+    let (status, _) = s.api(&token, "GET", "/api/calls/CA_a/turns", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s.api(&token, "GET", "/api/calls/CA_b/turns", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s.api(&token, "GET", "/api/calls/CA_b/tools", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .api(ADMIN_TOKEN, "GET", "/api/calls/CA_b/tools", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Revoked tokens stop working; bearer calls need no CSRF while valid.
+    let tokens = s
+        .store
+        .api_tokens(
+            &s.store
+                .account_by_email("staff@a.example")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .await
+        .unwrap();
+    assert!(
+        s.store
+            .revoke_api_token(&tokens[0].id, None, 1)
+            .await
+            .unwrap()
+    );
+    let (status, _) = s
+        .api(&token, "GET", "/console/api/b/biz_escape_tlv", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn policy_edits_are_validated_versioned_and_previewed() {
+    let s = start().await;
+    s.user("owner@a.example", "owner", Some(A)).await;
+    let (_, token) = kav::console::admin::create_token(&s.store, "owner@a.example", "", 0)
+        .await
+        .unwrap();
+    let path = "/console/api/b/biz_escape_tlv";
+    let (_, view) = s.api(&token, "GET", path, None).await;
+    let version = view["version"].as_i64().unwrap();
+    let before: Vec<String> = view["slots"]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_iso"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!before.is_empty(), "{view}");
+
+    // Closing before opening, slot size 0, overlapping hours: specific errors, nothing stored.
+    let mut closes_early = week("09:00", "17:00");
+    closes_early["tue"] = json!([["17:00", "09:00"]]);
+    let (status, e) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/policy"),
+            Some(policy_body(version, 60, closes_early)),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("close_tue")),
+        "{e}"
+    );
+    assert!(
+        e["reason"].as_str().unwrap().contains("closes at 09:00"),
+        "{e}"
+    );
+    let (status, e) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/policy"),
+            Some(policy_body(version, 0, week("09:00", "17:00"))),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("slot_size_min")),
+        "{e}"
+    );
+    let mut overlapping = week("09:00", "17:00");
+    overlapping["wed"] = json!([["09:00", "13:00"], ["12:00", "18:00"]]);
+    let (status, e) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/policy"),
+            Some(policy_body(version, 60, overlapping)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["reason"].as_str().unwrap().contains("overlap"), "{e}");
+    let mut bad_tz =
+        json!({"version": version, "name": "X", "timezone": "Mars/Olympus", "language": "he"});
+    let (status, e) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/basics"),
+            Some(bad_tz.take()),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("timezone"))
+    );
+    assert_eq!(
+        s.store.business(A).await.unwrap().unwrap().updated_at_ms,
+        version
+    );
+
+    // A valid policy: half-hour slots from 09:00; the preview follows.
+    let (status, saved) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/policy"),
+            Some(policy_body(version, 30, week("09:00", "17:00"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let new_version = saved["version"].as_i64().unwrap();
+    assert!(new_version > version);
+    let (_, slots) = s
+        .api(
+            &token,
+            "GET",
+            &format!("{path}/slots?date=2026-11-24"),
+            None,
+        )
+        .await;
+    let after: Vec<&str> = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_iso"].as_str().unwrap())
+        .collect();
+    assert_eq!(after[0], "2026-11-24T09:00:00+02:00", "{slots}");
+    assert_eq!(after[1], "2026-11-24T09:30:00+02:00", "{slots}");
+    assert_ne!(before.first().map(String::as_str), after.first().copied());
+
+    // A stale version (someone else saved in between): 409, nothing overwritten.
+    let (status, e) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/policy"),
+            Some(policy_body(version, 45, week("10:00", "12:00"))),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    assert_eq!(
+        s.store.business(A).await.unwrap().unwrap().slot_size_min,
+        30
+    );
+
+    // HTML in a prompt is stored as typed, shown escaped, and reaches the agent's instructions.
+    let evil = "Be kind. <script>alert('x')</script> <b>bold</b>";
+    let (status, _) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{path}/prompt"),
+            Some(json!({"version": new_version, "channel": "phone", "prompt_phone": evil})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = s.login("owner@a.example").await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("<script>alert"), "prompt must be escaped");
+    assert!(
+        html.contains("&lt;script&gt;alert("),
+        "escaped prompt shown"
+    );
+    let (_, view) = s.api(&token, "GET", path, None).await;
+    assert!(view["instructions_phone"].as_str().unwrap().contains(evil));
+    assert!(
+        view["instructions_phone"]
+            .as_str()
+            .unwrap()
+            .contains("Rules you must always follow")
+    );
+
+    // A refused form keeps what was typed and says why (HTML).
+    let (csrf, version) = s.form_tokens(&b, "/console/b/biz_escape_tlv").await;
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/policy",
+            &[
+                ("csrf", &csrf),
+                ("version", &version),
+                ("open_mon", "18:00"),
+                ("close_mon", "08:00"),
+                ("slot_size_min", "25"),
+                ("min_notice_min", "0"),
+                ("booking_window_days", "30"),
+                ("concurrency_scope", "resource"),
+                ("concurrency_limit", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"error-close_mon\""), "{html}");
+    assert!(html.contains("name=\"open_mon\" id=\"open_mon\" value=\"18:00\""));
+    assert!(html.contains("value=\"25\""), "typed slot size kept");
+    // The same form with a stale version: a visible conflict message.
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/policy",
+            &[
+                ("csrf", &csrf),
+                ("version", "1"),
+                ("open_mon", "08:00"),
+                ("close_mon", "18:00"),
+                ("slot_size_min", "25"),
+                ("min_notice_min", "0"),
+                ("booking_window_days", "30"),
+                ("concurrency_scope", "resource"),
+                ("concurrency_limit", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("changed by someone else"));
+}
+
+#[tokio::test]
+async fn staff_book_move_and_cancel_through_the_agent_tools() {
+    let s = start().await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, token) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let bookings = "/console/api/b/biz_escape_tlv/bookings";
+    // The policy's refusals come back as the tool's {ok:false, error, reason}.
+    let (status, e) = s
+        .api(&token, "POST", bookings, Some(json!({"start_iso": "2026-11-24T03:00", "resource": "Dubai", "customer_name": "Noa", "customer_phone": "0501234567"})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["ok"], false);
+    assert_eq!(e["error"], "outside_hours", "{e}");
+    // Phone required by the business's policy.
+    let (status, e) = s
+        .api(&token, "POST", bookings, Some(json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "Noa"})))
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("need_phone")),
+        "{e}"
+    );
+    let (status, ok) = s
+        .api(&token, "POST", bookings, Some(json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "נועה", "customer_phone": "0501234567"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let id = ok["appointment_id"].as_str().unwrap().to_string();
+    // The same room and time again: full.
+    let (status, e) = s
+        .api(&token, "POST", bookings, Some(json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "Other", "customer_phone": "0507654321"})))
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("full")),
+        "{e}"
+    );
+    // Move, then cancel.
+    let (status, moved) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{bookings}/{id}/move"),
+            Some(json!({"start_iso": "2026-11-24T19:00"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let a = s.store.appointment(&id).await.unwrap().unwrap();
+    assert_eq!(
+        a.start_ms - kav::testing::clock::monday_noon_ms(),
+        (24 + 7) * 3_600_000
+    );
+    let (status, _) = s
+        .api(
+            &token,
+            "POST",
+            &format!("{bookings}/{id}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.store.appointment(&id).await.unwrap().unwrap().status,
+        "cancelled"
+    );
+    // The day view lists it, cancelled, with the Hebrew name as typed.
+    let (_, day) = s
+        .api(&token, "GET", &format!("{bookings}?date=2026-11-24"), None)
+        .await;
+    let rows = day["appointments"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{day}");
+    assert_eq!(
+        (
+            rows[0]["status"].as_str(),
+            rows[0]["customer_name"].as_str(),
+            rows[0]["time"].as_str()
+        ),
+        (Some("cancelled"), Some("נועה"), Some("19:00"))
+    );
+    let (_, other_day) = s
+        .api(&token, "GET", &format!("{bookings}?date=2026-11-25"), None)
+        .await;
+    assert_eq!(other_day["appointments"].as_array().unwrap().len(), 0);
+    // The agent's traces record the staff actions like any tool call.
+    let traces = s.store.tool_traces(&a.conversation_id).await.unwrap();
+    assert!(!traces.is_empty());
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener() {
+    let s = start_with(|c| c.server.metrics_listen = "127.0.0.1:0".into()).await;
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let s = start().await;
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = &s.db_url;
+}
+
+#[tokio::test]
+async fn accounts_are_checked_when_created() {
+    let s = start().await;
+    let make =
+        |email: &'static str, role: &'static str, biz: Option<&'static str>, pw: &'static str| {
+            let store = s.store.clone();
+            async move { kav::console::admin::create_user(&store, email, role, biz, pw, 0).await }
+        };
+    let field = |r: Result<_, kav::console::ConsoleError>| match r {
+        Err(kav::console::ConsoleError::Invalid { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        field(make("x@y", "owner", None, PASSWORD).await),
+        "business"
+    );
+    assert_eq!(
+        field(make("x@y", "platform_admin", Some(A), PASSWORD).await),
+        "business"
+    );
+    assert_eq!(
+        field(make("x@y", "owner", Some("biz_nope"), PASSWORD).await),
+        "business"
+    );
+    assert_eq!(field(make("x@y", "king", Some(A), PASSWORD).await), "role");
+    assert_eq!(
+        field(make("no-at-sign", "owner", Some(A), PASSWORD).await),
+        "email"
+    );
+    assert_eq!(
+        field(make("x@y", "owner", Some(A), "short").await),
+        "password"
+    );
+    let a = make("x@y", "owner", Some(A), PASSWORD).await.unwrap();
+    assert!(a.password_hash.starts_with("$argon2id$"));
+    assert_eq!(
+        field(make("X@Y", "staff", Some(A), PASSWORD).await),
+        "email"
+    );
+}
+
+/// The console tables on every backend (SQLite, and PostgreSQL when configured).
+#[tokio::test]
+async fn console_tables_on_every_backend() {
+    for backend in backends::backends().await {
+        let store = Store::connect(&backend.url).await.unwrap();
+        let name = backend.name;
+        let account =
+            kav::console::admin::create_user(&store, "o@b.example", "owner", Some(A), PASSWORD, 10)
+                .await
+                .unwrap();
+        assert_eq!(
+            store
+                .account_by_email("o@b.example")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            account.id,
+            "{name}"
+        );
+        store
+            .insert_session("h1", &account.id, "csrf", 10, 100)
+            .await
+            .unwrap();
+        assert!(
+            store.live_session("h1", 99).await.unwrap().is_some(),
+            "{name}"
+        );
+        assert!(
+            store.live_session("h1", 100).await.unwrap().is_none(),
+            "{name}: expired"
+        );
+        assert_eq!(
+            store.delete_expired_sessions(100).await.unwrap(),
+            1,
+            "{name}"
+        );
+        let (row, token) = kav::console::admin::create_token(&store, "o@b.example", "t", 10)
+            .await
+            .unwrap();
+        let hash = kav::console::auth::sha256_hex(&token);
+        assert!(
+            store.account_by_token(&hash).await.unwrap().is_some(),
+            "{name}"
+        );
+        assert!(
+            !store
+                .revoke_api_token(&row.id, Some("someone else"), 11)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            store
+                .revoke_api_token(&row.id, Some(&account.id), 11)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            store.account_by_token(&hash).await.unwrap().is_none(),
+            "{name}"
+        );
+        let b = store.business(A).await.unwrap().unwrap();
+        let cols = kav::store::console::PolicyColumns::of(&b);
+        use kav::store::console::EditOutcome;
+        let saved = store
+            .edit_business_policy(A, b.updated_at_ms, &cols, 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            saved,
+            EditOutcome::Saved(b.updated_at_ms.max(5).max(b.updated_at_ms + 1)),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .edit_business_policy(A, b.updated_at_ms, &cols, 6)
+                .await
+                .unwrap(),
+            EditOutcome::Conflict,
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .edit_business_prompt("biz_nope", 0, None, "x", 6)
+                .await
+                .unwrap(),
+            EditOutcome::NotFound,
+            "{name}"
+        );
+        assert_eq!(store.businesses().await.unwrap().len(), 1, "{name}");
+        backend.cleanup().await;
+    }
+}
