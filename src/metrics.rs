@@ -92,6 +92,9 @@ pub const CALL_FIGURES: [(&str, &str); 2] = [
     ),
 ];
 
+/// Server-side barge-in reaction summary on `/metrics` (ms, fractional).
+pub const BARGE_IN_CLEAR_METRIC: &str = "kav_barge_in_clear_ms";
+
 /// A provider's own metrics, appended to `/metrics` (e.g. Google stream rotations).
 pub trait MetricsSource: Send + Sync {
     fn render_prometheus(&self) -> String;
@@ -102,6 +105,8 @@ pub struct Metrics {
     calls_active: AtomicI64,
     marks: Mutex<[Histogram<u64>; MARK_NAMES.len()]>,
     calls: Mutex<[Histogram<u64>; CALL_FIGURES.len()]>,
+    /// Playout: barge-in decision → `clear` flushed to the socket, µs (see `record_barge_in_clear_us`).
+    barge_in_clear: Mutex<Histogram<u64>>,
     /// Registered at start-up, read on scrape; never touched on the call path.
     sources: Mutex<Vec<std::sync::Arc<dyn MetricsSource>>>,
 }
@@ -124,6 +129,10 @@ impl Metrics {
             calls_active: AtomicI64::new(0),
             marks: Mutex::new(std::array::from_fn(|_| histogram())),
             calls: Mutex::new(std::array::from_fn(|_| histogram())),
+            barge_in_clear: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds are valid"),
+            ),
             sources: Mutex::new(Vec::new()),
         }
     }
@@ -185,6 +194,15 @@ impl Metrics {
         }
     }
 
+    /// Playout: one server-side barge-in reaction (the session's barge-in decision → the `clear`
+    /// flushed to the socket), in µs. Folded in by the call driver, never on the frame path.
+    pub fn record_barge_in_clear_us(&self, us: u64) {
+        self.barge_in_clear
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_record(us.max(1));
+    }
+
     /// (name, count, p50, p90, p99, max) per latency mark.
     pub fn mark_summaries(&self) -> Vec<(&'static str, u64, u64, u64, u64, u64)> {
         let hist = self.marks.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,6 +255,26 @@ impl Metrics {
             render_summary(&mut out, name, help, h);
         }
         drop(calls);
+        // Playout: server-side barge-in reaction, in ms with µs resolution.
+        let clear = self
+            .barge_in_clear
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let name = BARGE_IN_CLEAR_METRIC;
+        let _ = writeln!(
+            out,
+            "# HELP {name} Barge-in decision (VAD) to `clear` flushed to the socket, server side\n# TYPE {name} summary"
+        );
+        for q in [0.5, 0.9, 0.99, 1.0] {
+            let us = if clear.is_empty() {
+                0
+            } else {
+                clear.value_at_quantile(q)
+            };
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {:.3}", us as f64 / 1000.0);
+        }
+        let _ = writeln!(out, "{name}_count {}", clear.len());
+        drop(clear);
         llm_stats().render(&mut out);
         for source in self
             .sources
@@ -418,6 +456,26 @@ mod tests {
             .unwrap();
         assert_eq!(total.1, 2);
         assert!((899..=901).contains(&total.5), "{total:?}");
+    }
+
+    #[test]
+    fn barge_in_reaction_renders_in_ms_with_microsecond_resolution() {
+        let m = Metrics::new();
+        let empty = m.render_prometheus(&[]);
+        assert!(empty.contains("kav_barge_in_clear_ms_count 0"), "{empty}");
+        for us in [180, 250, 12_400] {
+            m.record_barge_in_clear_us(us);
+        }
+        let text = m.render_prometheus(&[]);
+        assert!(text.contains("kav_barge_in_clear_ms_count 3"), "{text}");
+        assert!(
+            text.contains("kav_barge_in_clear_ms{quantile=\"0.5\"} 0.250"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kav_barge_in_clear_ms{quantile=\"1\"} 12.4"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -190,6 +190,13 @@ async fn barge_in_over_the_wire() {
         let metrics = srv.metrics().await;
         assert_eq!(metric(&metrics, "kav_barge_ins_total"), 1.0);
         assert_eq!(metric(&metrics, "kav_turns_total"), 2.0);
+        // Server side, the barge-in decision → `clear` on the socket: part of what the caller saw.
+        assert_eq!(metric(&metrics, "kav_barge_in_clear_ms_count"), 1.0);
+        let server_ms = metric(&metrics, "kav_barge_in_clear_ms{quantile=\"1\"}");
+        assert!(
+            server_ms > 0.0 && server_ms * 1000.0 <= reaction as f64,
+            "server {server_ms} ms, caller {reaction} µs"
+        );
     })
     .await;
 }
@@ -252,6 +259,13 @@ async fn playout_over_a_delayed_link() {
         assert!((240.0..600.0).contains(&rtt), "estimated RTT {rtt} ms");
         let lead = metric(&metrics, "kav_call_lead_max_ms{quantile=\"1\"}");
         assert!(lead <= 120.0, "lead at Twilio {lead} ms");
+        // The server's own part of the barge-in excludes both crossings of the delayed link.
+        assert_eq!(metric(&metrics, "kav_barge_in_clear_ms_count"), 1.0);
+        let server_ms = metric(&metrics, "kav_barge_in_clear_ms{quantile=\"1\"}");
+        assert!(
+            server_ms * 1000.0 <= reaction as f64 - 240_000.0,
+            "server {server_ms} ms, caller {reaction} µs"
+        );
     })
     .await;
 }

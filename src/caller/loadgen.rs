@@ -57,7 +57,11 @@ pub struct LoadReport {
     pub server_rss_idle_mb: Option<f64>,
     pub server_rss_peak_mb: Option<f64>,
     pub server_kib_per_call: Option<f64>,
+    /// Steady-state jitter: |inter-arrival − 20 ms| after each reply's priming burst.
     pub jitter_ms: Quantiles,
+    /// Spread (first to last frame) of each reply's priming burst, and the frames in bursts.
+    pub priming_spread_ms: Quantiles,
+    pub priming_frames: u64,
     pub frames_received: u64,
     pub underruns: u64,
     pub underrun_ms: u64,
@@ -74,6 +78,8 @@ pub struct LoadReport {
     /// Per-call SRTT estimate (p50, max) and largest lead at Twilio (max), from `/metrics`.
     pub server_rtt_ms: Option<(u64, u64)>,
     pub server_lead_max_ms: Option<u64>,
+    /// Server side: barge-in decision → `clear` flushed to the socket, from `/metrics`.
+    pub server_barge_in_ms: Option<Quantiles>,
     /// The round trip the callers added (subtracted from the caller-side barge-in reaction).
     pub rtt: Duration,
 }
@@ -140,7 +146,16 @@ impl std::fmt::Display for LoadReport {
             opt(self.server_kib_per_call, "KiB")
         )?;
         writeln!(f, "bot frames received        {}", self.frames_received)?;
-        writeln!(f, "outbound frame jitter      {}", self.jitter_ms)?;
+        writeln!(
+            f,
+            "outbound jitter, steady   {}  (|inter-arrival − 20 ms| after each reply's priming burst)",
+            self.jitter_ms
+        )?;
+        writeln!(
+            f,
+            "priming bursts            spread {}; {} frames in bursts",
+            self.priming_spread_ms, self.priming_frames
+        )?;
         writeln!(
             f,
             "underruns (caller side)    {} ({} ms)",
@@ -158,6 +173,12 @@ impl std::fmt::Display for LoadReport {
                 "  minus the added RTT      p50 {:.2} ms, p99 {:.2} ms (≈ server side: VAD onset → clear; jitter not removed)",
                 q.p50 - rtt,
                 q.p99 - rtt
+            )?;
+        }
+        if let Some(q) = self.server_barge_in_ms {
+            writeln!(
+                f,
+                "barge-in, server side      {q}  (VAD barge-in decision → clear flushed to the socket)"
             )?;
         }
         writeln!(f, "response (speech end→audio) {}", self.response_ms)?;
@@ -274,9 +295,23 @@ fn proc_usage(pid: u32) -> Option<(u64, f64)> {
 }
 
 fn metric(text: &str, name: &str) -> Option<u64> {
+    metric_f64(text, name).map(|v| v as u64)
+}
+
+fn metric_f64(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+}
+
+/// A summary Kav renders in ms (`quantile="1"` is the maximum).
+fn summary_ms(text: &str, name: &str) -> Option<Quantiles> {
+    let q = |quantile: &str| metric_f64(text, &format!("{name}{{quantile=\"{quantile}\"}} "));
+    Some(Quantiles {
+        count: metric(text, &format!("{name}_count "))?,
+        p50: q("0.5")?,
+        p99: q("0.99")?,
+        max: q("1")?,
+    })
 }
 
 fn script(
@@ -372,11 +407,16 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     };
     let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
     let (mut jitter, mut barge, mut response) = (hist(), hist(), hist());
+    let mut priming = hist();
     for task in tasks {
         match task.await {
             Ok(Ok(r)) => {
                 report.calls_completed += 1;
-                absorb(&mut report, &r, &mut jitter, &mut barge, &mut response);
+                absorb(
+                    &mut report,
+                    &r,
+                    [&mut jitter, &mut priming, &mut barge, &mut response],
+                );
             }
             Ok(Err(crate::caller::CallerError::Refused)) => report.calls_refused += 1,
             Ok(Err(e)) => {
@@ -391,6 +431,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     }
     report.duration_s = started.elapsed().as_secs_f64();
     report.jitter_ms = Quantiles::from_us(&jitter);
+    report.priming_spread_ms = Quantiles::from_us(&priming);
     report.barge_in_ms = Quantiles::from_us(&barge);
     report.response_ms = Quantiles::from_us(&response);
     if let (Some((t0, c0)), Some((t1, c1))) = (cpu_at_steady, cpu_end) {
@@ -415,26 +456,16 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_rtt_ms = metric(&text, "kav_call_rtt_ms{quantile=\"0.5\"} ")
             .zip(metric(&text, "kav_call_rtt_ms{quantile=\"1\"} "));
         report.server_lead_max_ms = metric(&text, "kav_call_lead_max_ms{quantile=\"1\"} ");
+        report.server_barge_in_ms = summary_ms(&text, crate::metrics::BARGE_IN_CLEAR_METRIC);
         // TOTAL_MS on the server's clock starts at the same VAD decision the providers' timing
         // hangs off, so subtracting their fixed latencies leaves what the engine added.
-        let q = |quantile: &str| {
-            metric(
-                &text,
-                &format!("kav_turn_total_ms{{quantile=\"{quantile}\"}} "),
-            )
-            .map(|v| v.saturating_sub(SIM_PROVIDER_MS) as f64)
-        };
-        if let (Some(p50), Some(p99), Some(max), Some(count)) = (
-            q("0.5"),
-            q("0.99"),
-            q("1"),
-            metric(&text, "kav_turn_total_ms_count "),
-        ) {
+        if let Some(total) = summary_ms(&text, "kav_turn_total_ms") {
+            let added = |v: f64| (v - SIM_PROVIDER_MS as f64).max(0.0);
             report.engine_added_ms = Quantiles {
-                count,
-                p50,
-                p99,
-                max,
+                count: total.count,
+                p50: added(total.p50),
+                p99: added(total.p99),
+                max: added(total.max),
             };
         }
     }
@@ -445,23 +476,168 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     Ok(report)
 }
 
-fn absorb(
-    report: &mut LoadReport,
-    r: &CallReport,
-    jitter: &mut Histogram<u64>,
-    barge: &mut Histogram<u64>,
-    response: &mut Histogram<u64>,
-) {
-    for v in &r.jitter_us {
-        jitter.saturating_record((*v).max(1));
+/// Folds one call into the run's histograms: jitter, priming spread, barge-in, response (µs).
+fn absorb(report: &mut LoadReport, r: &CallReport, hists: [&mut Histogram<u64>; 4]) {
+    let samples = [
+        &r.jitter_us,
+        &r.priming_spread_us,
+        &r.barge_in_reaction_us,
+        &r.response_us,
+    ];
+    for (h, values) in hists.into_iter().zip(samples) {
+        for v in values {
+            h.saturating_record((*v).max(1));
+        }
     }
-    for v in &r.barge_in_reaction_us {
-        barge.saturating_record((*v).max(1));
-    }
-    for v in &r.response_us {
-        response.saturating_record((*v).max(1));
-    }
+    report.priming_frames += r.priming_frames;
     report.frames_received += r.frames_received;
     report.underruns += r.underruns;
     report.underrun_ms += r.underrun_ms;
+}
+
+/// One step of [`find_capacity`]: the run at `calls` and the machine load before it.
+#[derive(Debug)]
+pub struct CapacityStep {
+    pub calls: usize,
+    /// 1-minute load average when the step started.
+    pub load_before: Option<f64>,
+    pub report: LoadReport,
+}
+
+impl CapacityStep {
+    /// Playback ran dry somewhere: at the caller, or by the server's own schedule.
+    pub fn underran(&self) -> bool {
+        self.report.underruns > 0 || self.report.server_underruns.unwrap_or(0) > 0
+    }
+}
+
+/// Runs the load at each call count in turn (a fresh server each time) and stops after the first
+/// count with an underrun: the calls held are the step before it.
+pub async fn find_capacity(
+    opts: LoadOptions,
+    steps: &[usize],
+    mut on_step: impl FnMut(&CapacityStep),
+) -> Result<Vec<CapacityStep>, String> {
+    let mut done = Vec::new();
+    for &calls in steps {
+        let load_before = load_average();
+        let report = run(LoadOptions {
+            calls,
+            ..opts.clone()
+        })
+        .await?;
+        let step = CapacityStep {
+            calls,
+            load_before,
+            report,
+        };
+        on_step(&step);
+        let stop = step.underran();
+        done.push(step);
+        if stop {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// The 1-minute load average (Linux).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The summary table of a capacity search.
+pub fn capacity_table(steps: &[CapacityStep]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "calls  load before  server CPU %  underruns caller/server  jitter p99 ms  barge-in server p99 ms  failed\n",
+    );
+    for s in steps {
+        let r = &s.report;
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>11}  {:>12}  {:>23}  {:>13.2}  {:>22}  {:>6}",
+            s.calls,
+            s.load_before.map_or("-".into(), |l| format!("{l:.2}")),
+            r.server_cpu_pct_total
+                .map_or("-".into(), |c| format!("{c:.0}")),
+            format!(
+                "{} / {}",
+                r.underruns,
+                r.server_underruns.map_or("-".into(), |u| u.to_string())
+            ),
+            r.jitter_ms.p99,
+            r.server_barge_in_ms
+                .map_or("-".into(), |q| format!("{:.2}", q.p99)),
+            r.calls_failed,
+        );
+    }
+    match steps.iter().position(CapacityStep::underran) {
+        Some(0) => out.push_str("first underrun at the first step; start lower\n"),
+        Some(i) => {
+            let _ = writeln!(
+                out,
+                "held {} calls without an underrun; first underrun at {} calls",
+                steps[i - 1].calls,
+                steps[i].calls
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no underrun up to {} calls; go higher",
+                steps.last().map_or(0, |s| s.calls)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(calls: usize, caller: u64, server: u64) -> CapacityStep {
+        CapacityStep {
+            calls,
+            load_before: Some(1.0),
+            report: LoadReport {
+                underruns: caller,
+                server_underruns: Some(server),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn capacity_is_the_step_before_the_first_underrun_on_either_side() {
+        let table = capacity_table(&[step(100, 0, 0), step(200, 0, 0), step(300, 0, 2)]);
+        assert!(
+            table.contains("held 200 calls without an underrun; first underrun at 300 calls"),
+            "{table}"
+        );
+        let table = capacity_table(&[step(100, 0, 0), step(200, 5, 0)]);
+        assert!(table.contains("held 100 calls"), "{table}");
+        let table = capacity_table(&[step(100, 0, 0), step(200, 0, 0)]);
+        assert!(table.contains("no underrun up to 200 calls"), "{table}");
+    }
+
+    #[test]
+    fn server_summaries_are_read_from_metrics() {
+        let m = crate::metrics::Metrics::new();
+        for us in [400, 600, 25_000] {
+            m.record_barge_in_clear_us(us);
+        }
+        let text = m.render_prometheus(&[]);
+        let q = summary_ms(&text, crate::metrics::BARGE_IN_CLEAR_METRIC).expect("summary");
+        assert_eq!(q.count, 3);
+        assert!((q.p50 - 0.6).abs() < 0.01, "{q:?}");
+        assert!((q.max - 25.0).abs() < 0.1, "{q:?}");
+        assert!(summary_ms(&text, "kav_no_such_summary").is_none());
+    }
 }
