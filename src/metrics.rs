@@ -45,6 +45,8 @@ counters! {
     UnderrunMs => "underrun_ms", "Total playout underrun time";
     LeadHolds => "lead_holds", "Times playout paused because unconfirmed audio reached the RTT-based cap";
     PrimingFrames => "priming_frames", "Frames sent in priming bursts (reply start, after an underrun)";
+    FramesLate5ms => "frames_late_5ms", "Steady-state bot frames sent more than 5 ms after their due time (server's share of jitter)";
+    FramesLate20ms => "frames_late_20ms", "Steady-state bot frames sent more than 20 ms after their due time";
     StaleMarkEchoes => "stale_mark_echoes", "Mark echoes out of order or after their echo timeout";
     MissingMarkEchoes => "missing_mark_echoes", "Mark echoes that never came within playout.echo_timeout_ms";
     BargeIns => "barge_ins", "Bot speech interrupted by the caller";

@@ -75,6 +75,9 @@ pub struct LoadReport {
     pub server_lead_holds: Option<u64>,
     pub server_missing_echoes: Option<u64>,
     pub server_priming_frames: Option<u64>,
+    /// Server: frames sent, and steady-state frames sent > 5 / > 20 ms after their due time.
+    pub server_frames_out: Option<u64>,
+    pub server_late: Option<(u64, u64)>,
     /// Per-call SRTT estimate (p50, max) and largest lead at Twilio (max), from `/metrics`.
     pub server_rtt_ms: Option<(u64, u64)>,
     pub server_lead_max_ms: Option<u64>,
@@ -198,6 +201,20 @@ impl std::fmt::Display for LoadReport {
             writeln!(
                 f,
                 "server playout             lead holds {h}, missing echoes {m}, priming frames {p}"
+            )?;
+        }
+        if let (Some((l5, l20)), Some(out), Some(p)) = (
+            self.server_late,
+            self.server_frames_out,
+            self.server_priming_frames,
+        ) {
+            let steady = out.saturating_sub(p).max(1) as f64;
+            writeln!(
+                f,
+                "server sent late           > 5 ms: {l5} ({:.3} %), > 20 ms: {l20} ({:.3} %) of {} steady frames (the server's share of jitter)",
+                l5 as f64 * 100.0 / steady,
+                l20 as f64 * 100.0 / steady,
+                out.saturating_sub(p)
             )?;
         }
         if let Some((p50, max)) = self.server_rtt_ms {
@@ -453,6 +470,9 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_lead_holds = metric(&text, "kav_lead_holds_total ");
         report.server_missing_echoes = metric(&text, "kav_missing_mark_echoes_total ");
         report.server_priming_frames = metric(&text, "kav_priming_frames_total ");
+        report.server_frames_out = metric(&text, "kav_frames_out_total ");
+        report.server_late = metric(&text, "kav_frames_late_5ms_total ")
+            .zip(metric(&text, "kav_frames_late_20ms_total "));
         report.server_rtt_ms = metric(&text, "kav_call_rtt_ms{quantile=\"0.5\"} ")
             .zip(metric(&text, "kav_call_rtt_ms{quantile=\"1\"} "));
         report.server_lead_max_ms = metric(&text, "kav_call_lead_max_ms{quantile=\"1\"} ");

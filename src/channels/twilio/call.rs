@@ -832,6 +832,8 @@ impl CallDriver {
         m.add(Counter::UnderrunMs, p.underrun_ms - fp.underrun_ms);
         m.add(Counter::LeadHolds, p.lead_holds - fp.lead_holds);
         m.add(Counter::PrimingFrames, p.priming_frames - fp.priming_frames);
+        m.add(Counter::FramesLate5ms, p.late_5ms - fp.late_5ms);
+        m.add(Counter::FramesLate20ms, p.late_20ms - fp.late_20ms);
         m.add(Counter::StaleMarkEchoes, p.stale_echoes - fp.stale_echoes);
         m.add(
             Counter::MissingMarkEchoes,
