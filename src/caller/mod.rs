@@ -428,7 +428,72 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
 
     loop {
+        // Read whatever has arrived before playing: Twilio's media servers play on their own
+        // clock, so a load generator that was itself descheduled must not report the frames
+        // waiting in its socket as an underrun.
         tokio::select! {
+            biased;
+            msg = rx.next() => {
+                let now = Instant::now();
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None => { report.closed_by_server = true; break; }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(CallerError::Stream(e.to_string())),
+                };
+                match twilio::parse_outbound(text.as_str()) {
+                    Ok(Outbound::Media { payload, .. }) => {
+                        let mut audio = [0u8; 4096];
+                        let Ok(n) = twilio::decode_payload(&payload, &mut audio) else { continue };
+                        report.frames_received += 1;
+                        if awaiting_response {
+                            awaiting_response = false;
+                            if let Some(end) = speech_end {
+                                report.response_us.push(now.duration_since(end).as_micros() as u64);
+                            }
+                        }
+                        // Priming burst apart from steady state; a new reply clears a dry spell.
+                        if arrivals.on_frame(now.into_std()) == arrivals::Arrival::ReplyStart {
+                            dry_since = None;
+                        } else if let Some(since) = dry_since.take() {
+                            report.underruns += 1;
+                            report.underrun_ms += now.duration_since(since).as_millis() as u64;
+                        }
+                        last_frame_at = Some(now);
+                        bot_heard_since_step = true;
+                        playback.partial.extend_from_slice(&audio[..n]);
+                        while playback.partial.len() >= FRAME_BYTES {
+                            let mut f = [0u8; FRAME_BYTES];
+                            f.copy_from_slice(&playback.partial[..FRAME_BYTES]);
+                            playback.partial.drain(..FRAME_BYTES);
+                            playback.queue.push_back(PlayItem::Frame(f));
+                            playback.buffered_frames += 1;
+                        }
+                    }
+                    Ok(Outbound::Mark { name, .. }) => playback.queue.push_back(PlayItem::Mark(name.into_owned())),
+                    Ok(Outbound::Clear { .. }) => {
+                        report.clears += 1;
+                        if let Some(onset) = barge_onset.take() {
+                            report.barge_in_reaction_us.push(now.duration_since(onset).as_micros() as u64);
+                        }
+                        // Twilio empties its buffer and echoes every pending mark.
+                        let pending: Vec<String> = playback.queue.drain(..).filter_map(|i| match i { PlayItem::Mark(m) => Some(m), _ => None }).collect();
+                        playback.buffered_frames = 0;
+                        playback.partial.clear();
+                        for name in pending {
+                            seq += 1;
+                            twilio::write_mark_echo(&mut buf, &stream_sid, seq, &name);
+                            let msg = send_text(&mut buf);
+                            tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
+                            report.marks_echoed += 1;
+                        }
+                        last_frame_at = None;
+                        arrivals.on_clear();
+                        dry_since = None;
+                    }
+                    Err(_) => {}
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 if now.duration_since(started) > opts.max_duration {
@@ -541,67 +606,6 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
                 twilio::write_inbound_media(&mut buf, &stream_sid, seq, chunk, chunk * 20, &frame);
                 let msg = send_text(&mut buf);
                 tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
-            }
-            msg = rx.next() => {
-                let now = Instant::now();
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None => { report.closed_by_server = true; break; }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(CallerError::Stream(e.to_string())),
-                };
-                match twilio::parse_outbound(text.as_str()) {
-                    Ok(Outbound::Media { payload, .. }) => {
-                        let mut audio = [0u8; 4096];
-                        let Ok(n) = twilio::decode_payload(&payload, &mut audio) else { continue };
-                        report.frames_received += 1;
-                        if awaiting_response {
-                            awaiting_response = false;
-                            if let Some(end) = speech_end {
-                                report.response_us.push(now.duration_since(end).as_micros() as u64);
-                            }
-                        }
-                        // Priming burst apart from steady state; a new reply clears a dry spell.
-                        if arrivals.on_frame(now.into_std()) == arrivals::Arrival::ReplyStart {
-                            dry_since = None;
-                        } else if let Some(since) = dry_since.take() {
-                            report.underruns += 1;
-                            report.underrun_ms += now.duration_since(since).as_millis() as u64;
-                        }
-                        last_frame_at = Some(now);
-                        bot_heard_since_step = true;
-                        playback.partial.extend_from_slice(&audio[..n]);
-                        while playback.partial.len() >= FRAME_BYTES {
-                            let mut f = [0u8; FRAME_BYTES];
-                            f.copy_from_slice(&playback.partial[..FRAME_BYTES]);
-                            playback.partial.drain(..FRAME_BYTES);
-                            playback.queue.push_back(PlayItem::Frame(f));
-                            playback.buffered_frames += 1;
-                        }
-                    }
-                    Ok(Outbound::Mark { name, .. }) => playback.queue.push_back(PlayItem::Mark(name.into_owned())),
-                    Ok(Outbound::Clear { .. }) => {
-                        report.clears += 1;
-                        if let Some(onset) = barge_onset.take() {
-                            report.barge_in_reaction_us.push(now.duration_since(onset).as_micros() as u64);
-                        }
-                        // Twilio empties its buffer and echoes every pending mark.
-                        let pending: Vec<String> = playback.queue.drain(..).filter_map(|i| match i { PlayItem::Mark(m) => Some(m), _ => None }).collect();
-                        playback.buffered_frames = 0;
-                        playback.partial.clear();
-                        for name in pending {
-                            seq += 1;
-                            twilio::write_mark_echo(&mut buf, &stream_sid, seq, &name);
-                            let msg = send_text(&mut buf);
-                            tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
-                            report.marks_echoed += 1;
-                        }
-                        last_frame_at = None;
-                        arrivals.on_clear();
-                        dry_since = None;
-                    }
-                    Err(_) => {}
-                }
             }
         }
     }
