@@ -138,6 +138,11 @@ enum Command {
         /// Extra delay (ms) per direction, uniform 0..=jitter per chunk.
         #[arg(long, default_value_t = 0)]
         jitter: u64,
+        /// Find how many calls the server holds: run at each count in turn (e.g.
+        /// `--steps 200,400,600`; `--calls` is then ignored) and stop after the first count with
+        /// an underrun (caller or server side).
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<usize>,
     },
     /// Post recorded WhatsApp webhooks to a running server, signed as the vendor signs them: Meta
     /// Cloud API JSON bodies with WHATSAPP_APP_SECRET over the exact file bytes, Twilio form
@@ -576,6 +581,7 @@ async fn main() -> Result<()> {
             seed,
             rtt,
             jitter,
+            steps,
         } => {
             init_tracing("warn");
             let opts = caller::loadgen::LoadOptions {
@@ -589,6 +595,19 @@ async fn main() -> Result<()> {
                 rtt: Duration::from_millis(rtt),
                 jitter: Duration::from_millis(jitter),
             };
+            if !steps.is_empty() {
+                println!(
+                    "loadgen: steps {steps:?} calls, {duration} s steady state, ramp {ramp} s, rtt {rtt} ms, jitter {jitter} ms"
+                );
+                let done = caller::loadgen::find_capacity(opts, &steps, |step| {
+                    println!("--- {} calls", step.calls);
+                    print!("{}", step.report);
+                })
+                .await
+                .map_err(anyhow::Error::msg)?;
+                print!("\n{}", caller::loadgen::capacity_table(&done));
+                return Ok(());
+            }
             println!(
                 "loadgen: {calls} calls, {duration} s steady state, ramp {ramp} s, rtt {rtt} ms, jitter {jitter} ms"
             );

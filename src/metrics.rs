@@ -72,6 +72,8 @@ counters! {
     UnderrunMs => "underrun_ms", "Total playout underrun time";
     LeadHolds => "lead_holds", "Times playout paused because unconfirmed audio reached the RTT-based cap";
     PrimingFrames => "priming_frames", "Frames sent in priming bursts (reply start, after an underrun)";
+    FramesLate5ms => "frames_late_5ms", "Steady-state bot frames sent more than 5 ms after their due time (server's share of jitter)";
+    FramesLate20ms => "frames_late_20ms", "Steady-state bot frames sent more than 20 ms after their due time";
     StaleMarkEchoes => "stale_mark_echoes", "Mark echoes out of order or after their echo timeout";
     MissingMarkEchoes => "missing_mark_echoes", "Mark echoes that never came within playout.echo_timeout_ms";
     BargeIns => "barge_ins", "Bot speech interrupted by the caller";
@@ -201,10 +203,18 @@ pub trait MetricsSource: Send + Sync + 'static {
     }
 }
 
+/// Server-side barge-in reaction histogram on `/metrics` (ms) and its exact twin in
+/// `/metrics/latency` (`"barge_in"` group, fractional ms).
+pub const BARGE_IN_CLEAR_METRIC: &str = "kav_barge_in_clear_ms";
+/// Barge-in reaction is sub-millisecond on a healthy server: buckets finer than the voice ones.
+const BARGE_IN_BUCKETS_MS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 250.0];
+
 /// The exact (HDR) twins of the latency histograms, for `/metrics/latency`.
 struct ExactLatencies {
     marks: [Exact<u64>; MARK_NAMES.len()],
     calls: [Exact<u64>; CALL_FIGURES.len()],
+    /// Barge-in decision → `clear` flushed, µs.
+    barge_in_clear_us: Exact<u64>,
 }
 
 pub struct Metrics {
@@ -212,6 +222,7 @@ pub struct Metrics {
     calls_active: Gauge,
     marks: [Histogram; MARK_NAMES.len()],
     calls: [Histogram; CALL_FIGURES.len()],
+    barge_in_clear: Histogram,
     exact: Mutex<ExactLatencies>,
     /// Registration at start-up, encoding on scrape; never touched on the call path.
     registry: Mutex<Registry>,
@@ -257,15 +268,24 @@ impl Metrics {
         for ((name, help), h) in CALL_FIGURES.iter().zip(&calls) {
             registry.register(*name, *help, h.clone());
         }
+        let barge_in_clear = Histogram::new(BARGE_IN_BUCKETS_MS);
+        registry.register(
+            BARGE_IN_CLEAR_METRIC,
+            "Barge-in decision (VAD) to `clear` flushed to the socket, server side, ms",
+            barge_in_clear.clone(),
+        );
         llm_stats().register(&mut registry);
         Self {
             counters,
             calls_active,
             marks,
             calls,
+            barge_in_clear,
             exact: Mutex::new(ExactLatencies {
                 marks: std::array::from_fn(|_| exact_histogram()),
                 calls: std::array::from_fn(|_| exact_histogram()),
+                barge_in_clear_us: Exact::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds are valid"),
             }),
             registry: Mutex::new(registry),
         }
@@ -353,6 +373,18 @@ impl Metrics {
             .collect()
     }
 
+    /// Playout: one server-side barge-in reaction (the session's barge-in decision → the `clear`
+    /// flushed to the socket), in µs. Folded in by the call driver, never on the frame path.
+    pub fn record_barge_in_clear_us(&self, us: u64) {
+        let us = us.max(1);
+        self.barge_in_clear.observe(us as f64 / 1000.0);
+        self.exact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .barge_in_clear_us
+            .saturating_record(us);
+    }
+
     /// Exact per-process quantiles of the turn marks and per-call figures (`GET /metrics/latency`):
     /// `{"turn": {"total_ms": {"count", "p50", "p90", "p99", "max"}, …}, "call": {"kav_call_rtt_ms": …}}`.
     /// Histogram buckets aggregate across instances; a load measurement needs the exact values.
@@ -372,7 +404,12 @@ impl Metrics {
             .zip(exact.calls.iter())
             .map(|((n, _), h)| (n.to_string(), one(h)))
             .collect();
-        serde_json::json!({"turn": turn, "call": call})
+        let (count, p50, p90, p99, max) = quantiles(&exact.barge_in_clear_us);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let barge_in = serde_json::json!({ BARGE_IN_CLEAR_METRIC: {
+            "count": count, "p50": ms(p50), "p90": ms(p90), "p99": ms(p99), "max": ms(max)
+        }});
+        serde_json::json!({"turn": turn, "call": call, "barge_in": barge_in})
     }
 
     /// The registry in the OpenMetrics text format, then `readings` (values read at scrape time).
@@ -548,6 +585,27 @@ pub fn process_usage_of(pid: &str) -> Option<(u64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn barge_in_reaction_is_a_histogram_with_exact_quantiles_in_ms() {
+        let m = Metrics::new();
+        let json = m.latency_json();
+        assert_eq!(json["barge_in"][BARGE_IN_CLEAR_METRIC]["count"], 0);
+        for us in [180, 250, 12_400] {
+            m.record_barge_in_clear_us(us);
+        }
+        let text = m.render_prometheus(&[]);
+        assert!(text.contains("# TYPE kav_barge_in_clear_ms histogram"), "{text}");
+        assert!(text.contains("kav_barge_in_clear_ms_count 3"), "{text}");
+        assert!(
+            text.contains("kav_barge_in_clear_ms_bucket{le=\"0.25\"} 2"),
+            "{text}"
+        );
+        let q = &m.latency_json()["barge_in"][BARGE_IN_CLEAR_METRIC];
+        assert_eq!(q["count"], 3);
+        assert!((q["p50"].as_f64().unwrap() - 0.25).abs() < 0.01, "{q}");
+        assert!((q["max"].as_f64().unwrap() - 12.4).abs() < 0.05, "{q}");
+    }
 
     #[test]
     fn counters_and_turn_histograms_render() {

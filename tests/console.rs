@@ -39,6 +39,9 @@ async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.call.tts = "simulated".into();
+    // Calls are not what these tests exercise: the console builds its own booking runtime below.
+    cfg.call.stt = "simulated".into();
+    cfg.call.agent = "simulated".into();
     cfg.store.url = format!("sqlite://{}", dir.path().join("kav.db").display());
     edit(&mut cfg);
     let cfg = Arc::new(cfg);

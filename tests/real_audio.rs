@@ -128,7 +128,7 @@ fn a_real_voice_barges_in_on_the_bot() {
     let clear = run
         .outputs
         .iter()
-        .find(|(_, o)| matches!(o, Output::Clear))
+        .find(|(_, o)| matches!(o, Output::Clear { .. }))
         .map(|(at, _)| *at);
     let clear = clear.expect("real speech over the bot must clear playback");
     assert!(

@@ -57,7 +57,11 @@ pub struct LoadReport {
     pub server_rss_idle_mb: Option<f64>,
     pub server_rss_peak_mb: Option<f64>,
     pub server_kib_per_call: Option<f64>,
+    /// Steady-state jitter: |inter-arrival − 20 ms| after each reply's priming burst.
     pub jitter_ms: Quantiles,
+    /// Spread (first to last frame) of each reply's priming burst, and the frames in bursts.
+    pub priming_spread_ms: Quantiles,
+    pub priming_frames: u64,
     pub frames_received: u64,
     pub underruns: u64,
     pub underrun_ms: u64,
@@ -71,9 +75,14 @@ pub struct LoadReport {
     pub server_lead_holds: Option<u64>,
     pub server_missing_echoes: Option<u64>,
     pub server_priming_frames: Option<u64>,
+    /// Server: frames sent, and steady-state frames sent > 5 / > 20 ms after their due time.
+    pub server_frames_out: Option<u64>,
+    pub server_late: Option<(u64, u64)>,
     /// Per-call SRTT estimate (p50, max) and largest lead at Twilio (max), from `/metrics`.
     pub server_rtt_ms: Option<(u64, u64)>,
     pub server_lead_max_ms: Option<u64>,
+    /// Server side: barge-in decision → `clear` flushed to the socket, from `/metrics`.
+    pub server_barge_in_ms: Option<Quantiles>,
     /// The round trip the callers added (subtracted from the caller-side barge-in reaction).
     pub rtt: Duration,
 }
@@ -140,7 +149,16 @@ impl std::fmt::Display for LoadReport {
             opt(self.server_kib_per_call, "KiB")
         )?;
         writeln!(f, "bot frames received        {}", self.frames_received)?;
-        writeln!(f, "outbound frame jitter      {}", self.jitter_ms)?;
+        writeln!(
+            f,
+            "outbound jitter, steady   {}  (|inter-arrival − 20 ms| after each reply's priming burst)",
+            self.jitter_ms
+        )?;
+        writeln!(
+            f,
+            "priming bursts            spread {}; {} frames in bursts",
+            self.priming_spread_ms, self.priming_frames
+        )?;
         writeln!(
             f,
             "underruns (caller side)    {} ({} ms)",
@@ -160,6 +178,12 @@ impl std::fmt::Display for LoadReport {
                 q.p99 - rtt
             )?;
         }
+        if let Some(q) = self.server_barge_in_ms {
+            writeln!(
+                f,
+                "barge-in, server side      {q}  (VAD barge-in decision → clear flushed to the socket)"
+            )?;
+        }
         writeln!(f, "response (speech end→audio) {}", self.response_ms)?;
         writeln!(
             f,
@@ -177,6 +201,20 @@ impl std::fmt::Display for LoadReport {
             writeln!(
                 f,
                 "server playout             lead holds {h}, missing echoes {m}, priming frames {p}"
+            )?;
+        }
+        if let (Some((l5, l20)), Some(out), Some(p)) = (
+            self.server_late,
+            self.server_frames_out,
+            self.server_priming_frames,
+        ) {
+            let steady = out.saturating_sub(p).max(1) as f64;
+            writeln!(
+                f,
+                "server sent late           > 5 ms: {l5} ({:.3} %), > 20 ms: {l20} ({:.3} %) of {} steady frames (the server's share of jitter)",
+                l5 as f64 * 100.0 / steady,
+                l20 as f64 * 100.0 / steady,
+                out.saturating_sub(p)
             )?;
         }
         if let Some((p50, max)) = self.server_rtt_ms {
@@ -276,9 +314,23 @@ fn proc_usage(pid: u32) -> Option<(u64, f64)> {
 }
 
 fn metric(text: &str, name: &str) -> Option<u64> {
+    metric_f64(text, name).map(|v| v as u64)
+}
+
+fn metric_f64(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+}
+
+/// The server's exact barge-in reaction quantiles (fractional ms) from `/metrics/latency`.
+fn barge_in_quantiles(latency: &serde_json::Value) -> Option<Quantiles> {
+    let q = &latency["barge_in"][crate::metrics::BARGE_IN_CLEAR_METRIC];
+    Some(Quantiles {
+        count: q["count"].as_u64()?,
+        p50: q["p50"].as_f64()?,
+        p99: q["p99"].as_f64()?,
+        max: q["max"].as_f64()?,
+    })
 }
 
 fn script(
@@ -374,11 +426,16 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     };
     let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
     let (mut jitter, mut barge, mut response) = (hist(), hist(), hist());
+    let mut priming = hist();
     for task in tasks {
         match task.await {
             Ok(Ok(r)) => {
                 report.calls_completed += 1;
-                absorb(&mut report, &r, &mut jitter, &mut barge, &mut response);
+                absorb(
+                    &mut report,
+                    &r,
+                    [&mut jitter, &mut priming, &mut barge, &mut response],
+                );
             }
             Ok(Err(crate::caller::CallerError::Refused)) => report.calls_refused += 1,
             Ok(Err(e)) => {
@@ -393,6 +450,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     }
     report.duration_s = started.elapsed().as_secs_f64();
     report.jitter_ms = Quantiles::from_us(&jitter);
+    report.priming_spread_ms = Quantiles::from_us(&priming);
     report.barge_in_ms = Quantiles::from_us(&barge);
     report.response_ms = Quantiles::from_us(&response);
     if let (Some((t0, c0)), Some((t1, c1))) = (cpu_at_steady, cpu_end) {
@@ -414,6 +472,9 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_lead_holds = metric(&text, "kav_lead_holds_total ");
         report.server_missing_echoes = metric(&text, "kav_missing_mark_echoes_total ");
         report.server_priming_frames = metric(&text, "kav_priming_frames_total ");
+        report.server_frames_out = metric(&text, "kav_frames_out_total ");
+        report.server_late = metric(&text, "kav_frames_late_5ms_total ")
+            .zip(metric(&text, "kav_frames_late_20ms_total "));
     }
     // Exact quantiles (the Prometheus histograms have buckets too coarse to subtract from).
     if let Ok(json) = http_get(&format!("{server}/metrics/latency")).await
@@ -423,6 +484,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         report.server_rtt_ms =
             get("call", "kav_call_rtt_ms", "p50").zip(get("call", "kav_call_rtt_ms", "max"));
         report.server_lead_max_ms = get("call", "kav_call_lead_max_ms", "max");
+        report.server_barge_in_ms = barge_in_quantiles(&lat);
         // TOTAL_MS on the server's clock starts at the same VAD decision the providers' timing
         // hangs off, so subtracting their fixed latencies leaves what the engine added.
         let q = |quantile: &str| {
@@ -449,23 +511,167 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     Ok(report)
 }
 
-fn absorb(
-    report: &mut LoadReport,
-    r: &CallReport,
-    jitter: &mut Histogram<u64>,
-    barge: &mut Histogram<u64>,
-    response: &mut Histogram<u64>,
-) {
-    for v in &r.jitter_us {
-        jitter.saturating_record((*v).max(1));
+/// Folds one call into the run's histograms: jitter, priming spread, barge-in, response (µs).
+fn absorb(report: &mut LoadReport, r: &CallReport, hists: [&mut Histogram<u64>; 4]) {
+    let samples = [
+        &r.jitter_us,
+        &r.priming_spread_us,
+        &r.barge_in_reaction_us,
+        &r.response_us,
+    ];
+    for (h, values) in hists.into_iter().zip(samples) {
+        for v in values {
+            h.saturating_record((*v).max(1));
+        }
     }
-    for v in &r.barge_in_reaction_us {
-        barge.saturating_record((*v).max(1));
-    }
-    for v in &r.response_us {
-        response.saturating_record((*v).max(1));
-    }
+    report.priming_frames += r.priming_frames;
     report.frames_received += r.frames_received;
     report.underruns += r.underruns;
     report.underrun_ms += r.underrun_ms;
+}
+
+/// One step of [`find_capacity`]: the run at `calls` and the machine load before it.
+#[derive(Debug)]
+pub struct CapacityStep {
+    pub calls: usize,
+    /// 1-minute load average when the step started.
+    pub load_before: Option<f64>,
+    pub report: LoadReport,
+}
+
+impl CapacityStep {
+    /// Playback ran dry somewhere: at the caller, or by the server's own schedule.
+    pub fn underran(&self) -> bool {
+        self.report.underruns > 0 || self.report.server_underruns.unwrap_or(0) > 0
+    }
+}
+
+/// Runs the load at each call count in turn (a fresh server each time) and stops after the first
+/// count with an underrun: the calls held are the step before it.
+pub async fn find_capacity(
+    opts: LoadOptions,
+    steps: &[usize],
+    mut on_step: impl FnMut(&CapacityStep),
+) -> Result<Vec<CapacityStep>, String> {
+    let mut done = Vec::new();
+    for &calls in steps {
+        let load_before = load_average();
+        let report = run(LoadOptions {
+            calls,
+            ..opts.clone()
+        })
+        .await?;
+        let step = CapacityStep {
+            calls,
+            load_before,
+            report,
+        };
+        on_step(&step);
+        let stop = step.underran();
+        done.push(step);
+        if stop {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// The 1-minute load average (Linux).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The summary table of a capacity search.
+pub fn capacity_table(steps: &[CapacityStep]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "calls  load before  server CPU %  underruns caller/server  jitter p99 ms  barge-in server p99 ms  failed\n",
+    );
+    for s in steps {
+        let r = &s.report;
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>11}  {:>12}  {:>23}  {:>13.2}  {:>22}  {:>6}",
+            s.calls,
+            s.load_before.map_or("-".into(), |l| format!("{l:.2}")),
+            r.server_cpu_pct_total
+                .map_or("-".into(), |c| format!("{c:.0}")),
+            format!(
+                "{} / {}",
+                r.underruns,
+                r.server_underruns.map_or("-".into(), |u| u.to_string())
+            ),
+            r.jitter_ms.p99,
+            r.server_barge_in_ms
+                .map_or("-".into(), |q| format!("{:.2}", q.p99)),
+            r.calls_failed,
+        );
+    }
+    match steps.iter().position(CapacityStep::underran) {
+        Some(0) => out.push_str("first underrun at the first step; start lower\n"),
+        Some(i) => {
+            let _ = writeln!(
+                out,
+                "held {} calls without an underrun; first underrun at {} calls",
+                steps[i - 1].calls,
+                steps[i].calls
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no underrun up to {} calls; go higher",
+                steps.last().map_or(0, |s| s.calls)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(calls: usize, caller: u64, server: u64) -> CapacityStep {
+        CapacityStep {
+            calls,
+            load_before: Some(1.0),
+            report: LoadReport {
+                underruns: caller,
+                server_underruns: Some(server),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn capacity_is_the_step_before_the_first_underrun_on_either_side() {
+        let table = capacity_table(&[step(100, 0, 0), step(200, 0, 0), step(300, 0, 2)]);
+        assert!(
+            table.contains("held 200 calls without an underrun; first underrun at 300 calls"),
+            "{table}"
+        );
+        let table = capacity_table(&[step(100, 0, 0), step(200, 5, 0)]);
+        assert!(table.contains("held 100 calls"), "{table}");
+        let table = capacity_table(&[step(100, 0, 0), step(200, 0, 0)]);
+        assert!(table.contains("no underrun up to 200 calls"), "{table}");
+    }
+
+    #[test]
+    fn server_barge_in_quantiles_are_read_from_metrics_latency() {
+        let m = crate::metrics::Metrics::new();
+        for us in [400, 600, 25_000] {
+            m.record_barge_in_clear_us(us);
+        }
+        let q = barge_in_quantiles(&m.latency_json()).expect("quantiles");
+        assert_eq!(q.count, 3);
+        assert!((q.p50 - 0.6).abs() < 0.01, "{q:?}");
+        assert!((q.max - 25.0).abs() < 0.1, "{q:?}");
+        assert!(barge_in_quantiles(&serde_json::json!({})).is_none());
+    }
 }

@@ -11,6 +11,7 @@
 //! server→caller messages and the caller's media and mark echoes each take rtt/2 (+ jitter), as
 //! they would between a data centre and Twilio's media servers.
 
+pub mod arrivals;
 pub mod latency_proxy;
 pub mod loadgen;
 
@@ -111,8 +112,13 @@ impl Default for CallOptions {
 pub struct CallReport {
     pub call_sid: String,
     pub stream_sid: String,
-    /// |inter-arrival − 20 ms| of bot frames after the lead burst, in µs.
+    /// Steady-state jitter: |inter-arrival − 20 ms| of bot frames after each reply's priming
+    /// burst, in µs (see [`arrivals`]).
     pub jitter_us: Vec<u64>,
+    /// Spread of each reply's priming burst (first to last of its `lead_frames` frames), µs.
+    pub priming_spread_us: Vec<u64>,
+    /// Bot frames that arrived in priming bursts (not counted as jitter).
+    pub priming_frames: u64,
     /// Playback ran dry mid-reply (bot audio resumed within 500 ms).
     pub underruns: u64,
     pub underrun_ms: u64,
@@ -412,7 +418,7 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
     let mut awaiting_response = false;
     let mut barge_onset: Option<Instant> = None;
     let mut last_frame_at: Option<Instant> = None;
-    let mut frames_in_reply: u32 = 0;
+    let mut arrivals = arrivals::ArrivalMeter::new(opts.lead_frames);
     let mut dry_since: Option<Instant> = None;
     let mut keys: VecDeque<char> = VecDeque::new();
     let mut key_gap = Duration::ZERO;
@@ -422,7 +428,72 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
 
     loop {
+        // Read whatever has arrived before playing: Twilio's media servers play on their own
+        // clock, so a load generator that was itself descheduled must not report the frames
+        // waiting in its socket as an underrun.
         tokio::select! {
+            biased;
+            msg = rx.next() => {
+                let now = Instant::now();
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None => { report.closed_by_server = true; break; }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(CallerError::Stream(e.to_string())),
+                };
+                match twilio::parse_outbound(text.as_str()) {
+                    Ok(Outbound::Media { payload, .. }) => {
+                        let mut audio = [0u8; 4096];
+                        let Ok(n) = twilio::decode_payload(&payload, &mut audio) else { continue };
+                        report.frames_received += 1;
+                        if awaiting_response {
+                            awaiting_response = false;
+                            if let Some(end) = speech_end {
+                                report.response_us.push(now.duration_since(end).as_micros() as u64);
+                            }
+                        }
+                        // Priming burst apart from steady state; a new reply clears a dry spell.
+                        if arrivals.on_frame(now.into_std()) == arrivals::Arrival::ReplyStart {
+                            dry_since = None;
+                        } else if let Some(since) = dry_since.take() {
+                            report.underruns += 1;
+                            report.underrun_ms += now.duration_since(since).as_millis() as u64;
+                        }
+                        last_frame_at = Some(now);
+                        bot_heard_since_step = true;
+                        playback.partial.extend_from_slice(&audio[..n]);
+                        while playback.partial.len() >= FRAME_BYTES {
+                            let mut f = [0u8; FRAME_BYTES];
+                            f.copy_from_slice(&playback.partial[..FRAME_BYTES]);
+                            playback.partial.drain(..FRAME_BYTES);
+                            playback.queue.push_back(PlayItem::Frame(f));
+                            playback.buffered_frames += 1;
+                        }
+                    }
+                    Ok(Outbound::Mark { name, .. }) => playback.queue.push_back(PlayItem::Mark(name.into_owned())),
+                    Ok(Outbound::Clear { .. }) => {
+                        report.clears += 1;
+                        if let Some(onset) = barge_onset.take() {
+                            report.barge_in_reaction_us.push(now.duration_since(onset).as_micros() as u64);
+                        }
+                        // Twilio empties its buffer and echoes every pending mark.
+                        let pending: Vec<String> = playback.queue.drain(..).filter_map(|i| match i { PlayItem::Mark(m) => Some(m), _ => None }).collect();
+                        playback.buffered_frames = 0;
+                        playback.partial.clear();
+                        for name in pending {
+                            seq += 1;
+                            twilio::write_mark_echo(&mut buf, &stream_sid, seq, &name);
+                            let msg = send_text(&mut buf);
+                            tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
+                            report.marks_echoed += 1;
+                        }
+                        last_frame_at = None;
+                        arrivals.on_clear();
+                        dry_since = None;
+                    }
+                    Err(_) => {}
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 if now.duration_since(started) > opts.max_duration {
@@ -452,7 +523,7 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
                         PlayItem::Frame(_) => break,
                     }
                 }
-                if !played && frames_in_reply > 0 && dry_since.is_none() {
+                if !played && arrivals.in_reply() && dry_since.is_none() {
                     dry_since = Some(now);
                 }
 
@@ -536,78 +607,6 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
                 let msg = send_text(&mut buf);
                 tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
             }
-            msg = rx.next() => {
-                let now = Instant::now();
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None => { report.closed_by_server = true; break; }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(CallerError::Stream(e.to_string())),
-                };
-                match twilio::parse_outbound(text.as_str()) {
-                    Ok(Outbound::Media { payload, .. }) => {
-                        let mut audio = [0u8; 4096];
-                        let Ok(n) = twilio::decode_payload(&payload, &mut audio) else { continue };
-                        report.frames_received += 1;
-                        if awaiting_response {
-                            awaiting_response = false;
-                            if let Some(end) = speech_end {
-                                report.response_us.push(now.duration_since(end).as_micros() as u64);
-                            }
-                        }
-                        // Timing of frames within a reply; a pause over 500 ms starts a new reply.
-                        match last_frame_at {
-                            Some(prev) if now.duration_since(prev) < Duration::from_millis(500) => {
-                                frames_in_reply += 1;
-                                if frames_in_reply >= opts.lead_frames {
-                                    let gap = now.duration_since(prev).as_micros() as i64;
-                                    report.jitter_us.push((gap - 20_000).unsigned_abs());
-                                }
-                                if let Some(since) = dry_since.take() {
-                                    report.underruns += 1;
-                                    report.underrun_ms += now.duration_since(since).as_millis() as u64;
-                                }
-                            }
-                            _ => {
-                                frames_in_reply = 1;
-                                dry_since = None;
-                            }
-                        }
-                        last_frame_at = Some(now);
-                        bot_heard_since_step = true;
-                        playback.partial.extend_from_slice(&audio[..n]);
-                        while playback.partial.len() >= FRAME_BYTES {
-                            let mut f = [0u8; FRAME_BYTES];
-                            f.copy_from_slice(&playback.partial[..FRAME_BYTES]);
-                            playback.partial.drain(..FRAME_BYTES);
-                            playback.queue.push_back(PlayItem::Frame(f));
-                            playback.buffered_frames += 1;
-                        }
-                    }
-                    Ok(Outbound::Mark { name, .. }) => playback.queue.push_back(PlayItem::Mark(name.into_owned())),
-                    Ok(Outbound::Clear { .. }) => {
-                        report.clears += 1;
-                        if let Some(onset) = barge_onset.take() {
-                            report.barge_in_reaction_us.push(now.duration_since(onset).as_micros() as u64);
-                        }
-                        // Twilio empties its buffer and echoes every pending mark.
-                        let pending: Vec<String> = playback.queue.drain(..).filter_map(|i| match i { PlayItem::Mark(m) => Some(m), _ => None }).collect();
-                        playback.buffered_frames = 0;
-                        playback.partial.clear();
-                        for name in pending {
-                            seq += 1;
-                            twilio::write_mark_echo(&mut buf, &stream_sid, seq, &name);
-                            let msg = send_text(&mut buf);
-                            tx.send(msg).await.map_err(|e| CallerError::Stream(e.to_string()))?;
-                            report.marks_echoed += 1;
-                        }
-                        last_frame_at = None;
-                        frames_in_reply = 0;
-                        dry_since = None;
-                    }
-                    Err(_) => {}
-                }
-            }
         }
     }
     if !report.closed_by_server {
@@ -623,6 +622,9 @@ pub async fn run_call(opts: &CallOptions, steps: Vec<Step>) -> Result<CallReport
         let _ = tx.send(msg).await;
         let _ = tx.close().await;
     }
+    report.jitter_us = arrivals.steady_jitter_us;
+    report.priming_spread_us = arrivals.priming_spread_us;
+    report.priming_frames = arrivals.priming_frames;
     Ok(report)
 }
 

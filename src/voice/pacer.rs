@@ -21,6 +21,9 @@ use crate::voice::g711;
 use crate::voice::twilio::FRAME_BYTES;
 
 pub const FRAME: Duration = Duration::from_millis(20);
+/// Steady-state frames sent later than these after their due time are counted
+/// ([`PacerStats::late_5ms`], [`PacerStats::late_20ms`]): the server's own share of jitter.
+pub const LATE_THRESHOLDS: [Duration; 2] = [Duration::from_millis(5), FRAME];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacerOutput {
@@ -102,6 +105,10 @@ pub struct PacerStats {
     pub frames_sent: u64,
     /// Frames sent in priming bursts (the first `lead` frames of a reply or after an underrun).
     pub priming_frames: u64,
+    /// Steady-state frames sent more than 5 / 20 ms after their due time (the driver woke late,
+    /// or TTS audio came after the frame was due).
+    pub late_5ms: u64,
+    pub late_20ms: u64,
     pub underrun_events: u64,
     pub underrun_ms: u64,
     /// Times sending paused because unconfirmed audio reached the safety cap.
@@ -361,7 +368,8 @@ impl Pacer {
             None if self.has_frame() => *self.anchor.insert((now, self.sent)),
             None => return None,
         };
-        if now < self.due_at(anchor) {
+        let due_to_leave = self.due_at(anchor);
+        if now < due_to_leave {
             return None;
         }
         if !self.has_frame() {
@@ -386,6 +394,10 @@ impl Pacer {
         }
         if self.sent - anchor.1 < self.lead {
             self.stats.priming_frames += 1;
+        } else {
+            let late = now.saturating_duration_since(due_to_leave);
+            self.stats.late_5ms += u64::from(late > LATE_THRESHOLDS[0]);
+            self.stats.late_20ms += u64::from(late > LATE_THRESHOLDS[1]);
         }
         self.sent += 1;
         self.stats.frames_sent += 1;
@@ -494,6 +506,8 @@ mod tests {
         assert_eq!(frames(&drain(&mut p, t0 + FRAME * 20)), 19);
         assert_eq!(p.stats().lead_max_ms, 60);
         assert_eq!(p.stats().priming_frames, 3);
+        // The late wake-up sent 19 steady frames behind their time: 18 over 5 ms, 17 over 20 ms.
+        assert_eq!((p.stats().late_5ms, p.stats().late_20ms), (18, 17));
         assert_eq!(p.stats().lead_holds, 0);
     }
 
@@ -657,6 +671,11 @@ mod tests {
                 assert_eq!(*at, t0 + FRAME * (i as u32 - 4), "rtt {rtt_ms} frame {i}");
             }
             assert_eq!(p.stats().srtt_ms, rtt_ms, "estimate from echoes");
+            assert_eq!(
+                p.stats().late_5ms,
+                0,
+                "rtt {rtt_ms}: every frame left on time"
+            );
             assert_eq!(p.stats().lead_max_ms, 100);
         }
     }

@@ -59,8 +59,11 @@ pub enum Output {
     Media([u8; FRAME_BYTES]),
     /// Send a mark; its name is [`mark_name`] of the id.
     Mark(u64),
-    /// Tell Twilio to drop everything buffered.
-    Clear,
+    /// Tell Twilio to drop everything buffered. `decided_at` is when the session decided it
+    /// (the barge-in decision), so the driver can measure how long sending it took.
+    Clear {
+        decided_at: Instant,
+    },
     SttAudio(SttFrame),
     /// Our VAD ended the utterance: the recogniser should finalise.
     SttUtteranceEnd,
@@ -1074,7 +1077,7 @@ impl CallSession {
         };
         let heard = self.heard_text(now, &reply);
         if reply.first_frame_at.is_some() {
-            self.outputs.push_back(Output::Clear);
+            self.outputs.push_back(Output::Clear { decided_at: now });
         }
         self.pacer.clear(now);
         if reply.agent_running {

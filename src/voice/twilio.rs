@@ -538,8 +538,12 @@ pub fn write_mark<B: bytes::BufMut>(out: &mut B, stream_sid: &str, name: &str) {
 }
 
 /// Appends `{"event":"clear","streamSid":…}`.
+/// How every `clear` [`write_clear`] writes begins (the socket writer recognises it by this).
+pub const CLEAR_PREFIX: &[u8] = br#"{"event":"clear","#;
+
 pub fn write_clear<B: bytes::BufMut>(out: &mut B, stream_sid: &str) {
-    out.put_slice(br#"{"event":"clear","streamSid":"#);
+    out.put_slice(CLEAR_PREFIX);
+    out.put_slice(br#""streamSid":"#);
     put_str(out, stream_sid);
     out.put_u8(b'}');
 }

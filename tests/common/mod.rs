@@ -666,7 +666,7 @@ impl Harness {
                     self.send_to_twilio(ToTwilio::Frame);
                 }
                 Output::Mark(id) => self.send_to_twilio(ToTwilio::Mark(id)),
-                Output::Clear => {
+                Output::Clear { .. } => {
                     self.clears.push(now);
                     self.send_to_twilio(ToTwilio::Clear);
                 }

@@ -10,6 +10,7 @@
 
 use std::fmt::Display;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -128,7 +129,8 @@ where
     let cfg = deps.config.clone();
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Message>(cfg.server.ws_send_queue.max(4));
-    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let clear_timing = Arc::new(ClearTiming::new());
+    let writer = tokio::spawn(write_loop(sink, out_rx, clear_timing.clone()));
     let mut summary = CallSummary {
         end_reason: "disconnected",
         ..Default::default()
@@ -180,7 +182,7 @@ where
         }
     };
 
-    let mut call = CallDriver::new(deps.clone(), start, out_tx, summary);
+    let mut call = CallDriver::new(deps.clone(), start, out_tx, clear_timing, summary);
     call.run(&mut stream, &mut shutdown).await;
     call.finish(writer).await
 }
@@ -219,25 +221,90 @@ fn fold_wire(m: &Metrics, w: &WireCounters) {
     m.add(Counter::SttErrors, w.stt_errors);
 }
 
+/// Server-side barge-in reaction: the session's decision → the writer has flushed the `clear`
+/// onto the socket. Both sides only store plain numbers here; the driver folds the measurements
+/// into `/metrics` with its other counters, off the frame path.
+struct ClearTiming {
+    epoch: std::time::Instant,
+    /// Decision instant of the `clear` in the queue, µs after `epoch`, plus one (0: none).
+    decided: AtomicU64,
+    /// Reactions measured and not folded yet, µs plus one (0: free). A call cannot barge in
+    /// more than a few times between two folds (one second); a sample with no free slot is lost.
+    measured: [AtomicU64; 4],
+}
+
+impl ClearTiming {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            decided: AtomicU64::new(0),
+            measured: Default::default(),
+        }
+    }
+
+    fn micros(&self, at: std::time::Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// The driver, before queueing the `clear`.
+    fn decided(&self, at: std::time::Instant) {
+        self.decided.store(self.micros(at) + 1, Ordering::Release);
+    }
+
+    /// The writer, once a batch holding a `clear` is flushed.
+    fn sent(&self, at: std::time::Instant) {
+        let decided = self.decided.swap(0, Ordering::AcqRel);
+        if decided == 0 {
+            return;
+        }
+        let took = self.micros(at).saturating_sub(decided - 1) + 1;
+        for slot in &self.measured {
+            if slot
+                .compare_exchange(0, took, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Takes the measurements not folded yet (µs).
+    fn take(&self) -> impl Iterator<Item = u64> + '_ {
+        self.measured
+            .iter()
+            .filter_map(|slot| slot.swap(0, Ordering::AcqRel).checked_sub(1))
+    }
+}
+
+fn is_clear(msg: &Message) -> bool {
+    matches!(msg, Message::Text(t) if t.as_bytes().starts_with(twilio::CLEAR_PREFIX))
+}
+
 async fn write_loop<K>(
     mut sink: futures_util::stream::SplitSink<K, Message>,
     mut rx: mpsc::Receiver<Message>,
+    clear_timing: Arc<ClearTiming>,
 ) where
     K: Sink<Message> + Send,
     <K as Sink<Message>>::Error: Display,
 {
     while let Some(msg) = rx.recv().await {
+        let mut clear = is_clear(&msg);
         if sink.feed(msg).await.is_err() {
             return;
         }
         // Batch whatever else is ready into one flush.
         while let Ok(msg) = rx.try_recv() {
+            clear |= is_clear(&msg);
             if sink.feed(msg).await.is_err() {
                 return;
             }
         }
         if sink.flush().await.is_err() {
             return;
+        }
+        if clear {
+            clear_timing.sent(std::time::Instant::now());
         }
     }
     let _ = sink.close().await;
@@ -250,6 +317,7 @@ struct CallDriver {
     ctx: CallContext,
     call_id: String,
     out_tx: mpsc::Sender<Message>,
+    clear_timing: Arc<ClearTiming>,
     arena: BytesMut,
     out_full_since: Option<Instant>,
     stt_in: mpsc::Sender<SttInput>,
@@ -274,6 +342,7 @@ impl CallDriver {
         deps: Arc<CallDeps>,
         start: twilio::Start,
         out_tx: mpsc::Sender<Message>,
+        clear_timing: Arc<ClearTiming>,
         mut summary: CallSummary,
     ) -> Self {
         let cfg = deps.config.clone();
@@ -317,6 +386,7 @@ impl CallDriver {
             ctx,
             call_id,
             out_tx,
+            clear_timing,
             arena,
             out_full_since: None,
             stt_in,
@@ -595,7 +665,10 @@ impl CallDriver {
                 let mut name = [0u8; 24];
                 twilio::write_mark(b, sid, mark_name(id, &mut name));
             }),
-            Output::Clear => self.send_ws(twilio::write_clear),
+            Output::Clear { decided_at } => {
+                self.clear_timing.decided(decided_at);
+                self.send_ws(twilio::write_clear);
+            }
             Output::SttAudio(frame) => {
                 let input = match frame {
                     SttFrame::Mulaw(f) => SttInput::Mulaw(f),
@@ -759,6 +832,8 @@ impl CallDriver {
         m.add(Counter::UnderrunMs, p.underrun_ms - fp.underrun_ms);
         m.add(Counter::LeadHolds, p.lead_holds - fp.lead_holds);
         m.add(Counter::PrimingFrames, p.priming_frames - fp.priming_frames);
+        m.add(Counter::FramesLate5ms, p.late_5ms - fp.late_5ms);
+        m.add(Counter::FramesLate20ms, p.late_20ms - fp.late_20ms);
         m.add(Counter::StaleMarkEchoes, p.stale_echoes - fp.stale_echoes);
         m.add(
             Counter::MissingMarkEchoes,
@@ -770,6 +845,9 @@ impl CallDriver {
         );
         self.folded = c;
         self.folded_pacer = p;
+        for us in self.clear_timing.take() {
+            m.record_barge_in_clear_us(us);
+        }
     }
 
     async fn finish(mut self, writer: JoinHandle<()>) -> CallSummary {
