@@ -166,6 +166,9 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
+    if std::env::var_os("KAV_FUZZ_DEBUG").is_some() {
+        eprintln!("{input:#?}");
+    }
     let mut cfg = Config::default();
     if input.greeting {
         cfg.call.greeting = "Hello, how can I help?".into();

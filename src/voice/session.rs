@@ -815,6 +815,10 @@ impl CallSession {
         input_end: Option<Instant>,
         marks: LatencyMarks,
     ) -> u32 {
+        // A reply still under way when the next one starts (the caller's utterance began before
+        // its audio did, so no barge-in) is cut as in a barge-in: left alone, its buffered audio
+        // went out under the new reply with a second priming burst on top of Twilio's lead.
+        self.interrupt_reply(now);
         let turn = self.next_turn;
         self.next_turn += 1;
         self.pacer.reset_reply();
