@@ -29,13 +29,16 @@ if [ "$secs" = seed ]; then
     exit 0
 fi
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -O
+# No ASan (Kav is safe Rust; ASan halves exec/s and doubles the build), debug assertions on so
+# integer overflow is a crash.
+flags=(-O -a --sanitizer none)
+cargo fuzz build "${flags[@]}"
 for target in $(cargo fuzz list); do
-    mkdir -p "corpus/$target"
+    mkdir -p "corpus/$target" "regressions/$target"
     echo "== $target (${secs}s)"
     # Fresh inputs go to a scratch dir so the committed seeds stay small.
     scratch="$(mktemp -d)"
-    if ! cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+    if ! cargo fuzz run "${flags[@]}" "$target" "$scratch" "corpus/$target" "regressions/$target" -- \
         -max_total_time="$secs" -print_final_stats=1 2>"$scratch.log"; then
         tail -50 "$scratch.log"
         echo "FUZZ CRASH in $target: see fuzz/artifacts/$target/" >&2

@@ -24,6 +24,7 @@ mod twilio_inbound;
 #[path = "../fuzz/src/whatsapp_webhook.rs"]
 mod whatsapp_webhook;
 
+use kav::providers::sim::Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -66,19 +67,9 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     all.len()
 }
 
-/// xorshift64*: reproducible from the seed printed at the start of a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// `n` > 0 picks in `0..n`.
+fn below(rng: &mut Rng, n: usize) -> usize {
+    (rng.next_u64() % n.max(1) as u64) as usize
 }
 
 /// Fragments the text targets' grammars are made of, so mutations reach past the first byte.
@@ -117,44 +108,44 @@ const TOKENS: &[&[u8]] = &[
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], data: &mut Vec<u8>) {
-    for _ in 0..1 + rng.below(8) {
-        match rng.below(7) {
+    for _ in 0..1 + below(rng, 8) {
+        match below(rng, 7) {
             0 if !data.is_empty() => {
-                let i = rng.below(data.len());
-                data[i] ^= 1 << rng.below(8);
+                let i = below(rng, data.len());
+                data[i] ^= 1 << below(rng, 8);
             }
             1 if !data.is_empty() => {
-                let i = rng.below(data.len());
-                data[i] = rng.next() as u8;
+                let i = below(rng, data.len());
+                data[i] = rng.next_u64() as u8;
             }
             2 => {
-                let i = rng.below(data.len() + 1);
-                let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let i = below(rng, data.len() + 1);
+                let n = 1 + below(rng, 16);
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 data.splice(i..i, bytes);
             }
             3 if !data.is_empty() => {
-                let i = rng.below(data.len());
-                let n = 1 + rng.below((data.len() - i).min(64));
+                let i = below(rng, data.len());
+                let n = 1 + below(rng, (data.len() - i).min(64));
                 data.drain(i..i + n);
             }
             4 if !data.is_empty() => {
-                let i = rng.below(data.len());
-                let n = 1 + rng.below((data.len() - i).min(64));
+                let i = below(rng, data.len());
+                let n = 1 + below(rng, (data.len() - i).min(64));
                 let copy = data[i..i + n].to_vec();
-                let at = rng.below(data.len() + 1);
+                let at = below(rng, data.len() + 1);
                 data.splice(at..at, copy);
             }
             5 if !seeds.is_empty() => {
-                let other = &seeds[rng.below(seeds.len())];
-                let from = rng.below(other.len() + 1);
-                let at = rng.below(data.len() + 1);
+                let other = &seeds[below(rng, seeds.len())];
+                let from = below(rng, other.len() + 1);
+                let at = below(rng, data.len() + 1);
                 data.truncate(at);
                 data.extend_from_slice(&other[from..]);
             }
             _ => {
-                let i = rng.below(data.len() + 1);
-                let token = TOKENS[rng.below(TOKENS.len())];
+                let i = below(rng, data.len() + 1);
+                let token = TOKENS[below(rng, TOKENS.len())];
                 data.splice(i..i, token.iter().copied());
             }
         }
@@ -178,7 +169,7 @@ fn random(target: &str, run: fn(&[u8])) {
                 .as_nanos() as u64
         })
         | 1;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut seeds: Vec<Vec<u8>> = inputs(&fuzz_dir("corpus", target))
         .into_iter()
         .chain(inputs(&fuzz_dir("regressions", target)))
@@ -187,11 +178,11 @@ fn random(target: &str, run: fn(&[u8])) {
     let start = Instant::now();
     let mut runs = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
-        let mut data = if seeds.is_empty() || rng.below(8) == 0 {
-            let n = rng.below(4096);
-            (0..n).map(|_| rng.next() as u8).collect()
+        let mut data = if seeds.is_empty() || below(&mut rng, 8) == 0 {
+            let n = below(&mut rng, 4096);
+            (0..n).map(|_| rng.next_u64() as u8).collect()
         } else {
-            seeds[rng.below(seeds.len())].clone()
+            seeds[below(&mut rng, seeds.len())].clone()
         };
         mutate(&mut rng, &seeds, &mut data);
         if catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
@@ -209,7 +200,7 @@ fn random(target: &str, run: fn(&[u8])) {
         }
         runs += 1;
         // Inputs that parsed far enough to be interesting are kept as further seeds, bounded.
-        if seeds.len() < 512 && rng.below(64) == 0 {
+        if seeds.len() < 512 && below(&mut rng, 64) == 0 {
             seeds.push(data);
         }
     }
