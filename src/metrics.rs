@@ -207,7 +207,9 @@ pub trait MetricsSource: Send + Sync + 'static {
 /// `/metrics/latency` (`"barge_in"` group, fractional ms).
 pub const BARGE_IN_CLEAR_METRIC: &str = "kav_barge_in_clear_ms";
 /// Barge-in reaction is sub-millisecond on a healthy server: buckets finer than the voice ones.
-const BARGE_IN_BUCKETS_MS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 250.0];
+const BARGE_IN_BUCKETS_MS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 250.0,
+];
 
 /// The exact (HDR) twins of the latency histograms, for `/metrics/latency`.
 struct ExactLatencies {
@@ -595,7 +597,10 @@ mod tests {
             m.record_barge_in_clear_us(us);
         }
         let text = m.render_prometheus(&[]);
-        assert!(text.contains("# TYPE kav_barge_in_clear_ms histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE kav_barge_in_clear_ms histogram"),
+            "{text}"
+        );
         assert!(text.contains("kav_barge_in_clear_ms_count 3"), "{text}");
         assert!(
             text.contains("kav_barge_in_clear_ms_bucket{le=\"0.25\"} 2"),

@@ -1,15 +1,2 @@
-//! The WhatsApp Cloud API webhook body: any bytes give events or an error, never a panic; every
-//! event has a dedup key.
 #![no_main]
-use kav::channels::whatsapp::model::{parse_graph_error, parse_webhook};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(events) = parse_webhook(data) {
-        for event in &events {
-            assert!(!event.dedup_key().is_empty());
-            let _ = event.phone_number_id();
-        }
-    }
-    let _ = parse_graph_error(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kav_fuzz::whatsapp_webhook::run(data));

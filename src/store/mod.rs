@@ -18,9 +18,9 @@
 //! also makes retries idempotent.
 
 pub mod booking;
-pub mod privacy;
 /// Operator console tables (migration 0009) and versioned business edits.
 pub mod console;
+pub mod privacy;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;

@@ -379,6 +379,11 @@ impl CallSession {
 
     /// A Twilio `mark` echo.
     pub fn handle_mark(&mut self, now: Instant, name: &str) {
+        // After the end nothing is played or reported: a late echo has nothing left to confirm
+        // (found by the call_session fuzzer: a stale-echo warning after `Ended`).
+        if self.phase == Phase::Ended {
+            return;
+        }
         let Some(id) = parse_mark_name(name) else {
             self.counters.unknown_marks += 1;
             return;
@@ -818,6 +823,10 @@ impl CallSession {
         input_end: Option<Instant>,
         marks: LatencyMarks,
     ) -> u32 {
+        // A reply still under way when the next one starts (the caller's utterance began before
+        // its audio did, so no barge-in) is cut as in a barge-in: left alone, its buffered audio
+        // went out under the new reply with a second priming burst on top of Twilio's lead.
+        self.interrupt_reply(now);
         let turn = self.next_turn;
         self.next_turn += 1;
         self.pacer.reset_reply();
