@@ -215,12 +215,7 @@ async fn barge_in_over_the_wire() {
         assert_eq!(metric(&metrics, "kav_barge_ins_total"), 1.0);
         assert_eq!(metric(&metrics, "kav_turns_total"), 2.0);
         // Server side, the barge-in decision → `clear` on the socket: part of what the caller saw.
-        assert_eq!(metric(&metrics, "kav_barge_in_clear_ms_count"), 1.0);
-        let latency: serde_json::Value =
-            serde_json::from_str(&srv.get("/metrics/latency").await.body).unwrap();
-        let server_ms = latency["barge_in"]["kav_barge_in_clear_ms"]["max"]
-            .as_f64()
-            .unwrap();
+        let server_ms = server_barge_in_max_ms(&srv, &metrics).await;
         assert!(
             server_ms > 0.0 && server_ms * 1000.0 <= reaction as f64,
             "server {server_ms} ms, caller {reaction} µs"
@@ -292,12 +287,7 @@ async fn playout_over_a_delayed_link() {
             .unwrap();
         assert!(lead <= 120.0, "lead at Twilio {lead} ms");
         // The server's own part of the barge-in excludes both crossings of the delayed link.
-        assert_eq!(metric(&metrics, "kav_barge_in_clear_ms_count"), 1.0);
-        let latency: serde_json::Value =
-            serde_json::from_str(&srv.get("/metrics/latency").await.body).unwrap();
-        let server_ms = latency["barge_in"]["kav_barge_in_clear_ms"]["max"]
-            .as_f64()
-            .unwrap();
+        let server_ms = server_barge_in_max_ms(&srv, &metrics).await;
         assert!(
             server_ms * 1000.0 <= reaction as f64 - 240_000.0,
             "server {server_ms} ms, caller {reaction} µs"
@@ -871,4 +861,14 @@ async fn graceful_shutdown_drains_live_calls_within_the_grace_period() {
         assert_eq!(row.end_reason.as_deref(), Some("shutdown"));
     })
     .await;
+}
+
+/// The one server-side barge-in reaction of a call (decision → `clear` flushed), ms, exact.
+async fn server_barge_in_max_ms(srv: &TestServer, metrics: &str) -> f64 {
+    assert_eq!(metric(metrics, "kav_barge_in_clear_ms_count"), 1.0);
+    let latency: serde_json::Value =
+        serde_json::from_str(&srv.get("/metrics/latency").await.body).unwrap();
+    latency["barge_in"]["kav_barge_in_clear_ms"]["max"]
+        .as_f64()
+        .unwrap()
 }
