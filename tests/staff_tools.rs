@@ -1051,3 +1051,87 @@ async fn a_modify_confirmation_is_single_use_even_when_the_selection_is_unchange
     })
     .await;
 }
+
+/// The console's audit page over HTTP: a business's staff read their business's records (page
+/// and JSON) and get 403 on another business's.
+#[tokio::test]
+async fn the_console_shows_the_audit_to_that_business_only() {
+    use kav::console::{Console, admin};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let fx = fixture(&url).await;
+    let id = fx
+        .book(
+            A,
+            "+972501111111",
+            "<b>Dana</b>",
+            &at(TUE, "10:00"),
+            "Dubai",
+        )
+        .await;
+    fx.call(
+        &fx.staff,
+        "staff_batch_cancel",
+        json!({"appointment_ids": [id]}),
+    )
+    .await;
+    let now = fx.now();
+    admin::create_user(
+        &fx.store,
+        "a@example.test",
+        "staff",
+        Some(A),
+        "a-long-password-1",
+        now,
+    )
+    .await
+    .unwrap();
+    admin::create_user(
+        &fx.store,
+        "b@example.test",
+        "staff",
+        Some(B),
+        "a-long-password-2",
+        now,
+    )
+    .await
+    .unwrap();
+    let (_, token_a) = admin::create_token(&fx.store, "a@example.test", "t", now)
+        .await
+        .unwrap();
+    let (_, token_b) = admin::create_token(&fx.store, "b@example.test", "t", now)
+        .await
+        .unwrap();
+    let console = Console::new(fx.rt.clone(), Default::default(), None);
+    let app = axum::Router::new().nest_service("/console", console.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let page = get(format!("/console/b/{A}/audit"), token_a.clone()).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("staff_batch_cancel"), "{html}");
+    assert!(html.contains("acct_staff"), "{html}");
+    assert!(
+        !html.contains("<b>Dana</b>"),
+        "customer text is escaped: {html}"
+    );
+    let api = get(format!("/console/api/b/{A}/audit"), token_a).await;
+    let json: Value = api.json().await.unwrap();
+    assert_eq!(json["rows"][0]["outcome"], "done", "{json}");
+    assert_eq!(json["rows"][0]["succeeded"], 1);
+    let forbidden = get(format!("/console/api/b/{A}/audit"), token_b).await;
+    assert_eq!(forbidden.status(), 403);
+}
