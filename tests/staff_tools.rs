@@ -1135,3 +1135,36 @@ async fn the_console_shows_the_audit_to_that_business_only() {
     let forbidden = get(format!("/console/api/b/{A}/audit"), token_b).await;
     assert_eq!(forbidden.status(), 403);
 }
+
+#[tokio::test]
+async fn the_confirmation_threshold_comes_from_configuration() {
+    let cfg = kav::config::Config::from_toml_and_env(
+        "",
+        vec![("KAV_STAFF_AGENT_CONFIRM_OVER".to_string(), "1".to_string())],
+    )
+    .unwrap();
+    assert_eq!(cfg.staff_agent.confirm_over, 1);
+    assert_eq!(cfg.staff_agent.confirm_ttl_s, 600);
+    on_each_backend(|fx| {
+        let staff_agent = cfg.staff_agent.clone();
+        async move {
+            let a = fx
+                .book(A, "+972501111111", "Dana", &at(TUE, "10:00"), "Dubai")
+                .await;
+            let b = fx
+                .book(A, "+972502222222", "Avi", &at(TUE, "11:00"), "Dubai")
+                .await;
+            let tools = StaffToolbox::new(fx.rt.clone(), staff_agent);
+            let two = json!({"appointment_ids": [a, b]});
+            let ask = tools
+                .call(&fx.staff, "staff_batch_cancel", two.clone(), fx.now())
+                .await;
+            assert_eq!(ask["error"], "confirmation_required", "{ask}");
+            assert_eq!(ask["reason"], "this will cancel 2 bookings — confirm?");
+            // The default threshold (5) lets the same two through at once.
+            let done = fx.call(&fx.staff, "staff_batch_cancel", two).await;
+            assert_eq!(done["summary"]["succeeded"], 2, "{done}");
+        }
+    })
+    .await;
+}
