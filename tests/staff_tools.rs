@@ -1168,3 +1168,135 @@ async fn the_confirmation_threshold_comes_from_configuration() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn find_lists_customers_with_their_whatsapp_ids() {
+    use kav::store::whatsapp::ConversationKey;
+    on_each_backend(|fx| async move {
+        let dana = "+972501111111";
+        fx.book(A, dana, "Dana Levi", &at(TUE, "10:00"), "Dubai")
+            .await;
+        // Dana's WhatsApp conversation, and a WhatsApp-only customer known by a BSUID.
+        for (key, phone, user_id, profile) in [
+            (dana, Some(dana), Some("IL.1234567890"), Some("דנה")),
+            ("IL.999", None, Some("IL.999"), Some("Dana K")),
+        ] {
+            fx.store
+                .whatsapp_touch_conversation(
+                    &ConversationKey {
+                        business_id: A,
+                        customer_key: key,
+                        customer_phone: phone,
+                        customer_user_id: user_id,
+                        profile_name: profile,
+                        channel: "whatsapp",
+                    },
+                    fx.now(),
+                )
+                .await
+                .unwrap();
+        }
+        let found = fx
+            .call(
+                &fx.staff,
+                "staff_find",
+                json!({"filter": {"name": "dana"}, "include": ["customers"]}),
+            )
+            .await;
+        assert_eq!(found["summary"]["customers"], 2, "{found}");
+        let customers = found["customers"].as_array().unwrap();
+        let levi = customers.iter().find(|c| c["phone"] == dana).unwrap();
+        assert_eq!(
+            levi["whatsapp_user_ids"],
+            json!(["IL.1234567890"]),
+            "{found}"
+        );
+        assert_eq!(levi["bookings_matched"], 1);
+        let k = customers.iter().find(|c| c["phone"].is_null()).unwrap();
+        assert_eq!(k["whatsapp_user_ids"], json!(["IL.999"]));
+        assert_eq!(k["name"], "Dana K");
+        // Found by the Hebrew profile name of the same customer.
+        let hebrew = fx
+            .call(
+                &fx.staff,
+                "staff_find",
+                json!({"filter": {"name": "דנה"}, "include": ["customers"]}),
+            )
+            .await;
+        assert_eq!(hebrew["customers"][0]["phone"], dana, "{hebrew}");
+    })
+    .await;
+}
+
+/// Two instances (their own runtimes and pools on one database) get the same confirmed batch at
+/// the same moment: it runs once.
+#[tokio::test]
+async fn a_token_is_spent_once_across_instances() {
+    for backend in backends::backends().await {
+        let fx = fixture(&backend.url).await;
+        let ids = seven_on_tuesday(&fx).await;
+        let second = BookingRuntime::new(
+            Store::connect(&backend.url).await.unwrap(),
+            Arc::new(SwitchableSender::new()),
+            fx.clock.clock(),
+            BookingConfig::default(),
+        );
+        let other_instance = StaffToolbox::new(second, StaffAgentConfig::default());
+        let args = json!({"filter": {"date": TUE}, "notify": false});
+        let ask = fx.call(&fx.staff, "staff_batch_cancel", args.clone()).await;
+        let mut with_token = args;
+        with_token["confirm"] = ask["confirm"].clone();
+        let (one, two) = tokio::join!(
+            fx.call(&fx.staff, "staff_batch_cancel", with_token.clone()),
+            other_instance.call(
+                &fx.staff,
+                "staff_batch_cancel",
+                with_token.clone(),
+                fx.now()
+            ),
+        );
+        let oks = [&one, &two].iter().filter(|v| v["ok"] == true).count();
+        assert_eq!(oks, 1, "{}: {one} / {two}", backend.name);
+        let refused = if one["ok"] == true { &two } else { &one };
+        assert_eq!(refused["error"], "bad_confirmation", "{refused}");
+        for id in &ids {
+            assert_eq!(fx.status(id).await, "cancelled");
+        }
+        let audit = fx.store.staff_audit(A, 10).await.unwrap();
+        assert_eq!(audit.iter().filter(|r| r.outcome == "done").count(), 1);
+        backend.cleanup().await;
+    }
+}
+
+/// The outbox refuses the notice (a database fault on that insert only): the cancellation stands
+/// and the failed notice is counted.
+#[tokio::test]
+async fn a_notice_that_cannot_be_queued_never_fails_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let fx = fixture(&url).await;
+    let id = fx
+        .book(A, "+972501111111", "Dana", &at(TUE, "10:00"), "Dubai")
+        .await;
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER no_staff_notices BEFORE INSERT ON outbox \
+         WHEN NEW.idempotency_key LIKE 'staff:%' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = fx
+        .call(
+            &fx.staff,
+            "staff_batch_cancel",
+            json!({"appointment_ids": [id]}),
+        )
+        .await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["summary"]["succeeded"], 1);
+    assert_eq!(out["summary"]["notices"]["failed"], 1, "{out}");
+    assert_eq!(out["summary"]["notices"]["queued"], 0);
+    assert_eq!(fx.status(&id).await, "cancelled");
+    assert!(fx.notices().await.is_empty());
+}
