@@ -456,6 +456,7 @@ async fn a_large_batch_waits_for_a_single_use_token_bound_to_who_and_what() {
         assert_eq!(ask["reason"], "this will cancel 7 bookings — confirm?");
         assert_eq!(ask["preview"]["items"], 7);
         assert_eq!(ask["preview"]["by_day"][TUE], 7);
+        assert_eq!(ask["preview"]["would_fail"], 0, "{ask}");
         let token = ask["confirm"].as_str().unwrap().to_string();
         for id in &ids {
             assert_eq!(
@@ -1299,4 +1300,46 @@ async fn a_notice_that_cannot_be_queued_never_fails_the_change() {
     assert_eq!(out["summary"]["notices"]["queued"], 0);
     assert_eq!(fx.status(&id).await, "cancelled");
     assert!(fx.notices().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_preview_runs_the_policy_before_anything_changes() {
+    on_each_backend(|fx| async move {
+        let ids = seven_on_tuesday(&fx).await;
+        // Saturday opens at 19:00: every 10:00-12:00 booking moved there, times kept, is refused.
+        let args = json!({"filter": {"date": TUE}, "set": {"date": SAT}});
+        let ask = fx.call(&fx.staff, "staff_batch_modify", args.clone()).await;
+        assert_eq!(ask["error"], "confirmation_required", "{ask}");
+        assert_eq!(ask["preview"]["would_fail"], 7, "{ask}");
+        assert_eq!(ask["preview"]["sample"][0]["would"]["error"], "outside_hours");
+        // Evening instead: the same seven would all pass.
+        let evening = json!({"filter": {"date": TUE}, "set": {"date": SAT, "time": "19:00", "room": "Dubai"}});
+        let ask = fx.call(&fx.staff, "staff_batch_modify", evening.clone()).await;
+        assert_eq!(ask["preview"]["would_fail"], 0, "{ask}");
+        // Run it: one Dubai at 19:00 on Saturday, six refused as full, each reported.
+        let mut with_token = evening;
+        with_token["confirm"] = ask["confirm"].clone();
+        let done = fx.call(&fx.staff, "staff_batch_modify", with_token).await;
+        assert_eq!(done["summary"]["succeeded"], 1, "{done}");
+        assert_eq!(done["summary"]["failed"], 6);
+        assert!(done["sample"].as_array().unwrap()[..6].iter().all(|r| r["error"] == "full"), "{done}");
+        let p = fx.rt.settings(A, Channel::Whatsapp).await.unwrap().policy.clone();
+        let on_saturday = count_where(&fx, &ids, |a| p.date_iso(a.start_ms) == SAT).await;
+        assert_eq!(on_saturday, 1);
+    })
+    .await;
+}
+
+async fn count_where(
+    fx: &Fx,
+    ids: &[String],
+    pred: impl Fn(&kav::store::booking::Appointment) -> bool,
+) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if pred(&fx.store.appointment(id).await.unwrap().unwrap()) {
+            n += 1;
+        }
+    }
+    n
 }
