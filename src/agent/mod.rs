@@ -40,6 +40,27 @@ pub enum BookingError {
     Policy(#[from] PolicyError),
 }
 
+/// A database error is worth retrying (busy, connection lost); anything else will fail again.
+impl From<StoreError> for crate::providers::ProviderError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(_) => Self::retryable(e.to_string()),
+            StoreError::Migrate(_) | StoreError::BadValue { .. } => Self::fatal(e.to_string()),
+        }
+    }
+}
+
+impl From<BookingError> for crate::providers::ProviderError {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::Store(e) => e.into(),
+            BookingError::UnknownBusiness(_) | BookingError::Policy(_) => {
+                Self::fatal(e.to_string())
+            }
+        }
+    }
+}
+
 /// A kind of per-conversation state kept in the database (`conversation_state`, migration 0006),
 /// so any instance can take any message of any conversation, and a restart loses nothing.
 /// `version` is the format of the JSON blob: a row of another version is ignored.

@@ -278,6 +278,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A gRPC status as a provider failure of the right kind: what may pass (overload, a dropped
+/// connection, an aborted stream) is retryable; bad requests, auth and wiring are fatal.
+fn status_error(what: &str, status: &tonic::Status) -> ProviderError {
+    use tonic::Code;
+    let reason = format!("{what} {:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::DeadlineExceeded => ProviderError::timeout(reason),
+        Code::Unavailable
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unknown
+        | Code::Cancelled => ProviderError::retryable(reason),
+        _ => ProviderError::fatal(reason),
+    }
+}
+
 fn is_plain_loopback(url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else {
         return false;
@@ -356,15 +373,17 @@ impl GrpcService {
     }
 
     /// Connects once (later calls return at once: the channel reconnects by itself).
-    async fn connect(&self) -> Result<(), String> {
+    async fn connect(&self) -> Result<(), ProviderError> {
         if self.connected.load(Ordering::Acquire) {
             return Ok(());
         }
-        let channel = self
-            .endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {}: {}", self.url, error_chain(&e)))?;
+        let channel = self.endpoint.connect().await.map_err(|e| {
+            ProviderError::retryable(format!(
+                "cannot connect to {}: {}",
+                self.url,
+                error_chain(&e)
+            ))
+        })?;
         *self.channel.write().unwrap_or_else(|p| p.into_inner()) = channel;
         self.connected.store(true, Ordering::Release);
         Ok(())
@@ -571,14 +590,16 @@ impl SpeechToText for GoogleStt {
         SttAudioFormat::Mulaw8k
     }
 
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = Instant::now();
             let timeout = Duration::from_millis(inner.cfg.request_timeout_ms);
             tokio::time::timeout(timeout, inner.svc.connect())
                 .await
-                .map_err(|_| format!("connecting to {} timed out", inner.svc.url))??;
+                .map_err(|_| {
+                    ProviderError::timeout(format!("connecting to {}", inner.svc.url))
+                })??;
             tracing::info!(
                 endpoint = %inner.svc.url,
                 connect_ms = started.elapsed().as_millis() as u64,
@@ -844,7 +865,7 @@ impl Recognizer {
                     Some(SttInput::Mulaw(frame)) => self.on_audio(&frame),
                     Some(SttInput::Pcm16k(_)) => {
                         // We asked for mu-law; anything else is a wiring bug, not the caller's fault.
-                        return Err(SttError::Failed("Google STT takes 8 kHz mu-law only".into()));
+                        return Err(SttError::fatal("Google STT takes 8 kHz mu-law only"));
                     }
                     Some(SttInput::UtteranceEnd) => self.on_utterance_end(),
                     Some(SttInput::UtteranceDiscarded) => self.on_discarded(),
@@ -1148,14 +1169,11 @@ impl Recognizer {
 
     fn check_failures(&mut self, result: &Result<(), tonic::Status>) -> Result<(), SttError> {
         if self.failures > self.inner.cfg.reconnect_attempts {
-            let detail = match result {
-                Ok(()) => "stream closed".to_string(),
-                Err(s) => format!("{:?}: {}", s.code(), s.message()),
-            };
-            return Err(SttError::Failed(format!(
-                "Google STT failed {} times in a row (last: {detail})",
-                self.failures
-            )));
+            let what = format!("Google STT failed {} times in a row, last", self.failures);
+            return Err(match result {
+                Ok(()) => SttError::retryable(format!("{what}: stream closed")),
+                Err(s) => status_error(&what, s),
+            });
         }
         Ok(())
     }
@@ -1285,7 +1303,7 @@ pub enum WavError {
     #[error("WAV header is truncated")]
     Truncated,
     #[error("not a valid WAV header: {0}")]
-    Malformed(String),
+    Malformed(#[from] super::audio_file::WavHeaderError),
     #[error(
         "unsupported WAV audio: format {format}, {channels} channel(s), {rate} Hz, {bits} bits"
     )]
@@ -1472,10 +1490,10 @@ impl TtsInner {
         };
         let response = tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| TtsError::Failed("Google TTS timed out".into()))?
-            .map_err(|s| TtsError::Failed(format!("Google TTS {:?}: {}", s.code(), s.message())))?;
+            .map_err(|_| TtsError::timeout("Google TTS"))?
+            .map_err(|s| status_error("Google TTS", &s))?;
         let mulaw = wav_to_mulaw(&response.into_inner().audio_content)
-            .map_err(|e| TtsError::Failed(format!("Google TTS audio: {e}")))?;
+            .map_err(|e| TtsError::fatal(format!("Google TTS audio: {e}")))?;
         Ok(Bytes::from(mulaw))
     }
 }
@@ -1497,14 +1515,16 @@ impl TextToSpeech for GoogleTts {
         "google"
     }
 
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = Instant::now();
             let timeout = Duration::from_millis(inner.cfg.request_timeout_ms);
             tokio::time::timeout(timeout, inner.svc.connect())
                 .await
-                .map_err(|_| format!("connecting to {} timed out", inner.svc.url))??;
+                .map_err(|_| {
+                    ProviderError::timeout(format!("connecting to {}", inner.svc.url))
+                })??;
             let connect_ms = started.elapsed().as_millis() as u64;
             let language = inner.default_language.clone();
             let mut cached = 0;
@@ -1598,28 +1618,67 @@ fn init_deadline(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.google.request_timeout_ms.max(1) * 2)
 }
 
-pub async fn stt_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleStt, String> {
+pub async fn stt_from_config(
+    cfg: &Config,
+    stats: Arc<GoogleStats>,
+) -> Result<GoogleStt, GoogleStartError> {
     let stt = tokio::time::timeout(init_deadline(cfg), GoogleStt::new(cfg, stats))
         .await
-        .map_err(|_| "looking for Google credentials timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| GoogleStartError::CredentialsTimedOut)??;
     stt.warm().await?;
     Ok(stt)
 }
 
-pub async fn tts_from_config(cfg: &Config, stats: Arc<GoogleStats>) -> Result<GoogleTts, String> {
+pub async fn tts_from_config(
+    cfg: &Config,
+    stats: Arc<GoogleStats>,
+) -> Result<GoogleTts, GoogleStartError> {
     let tts = tokio::time::timeout(init_deadline(cfg), GoogleTts::new(cfg, stats))
         .await
-        .map_err(|_| "looking for Google credentials timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| GoogleStartError::CredentialsTimedOut)??;
     tts.warm().await?;
     Ok(tts)
+}
+
+/// Why a configured Google provider could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GoogleStartError {
+    #[error("looking for Google credentials timed out")]
+    CredentialsTimedOut,
+    #[error(transparent)]
+    Init(#[from] GoogleInitError),
+    #[error("warm-up failed: {0}")]
+    Warm(#[from] ProviderError),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fake_google::wav_file;
+
+    #[test]
+    fn grpc_statuses_map_to_failure_kinds() {
+        use tonic::{Code, Status};
+        let kind = |code| status_error("Google STT", &Status::new(code, "x")).kind();
+        let retryable = FailureKind::Retryable { retry_after: None };
+        for code in [
+            Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Internal,
+        ] {
+            assert_eq!(kind(code), retryable, "{code:?}");
+        }
+        assert_eq!(kind(Code::DeadlineExceeded), FailureKind::Timeout);
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::NotFound,
+        ] {
+            assert_eq!(kind(code), FailureKind::Fatal, "{code:?}");
+        }
+    }
 
     #[test]
     fn debouncer_delivers_the_newest_partial_once_per_window() {

@@ -38,10 +38,10 @@ use tokio::time::Instant;
 
 use crate::config::LlmConfig;
 use crate::metrics::llm_stats;
-use crate::providers::FailureKind;
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, Channel, ChatCompletion, ChatError,
-    ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
+    ChatEvent, ChatMessage, ChatModel, ChatRequest, FailureKind, Message, ProviderError, Role,
+    ToolCall, ToolSpec,
 };
 
 /// The API key for any server.
@@ -173,7 +173,7 @@ impl OpenAiChat {
     /// Opens (or refreshes) a pooled connection with `GET {base}/models`. Any HTTP status counts:
     /// the point is the TCP/TLS connection, and local servers may not implement `/models`.
     /// Returns how long it took.
-    pub fn warm_up(&self) -> BoxFuture<'static, Result<Duration, String>> {
+    pub fn warm_up(&self) -> BoxFuture<'static, Result<Duration, ProviderError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -185,8 +185,8 @@ impl OpenAiChat {
                 .headers(config.headers());
             let response = tokio::time::timeout(inner.limits.timeout, request.send())
                 .await
-                .map_err(|_| "LLM warm-up timed out".to_string())?
-                .map_err(|e| format!("LLM warm-up failed: {e}"))?;
+                .map_err(|_| ProviderError::timeout("LLM warm-up"))?
+                .map_err(|e| ProviderError::retryable(format!("LLM warm-up failed: {e}")))?;
             // Read the (small) body so the connection goes back to the pool for reuse.
             let status = response.status();
             let _ = tokio::time::timeout(inner.limits.timeout, response.bytes()).await;
@@ -326,7 +326,7 @@ impl ChatModel for OpenAiChat {
         "openai"
     }
 
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         let warm = self.warm_up();
         Box::pin(async move { warm.await.map(|_| ()) })
     }
@@ -726,7 +726,7 @@ impl Agent for LlmAgent {
         "openai"
     }
 
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         self.model.warm()
     }
 
@@ -762,7 +762,7 @@ impl Agent for LlmAgent {
             match result {
                 // Nothing to say (e.g. `length` hit before any text, or a tool call we did not
                 // offer): an error, so the session speaks its fallback instead of silence.
-                Ok(done) if done.text.trim().is_empty() => Err(AgentError::Failed(format!(
+                Ok(done) if done.text.trim().is_empty() => Err(AgentError::fatal(format!(
                     "LLM returned no text (finish_reason {:?})",
                     done.finish_reason
                 ))),
@@ -775,8 +775,7 @@ impl Agent for LlmAgent {
                     );
                     Ok(())
                 }
-                Err(ChatError::Timeout) => Err(AgentError::Timeout),
-                Err(e) => Err(AgentError::Failed(e.to_string())),
+                Err(e) => Err(e.into()),
             }
         })
     }
