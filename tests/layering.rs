@@ -181,3 +181,31 @@ fn fakes_are_used_only_by_test_code() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn booking_does_not_reach_back_into_its_users() {
+    // The outbox delivers through `booking::outbox::OutboxPorts`, which the agent's runtime
+    // implements: booking → agent would close a circle (agent → booking).
+    let bad = violations(
+        |f| room(f) == "booking",
+        &["agent", "app", "channels", "server", "caller", "testing"],
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_store_knows_no_channel() {
+    // Shared helpers (the hex SHA-256 in `crate::hash`) live in leaves, not in a channel.
+    let bad = violations(|f| room(f) == "store", &["channels"]);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_hash_helper_is_a_leaf() {
+    let bad: Vec<String> = imports()
+        .into_iter()
+        .filter(|i| i.file == "hash.rs")
+        .map(|i| format!("src/{}:{} uses crate::{}", i.file, i.line, i.target))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}

@@ -40,6 +40,22 @@ pub enum BookingError {
     Policy(#[from] PolicyError),
 }
 
+/// The outbox delivers through the runtime's store, sender and clock.
+impl crate::booking::outbox::OutboxPorts for BookingRuntime {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn sender(&self) -> &dyn WhatsAppSender {
+        self.sender.as_ref()
+    }
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+    fn config(&self) -> &BookingConfig {
+        &self.config
+    }
+}
+
 /// A database error is worth retrying (busy, connection lost); anything else will fail again.
 impl From<StoreError> for crate::providers::ProviderError {
     fn from(e: StoreError) -> Self {
