@@ -209,3 +209,22 @@ fn the_hash_helper_is_a_leaf() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn the_only_agents_outside_the_agent_room_are_simulations() {
+    // One LLM agent (`agent/llm.rs`) over the chat client: providers offer clients, not agents.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    let bad: Vec<String> = files
+        .iter()
+        .filter(|p| !p.ends_with("sim.rs"))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("impl Agent for")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}

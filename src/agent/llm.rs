@@ -24,7 +24,7 @@ use super::{BookingRuntime, GUARD_TRACE, TOOL_MEMORY};
 use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
-    ChatMessage, ChatModel, ChatRequest, ProviderError, Role,
+    ChatMessage, ChatModel, ChatRequest, ProviderError,
 };
 
 #[derive(Clone)]
@@ -199,15 +199,7 @@ impl BookingAgent {
         let mut messages = vec![ChatMessage::System(
             self.system_prompt(&ctx, &earlier_tools),
         )];
-        for m in &request.history {
-            messages.push(match m.role {
-                Role::User => ChatMessage::User(m.text.clone()),
-                Role::Assistant => ChatMessage::Assistant {
-                    text: m.text.clone(),
-                    tool_calls: Vec::new(),
-                },
-            });
-        }
+        messages.extend(super::history::chat_messages(&request));
         let first_reply = request.turn <= 1;
         let mut speaker = Speaker {
             events: &events,

@@ -4,6 +4,7 @@
 //! [`BookingRuntime`] is what both agents share: the store, the WhatsApp sender, the clock, the
 //! business resolution and the per-(business, channel) settings cache.
 
+mod history;
 pub mod llm;
 pub mod offline;
 pub mod tools;
