@@ -138,6 +138,13 @@ impl GrpcService {
             .clone()
     }
 
+    /// [`Self::connect`], given up after `timeout` (a warm-up must not hang start-up).
+    pub(super) async fn connect_within(&self, timeout: Duration) -> Result<(), ProviderError> {
+        tokio::time::timeout(timeout, self.connect())
+            .await
+            .map_err(|_| ProviderError::timeout(format!("connecting to {}", self.url)))?
+    }
+
     /// Connects once (later calls return at once: the channel reconnects by itself).
     pub(super) async fn connect(&self) -> Result<(), ProviderError> {
         if self.connected.load(Ordering::Acquire) {

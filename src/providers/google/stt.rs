@@ -192,11 +192,7 @@ impl SpeechToText for GoogleStt {
         Box::pin(async move {
             let started = Instant::now();
             let timeout = Duration::from_millis(inner.cfg.request_timeout_ms);
-            tokio::time::timeout(timeout, inner.svc.connect())
-                .await
-                .map_err(|_| {
-                    ProviderError::timeout(format!("connecting to {}", inner.svc.url))
-                })??;
+            inner.svc.connect_within(timeout).await?;
             tracing::info!(
                 endpoint = %inner.svc.url,
                 connect_ms = started.elapsed().as_millis() as u64,

@@ -165,11 +165,7 @@ impl TextToSpeech for GoogleTts {
         Box::pin(async move {
             let started = Instant::now();
             let timeout = Duration::from_millis(inner.cfg.request_timeout_ms);
-            tokio::time::timeout(timeout, inner.svc.connect())
-                .await
-                .map_err(|_| {
-                    ProviderError::timeout(format!("connecting to {}", inner.svc.url))
-                })??;
+            inner.svc.connect_within(timeout).await?;
             let connect_ms = started.elapsed().as_millis() as u64;
             let language = inner.default_language.clone();
             let mut cached = 0;
