@@ -231,8 +231,8 @@ pub struct EspeakConfig {
     pub voice_en: String,
 }
 
-/// OpenAI-compatible chat model (`call.agent = "openai"`): OpenAI, Azure OpenAI, vLLM, llama.cpp
-/// server, Ollama. The API key comes from `KAV_LLM_API_KEY` or `OPENAI_API_KEY` only (never from
+/// OpenAI-compatible chat model of the booking agent (`call.agent = "booking"` when configured,
+/// `"openai"` to require it): OpenAI, Azure OpenAI, vLLM, llama.cpp server, Ollama. The API key comes from `KAV_LLM_API_KEY` or `OPENAI_API_KEY` only (never from
 /// this file); local servers need none.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -245,19 +245,12 @@ pub struct LlmConfig {
     pub model: String,
     /// Non-empty selects Azure OpenAI: `api-key` header, `?api-version=` query, deployment URLs.
     pub azure_api_version: String,
-    pub temperature: f32,
-    /// Reply length cap per channel: a phone turn must be short to be spoken quickly.
-    pub max_tokens_phone: u32,
-    pub max_tokens_whatsapp: u32,
     /// Each attempt must deliver its first streamed chunk within this long.
     pub first_byte_timeout_ms: u64,
     /// The whole completion, retries included, must finish within this long.
     pub timeout_ms: u64,
     /// Extra attempts after a 429/5xx/connection failure, only while no text was streamed yet.
     pub retries: u32,
-    /// System prompt of the plain conversational agent; a note on the channel (spoken phone call
-    /// or WhatsApp chat) is appended per request.
-    pub system_prompt: String,
 }
 
 impl Default for LlmConfig {
@@ -266,15 +259,9 @@ impl Default for LlmConfig {
             base_url: "https://api.openai.com/v1".into(),
             model: "gpt-4o-mini".into(),
             azure_api_version: String::new(),
-            temperature: 0.2,
-            max_tokens_phone: 60,
-            max_tokens_whatsapp: 120,
             first_byte_timeout_ms: 2_000,
             timeout_ms: 4_000,
             retries: 1,
-            system_prompt: "You are a friendly receptionist for a small business. Answer in \
-                            the customer's language, briefly and politely."
-                .into(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod config;
 /// The operator console (issue 12): accounts, sessions, business set-up, bookings.
 pub mod console;
+pub mod hash;
 pub mod metrics;
 pub mod providers;
 pub mod retry;

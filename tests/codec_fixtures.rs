@@ -1154,7 +1154,8 @@ mod twilio_wire {
 // ---------------------------------------------------------------------------------------------
 
 mod twilio_signature {
-    use kav::channels::signature::{compute, sha256_hex, validate, validate_with_body};
+    use kav::channels::signature::{compute, validate, validate_with_body};
+    use kav::hash::sha256_hex;
     use serde_json::Value;
 
     struct Vector {

@@ -400,7 +400,7 @@ async fn exhausting_retries_returns_an_stt_error() {
         let call = Running::start(&stt, "CA6");
         let result = call.task.await.unwrap();
         assert!(
-            matches!(&result, Err(SttError::Failed(m)) if m.contains("Unavailable")),
+            matches!(&result, Err(e @ SttError::Retryable { .. }) if e.reason().contains("Unavailable")),
             "{result:?}"
         );
         assert_eq!(fake.stream_opens(), 3, "one open plus two retries");

@@ -197,3 +197,50 @@ fn no_customer_channel_names_the_staff_room() {
     );
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn booking_does_not_reach_back_into_its_users() {
+    // The outbox delivers through `booking::outbox::OutboxPorts`, which the agent's runtime
+    // implements: booking → agent would close a circle (agent → booking).
+    let bad = violations(
+        |f| room(f) == "booking",
+        &["agent", "app", "channels", "server", "caller", "testing"],
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_store_knows_no_channel() {
+    // Shared helpers (the hex SHA-256 in `crate::hash`) live in leaves, not in a channel.
+    let bad = violations(|f| room(f) == "store", &["channels"]);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_hash_helper_is_a_leaf() {
+    let bad: Vec<String> = imports()
+        .into_iter()
+        .filter(|i| i.file == "hash.rs")
+        .map(|i| format!("src/{}:{} uses crate::{}", i.file, i.line, i.target))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn the_only_agents_outside_the_agent_room_are_simulations() {
+    // One LLM agent (`agent/llm.rs`) over the chat client: providers offer clients, not agents.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    let bad: Vec<String> = files
+        .iter()
+        .filter(|p| !p.ends_with("sim.rs"))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("impl Agent for")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}

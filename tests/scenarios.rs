@@ -460,12 +460,16 @@ fn agent_timeout_and_failure_speak_the_fallback_and_the_call_goes_on() {
         } else {
             "agent_error"
         };
-        assert!(
-            h.events
-                .iter()
-                .any(|e| matches!(e, CallEvent::Warning { kind: k, .. } if *k == kind)),
-            "{mode}"
-        );
+        let warning = h.events.iter().find_map(|e| match e {
+            CallEvent::Warning { kind: k, detail } if *k == kind => Some(detail.clone()),
+            _ => None,
+        });
+        let detail = warning.unwrap_or_else(|| panic!("{mode}: no {kind} warning"));
+        if mode == "fail" {
+            // The trace says what kind of failure it was and what the caller heard instead.
+            assert!(detail.contains("(retryable)"), "{detail}");
+            assert!(detail.contains("fallback reply was spoken"), "{detail}");
+        }
         let turns = h.turns();
         assert_eq!(turns.len(), 2, "{mode}: {turns:?}");
         assert_eq!(turns[0].bot_text, cfg.call.fallback_reply);

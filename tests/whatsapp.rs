@@ -103,7 +103,7 @@ impl Agent for ScriptedAgent {
             .is_ok();
         Box::pin(async move {
             if fail {
-                return Err(AgentError::Failed("model overloaded".into()));
+                return Err(AgentError::retryable("model overloaded"));
             }
             for piece in ["**Noted**: ", last.as_str()] {
                 let _ = events.send(AgentEvent::TextDelta(piece.to_string())).await;

@@ -7,7 +7,7 @@
 //! session ended.
 use arbitrary::{Arbitrary, Unstructured};
 use kav::config::Config;
-use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
+use kav::providers::{AgentEvent, ProviderError, SttAudioFormat, SttEvent};
 use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name, parse_mark_name};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -242,7 +242,7 @@ pub fn run(data: &[u8]) {
                 let result = if ok {
                     Ok(())
                 } else {
-                    Err("agent failed".to_string())
+                    Err(ProviderError::fatal("agent failed"))
                 };
                 s.handle_agent_done(now, obs.turn.unwrap_or(0), result);
             }
@@ -259,7 +259,7 @@ pub fn run(data: &[u8]) {
                 let result = if ok {
                     Ok(())
                 } else {
-                    Err("tts failed".to_string())
+                    Err(ProviderError::fatal("tts failed"))
                 };
                 s.handle_tts_done(now, obs.turn.unwrap_or(0), obs.segment, result);
             }

@@ -24,7 +24,7 @@ use super::{BookingRuntime, GUARD_TRACE, TOOL_MEMORY};
 use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
-    ChatMessage, ChatModel, ChatRequest, Role,
+    ChatMessage, ChatModel, ChatRequest, ProviderError,
 };
 
 #[derive(Clone)]
@@ -187,32 +187,19 @@ impl BookingAgent {
         request: AgentRequest,
         events: mpsc::Sender<AgentEvent>,
     ) -> Result<(), AgentError> {
-        let ctx = self
-            .rt
-            .turn_context(&request)
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?;
+        let ctx = self.rt.turn_context(&request).await?;
         let user = super::user_text(&request);
         let memory_key = request.call.call_sid.clone();
         let earlier_tools: Vec<String> = self
             .rt
             .load_state(&memory_key, TOOL_MEMORY)
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .await?
             .unwrap_or_default();
         let mut this_turn_tools = Vec::new();
         let mut messages = vec![ChatMessage::System(
             self.system_prompt(&ctx, &earlier_tools),
         )];
-        for m in &request.history {
-            messages.push(match m.role {
-                Role::User => ChatMessage::User(m.text.clone()),
-                Role::Assistant => ChatMessage::Assistant {
-                    text: m.text.clone(),
-                    tool_calls: Vec::new(),
-                },
-            });
-        }
+        messages.extend(super::history::chat_messages(&request));
         let first_reply = request.turn <= 1;
         let mut speaker = Speaker {
             events: &events,
@@ -361,7 +348,7 @@ impl Agent for BookingAgent {
     }
 
     /// Warms the model's pooled connection (keep-warm calls this too).
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         self.model.warm()
     }
 

@@ -4,6 +4,7 @@
 //! [`BookingRuntime`] is what both agents share: the store, the WhatsApp sender, the clock, the
 //! business resolution and the per-(business, channel) settings cache.
 
+mod history;
 pub mod llm;
 pub mod offline;
 pub mod tools;
@@ -39,6 +40,43 @@ pub enum BookingError {
     UnknownBusiness(String),
     #[error("business policy is invalid: {0}")]
     Policy(#[from] PolicyError),
+}
+
+/// The outbox delivers through the runtime's store, sender and clock.
+impl crate::booking::outbox::OutboxPorts for BookingRuntime {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn sender(&self) -> &dyn WhatsAppSender {
+        self.sender.as_ref()
+    }
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+    fn config(&self) -> &BookingConfig {
+        &self.config
+    }
+}
+
+/// A database error is worth retrying (busy, connection lost); anything else will fail again.
+impl From<StoreError> for crate::providers::ProviderError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(_) => Self::retryable(e.to_string()),
+            StoreError::Migrate(_) | StoreError::BadValue { .. } => Self::fatal(e.to_string()),
+        }
+    }
+}
+
+impl From<BookingError> for crate::providers::ProviderError {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::Store(e) => e.into(),
+            BookingError::UnknownBusiness(_) | BookingError::Policy(_) => {
+                Self::fatal(e.to_string())
+            }
+        }
+    }
 }
 
 /// A kind of per-conversation state kept in the database (`conversation_state`, migration 0006),

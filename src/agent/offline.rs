@@ -111,17 +111,12 @@ impl OfflineBookingAgent {
 
     /// One turn, tools included; the reply has passed the truthfulness guard and is stored.
     pub async fn turn(&self, request: &AgentRequest) -> Result<OfflineReply, AgentError> {
-        let ctx = self
-            .rt
-            .turn_context(request)
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?;
+        let ctx = self.rt.turn_context(request).await?;
         let key = request.call.call_sid.clone();
         let mut state = self
             .rt
             .load_state(&key, OFFLINE_DIALOG)
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .await?
             .unwrap_or_else(|| DialogState {
                 hebrew: if request.call.language.is_empty() {
                     ctx.settings.business.hebrew()

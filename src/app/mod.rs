@@ -78,7 +78,6 @@ pub fn provider_nature(name: &str) -> &'static str {
         "espeak" => "real (espeak-ng, offline)",
         "llm-booking" => "real (LLM booking agent; offline dialog when the LLM fails)",
         "offline-booking" => "offline (deterministic booking dialog, no LLM)",
-        "openai" => "real (LLM, no booking tools)",
         "keypad-only" => "none: no speech recogniser, calls understand keypad input only",
         _ if name.starts_with("simulated") => "SIMULATED (scripted; for tests and load runs)",
         _ => "other",
@@ -86,7 +85,7 @@ pub fn provider_nature(name: &str) -> &'static str {
 }
 
 /// Builds the providers named in `[call]`, once per process, without a store: only agents that
-/// need no store (`simulated`, `openai`) can be built this way (see [`providers_with_store`]).
+/// need no store (`simulated`) can be built this way (see [`providers_with_store`]).
 pub async fn providers_from_config(cfg: &Config) -> Result<Providers, ProviderConfigError> {
     Ok(providers_with_store(cfg, None).await?.0)
 }
@@ -128,9 +127,10 @@ fn booking_agent(
     let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
     let llm_configured =
         key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
-    let agent: Arc<dyn Agent> = if cfg.call.agent == "booking" && llm_configured {
+    let use_llm = cfg.call.agent == "openai" || (cfg.call.agent == "booking" && llm_configured);
+    let agent: Arc<dyn Agent> = if use_llm {
         let chat = openai::OpenAiChat::from_config(&cfg.llm)
-            .map_err(|e| unavailable("agent", "booking", format!("[llm]: {e}")))?;
+            .map_err(|e| unavailable("agent", &cfg.call.agent, format!("[llm]: {e}")))?;
         tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM booking agent (offline dialog as fallback)");
         Arc::new(crate::agent::llm::BookingAgent::new(
             runtime.clone(),
@@ -191,22 +191,14 @@ pub async fn providers_with_store(
     };
     let agent: Arc<dyn Agent> = match cfg.call.agent.as_str() {
         "simulated" => Arc::new(sim::SimulatedAgent::new(lat.clone())),
-        "booking" | "offline" => {
+        // `openai` is the booking agent on the LLM, required (`booking` uses it when configured).
+        "booking" | "offline" | "openai" => {
             let store = store.ok_or_else(|| ProviderConfigError::NeedsStore {
                 name: cfg.call.agent.clone(),
             })?;
             let (agent, handle) = booking_agent(cfg, store)?;
             booking = Some(handle);
             agent
-        }
-        "openai" => {
-            let chat = openai::OpenAiChat::from_config(&cfg.llm)
-                .map_err(|e| unavailable("agent", "openai", format!("[llm]: {e}")))?;
-            tracing::info!(base_url = %cfg.llm.base_url, model = %cfg.llm.model, "LLM agent");
-            Arc::new(openai::LlmAgent::new(
-                Arc::new(chat),
-                openai::LlmAgentSettings::from_config(&cfg.llm),
-            ))
         }
         other => {
             return Err(ProviderConfigError::Unknown {

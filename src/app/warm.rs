@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio::task::JoinHandle;
 
 use crate::channels::twilio::call::CallDeps;
+use crate::providers::ProviderError;
 
 /// Outcome of one provider's warm-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub struct WarmReport {
     pub kind: &'static str,
     pub provider: &'static str,
     pub took_ms: u64,
-    pub result: Result<(), String>,
+    pub result: Result<(), ProviderError>,
 }
 
 /// Warms STT, agent and TTS concurrently and logs how long each took.
@@ -25,7 +26,7 @@ pub async fn warm_all(deps: &CallDeps) -> Vec<WarmReport> {
     async fn one(
         kind: &'static str,
         provider: &'static str,
-        fut: crate::providers::BoxFuture<'static, Result<(), String>>,
+        fut: crate::providers::BoxFuture<'static, Result<(), ProviderError>>,
     ) -> WarmReport {
         let started = Instant::now();
         let result = fut.await;
@@ -69,7 +70,7 @@ pub async fn warm_all(deps: &CallDeps) -> Vec<WarmReport> {
 pub struct WarmUpFailed {
     pub kind: &'static str,
     pub provider: &'static str,
-    pub reason: String,
+    pub reason: ProviderError,
 }
 
 /// The first failed report of the start-up warm-up, as an error. Keep-warm failures later on are
@@ -124,13 +125,13 @@ mod tests {
     }
 
     impl Probe {
-        fn warm_result(&self) -> BoxFuture<'static, Result<(), String>> {
+        fn warm_result(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
             *self.warms.lock().unwrap() += 1;
             let fail = self.fail;
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 if fail {
-                    Err("unreachable".into())
+                    Err(ProviderError::retryable("unreachable"))
                 } else {
                     Ok(())
                 }
@@ -145,7 +146,7 @@ mod tests {
         fn audio_format(&self) -> SttAudioFormat {
             SttAudioFormat::Mulaw8k
         }
-        fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
             self.warm_result()
         }
         fn prepare(&self, call_sid: &str) {
@@ -165,7 +166,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "probe"
         }
-        fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
             self.warm_result()
         }
         fn respond(
@@ -181,7 +182,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "probe"
         }
-        fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+        fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
             self.warm_result()
         }
         fn synthesize(
@@ -225,7 +226,7 @@ mod tests {
         assert_eq!(*bad.warms.lock().unwrap(), 1);
         // At start-up that failure stops the server, naming the provider and the reason.
         let err = require_all_warm(&reports).unwrap_err();
-        assert_eq!((err.kind, err.reason.as_str()), ("agent", "unreachable"));
+        assert_eq!((err.kind, err.reason.reason()), ("agent", "unreachable"));
         assert!(require_all_warm(&reports[..1]).is_ok());
     }
 

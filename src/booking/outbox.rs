@@ -16,10 +16,35 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::BookingRuntime;
-use crate::providers::{OutboundBody, OutboundMessage, SendError};
-use crate::store::StoreError;
+use crate::config::BookingConfig;
+use crate::providers::{OutboundBody, OutboundMessage, SendError, WhatsAppSender};
 use crate::store::booking::OutboxRow;
+use crate::store::{Store, StoreError};
+
+/// What delivering the outbox needs: the store, the sender, the clock and the settings. The
+/// booking runtime (`crate::agent::BookingRuntime`) provides them; the outbox does not know it.
+pub trait OutboxPorts: Send + Sync {
+    fn store(&self) -> &Store;
+    fn sender(&self) -> &dyn WhatsAppSender;
+    /// Milliseconds since the Unix epoch, from the runtime's clock (tests set it).
+    fn now_ms(&self) -> i64;
+    fn config(&self) -> &BookingConfig;
+}
+
+impl<T: OutboxPorts + ?Sized> OutboxPorts for Arc<T> {
+    fn store(&self) -> &Store {
+        (**self).store()
+    }
+    fn sender(&self) -> &dyn WhatsAppSender {
+        (**self).sender()
+    }
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+    fn config(&self) -> &BookingConfig {
+        (**self).config()
+    }
+}
 
 /// How long one delivery attempt holds its lease.
 pub const LEASE_MS: i64 = 30_000;
@@ -62,10 +87,10 @@ pub enum Delivery {
 }
 
 /// The one retry policy ([`crate::retry::Backoff`]) as a function of the attempts so far.
-fn backoff_ms(rt: &BookingRuntime, attempts_before: i64, retry_after_ms: Option<u64>) -> i64 {
+fn backoff_ms(rt: &dyn OutboxPorts, attempts_before: i64, retry_after_ms: Option<u64>) -> i64 {
     let policy = crate::retry::Backoff::new(
-        std::time::Duration::from_millis(rt.config.outbox_backoff_base_ms),
-        std::time::Duration::from_millis(rt.config.outbox_backoff_max_ms),
+        std::time::Duration::from_millis(rt.config().outbox_backoff_base_ms),
+        std::time::Duration::from_millis(rt.config().outbox_backoff_max_ms),
     );
     let retry = u32::try_from(attempts_before.max(0)).unwrap_or(u32::MAX);
     policy
@@ -74,8 +99,8 @@ fn backoff_ms(rt: &BookingRuntime, attempts_before: i64, retry_after_ms: Option<
 }
 
 /// Delivers the event with this idempotency key now (one attempt), if it is pending.
-pub async fn deliver_key_now(rt: &BookingRuntime, key: &str) -> Result<Delivery, StoreError> {
-    match rt.store.outbox_by_key(key).await? {
+pub async fn deliver_key_now(rt: &dyn OutboxPorts, key: &str) -> Result<Delivery, StoreError> {
+    match rt.store().outbox_by_key(key).await? {
         Some(row) if row.status == "pending" => deliver(rt, &row).await,
         Some(row) if row.status == "delivered" => Ok(Delivery::Delivered),
         _ => Ok(Delivery::NotClaimed),
@@ -83,36 +108,36 @@ pub async fn deliver_key_now(rt: &BookingRuntime, key: &str) -> Result<Delivery,
 }
 
 /// One delivery attempt of `row`: lease, act, record the outcome.
-pub async fn deliver(rt: &BookingRuntime, row: &OutboxRow) -> Result<Delivery, StoreError> {
+pub async fn deliver(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<Delivery, StoreError> {
     let now = rt.now_ms();
-    if !rt.store.outbox_claim(&row.id, now, LEASE_MS).await? {
+    if !rt.store().outbox_claim(&row.id, now, LEASE_MS).await? {
         return Ok(Delivery::NotClaimed);
     }
     let outcome = act(rt, row).await;
     let now = rt.now_ms();
     match outcome {
         Ok(result) => {
-            rt.store.outbox_delivered(&row.id, &result, now).await?;
+            rt.store().outbox_delivered(&row.id, &result, now).await?;
             Ok(Delivery::Delivered)
         }
         Err(Failure::Retry {
             error,
             retry_after_ms,
         }) => {
-            if row.attempts + 1 >= rt.config.outbox_max_attempts as i64 {
-                rt.store.outbox_failed(&row.id, &error, None, now).await?;
+            if row.attempts + 1 >= rt.config().outbox_max_attempts as i64 {
+                rt.store().outbox_failed(&row.id, &error, None, now).await?;
                 tracing::warn!(event = %row.id, kind = %row.kind, %error, "outbox event given up");
                 return Ok(Delivery::Dead { error });
             }
             let at = now + backoff_ms(rt, row.attempts, retry_after_ms);
-            rt.store
+            rt.store()
                 .outbox_failed(&row.id, &error, Some(at), now)
                 .await?;
             tracing::info!(event = %row.id, kind = %row.kind, %error, retry_at_ms = at, "outbox event will be retried");
             Ok(Delivery::Retrying { error })
         }
         Err(Failure::Permanent(error)) => {
-            rt.store.outbox_failed(&row.id, &error, None, now).await?;
+            rt.store().outbox_failed(&row.id, &error, None, now).await?;
             tracing::warn!(event = %row.id, kind = %row.kind, %error, "outbox event failed permanently");
             Ok(Delivery::Dead { error })
         }
@@ -127,12 +152,12 @@ enum Failure {
     Permanent(String),
 }
 
-async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
+async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
     match row.kind.as_str() {
         KIND_APPOINTMENT_CREATED | KIND_WHATSAPP_SEND => {
             let mut payload: SendPayload = serde_json::from_str(&row.payload_json)
                 .map_err(|e| Failure::Permanent(format!("bad payload: {e}")))?;
-            match rt.sender.send(payload.message.clone()).await {
+            match rt.sender().send(payload.message.clone()).await {
                 Ok(receipt) => Ok(receipt.message_id),
                 Err(SendError::Retryable {
                     code,
@@ -149,7 +174,7 @@ async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
                         payload.message.body = template;
                         let json = serde_json::to_string(&payload)
                             .map_err(|e| Failure::Permanent(e.to_string()))?;
-                        rt.store
+                        rt.store()
                             .outbox_set_payload(&row.id, &json)
                             .await
                             .map_err(|e| Failure::Retry {
@@ -177,7 +202,7 @@ async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
             };
             let summary = summarize(rt, &payload).await.map_err(retry)?;
             let now = rt.now_ms();
-            rt.store
+            rt.store()
                 .put_summary(
                     &payload.conversation_id,
                     &payload.business_id,
@@ -187,7 +212,7 @@ async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
                 )
                 .await
                 .map_err(retry)?;
-            if rt.config.send_call_summary
+            if rt.config().send_call_summary
                 && let (Some(to), Some(pnid)) = (&payload.customer_phone, &payload.phone_number_id)
             {
                 let message = OutboundMessage {
@@ -198,7 +223,7 @@ async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
                     },
                     idempotency_key: format!("summary:{}", payload.conversation_id),
                 };
-                if let Err(e) = rt.sender.send(message).await {
+                if let Err(e) = rt.sender().send(message).await {
                     return Err(match e {
                         SendError::Retryable { retry_after_ms, .. } => Failure::Retry {
                             error: e.to_string(),
@@ -216,9 +241,9 @@ async fn act(rt: &BookingRuntime, row: &OutboxRow) -> Result<String, Failure> {
 
 /// A deterministic summary from what the store knows: messages and appointments booked in the
 /// conversation. (An LLM summary can replace this text later; the flow stays the same.)
-async fn summarize(rt: &BookingRuntime, p: &CallEndedPayload) -> Result<String, StoreError> {
-    let messages = rt.store.messages(&p.conversation_id).await?;
-    let appointments = rt.store.appointments_for_business(&p.business_id).await?;
+async fn summarize(rt: &dyn OutboxPorts, p: &CallEndedPayload) -> Result<String, StoreError> {
+    let messages = rt.store().messages(&p.conversation_id).await?;
+    let appointments = rt.store().appointments_for_business(&p.business_id).await?;
     let booked: Vec<_> = appointments
         .iter()
         .filter(|a| a.conversation_id == p.conversation_id)
@@ -229,7 +254,7 @@ async fn summarize(rt: &BookingRuntime, p: &CallEndedPayload) -> Result<String, 
         p.conversation_id, p.channel, customer_turns
     );
     let tz = rt
-        .store
+        .store()
         .business(&p.business_id)
         .await?
         .and_then(|b| b.policy().ok());
@@ -259,8 +284,8 @@ async fn summarize(rt: &BookingRuntime, p: &CallEndedPayload) -> Result<String, 
 }
 
 /// One pass over due events; returns how many were attempted.
-pub async fn run_once(rt: &BookingRuntime) -> Result<usize, StoreError> {
-    let due = rt.store.outbox_due(rt.now_ms(), 64).await?;
+pub async fn run_once(rt: &dyn OutboxPorts) -> Result<usize, StoreError> {
+    let due = rt.store().outbox_due(rt.now_ms(), 64).await?;
     let mut attempted = 0;
     for row in &due {
         if deliver(rt, row).await? != Delivery::NotClaimed {
@@ -273,18 +298,18 @@ pub async fn run_once(rt: &BookingRuntime) -> Result<usize, StoreError> {
 /// The background worker: a pass every `outbox_poll_ms` until `shutdown` turns true. If the
 /// sender side is dropped without saying stop, the worker runs for the life of the process.
 pub fn spawn_worker(
-    rt: Arc<BookingRuntime>,
+    rt: Arc<dyn OutboxPorts>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick =
-            tokio::time::interval(Duration::from_millis(rt.config.outbox_poll_ms.max(10)));
+            tokio::time::interval(Duration::from_millis(rt.config().outbox_poll_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = run_once(&rt).await {
+                    if let Err(e) = run_once(&*rt).await {
                         tracing::warn!(error = %e, "outbox pass failed");
                     }
                 }

@@ -250,14 +250,27 @@ mod tempfile_dir {
     }
 }
 
-async fn start_child_server() -> Result<ChildServer, String> {
+/// The load generator could not start its own server.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("cannot prepare the server's port, directory or binary: {0}")]
+    Setup(#[source] std::io::Error),
+    #[error("cannot start the server: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the server exited at once")]
+    Exited,
+    #[error("the server did not become healthy within 20 s")]
+    Unhealthy,
+}
+
+async fn start_child_server() -> Result<ChildServer, LoadgenError> {
     let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        l.local_addr().map_err(|e| e.to_string())?.port()
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(LoadgenError::Setup)?;
+        l.local_addr().map_err(LoadgenError::Setup)?.port()
     };
     let dir = std::env::temp_dir().join(format!("kav-loadgen-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(LoadgenError::Setup)?;
+    let exe = std::env::current_exe().map_err(LoadgenError::Setup)?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("serve")
         .arg("--listen")
@@ -289,15 +302,13 @@ async fn start_child_server() -> Result<ChildServer, String> {
     if std::env::var_os("KAV_LIMITS_WEBHOOK_RATE_PER_S").is_none() {
         cmd.env("KAV_LIMITS_WEBHOOK_RATE_PER_S", "0");
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the server: {e}"))?;
-    let pid = child.id().ok_or("server exited at once")?;
+    let child = cmd.spawn().map_err(LoadgenError::Spawn)?;
+    let pid = child.id().ok_or(LoadgenError::Exited)?;
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_get(&format!("{url}/healthz")).await.is_err() {
         if Instant::now() > deadline {
-            return Err("server did not become healthy within 20 s".into());
+            return Err(LoadgenError::Unhealthy);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -365,7 +376,7 @@ fn script(
     steps
 }
 
-pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
+pub async fn run(opts: LoadOptions) -> Result<LoadReport, LoadgenError> {
     let child = match &opts.server {
         Some(_) => None,
         None => Some(start_child_server().await?),
@@ -552,7 +563,7 @@ pub async fn find_capacity(
     opts: LoadOptions,
     steps: &[usize],
     mut on_step: impl FnMut(&CapacityStep),
-) -> Result<Vec<CapacityStep>, String> {
+) -> Result<Vec<CapacityStep>, LoadgenError> {
     let mut done = Vec::new();
     for &calls in steps {
         let load_before = load_average();

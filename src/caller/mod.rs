@@ -43,6 +43,37 @@ pub enum CallerError {
     Stream(String),
 }
 
+/// A plain-HTTP exchange with the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL {url:?}: {detail}")]
+    Url { url: String, detail: String },
+    #[error("the simulated caller speaks plain http only")]
+    NotHttp,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+/// Host and port of a plain-HTTP `url`.
+fn http_host_port(url: &str) -> Result<(url::Url, String, u16), HttpError> {
+    let bad = |detail: String| HttpError::Url {
+        url: url.into(),
+        detail,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if parsed.scheme() != "http" {
+        return Err(HttpError::NotHttp);
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| bad("no host".into()))?
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    Ok((parsed, host, port))
+}
+
 /// One thing the simulated caller does.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -161,7 +192,7 @@ pub async fn fetch_twiml(
     };
     let text = http_post_form(&url, &body, signature.as_deref())
         .await
-        .map_err(err)?;
+        .map_err(|e| err(e.to_string()))?;
     parse_twiml(&text)
 }
 
@@ -198,13 +229,12 @@ fn unescape_xml(s: &str) -> String {
 }
 
 /// Minimal HTTP/1.1 POST over a TCP socket (the caller only talks to Kav on loopback).
-async fn http_post_form(url: &str, body: &str, signature: Option<&str>) -> Result<String, String> {
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    if parsed.scheme() != "http" {
-        return Err("the simulated caller speaks plain http only".into());
-    }
-    let host = parsed.host_str().ok_or("no host")?.to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
+async fn http_post_form(
+    url: &str,
+    body: &str,
+    signature: Option<&str>,
+) -> Result<String, HttpError> {
+    let (parsed, host, port) = http_host_port(url)?;
     let mut req = format!(
         "POST {} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
         parsed.path(),
@@ -219,10 +249,8 @@ async fn http_post_form(url: &str, body: &str, signature: Option<&str>) -> Resul
 }
 
 /// GET over plain HTTP, returning the body (used for the server's JSON APIs).
-pub async fn http_get(url: &str) -> Result<String, String> {
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = parsed.host_str().ok_or("no host")?.to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
+pub async fn http_get(url: &str) -> Result<String, HttpError> {
+    let (parsed, host, port) = http_host_port(url)?;
     let path = match parsed.query() {
         Some(q) => format!("{}?{q}", parsed.path()),
         None => parsed.path().to_string(),
@@ -231,21 +259,18 @@ pub async fn http_get(url: &str) -> Result<String, String> {
     http_roundtrip(&host, port, &req).await
 }
 
-async fn http_roundtrip(host: &str, port: u16, req: &str) -> Result<String, String> {
+async fn http_roundtrip(host: &str, port: u16, req: &str) -> Result<String, HttpError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
-    sock.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut sock = tokio::net::TcpStream::connect((host, port)).await?;
+    sock.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
-    sock.read_to_end(&mut buf)
-        .await
-        .map_err(|e| e.to_string())?;
+    sock.read_to_end(&mut buf).await?;
     let response = parse_http_response(&buf);
     if !(200..300).contains(&response.status) {
-        return Err(format!("HTTP {}: {}", response.status, response.body));
+        return Err(HttpError::Status {
+            status: response.status,
+            body: response.body,
+        });
     }
     Ok(response.body)
 }

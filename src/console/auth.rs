@@ -17,7 +17,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use crate::store::console::AccountRow;
@@ -163,8 +162,7 @@ pub fn random_token(bytes: usize) -> String {
 /// Hex SHA-256: how session ids and API tokens are stored (they are 256-bit random values, so a
 /// fast hash is enough; passwords get argon2id).
 pub fn sha256_hex(s: &str) -> String {
-    let digest = sha2::Sha256::digest(s.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hash::sha256_hex(s.as_bytes())
 }
 
 /// A fresh API token (`kav_` + 32 random bytes).

@@ -70,29 +70,48 @@ pub struct WavHeader {
     pub data_len: u32,
 }
 
+/// Why bytes are not a WAV header we understand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WavHeaderError {
+    #[error("does not start with 'RIFF'")]
+    NotRiff,
+    #[error("missing RIFF/WAVE signature")]
+    NotWave,
+    #[error("no 'data' chunk in the first {MAX_WAV_HEADER_BYTES} bytes")]
+    NoData,
+    #[error("'data' chunk before 'fmt ' chunk")]
+    DataBeforeFmt,
+    #[error("'fmt ' chunk is {0} bytes, need at least 16")]
+    ShortFmt(usize),
+    #[error("WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk too short")]
+    ShortExtensible,
+    #[error("zero channels")]
+    ZeroChannels,
+    #[error("sample rate 0")]
+    ZeroSampleRate,
+}
+
 /// Parses a RIFF/WAVE header from the start of `buf`, which may be incomplete.
 ///
 /// `Ok(None)`: `buf` ends before the `data` chunk starts; call again with more bytes.
-/// `Err`: not a WAV header we understand (the message says why).
-pub fn parse_wav_header(buf: &[u8]) -> Result<Option<WavHeader>, String> {
+/// `Err`: not a WAV header we understand (the error says why).
+pub fn parse_wav_header(buf: &[u8]) -> Result<Option<WavHeader>, WavHeaderError> {
     if buf.len() < 12 {
         // Reject early garbage without waiting for 12 bytes when possible.
         let n = buf.len().min(4);
         if buf[..n] != b"RIFF"[..n] {
-            return Err("does not start with 'RIFF'".into());
+            return Err(WavHeaderError::NotRiff);
         }
         return Ok(None);
     }
     if &buf[..4] != b"RIFF" || &buf[8..12] != b"WAVE" {
-        return Err("missing RIFF/WAVE signature".into());
+        return Err(WavHeaderError::NotWave);
     }
     let mut pos = 12;
     let mut format: Option<(WavEncoding, u16, u32)> = None;
     loop {
         if pos > MAX_WAV_HEADER_BYTES {
-            return Err(format!(
-                "no 'data' chunk in the first {MAX_WAV_HEADER_BYTES} bytes"
-            ));
+            return Err(WavHeaderError::NoData);
         }
         let Some(chunk_header) = buf.get(pos..pos + 8) else {
             return Ok(None);
@@ -107,7 +126,7 @@ pub fn parse_wav_header(buf: &[u8]) -> Result<Option<WavHeader>, String> {
         let body = pos + 8;
         if id == b"data" {
             let Some((encoding, channels, sample_rate)) = format else {
-                return Err("'data' chunk before 'fmt ' chunk".into());
+                return Err(WavHeaderError::DataBeforeFmt);
             };
             return Ok(Some(WavHeader {
                 encoding,
@@ -128,12 +147,9 @@ pub fn parse_wav_header(buf: &[u8]) -> Result<Option<WavHeader>, String> {
     }
 }
 
-fn parse_fmt(fmt: &[u8]) -> Result<(WavEncoding, u16, u32), String> {
+fn parse_fmt(fmt: &[u8]) -> Result<(WavEncoding, u16, u32), WavHeaderError> {
     if fmt.len() < 16 {
-        return Err(format!(
-            "'fmt ' chunk is {} bytes, need at least 16",
-            fmt.len()
-        ));
+        return Err(WavHeaderError::ShortFmt(fmt.len()));
     }
     let u16_at = |i: usize| u16::from_le_bytes([fmt[i], fmt[i + 1]]);
     let mut tag = u16_at(0);
@@ -144,15 +160,15 @@ fn parse_fmt(fmt: &[u8]) -> Result<(WavEncoding, u16, u32), String> {
         // cbSize(2) validBits(2) channelMask(4) then the sub-format GUID, whose first two bytes
         // are the plain format tag.
         if fmt.len() < 26 {
-            return Err("WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk too short".into());
+            return Err(WavHeaderError::ShortExtensible);
         }
         tag = u16_at(24);
     }
     if channels == 0 {
-        return Err("zero channels".into());
+        return Err(WavHeaderError::ZeroChannels);
     }
     if sample_rate == 0 {
-        return Err("sample rate 0".into());
+        return Err(WavHeaderError::ZeroSampleRate);
     }
     let encoding = match (tag, bits) {
         (TAG_PCM, 16) => WavEncoding::Pcm16,
@@ -206,7 +222,7 @@ pub fn load_pcm(path: impl AsRef<Path>, rate: u32) -> Result<Vec<i16>, AudioFile
             reason,
         };
         let header = parse_wav_header(&bytes)
-            .map_err(malformed)?
+            .map_err(|e| malformed(e.to_string()))?
             .ok_or_else(|| malformed("file ends before the 'data' chunk".into()))?;
         let channels = header.channels.max(1) as usize;
         match header.encoding {
@@ -258,7 +274,7 @@ fn wav_to_mulaw_8k(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, AudioFileError>
         reason,
     };
     let header = parse_wav_header(bytes)
-        .map_err(malformed)?
+        .map_err(|e| malformed(e.to_string()))?
         .ok_or_else(|| malformed("file ends before the 'data' chunk".into()))?;
     let channels = header.channels as usize;
     let (samples, rate) = match header.encoding {

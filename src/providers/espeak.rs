@@ -73,9 +73,9 @@ impl EspeakTts {
             self.synthesize(word.into(), language.into(), tx).await?;
             let bytes = drain
                 .await
-                .map_err(|e| TtsError::Failed(format!("espeak-ng check: {e}")))?;
+                .map_err(|e| TtsError::fatal(format!("espeak-ng check: {e}")))?;
             if bytes == 0 {
-                return Err(TtsError::Failed(format!(
+                return Err(TtsError::fatal(format!(
                     "espeak-ng check: voice '{}' produced no audio",
                     self.voice_for(language)
                 )));
@@ -127,7 +127,7 @@ impl Job {
             return Ok(());
         }
         if text.len() > MAX_TEXT_BYTES {
-            return Err(TtsError::Failed(format!(
+            return Err(TtsError::fatal(format!(
                 "text of {} bytes is too long for espeak-ng (limit {MAX_TEXT_BYTES})",
                 text.len()
             )));
@@ -142,15 +142,16 @@ impl Job {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => TtsError::Failed(format!(
+                std::io::ErrorKind::NotFound => TtsError::fatal(format!(
                     "espeak-ng not found: cannot run '{}' (install espeak-ng, e.g. scripts/setup.sh, or set espeak.binary)",
                     self.binary
                 )),
-                _ => TtsError::Failed(format!("cannot start espeak-ng '{}': {e}", self.binary)),
+                // Out of processes or memory for now: another attempt may start it.
+                _ => TtsError::retryable(format!("cannot start espeak-ng '{}': {e}", self.binary)),
             })?;
         let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
         let Some(stdout) = child.stdout.take() else {
-            return Err(TtsError::Failed("espeak-ng stdout was not captured".into()));
+            return Err(TtsError::fatal("espeak-ng stdout was not captured"));
         };
 
         let streamed = stream_wav_as_mulaw(stdout, &audio).await;
@@ -170,7 +171,7 @@ impl Job {
         let status = child
             .wait()
             .await
-            .map_err(|e| TtsError::Failed(format!("waiting for espeak-ng: {e}")))?;
+            .map_err(|e| TtsError::retryable(format!("waiting for espeak-ng: {e}")))?;
         if !status.success() {
             let stderr = match stderr {
                 Some(task) => task.await.unwrap_or_default(),
@@ -179,7 +180,7 @@ impl Job {
             return Err(self.exit_error(status, &stderr));
         }
         match streamed {
-            Streamed::Eof { audio: false } => Err(TtsError::Failed(format!(
+            Streamed::Eof { audio: false } => Err(TtsError::fatal(format!(
                 "espeak-ng (voice '{}') exited without writing audio",
                 self.voice
             ))),
@@ -194,7 +195,7 @@ impl Job {
         } else {
             stderr.to_string()
         };
-        TtsError::Failed(format!(
+        TtsError::fatal(format!(
             "espeak-ng (voice '{}') failed with {status}: {detail}",
             self.voice
         ))
@@ -207,7 +208,7 @@ async fn stream_wav_as_mulaw(
     mut wav: impl AsyncRead + Unpin,
     audio: &mpsc::Sender<Bytes>,
 ) -> Result<Streamed, TtsError> {
-    let failed = |what: String| TtsError::Failed(format!("espeak-ng output: {what}"));
+    let failed = |what: String| TtsError::fatal(format!("espeak-ng output: {what}"));
     let mut read_buf = vec![0u8; 16 * 1024];
     // Bytes before the header is complete; afterwards, a partial sample frame carried over.
     let mut carry: Vec<u8> = Vec::new();
@@ -227,7 +228,7 @@ async fn stream_wav_as_mulaw(
             pcm.push(bytes, &mut carry, &mut mulaw);
         } else {
             carry.extend_from_slice(bytes);
-            let Some(header) = parse_wav_header(&carry).map_err(failed)? else {
+            let Some(header) = parse_wav_header(&carry).map_err(|e| failed(e.to_string()))? else {
                 continue;
             };
             if header.encoding != WavEncoding::Pcm16 {

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use crate::voice::ports::{
-    AgentEvent, AgentRequest, CallContext, Channel, Message, Role, SttAudioFormat, SttEvent,
-    SttInput,
+    AgentEvent, AgentRequest, CallContext, Channel, FailureKind, Message, ProviderError, Role,
+    SttAudioFormat, SttEvent, SttInput,
 };
 
 /// The three providers a call uses, as built by `crate::app` from the configuration.
@@ -51,18 +51,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 // ---------------------------------------------------------------- speech to text
 
-#[derive(Debug, thiserror::Error)]
-pub enum SttError {
-    #[error("speech recogniser failed: {0}")]
-    Failed(String),
-}
+/// A recogniser failure: a [`ProviderError`], whose kind the call driver acts on.
+pub type SttError = ProviderError;
 
 pub trait SpeechToText: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn audio_format(&self) -> SttAudioFormat;
     /// Opens connections and loads what the first call would otherwise pay for. Called once at
     /// start-up (its duration is logged) and again every `keep_warm` period.
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -81,19 +78,14 @@ pub trait SpeechToText: Send + Sync + 'static {
 
 // ---------------------------------------------------------------- agent
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("agent failed: {0}")]
-    Failed(String),
-    #[error("agent timed out")]
-    Timeout,
-}
+/// An agent failure: a [`ProviderError`], whose kind the session records in the trace.
+pub type AgentError = ProviderError;
 
 pub trait Agent: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Opens connections and loads what the first call would otherwise pay for. Called once at
     /// start-up (its duration is logged) and again every `keep_warm` period.
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -114,17 +106,14 @@ pub trait Agent: Send + Sync + 'static {
 
 // ---------------------------------------------------------------- text to speech
 
-#[derive(Debug, thiserror::Error)]
-pub enum TtsError {
-    #[error("speech synthesis failed: {0}")]
-    Failed(String),
-}
+/// A synthesiser failure: a [`ProviderError`], whose kind the session records in the trace.
+pub type TtsError = ProviderError;
 
 pub trait TextToSpeech: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Opens connections and loads what the first call would otherwise pay for. Called once at
     /// start-up (its duration is logged) and again every `keep_warm` period.
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -220,19 +209,6 @@ pub enum ChatError {
     Stream(String),
 }
 
-/// What a provider failure means for the caller of the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Worth trying again, not before `retry_after` when the server said so.
-    Retryable {
-        retry_after: Option<std::time::Duration>,
-    },
-    /// Will fail the same way again (bad request, auth).
-    Fatal,
-    /// Ran out of time.
-    Timeout,
-}
-
 impl ChatError {
     pub fn kind(&self) -> FailureKind {
         match self {
@@ -250,12 +226,18 @@ impl ChatError {
     }
 }
 
+impl From<ChatError> for ProviderError {
+    fn from(e: ChatError) -> Self {
+        ProviderError::of_kind(e.kind(), e.to_string())
+    }
+}
+
 /// An OpenAI-compatible chat model. Dropping the future cancels the HTTP stream (barge-in).
 pub trait ChatModel: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Opens the pooled connection so the first completion pays no TCP/TLS set-up. Called at
     /// start-up and every `keep_warm` period by the agent that owns the model.
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -327,5 +309,37 @@ pub trait WhatsAppSender: Send + Sync + 'static {
     /// configured, or mock mode) says no, so the agent never tells a customer a message was sent.
     fn delivers(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn chat_failures_keep_their_kind_as_agent_errors() {
+        let status = |status, retry_after| ChatError::Status {
+            status,
+            message: "m".into(),
+            retry_after,
+        };
+        let hint = Some(Duration::from_secs(2));
+        let e = AgentError::from(status(429, hint));
+        assert_eq!(e.kind(), FailureKind::Retryable { retry_after: hint });
+        assert!(e.reason().contains("429"), "{e}");
+        assert_eq!(
+            AgentError::from(status(401, None)).kind(),
+            FailureKind::Fatal
+        );
+        assert_eq!(
+            AgentError::from(ChatError::Timeout).kind(),
+            FailureKind::Timeout
+        );
+        assert_eq!(
+            AgentError::from(ChatError::Stream("eof".into())).kind(),
+            FailureKind::Retryable { retry_after: None }
+        );
     }
 }

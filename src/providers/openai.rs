@@ -1,5 +1,5 @@
-//! OpenAI-compatible chat model (`OpenAiChat`) and the plain conversational agent on top of it
-//! (`LlmAgent`, `call.agent = "openai"`).
+//! OpenAI-compatible chat model (`OpenAiChat`). The one agent on top of it is the booking agent
+//! (`crate::agent::llm::BookingAgent`).
 //!
 //! Works against OpenAI, Azure OpenAI, vLLM, llama.cpp server and Ollama: requests are built with
 //! async-openai's typed Chat Completions request, and the streamed chunks are parsed with our own
@@ -38,10 +38,9 @@ use tokio::time::Instant;
 
 use crate::config::LlmConfig;
 use crate::metrics::llm_stats;
-use crate::providers::FailureKind;
 use crate::providers::{
-    Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, Channel, ChatCompletion, ChatError,
-    ChatEvent, ChatMessage, ChatModel, ChatRequest, Message, Role, ToolCall, ToolSpec,
+    BoxFuture, ChatCompletion, ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest,
+    FailureKind, ProviderError, ToolCall, ToolSpec,
 };
 
 /// The API key for any server.
@@ -173,7 +172,7 @@ impl OpenAiChat {
     /// Opens (or refreshes) a pooled connection with `GET {base}/models`. Any HTTP status counts:
     /// the point is the TCP/TLS connection, and local servers may not implement `/models`.
     /// Returns how long it took.
-    pub fn warm_up(&self) -> BoxFuture<'static, Result<Duration, String>> {
+    pub fn warm_up(&self) -> BoxFuture<'static, Result<Duration, ProviderError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -185,8 +184,8 @@ impl OpenAiChat {
                 .headers(config.headers());
             let response = tokio::time::timeout(inner.limits.timeout, request.send())
                 .await
-                .map_err(|_| "LLM warm-up timed out".to_string())?
-                .map_err(|e| format!("LLM warm-up failed: {e}"))?;
+                .map_err(|_| ProviderError::timeout("LLM warm-up"))?
+                .map_err(|e| ProviderError::retryable(format!("LLM warm-up failed: {e}")))?;
             // Read the (small) body so the connection goes back to the pool for reuse.
             let status = response.status();
             let _ = tokio::time::timeout(inner.limits.timeout, response.bytes()).await;
@@ -326,7 +325,7 @@ impl ChatModel for OpenAiChat {
         "openai"
     }
 
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         let warm = self.warm_up();
         Box::pin(async move { warm.await.map(|_| ()) })
     }
@@ -631,157 +630,6 @@ fn error_message(body: &[u8]) -> String {
     text.chars().take(300).collect()
 }
 
-// ---------------------------------------------------------------- conversational agent
-
-/// How the plain conversational agent talks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlmAgentSettings {
-    pub system_prompt: String,
-    pub temperature: f32,
-    pub max_tokens_phone: u32,
-    pub max_tokens_whatsapp: u32,
-}
-
-impl LlmAgentSettings {
-    pub fn from_config(cfg: &LlmConfig) -> Self {
-        Self {
-            system_prompt: cfg.system_prompt.clone(),
-            temperature: cfg.temperature,
-            max_tokens_phone: cfg.max_tokens_phone,
-            max_tokens_whatsapp: cfg.max_tokens_whatsapp,
-        }
-    }
-
-    pub fn max_tokens(&self, channel: Channel) -> u32 {
-        match channel {
-            Channel::Phone => self.max_tokens_phone,
-            Channel::Whatsapp => self.max_tokens_whatsapp,
-        }
-    }
-}
-
-/// Text deltas buffered between the model and the agent's event channel.
-const AGENT_DELTA_QUEUE: usize = 32;
-
-/// A plain conversational agent: the system prompt plus the conversation, streamed back as text.
-pub struct LlmAgent {
-    model: Arc<dyn ChatModel>,
-    settings: LlmAgentSettings,
-}
-
-impl LlmAgent {
-    pub fn new(model: Arc<dyn ChatModel>, settings: LlmAgentSettings) -> Self {
-        Self { model, settings }
-    }
-
-    /// The messages the model sees for one turn.
-    pub fn messages(&self, request: &AgentRequest) -> Vec<ChatMessage> {
-        let mut messages = Vec::with_capacity(request.history.len() + 1);
-        messages.push(ChatMessage::System(system_prompt(
-            &self.settings.system_prompt,
-            request.channel,
-        )));
-        let last = request.history.len().saturating_sub(1);
-        for (i, message) in request.history.iter().enumerate() {
-            messages.push(history_message(message, request.digits && i == last));
-        }
-        messages
-    }
-}
-
-/// Appended to the configured system prompt so one prompt serves both channels.
-pub const PHONE_CHANNEL_NOTE: &str = "Channel: a phone call. Your reply is spoken aloud by a \
-    speech synthesiser: no lists, markdown, emojis or links; one or two short sentences.";
-pub const WHATSAPP_CHANNEL_NOTE: &str =
-    "Channel: a WhatsApp chat. Reply in short plain-text messages.";
-
-fn system_prompt(prompt: &str, channel: Channel) -> String {
-    let note = match channel {
-        Channel::Phone => PHONE_CHANNEL_NOTE,
-        Channel::Whatsapp => WHATSAPP_CHANNEL_NOTE,
-    };
-    format!("{prompt}\n\n{note}")
-}
-
-fn history_message(message: &Message, typed_digits: bool) -> ChatMessage {
-    match message.role {
-        Role::User if typed_digits => {
-            ChatMessage::User(format!("[typed on the keypad] {}", message.text))
-        }
-        Role::User => ChatMessage::User(message.text.clone()),
-        // The model must know the caller cut it off, or it will assume everything it said landed.
-        Role::Assistant if message.interrupted => ChatMessage::Assistant {
-            text: format!("[interrupted; the caller heard only: \"{}\"]", message.text),
-            tool_calls: Vec::new(),
-        },
-        Role::Assistant => ChatMessage::Assistant {
-            text: message.text.clone(),
-            tool_calls: Vec::new(),
-        },
-    }
-}
-
-impl Agent for LlmAgent {
-    fn name(&self) -> &'static str {
-        "openai"
-    }
-
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
-        self.model.warm()
-    }
-
-    fn prepare(&self, call_sid: &str) {
-        self.model.prepare(call_sid);
-    }
-
-    fn respond(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-    ) -> BoxFuture<'static, Result<(), AgentError>> {
-        let chat_request = ChatRequest {
-            messages: self.messages(&request),
-            tools: Vec::new(),
-            max_tokens: self.settings.max_tokens(request.channel),
-            temperature: self.settings.temperature,
-        };
-        let model = self.model.clone();
-        Box::pin(async move {
-            let (delta_tx, mut delta_rx) = mpsc::channel(AGENT_DELTA_QUEUE);
-            let completion = model.complete(chat_request, delta_tx);
-            // The model stops streaming when this forwarder stops reading (bounded channels), so
-            // a slow speech pipeline throttles the model instead of growing a buffer.
-            let forward = async {
-                while let Some(ChatEvent::TextDelta(text)) = delta_rx.recv().await {
-                    if events.send(AgentEvent::TextDelta(text)).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let (result, ()) = tokio::join!(completion, forward);
-            match result {
-                // Nothing to say (e.g. `length` hit before any text, or a tool call we did not
-                // offer): an error, so the session speaks its fallback instead of silence.
-                Ok(done) if done.text.trim().is_empty() => Err(AgentError::Failed(format!(
-                    "LLM returned no text (finish_reason {:?})",
-                    done.finish_reason
-                ))),
-                Ok(done) => {
-                    tracing::debug!(
-                        ttfb_ms = done.ttfb_ms,
-                        total_ms = done.total_ms,
-                        finish_reason = %done.finish_reason,
-                        "LLM turn"
-                    );
-                    Ok(())
-                }
-                Err(ChatError::Timeout) => Err(AgentError::Timeout),
-                Err(e) => Err(AgentError::Failed(e.to_string())),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,21 +777,5 @@ mod tests {
             OpenAiChat::new(&cfg, Some("line\nbreak".into())),
             Err(OpenAiConfigError::ApiKey)
         ));
-    }
-
-    #[test]
-    fn interrupted_assistant_turns_say_what_the_caller_heard() {
-        let m = Message {
-            role: Role::Assistant,
-            text: "We open at".into(),
-            interrupted: true,
-        };
-        assert_eq!(
-            history_message(&m, false),
-            ChatMessage::Assistant {
-                text: "[interrupted; the caller heard only: \"We open at\"]".into(),
-                tool_calls: vec![]
-            }
-        );
     }
 }

@@ -36,7 +36,8 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::config::WhisperConfig;
 use crate::providers::{
-    BoxFuture, CallContext, SpeechToText, SttAudioFormat, SttError, SttEvent, SttInput,
+    BoxFuture, CallContext, ProviderError, SpeechToText, SttAudioFormat, SttError, SttEvent,
+    SttInput,
 };
 use crate::voice::g711;
 use crate::voice::resample::Upsampler8kTo16k;
@@ -494,17 +495,19 @@ impl SpeechToText for WhisperStt {
 
     /// Loads the models, then transcribes half a second of silence with each, so the first
     /// caller pays neither the load nor the first-inference set-up.
-    fn warm(&self) -> BoxFuture<'static, Result<(), String>> {
+    fn warm(&self) -> BoxFuture<'static, Result<(), ProviderError>> {
         let stt = self.clone();
         Box::pin(async move {
             let started = Instant::now();
-            stt.load().await.map_err(|e| e.to_string())?;
+            stt.load()
+                .await
+                .map_err(|e| ProviderError::fatal(e.to_string()))?;
             let loaded = started.elapsed();
             let silence = vec![0i16; SAMPLE_RATE as usize / 2];
             for language in ["en", "he"] {
                 stt.transcribe(silence.clone(), language)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| ProviderError::fatal(e.to_string()))?;
             }
             tracing::info!(
                 load_ms = loaded.as_millis() as u64,
@@ -616,7 +619,7 @@ async fn run_stream(
     drop(utterances);
     worker
         .await
-        .map_err(|e| SttError::Failed(format!("whisper worker failed: {e}")))
+        .map_err(|e| SttError::fatal(format!("whisper worker failed: {e}")))
 }
 
 fn append_capped(buffer: &mut Vec<i16>, frame: &[i16], cap: usize, over_cap: &mut usize) {

@@ -79,7 +79,7 @@ pub struct CallRow {
 pub struct TurnRow {
     pub call_id: String,
     pub turn: u32,
-    /// `InputKind::as_str`: `speech`, `digits` or `greeting`.
+    /// `InputKind::as_str`: `speech`, `digits`, `greeting` or `notice`.
     pub input_kind: String,
     pub user_text: String,
     pub bot_text: String,

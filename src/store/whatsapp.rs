@@ -145,8 +145,7 @@ pub struct ConversationKey<'a> {
 
 /// Deterministic conversation id: the same customer of the same business is one conversation.
 pub fn conversation_id(business_id: &str, customer_key: &str) -> String {
-    let hex =
-        crate::channels::signature::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
+    let hex = crate::hash::sha256_hex(format!("{business_id}\n{customer_key}").as_bytes());
     format!("wa_{}", &hex[..24])
 }
 

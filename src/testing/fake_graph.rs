@@ -420,7 +420,7 @@ async fn graph_media_meta(
         "messaging_product": "whatsapp",
         "url": format!("{}/media/{media_id}", s.base_url),
         "mime_type": mime,
-        "sha256": crate::channels::signature::sha256_hex(bytes),
+        "sha256": crate::hash::sha256_hex(bytes),
         "file_size": bytes.len().to_string(),
         "id": media_id,
     }))

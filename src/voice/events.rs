@@ -32,6 +32,8 @@ pub enum InputKind {
     Digits,
     /// The bot spoke first (greeting); there was no caller input.
     Greeting,
+    /// The bot spoke unprompted about a failure (the recogniser stopped for good).
+    Notice,
 }
 
 impl InputKind {
@@ -40,6 +42,7 @@ impl InputKind {
             InputKind::Speech => "speech",
             InputKind::Digits => "digits",
             InputKind::Greeting => "greeting",
+            InputKind::Notice => "notice",
         }
     }
 }

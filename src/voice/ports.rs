@@ -107,3 +107,98 @@ pub enum AgentEvent {
     /// End the call after the reply is spoken.
     Hangup,
 }
+
+// ---------------------------------------------------------------- failures
+
+/// What a provider failure means for whoever called the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Worth trying again, not before `retry_after` when the server said so.
+    Retryable {
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Will fail the same way again (bad request, auth, wiring).
+    Fatal,
+    /// Ran out of time.
+    Timeout,
+}
+
+impl FailureKind {
+    /// The kind's name as traces and logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Retryable { .. } => "retryable",
+            FailureKind::Fatal => "fatal",
+            FailureKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// A failure of the recogniser, the agent or the synthesiser, with the kind the session and the
+/// call driver act on (a retryable recogniser failure reconnects under the retry policy; a fatal
+/// one stops the recogniser and the caller hears the fallback).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{reason} (retryable)")]
+    Retryable {
+        reason: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    #[error("{reason} (fatal)")]
+    Fatal { reason: String },
+    #[error("{reason} (timed out)")]
+    Timeout { reason: String },
+}
+
+impl ProviderError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        ProviderError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        ProviderError::Fatal {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn timeout(reason: impl Into<String>) -> Self {
+        ProviderError::Timeout {
+            reason: reason.into(),
+        }
+    }
+
+    /// `reason` with `kind`.
+    pub fn of_kind(kind: FailureKind, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        match kind {
+            FailureKind::Retryable { retry_after } => ProviderError::Retryable {
+                reason,
+                retry_after,
+            },
+            FailureKind::Fatal => ProviderError::Fatal { reason },
+            FailureKind::Timeout => ProviderError::Timeout { reason },
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProviderError::Retryable { retry_after, .. } => FailureKind::Retryable {
+                retry_after: *retry_after,
+            },
+            ProviderError::Fatal { .. } => FailureKind::Fatal,
+            ProviderError::Timeout { .. } => FailureKind::Timeout,
+        }
+    }
+
+    /// What failed, without the kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            ProviderError::Retryable { reason, .. }
+            | ProviderError::Fatal { reason }
+            | ProviderError::Timeout { reason } => reason,
+        }
+    }
+}

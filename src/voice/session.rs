@@ -4,7 +4,8 @@
 //! The driver owns a `CallSession` and repeats:
 //! 1. apply exactly one input with the current time: `handle_media`, `handle_dtmf`, `handle_mark`,
 //!    `handle_stt`, `handle_agent`, `handle_agent_done`, `handle_tts_audio`, `handle_tts_done`,
-//!    `handle_stop`, or `handle_timeout` when the deadline from `poll_timeout` has passed;
+//!    `handle_stt_lost`, `handle_stop`, or `handle_timeout` when the deadline from `poll_timeout`
+//!    has passed;
 //! 2. drain `poll_output` until it returns `None`, carrying out each output;
 //! 3. wait for the next socket message, provider event, or the `poll_timeout` deadline.
 //!
@@ -25,7 +26,7 @@ use crate::voice::digits::{DigitCollector, DigitOutcome};
 use crate::voice::dtmf::{DigitSource, DtmfMerger};
 use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use crate::voice::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats, RttEstimator};
-use crate::voice::ports::{AgentEvent, Message, Role, SttAudioFormat, SttEvent};
+use crate::voice::ports::{AgentEvent, Message, ProviderError, Role, SttAudioFormat, SttEvent};
 use crate::voice::twilio::FRAME_BYTES;
 use crate::voice::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 
@@ -472,20 +473,33 @@ impl CallSession {
         self.pump_pacer(now);
     }
 
-    /// The agent finished the turn (`Err` carries a description for the trace).
-    pub fn handle_agent_done(&mut self, now: Instant, turn: u32, result: Result<(), String>) {
+    /// The agent finished the turn. A failure of any kind is traced with its kind; if nothing of
+    /// the reply was said yet, the caller hears the fallback (the agent retries what is worth
+    /// retrying itself, within the turn's deadline).
+    pub fn handle_agent_done(
+        &mut self,
+        now: Instant,
+        turn: u32,
+        result: Result<(), ProviderError>,
+    ) {
         let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, true) else {
             return;
         };
         reply.agent_running = false;
         reply.marks.ai_total_ms = Some(ms_between(reply.agent_requested_at, now));
-        if let Err(detail) = result {
+        if let Err(error) = result {
             self.counters.agent_errors += 1;
+            let speak_fallback = reply.text.is_empty() && reply.splitter.is_empty();
+            let detail = if speak_fallback {
+                format!("{error}; the fallback reply was spoken")
+            } else {
+                format!("{error}; the reply ends with what was already said")
+            };
             self.outputs.push_back(Output::Event(CallEvent::Warning {
                 kind: "agent_error",
                 detail,
             }));
-            if reply.text.is_empty() && reply.splitter.is_empty() {
+            if speak_fallback {
                 let fallback = self.cfg.fallback_reply.clone();
                 self.request_tts(now, fallback);
             }
@@ -520,7 +534,7 @@ impl CallSession {
         now: Instant,
         turn: u32,
         segment: u32,
-        result: Result<(), String>,
+        result: Result<(), ProviderError>,
     ) {
         let Some(reply) = live_reply(&mut self.reply, &mut self.counters, turn, false) else {
             return;
@@ -528,15 +542,46 @@ impl CallSession {
         if let Some(seg) = reply.segments.get_mut(segment as usize) {
             seg.done = true;
         }
-        if let Err(detail) = result {
+        if let Err(error) = result {
             self.counters.tts_errors += 1;
             self.outputs.push_back(Output::Event(CallEvent::Warning {
                 kind: "tts_error",
-                detail,
+                detail: error.to_string(),
             }));
             reply.tts_failed = true;
         }
         self.after_reply_progress(now);
+    }
+
+    /// The recogniser stopped for good (a fatal failure, or retries exhausted): the call goes on
+    /// with keypad input only. Traced; when the bot is not already talking, the caller hears the
+    /// fallback reply so the silence is not a mystery. An utterance waiting for its transcript
+    /// completes at its STT deadline as before.
+    pub fn handle_stt_lost(&mut self, now: Instant, error: &ProviderError) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        let speak = self.reply.is_none() && self.utterance.is_none();
+        self.outputs.push_back(Output::Event(CallEvent::Warning {
+            kind: "stt_lost",
+            detail: if speak {
+                format!("{error}; keypad input only from now; the fallback reply was spoken")
+            } else {
+                format!("{error}; keypad input only from now")
+            },
+        }));
+        if speak {
+            let fallback = self.cfg.fallback_reply.clone();
+            self.speak_fixed(
+                now,
+                InputKind::Notice,
+                String::new(),
+                None,
+                LatencyMarks::default(),
+                &fallback,
+            );
+        }
+        self.pump_pacer(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kav::caller::latency_proxy::next_rand;
 use kav::config::Config;
-use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
+use kav::providers::{AgentEvent, ProviderError, SttAudioFormat, SttEvent};
 use kav::voice::events::{CallEvent, TurnRecord};
 use kav::voice::g711;
 use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name};
@@ -205,7 +205,7 @@ struct TtsJob {
 enum Scheduled {
     Stt(SttEvent),
     Agent(u32, AgentEvent),
-    AgentDone(u32, Result<(), String>),
+    AgentDone(u32, Result<(), ProviderError>),
 }
 
 /// The agent's behaviour: (user text, typed digits?) → reply.
@@ -462,7 +462,7 @@ impl Harness {
                     now,
                     turn,
                     segment,
-                    Err("scripted TTS failure".into()),
+                    Err(ProviderError::retryable("scripted TTS failure")),
                 );
                 self.drain();
                 continue;
@@ -711,7 +711,10 @@ impl Harness {
                     if reply.fail {
                         self.schedule(
                             at,
-                            Scheduled::AgentDone(turn, Err("scripted failure".into())),
+                            Scheduled::AgentDone(
+                                turn,
+                                Err(ProviderError::retryable("scripted failure")),
+                            ),
                         );
                         continue;
                     }

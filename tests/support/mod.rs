@@ -97,7 +97,9 @@ impl TestServer {
         let cfg = Arc::new(cfg);
         let store = Store::connect(&cfg.store.url).await.expect("store");
         let (recorder, _writer) = store.recorder(cfg.store.writer_queue);
-        let providers = kav::app::providers_from_config(&cfg)
+        // The booking agents (`booking`, `offline`, `openai`) run over this store; the outbox
+        // worker lives as long as the test's runtime.
+        let (providers, _booking) = kav::app::providers_with_store(&cfg, Some(store.clone()))
             .await
             .expect("providers");
         let deps = CallDeps::new(cfg.clone(), providers, Some(recorder.clone()));

@@ -86,7 +86,7 @@ pub struct WireCounters {
 
 enum AgentMsg {
     Event(AgentEvent),
-    Done(Result<(), String>),
+    Done(Result<(), AgentError>),
 }
 
 /// (turn, sentence queue, task) of the synthesiser working on the current reply.
@@ -96,7 +96,33 @@ struct TtsMsg {
     turn: u32,
     segment: u32,
     audio: Option<Bytes>,
-    done: Option<Result<(), String>>,
+    done: Option<Result<(), TtsError>>,
+}
+
+/// A WebSocket read error, classified by kind rather than by its text.
+pub trait SocketError: Display {
+    /// The peer sent a message or frame over the configured size limit.
+    fn is_oversized(&self) -> bool;
+}
+
+impl SocketError for axum::Error {
+    fn is_oversized(&self) -> bool {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = source {
+            if let Some(WsError::Capacity(_)) = error.downcast_ref::<WsError>() {
+                return true;
+            }
+            source = error.source();
+        }
+        false
+    }
+}
+
+impl SocketError for std::convert::Infallible {
+    fn is_oversized(&self) -> bool {
+        match *self {}
+    }
 }
 
 /// Chars of base64 decoded per step: a multiple of 4, so pieces decode independently into a
@@ -106,6 +132,9 @@ const ARENA: usize = 32 * 1024;
 /// Bad frames logged per call before we only count them.
 const LOGGED_PROBLEMS: u64 = 3;
 const MAX_STT_RESTARTS: u32 = 3;
+/// Reopening a failed recogniser stream: the shared policy (jitter, the server's retry-after).
+const STT_REOPEN: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 fn unix_ms() -> i64 {
     SystemTime::now()
@@ -124,7 +153,7 @@ pub async fn run_call<S, E>(
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Send + 'static,
     <S as Sink<Message>>::Error: Display,
-    E: Display,
+    E: SocketError,
 {
     let cfg = deps.config.clone();
     let (sink, mut stream) = socket.split();
@@ -373,7 +402,7 @@ impl CallDriver {
             now.into_std(),
             SessionConfig::from_config(&cfg, deps.stt.audio_format()),
         );
-        let (stt_in, stt_events, stt_task) = spawn_stt(&deps, &ctx);
+        let (stt_in, stt_events, stt_task) = spawn_stt(&deps, &ctx, Duration::ZERO);
         let (agent_tx, agent_rx) = mpsc::channel(32);
         // Two chunks in flight at most: TTS waits on this channel when the call's buffer is full.
         let (tts_tx, tts_rx) = mpsc::channel(2);
@@ -410,7 +439,7 @@ impl CallDriver {
     async fn run<R, E>(&mut self, stream: &mut R, shutdown: &mut watch::Receiver<bool>)
     where
         R: Stream<Item = Result<Message, E>> + Unpin,
-        E: Display,
+        E: SocketError,
     {
         // One timer for the whole call, re-armed only when the session's deadline changes.
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -492,22 +521,20 @@ impl CallDriver {
         }
     }
 
-    fn on_socket<E: Display>(&mut self, msg: Option<Result<Message, E>>) {
+    fn on_socket<E: SocketError>(&mut self, msg: Option<Result<Message, E>>) {
         match msg {
             Some(Ok(Message::Text(text))) => self.on_text(&text),
             Some(Ok(Message::Binary(_))) => self.summary.wire.binary += 1,
             Some(Ok(Message::Close(_))) => self.end_disconnected("closed_without_stop"),
             Some(Ok(_)) => {} // ping/pong are answered by the WebSocket layer
+            Some(Err(e)) if e.is_oversized() => {
+                self.summary.wire.oversized += 1;
+                tracing::warn!(call_sid = %self.ctx.call_sid, error = %e, "oversized message; ending stream");
+                self.end("oversized_message");
+            }
             Some(Err(e)) => {
-                let text = e.to_string();
-                if text.contains("too long") || text.contains("size") {
-                    self.summary.wire.oversized += 1;
-                    tracing::warn!(call_sid = %self.ctx.call_sid, error = %text, "oversized message; ending stream");
-                    self.end("oversized_message");
-                } else {
-                    tracing::warn!(call_sid = %self.ctx.call_sid, error = %text, "socket error");
-                    self.end_disconnected("socket_error");
-                }
+                tracing::warn!(call_sid = %self.ctx.call_sid, error = %e, "socket error");
+                self.end_disconnected("socket_error");
             }
             None => self.end_disconnected("disconnected_without_stop"),
         }
@@ -580,26 +607,39 @@ impl CallDriver {
         }
     }
 
+    /// The recogniser stream ended before the call. Retryable failures (and a stream that simply
+    /// closed, and timeouts) reopen it after the retry policy's delay, at most
+    /// `MAX_STT_RESTARTS` times; a fatal failure (or the last retry) stops it, and the session
+    /// tells the caller and the trace.
     fn on_stt_ended(&mut self, result: Result<Result<(), SttError>, tokio::task::JoinError>) {
-        let detail = match result {
-            Ok(Ok(())) => "recogniser stream closed".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("recogniser task failed: {e}"),
+        let error = match result {
+            Ok(Ok(())) => SttError::retryable("recogniser stream closed"),
+            Ok(Err(e)) => e,
+            // A panicking recogniser would panic again on the same audio.
+            Err(e) => SttError::fatal(format!("recogniser task failed: {e}")),
         };
         self.summary.wire.stt_errors += 1;
         self.record_event(CallEvent::Warning {
             kind: "stt_error",
-            detail: detail.clone(),
+            detail: error.to_string(),
         });
-        if self.stt_restarts >= MAX_STT_RESTARTS {
-            tracing::warn!(call_sid = %self.ctx.call_sid, %detail, "recogniser keeps failing; call continues without it");
+        let retry_after = match error.kind() {
+            FailureKind::Retryable { retry_after } => Some(retry_after),
+            FailureKind::Timeout => Some(None),
+            FailureKind::Fatal => None,
+        };
+        let Some(retry_after) = retry_after.filter(|_| self.stt_restarts < MAX_STT_RESTARTS) else {
+            tracing::warn!(call_sid = %self.ctx.call_sid, %error, "recogniser stopped; call continues on the keypad");
             // Park the branch: a task that never finishes.
             self.stt_task = tokio::spawn(std::future::pending());
+            self.session
+                .handle_stt_lost(Instant::now().into_std(), &error);
             return;
-        }
+        };
+        let delay = STT_REOPEN.delay(self.stt_restarts, retry_after);
         self.stt_restarts += 1;
-        tracing::warn!(call_sid = %self.ctx.call_sid, %detail, "recogniser stream ended; reopening");
-        let (stt_in, stt_events, stt_task) = spawn_stt(&self.deps, &self.ctx);
+        tracing::warn!(call_sid = %self.ctx.call_sid, %error, delay_ms = delay.as_millis() as u64, "recogniser stream ended; reopening");
+        let (stt_in, stt_events, stt_task) = spawn_stt(&self.deps, &self.ctx, delay);
         self.stt_in = stt_in;
         self.stt_events = stt_events;
         self.stt_task = stt_task;
@@ -739,7 +779,7 @@ impl CallDriver {
                         Instant::now().into_std(),
                         turn,
                         segment,
-                        Err("too many sentences queued".into()),
+                        Err(TtsError::fatal("too many sentences queued")),
                     );
                 }
             }
@@ -895,9 +935,11 @@ impl CallDriver {
     }
 }
 
+/// Opens a recogniser stream after `delay` (frames meanwhile queue, then drop counted).
 fn spawn_stt(
     deps: &CallDeps,
     ctx: &CallContext,
+    delay: Duration,
 ) -> (
     mpsc::Sender<SttInput>,
     mpsc::Receiver<SttEvent>,
@@ -906,7 +948,13 @@ fn spawn_stt(
     // ~1.3 s of audio may queue for a slow recogniser before frames are dropped and counted.
     let (in_tx, in_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(16);
-    let task = tokio::spawn(deps.stt.stream(ctx.clone(), in_rx, ev_tx));
+    let stream = deps.stt.stream(ctx.clone(), in_rx, ev_tx);
+    let task = tokio::spawn(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        stream.await
+    });
     (in_tx, ev_rx, task)
 }
 
@@ -943,9 +991,7 @@ async fn run_agent(
     let (tx, rx) = mpsc::channel(32);
     let fut = agent.respond(request, tx);
     if let Some(result) = pump(fut, rx, &out, |e| (turn, AgentMsg::Event(e))).await {
-        let _ = out
-            .send((turn, AgentMsg::Done(result.map_err(|e| e.to_string()))))
-            .await;
+        let _ = out.send((turn, AgentMsg::Done(result))).await;
     }
 }
 
@@ -972,10 +1018,235 @@ async fn tts_worker(
             turn,
             segment,
             audio: None,
-            done: Some(result.map_err(|e| e.to_string())),
+            done: Some(result),
         };
         if out.send(done).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// An in-memory Media Streams peer: inbound messages from a channel, outbound ones accepted
+    /// and dropped.
+    struct Peer(mpsc::Receiver<Message>);
+
+    impl Stream for Peer {
+        type Item = Result<Message, Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx).map(|m| m.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for Peer {
+        type Error = Infallible;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Infallible> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Fails its first `failures` streams with `error` as soon as they start; later streams run
+    /// until the call ends. Records when each stream started.
+    struct FailingStt {
+        error: SttError,
+        failures: usize,
+        started: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl SpeechToText for FailingStt {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn audio_format(&self) -> SttAudioFormat {
+            SttAudioFormat::Mulaw8k
+        }
+        fn stream(
+            &self,
+            _: CallContext,
+            mut input: mpsc::Receiver<SttInput>,
+            _: mpsc::Sender<SttEvent>,
+        ) -> BoxFuture<'static, Result<(), SttError>> {
+            let (error, failures, started) =
+                (self.error.clone(), self.failures, self.started.clone());
+            Box::pin(async move {
+                let n = {
+                    let mut started = started.lock().unwrap();
+                    started.push(Instant::now());
+                    started.len()
+                };
+                if n <= failures {
+                    return Err(error);
+                }
+                while input.recv().await.is_some() {}
+                Ok(())
+            })
+        }
+    }
+
+    struct SilentAgent;
+
+    impl Agent for SilentAgent {
+        fn name(&self) -> &'static str {
+            "silent"
+        }
+        fn respond(
+            &self,
+            _: AgentRequest,
+            _: mpsc::Sender<AgentEvent>,
+        ) -> BoxFuture<'static, Result<(), AgentError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// Records what it was asked to say and answers with 100 ms of silence.
+    struct RecordingTts(Arc<Mutex<Vec<String>>>);
+
+    impl TextToSpeech for RecordingTts {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn synthesize(
+            &self,
+            text: String,
+            _: String,
+            audio: mpsc::Sender<Bytes>,
+        ) -> BoxFuture<'static, Result<(), TtsError>> {
+            self.0.lock().unwrap().push(text);
+            Box::pin(async move {
+                let _ = audio
+                    .send(Bytes::from_static(&[crate::voice::g711::SILENCE; 800]))
+                    .await;
+                Ok(())
+            })
+        }
+    }
+
+    struct Outcome {
+        started: Vec<Instant>,
+        call_started: Instant,
+        spoken: Vec<String>,
+        summary: CallSummary,
+    }
+
+    /// A three-second call (virtual time) whose recogniser is `stt`.
+    async fn call_with(error: SttError, failures: usize) -> Outcome {
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let spoken = Arc::new(Mutex::new(Vec::new()));
+        let deps = Arc::new(CallDeps {
+            config: Arc::new(Config::default()),
+            stt: Arc::new(FailingStt {
+                error,
+                failures,
+                started: started.clone(),
+            }),
+            agent: Arc::new(SilentAgent),
+            tts: Arc::new(RecordingTts(spoken.clone())),
+            recorder: None,
+            metrics: Arc::new(Metrics::new()),
+        });
+        let (tx, rx) = mpsc::channel(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let call_started = Instant::now();
+        let call = tokio::spawn(run_call(Peer(rx), deps, stop_rx));
+        let mut start = BytesMut::new();
+        twilio::write_start(
+            &mut start,
+            &twilio::Start {
+                stream_sid: "MZ1".into(),
+                call_sid: "CA1".into(),
+                tracks: vec!["inbound".into()],
+                ..Default::default()
+            },
+        );
+        let text = Utf8Bytes::try_from(start.freeze()).unwrap();
+        tx.send(Message::Text(text)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(tx);
+        let summary = call.await.unwrap();
+        let started = started.lock().unwrap().clone();
+        let spoken = spoken.lock().unwrap().clone();
+        Outcome {
+            started,
+            call_started,
+            spoken,
+            summary,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retryable_recogniser_failure_reopens_after_the_backoff() {
+        let out = call_with(SttError::retryable("connection reset"), 2).await;
+        // Two failures, then a stream that lives until the call ends.
+        assert_eq!(out.started.len(), 3, "{:?}", out.started);
+        assert_eq!(out.summary.wire.stt_errors, 2);
+        // The policy's first two delays, with jitter: [50, 100] ms, then [100, 200] ms.
+        let gaps: Vec<Duration> = out.started.windows(2).map(|w| w[1] - w[0]).collect();
+        let within = |d: Duration, lo: u64, hi: u64| {
+            (Duration::from_millis(lo)..=Duration::from_millis(hi)).contains(&d)
+        };
+        assert!(within(gaps[0], 50, 100), "{gaps:?}");
+        assert!(within(gaps[1], 100, 200), "{gaps:?}");
+        assert!(out.started[0] - out.call_started < Duration::from_millis(10));
+        // Nothing told the caller: the recogniser came back.
+        assert!(out.spoken.is_empty(), "{:?}", out.spoken);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_retry_after_delays_the_reopen() {
+        let error = SttError::Retryable {
+            reason: "quota".into(),
+            retry_after: Some(Duration::from_millis(1500)),
+        };
+        let out = call_with(error, 1).await;
+        assert_eq!(out.started.len(), 2);
+        // Raised to the hint, which is under the policy's 2 s cap.
+        assert!(out.started[1] - out.started[0] >= Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_recogniser_failure_stops_it_and_speaks_the_fallback() {
+        let out = call_with(SttError::fatal("permission denied"), 5).await;
+        assert_eq!(out.started.len(), 1, "a fatal failure is not retried");
+        assert_eq!(out.summary.wire.stt_errors, 1);
+        assert_eq!(out.spoken, vec![Config::default().call.fallback_reply]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_run_out_into_the_fallback() {
+        let out = call_with(SttError::timeout("no answer"), 10).await;
+        assert_eq!(out.started.len(), 1 + MAX_STT_RESTARTS as usize);
+        assert_eq!(out.spoken, vec![Config::default().call.fallback_reply]);
+    }
+
+    #[test]
+    fn socket_errors_are_classified_by_kind_not_by_text() {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let too_big = axum::Error::new(WsError::Capacity(CapacityError::MessageTooLong {
+            size: 70_000,
+            max_size: 65_536,
+        }));
+        assert!(too_big.is_oversized());
+        // The old substring test would have called this oversized.
+        let io = std::io::Error::other("frame size mismatch, message too long");
+        assert!(!axum::Error::new(WsError::Io(io)).is_oversized());
+        assert!(!axum::Error::new(WsError::ConnectionClosed).is_oversized());
     }
 }

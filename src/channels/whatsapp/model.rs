@@ -785,7 +785,7 @@ mod tests {
     fn media_sha256_accepts_hex_and_base64_and_tells_mismatch_from_unreadable() {
         use base64::Engine as _;
         let bytes = b"OggS voice note";
-        let hex = crate::channels::signature::sha256_hex(bytes);
+        let hex = crate::hash::sha256_hex(bytes);
         let raw: Vec<u8> = (0..32)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
             .collect();
