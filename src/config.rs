@@ -46,6 +46,7 @@ pub struct Config {
     pub whisper: WhisperConfig,
     pub retention: RetentionConfig,
     pub console: ConsoleConfig,
+    pub staff_agent: StaffAgentConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,6 +97,25 @@ impl Default for ConsoleConfig {
             login_per_min_account: 5,
             secure_cookie: false,
             max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The staff assistant (issue 13, `src/staff/`): its batch tools.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaffAgentConfig {
+    /// A batch touching more items than this asks for confirmation first (a single-use token).
+    pub confirm_over: usize,
+    /// A confirmation token expires this long after it was issued.
+    pub confirm_ttl_s: u64,
+}
+
+impl Default for StaffAgentConfig {
+    fn default() -> Self {
+        Self {
+            confirm_over: 5,
+            confirm_ttl_s: 600,
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod providers;
 pub mod retry;
 pub mod server;
+/// The staff assistant (issue 13): batch tools for a business's staff, console only.
+pub mod staff;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -7,6 +7,7 @@
 pub mod llm;
 pub mod offline;
 pub mod tools;
+pub mod usecases;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,21 +10,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::usecases::{Bookings, Refused, ReserveRequest};
 use super::{AgentSettings, BookingRuntime};
 use crate::booking::guard::Evidence;
-use crate::booking::outbox::{
-    self, Delivery, KIND_APPOINTMENT_CREATED, KIND_WHATSAPP_SEND, SendPayload,
-};
+use crate::booking::outbox::{self, Delivery, KIND_WHATSAPP_SEND, SendPayload};
 use crate::booking::parse::normalize_phone;
 use crate::booking::pii::hash_phone;
-use crate::booking::policy::{
-    ConcurrencyScope, Refusal, ResourceCap, StartVerdict, parse_local_datetime,
-};
-use crate::booking::temporal::{self, Ambiguity};
+use crate::booking::policy::{Refusal, ResourceCap};
 use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
-use crate::store::booking::{
-    Appointment, CapacityRule, CreateOutcome, NewOutboxEvent, Resource, ToolTraceRow,
-};
+use crate::store::booking::{Appointment, NewOutboxEvent, Resource, ToolTraceRow};
 
 pub const FIND_SLOTS: &str = "calendar_find_slots";
 pub const CREATE: &str = "calendar_create_appointment";
@@ -261,61 +255,32 @@ impl ToolContext {
         self.rt.now_ms()
     }
 
+    fn bookings(&self) -> Bookings<'_> {
+        Bookings::new(&self.rt, &self.settings)
+    }
+
     fn resource_by_name(&self, name: &str) -> Option<&Resource> {
-        let n = name.trim().to_lowercase();
-        self.settings.resources.iter().find(|r| {
-            r.id.to_lowercase() == n
-                || r.name.to_lowercase() == n
-                || r.aliases.iter().any(|a| a.to_lowercase() == n)
-                || r.mentioned_in(name)
-        })
+        self.bookings().resource_by_name(name).ok()
     }
 
     /// A date argument: `YYYY-MM-DD`, or words the temporal parser reads ("tomorrow", "15.12").
     fn date_arg(&self, raw: &str) -> Result<Date, ()> {
-        if let Ok(d) = raw.trim().parse::<Date>() {
-            return Ok(d);
-        }
-        let now = self.settings.policy.zoned(self.now());
-        temporal::parse(raw, &now).date.ok_or(())
+        self.bookings().date_arg(raw, self.now()).ok_or(())
     }
 
-    /// A start argument: ISO (with or without offset), else the same parser the offline dialog
-    /// uses. Never shifted: an ambiguous 12-hour time is an error, a past one is refused later
-    /// by the policy as `past_time`.
+    /// A start argument (see [`Bookings::start_arg`]).
     fn start_arg(&self, raw: &str) -> Result<jiff::civil::DateTime, Value> {
-        let p = &self.settings.policy;
-        if let Some(dt) = parse_local_datetime(raw, &p.tz) {
-            return Ok(dt);
-        }
-        let t = temporal::parse(raw, &p.zoned(self.now()));
-        match (t.date, t.time, t.ambiguity) {
-            (_, _, Some(Ambiguity::TwelveHour { .. })) => Err(fail(
-                "ambiguous_time",
-                "a 12-hour time without am/pm; ask the customer which one",
-            )),
-            (_, _, Some(Ambiguity::WhichDay { .. })) => Err(fail(
-                "ambiguous_date",
-                "several days fit (a weekend, a week); ask the customer which day",
-            )),
-            (_, _, Some(Ambiguity::InvalidDate)) => {
-                Err(fail("bad_arguments", "that date does not exist"))
-            }
-            (Some(d), Some(time), _) => Ok(d.to_datetime(time)),
-            _ => Err(fail(
-                "bad_arguments",
-                "start_iso must be like 2026-11-24T10:00",
-            )),
-        }
+        self.bookings()
+            .start_arg(raw, self.now())
+            .map_err(|e| fail(e.code(), e.reason()))
     }
 
     fn caps(&self) -> Vec<ResourceCap> {
-        self.settings.resources.iter().map(Resource::cap).collect()
+        self.bookings().caps()
     }
 
     fn resource_name(&self, id: Option<&str>) -> Option<String> {
-        id.and_then(|id| self.settings.resources.iter().find(|r| r.id == id))
-            .map(|r| r.name.clone())
+        self.bookings().resource_name(id)
     }
 
     /// Runs a tool by name with raw JSON arguments and traces it. Never fails.
@@ -453,24 +418,6 @@ impl ToolContext {
                "resources": names})
     }
 
-    fn capacity_rule(&self, resource_id: Option<&str>) -> CapacityRule {
-        match (self.settings.policy.scope, resource_id) {
-            (ConcurrencyScope::Resource, Some(id)) => CapacityRule::Resource {
-                resource_id: id.into(),
-                limit: self
-                    .settings
-                    .resources
-                    .iter()
-                    .find(|r| r.id == id)
-                    .map(|r| r.concurrency_limit)
-                    .unwrap_or(1),
-            },
-            _ => CapacityRule::Business {
-                limit: self.settings.policy.business_limit,
-            },
-        }
-    }
-
     /// A refused start time: the policy's reason and the nearest valid times.
     async fn refused(&self, refusal: Refusal, start_ms: i64, resource: Option<&str>) -> Value {
         let suggestions = self.suggestions(start_ms, resource).await;
@@ -479,20 +426,40 @@ impl ToolContext {
     }
 
     async fn suggestions(&self, target_ms: i64, resource: Option<&str>) -> Vec<Value> {
-        let p = &self.settings.policy;
-        let busy = self
-            .store()
-            .busy(
-                &self.settings.business.id,
-                target_ms - 2 * 86_400_000,
-                target_ms + 2 * 86_400_000,
-            )
+        self.bookings()
+            .suggestions(self.now(), target_ms, resource, 2)
             .await
-            .unwrap_or_default();
-        p.nearest_slots(self.now(), target_ms, &self.caps(), &busy, resource, 2)
             .iter()
             .map(|s| self.slot_json(s.start_ms, s.end_ms, &s.resource_ids))
             .collect()
+    }
+
+    /// A refusal of the use cases as this tool answers it.
+    async fn refusal_json(&self, refused: Refused) -> Value {
+        match refused {
+            Refused::Policy {
+                refusal,
+                start_ms,
+                resource_id,
+            } => {
+                self.refused(refusal, start_ms, resource_id.as_deref())
+                    .await
+            }
+            Refused::Full { .. } => fail("full", "that time was just taken"),
+            Refused::NeedName => fail("need_name", "ask the customer's name before booking"),
+            Refused::NeedPhone => fail(
+                "need_phone",
+                if self.channel == Channel::Phone {
+                    "ask the caller to type their phone number on the keypad and press #"
+                } else {
+                    "ask the customer for their phone number"
+                },
+            ),
+            Refused::UnknownResource { name, .. } => self.unknown_resource(&name),
+            Refused::NotFound => fail("not_found", "no such appointment for this customer"),
+            Refused::AlreadyCancelled => fail("not_found", "already cancelled"),
+            Refused::Store(e) => fail("internal", e.to_string()),
+        }
     }
 
     async fn create(&self, raw: &str) -> Value {
@@ -500,188 +467,74 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let p = self.settings.policy.clone();
         let now = self.now();
         let start = match self.start_arg(&args.start_iso) {
             Ok(s) => s,
             Err(e) => return e,
         };
-        let name = args.customer_name.trim().to_string();
-        if name.is_empty() {
-            return fail("need_name", "ask the customer's name before booking");
-        }
         let phone = args
             .customer_phone
             .as_deref()
             .filter(|p| p.chars().filter(char::is_ascii_digit).count() >= 7)
             .map(normalize_phone)
             .or_else(|| self.caller_phone.clone());
-        if p.require_phone_before_booking && phone.is_none() {
-            let how = if self.channel == Channel::Phone {
-                "ask the caller to type their phone number on the keypad and press #"
-            } else {
-                "ask the customer for their phone number"
-            };
-            return fail("need_phone", how);
+        let bookings = self.bookings();
+        if let Err(refused) = bookings.check_contact(&args.customer_name, phone.as_deref()) {
+            return self.refusal_json(refused).await;
         }
-        let wanted = match args.resource.as_deref().filter(|r| !r.trim().is_empty()) {
-            Some(n) => match self.resource_by_name(n) {
-                Some(r) => Some(r.id.clone()),
-                None => return self.unknown_resource(n),
+        let resource_id = match args.resource.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(n) => match bookings.resource_by_name(n) {
+                Ok(r) => Some(r.id.clone()),
+                Err(refused) => return self.refusal_json(refused).await,
             },
             None => None,
         };
-        let start_ms = start
-            .to_zoned(p.tz.clone())
-            .map(|z| z.timestamp().as_millisecond())
-            .unwrap_or(0);
-        let busy = match self
-            .store()
-            .busy(
-                &self.settings.business.id,
-                start_ms - 86_400_000,
-                start_ms + 86_400_000,
-            )
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => return fail("internal", e.to_string()),
-        };
-        // An identical request within the window is the existing booking (no duplicate), even
-        // though that booking itself now fills the slot.
-        let key = request_key(
-            &self.settings.business.id,
-            wanted.as_deref(),
-            start_ms,
-            phone.as_deref(),
-            &name,
-        );
-        if let Some(existing) = self.existing_duplicate(&key, now).await {
-            let status = self.confirmation_status(&existing).await;
-            return self.created_json(&existing, true, None, status);
-        }
-        let (start_ms, end_ms) =
-            match p.check_start(now, start, &self.caps(), &busy, wanted.as_deref()) {
-                StartVerdict::Ok { start_ms, end_ms } => (start_ms, end_ms),
-                StartVerdict::Refused(refusal) => {
-                    return self.refused(refusal, start_ms, wanted.as_deref()).await;
-                }
-            };
-        // Pick the room: the one asked for, else the first with room left.
-        let resource_id = match wanted {
-            Some(id) => Some(id),
-            None => p
-                .free_resources(start_ms, end_ms, &self.caps(), &busy, None)
-                .into_iter()
-                .next(),
-        };
-        let business = &self.settings.business;
-        let whatsapp_target = phone.clone().zip(self.whatsapp_number_id().await);
-        let mut events = Vec::new();
-        if let Some((to, pnid)) = &whatsapp_target {
-            let text = confirmation_text(
-                business.hebrew(),
-                &business.name,
-                self.resource_name(resource_id.as_deref()).as_deref(),
-                &p.date_iso(start_ms),
-                &p.time_display(start_ms),
-                &name,
-            );
-            let payload = SendPayload {
-                message: OutboundMessage {
-                    phone_number_id: pnid.clone(),
-                    to: to.trim_start_matches('+').to_string(),
-                    body: OutboundBody::Text { text },
-                    idempotency_key: "confirm:{appointment_id}".into(),
-                },
-                template_fallback: Some(OutboundBody::Template {
-                    name: "appointment_confirmation".into(),
-                    language: if business.hebrew() {
-                        "he".into()
-                    } else {
-                        "en".into()
-                    },
-                    params: vec![name.clone(), p.date_iso(start_ms), p.time_display(start_ms)],
-                }),
-            };
-            events.push(NewOutboxEvent {
-                business_id: business.id.clone(),
-                kind: KIND_APPOINTMENT_CREATED.into(),
-                payload_json: serde_json::to_string(&payload).unwrap_or_default(),
-                idempotency_key: "confirm:{appointment_id}".into(),
-                not_before_ms: now,
-            });
-        }
-        let appt = Appointment {
-            id: String::new(),
-            business_id: business.id.clone(),
-            resource_id: resource_id.clone(),
-            customer_id: None,
-            customer_name: name.clone(),
-            customer_phone: phone.clone(),
-            start_ms,
-            end_ms,
-            status: "booked".into(),
+        let request = ReserveRequest {
+            start,
+            resource_id,
+            name: args.customer_name.trim().to_string(),
+            phone: phone.clone(),
             channel: self.channel.as_str().into(),
             conversation_id: self.conversation_id.clone(),
-            request_key: key,
-            created_at_ms: now,
+            confirm_on_whatsapp: true,
         };
-        let appt = match self
-            .store()
-            .create_appointment(appt, self.capacity_rule(resource_id.as_deref()), events)
-            .await
-        {
-            Ok(CreateOutcome::Created(a)) => a,
-            Ok(CreateOutcome::Existing(a)) => {
-                let status = self.confirmation_status(&a).await;
-                return self.created_json(&a, true, None, status);
-            }
-            Ok(CreateOutcome::Full) => {
+        let reserved = match bookings.reserve(&request, now).await {
+            Ok(r) => r,
+            Err(Refused::Full {
+                start_ms,
+                resource_id,
+            }) => {
                 let suggestions = self.suggestions(start_ms, resource_id.as_deref()).await;
                 return json!({"ok": false, "error": "full", "reason": "that time was just taken; offer the suggestions", "suggestions": suggestions});
             }
-            Err(e) => return fail("internal", e.to_string()),
+            Err(refused) => return self.refusal_json(refused).await,
         };
+        let appt = reserved.appointment;
+        if reserved.duplicate {
+            let status = self.confirmation_status(&appt).await;
+            return self.created_json(&appt, true, None, status);
+        }
+        let name = appt.customer_name.clone();
         // Lead upsert after the commit: a failure is traced, never fatal to the booking.
-        let lead_id = match &phone {
-            Some(ph) => {
-                let started = Instant::now();
-                match self
-                    .store()
-                    .upsert_customer(
-                        &business.id,
-                        ph,
-                        Some(&name),
-                        self.channel.as_str(),
-                        "booked",
-                        now,
-                    )
-                    .await
-                {
-                    Ok(id) => {
-                        let _ = self.store().set_appointment_customer(&appt.id, &id).await;
-                        Some(id)
-                    }
-                    Err(e) => {
-                        self.trace(
-                            "leads_upsert(auto)",
-                            &json!({"phone": ph, "name": name}),
-                            false,
-                            Some("internal"),
-                            Some(&e.to_string()),
-                            started.elapsed().as_millis() as i64,
-                            now,
-                        )
-                        .await;
-                        None
-                    }
-                }
+        let started = Instant::now();
+        let lead_id = match bookings.attach_customer(&appt, now).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.trace(
+                    "leads_upsert(auto)",
+                    &json!({"phone": appt.customer_phone, "name": name}),
+                    false,
+                    Some("internal"),
+                    Some(&e.to_string()),
+                    started.elapsed().as_millis() as i64,
+                    now,
+                )
+                .await;
+                None
             }
-            None => None,
         };
         // One immediate WhatsApp attempt; the outbox worker retries if it fails.
-        let status = if whatsapp_target.is_none() {
+        let status = if !reserved.confirmation_queued {
             "pending"
         } else {
             match outbox::deliver_key_now(&self.rt, &format!("confirm:{}", appt.id)).await {
@@ -694,19 +547,6 @@ impl ToolContext {
             }
         };
         self.created_json(&appt, false, lead_id, status)
-    }
-
-    async fn existing_duplicate(&self, key: &str, now: i64) -> Option<Appointment> {
-        let all = self
-            .store()
-            .appointments_for_business(&self.settings.business.id)
-            .await
-            .ok()?;
-        all.into_iter().find(|a| {
-            a.request_key == key
-                && a.status == "booked"
-                && a.created_at_ms >= now - crate::store::booking::DEDUPE_WINDOW_MS
-        })
     }
 
     fn created_json(
@@ -810,67 +650,29 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let p = self.settings.policy.clone();
         let start = match self.start_arg(&args.start_iso) {
             Ok(s) => s,
             Err(e) => return e,
         };
+        let bookings = self.bookings();
         let resource_id = match args.resource.as_deref() {
-            Some(n) => match self.resource_by_name(n) {
-                Some(r) => Some(r.id.clone()),
-                None => return self.unknown_resource(n),
+            Some(n) => match bookings.resource_by_name(n) {
+                Ok(r) => Some(r.id.clone()),
+                Err(refused) => return self.refusal_json(refused).await,
             },
-            None => current.resource_id.clone(),
+            None => None,
         };
-        let now = self.now();
-        let start_ms = start
-            .to_zoned(p.tz.clone())
-            .map(|z| z.timestamp().as_millisecond())
-            .unwrap_or(0);
-        let busy: Vec<_> = match self
-            .store()
-            .busy(
-                &self.settings.business.id,
-                start_ms - 86_400_000,
-                start_ms + 86_400_000,
-            )
+        match bookings
+            .modify(&current, start, resource_id, self.now())
             .await
         {
-            Ok(b) => b
-                .into_iter()
-                .filter(|b| {
-                    !(b.start_ms == current.start_ms && b.resource_id == current.resource_id)
-                })
-                .collect(),
-            Err(e) => return fail("internal", e.to_string()),
-        };
-        match p.check_start(now, start, &self.caps(), &busy, resource_id.as_deref()) {
-            StartVerdict::Ok { start_ms, end_ms } => {
-                match self
-                    .store()
-                    .move_appointment(
-                        &current.id,
-                        resource_id.as_deref(),
-                        start_ms,
-                        end_ms,
-                        self.capacity_rule(resource_id.as_deref()),
-                        now,
-                    )
-                    .await
-                {
-                    Ok(true) => {
-                        json!({"ok": true, "appointment_id": current.id, "date_iso": p.date_iso(start_ms),
-                        "time_display": p.time_display(start_ms), "start_iso": p.iso(start_ms),
-                        "resource": self.resource_name(resource_id.as_deref())})
-                    }
-                    Ok(false) => fail("full", "that time was just taken"),
-                    Err(e) => fail("internal", e.to_string()),
-                }
+            Ok(moved) => {
+                let p = &self.settings.policy;
+                json!({"ok": true, "appointment_id": moved.id, "date_iso": p.date_iso(moved.start_ms),
+                "time_display": p.time_display(moved.start_ms), "start_iso": p.iso(moved.start_ms),
+                "resource": self.resource_name(moved.resource_id.as_deref())})
             }
-            StartVerdict::Refused(refusal) => {
-                self.refused(refusal, start_ms, resource_id.as_deref())
-                    .await
-            }
+            Err(refused) => self.refusal_json(refused).await,
         }
     }
 
@@ -883,14 +685,9 @@ impl ToolContext {
             Ok(a) => a,
             Err(e) => return e,
         };
-        match self
-            .store()
-            .cancel_appointment(&current.id, self.now())
-            .await
-        {
-            Ok(true) => json!({"ok": true, "appointment_id": current.id}),
-            Ok(false) => fail("not_found", "already cancelled"),
-            Err(e) => fail("internal", e.to_string()),
+        match self.bookings().cancel(&current, self.now()).await {
+            Ok(()) => json!({"ok": true, "appointment_id": current.id}),
+            Err(refused) => self.refusal_json(refused).await,
         }
     }
 
@@ -1007,7 +804,7 @@ impl ToolContext {
 }
 
 /// Local midnight of `from` to local midnight after `to`, in unix ms.
-fn day_bounds(p: &crate::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
+pub fn day_bounds(p: &crate::booking::policy::Policy, from: Date, to: Date) -> (i64, i64) {
     let ms = |d: Date| {
         d.to_datetime(jiff::civil::Time::midnight())
             .to_zoned(p.tz.clone())

@@ -21,6 +21,7 @@ pub mod booking;
 /// Operator console tables (migration 0009) and versioned business edits.
 pub mod console;
 pub mod privacy;
+pub mod staff;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
