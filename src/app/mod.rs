@@ -359,7 +359,10 @@ pub fn console(
         None
     };
     let staff = crate::staff::agent::StaffAgent::new(runtime, model, cfg.staff_agent.clone());
-    tracing::info!(mode = staff.mode(), "staff assistant at /console/b/{{business}}/staff");
+    tracing::info!(
+        mode = staff.mode(),
+        "staff assistant at /console/b/{{business}}/staff"
+    );
     console.set_staff_agent(staff);
     console
 }

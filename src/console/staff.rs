@@ -36,7 +36,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "למשל: מי קבע ביום חמישי? / cancel all Dubai-room bookings next week",
     ),
     ("send", "Send", "שליחה"),
-    ("staff_prompt", "Staff assistant prompt", "הנחיה לעוזר הצוות"),
+    (
+        "staff_prompt",
+        "Staff assistant prompt",
+        "הנחיה לעוזר הצוות",
+    ),
 ];
 
 pub(super) fn routes() -> Router<Arc<super::Console>> {
@@ -166,7 +170,10 @@ async fn message(ctx: Ctx, Path(biz): Path<String>, headers: HeaderMap, body: By
         })?;
     match ctx.fmt {
         Format::Json => Ok(axum::Json(reply).into_response()),
-        Format::Html => ctx.done(&format!("/console/b/{biz}/staff#end"), serde_json::json!({})),
+        Format::Html => ctx.done(
+            &format!("/console/b/{biz}/staff#end"),
+            serde_json::json!({}),
+        ),
     }
 }
 

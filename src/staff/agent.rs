@@ -161,7 +161,11 @@ impl StaffAgent {
 
     /// `llm` when a model is configured, else `offline`.
     pub fn mode(&self) -> &'static str {
-        if self.model.is_some() { "llm" } else { "offline" }
+        if self.model.is_some() {
+            "llm"
+        } else {
+            "offline"
+        }
     }
 
     /// The prompt in force for a business: its own, else `[staff_agent] prompt`.
@@ -235,14 +239,19 @@ impl StaffAgent {
                 temperature: 0.1,
             };
             let end = run_tool_loop(model.as_ref(), messages, &limits, &mut host).await;
-            let StaffHost { text: said, log, .. } = host;
+            let StaffHost {
+                text: said, log, ..
+            } = host;
             match end {
                 LoopEnd::Done if !said.trim().is_empty() => {
                     mode = "llm";
                     outcome = Some((said.trim().to_string(), log));
                 }
                 LoopEnd::Done => {
-                    tracing::warn!(business = t.business_id, "staff LLM answered nothing; offline answers");
+                    tracing::warn!(
+                        business = t.business_id,
+                        "staff LLM answered nothing; offline answers"
+                    );
                     outcome = self.offline_after(log, text);
                 }
                 LoopEnd::Failed(reason) => {

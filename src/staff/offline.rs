@@ -26,7 +26,6 @@ use crate::booking::parse::{is_no, is_yes, normalize_phone, parse_phone};
 use crate::booking::temporal::{self, Ambiguity, PartOfDay, hebrew_stems, words};
 use crate::store::booking::Resource;
 
-
 /// Rows of a find or a batch result listed in a reply; the rest is counted.
 const LISTED_ROWS: usize = 20;
 /// Free slots listed in a reply.
@@ -235,12 +234,72 @@ const FIND_WORDS: &[&str] = &[
 ];
 /// Words that are never a customer's name.
 const NOT_NAMES: &[&str] = &[
-    "the", "a", "an", "all", "every", "everyone", "everybody", "bookings", "booking",
-    "appointments", "appointment", "reservations", "room", "rooms", "me", "us", "my", "our", "week",
-    "month", "next", "this", "that", "same", "times", "time", "on", "at", "in", "to", "from", "who",
-    "what", "free", "whole", "day", "customer", "client", "please", "and", "is", "are", "כל", "את",
-    "התורים", "תורים", "תור", "ההזמנות", "הזמנות", "חדר", "החדר", "יום", "שבוע", "הבא", "הזה",
-    "מי", "מה", "כולם", "לקוח", "הלקוח", "לקוחה", "הלקוחה", "בבקשה", "החודש", "חודש", "השבוע",
+    "the",
+    "a",
+    "an",
+    "all",
+    "every",
+    "everyone",
+    "everybody",
+    "bookings",
+    "booking",
+    "appointments",
+    "appointment",
+    "reservations",
+    "room",
+    "rooms",
+    "me",
+    "us",
+    "my",
+    "our",
+    "week",
+    "month",
+    "next",
+    "this",
+    "that",
+    "same",
+    "times",
+    "time",
+    "on",
+    "at",
+    "in",
+    "to",
+    "from",
+    "who",
+    "what",
+    "free",
+    "whole",
+    "day",
+    "customer",
+    "client",
+    "please",
+    "and",
+    "is",
+    "are",
+    "כל",
+    "את",
+    "התורים",
+    "תורים",
+    "תור",
+    "ההזמנות",
+    "הזמנות",
+    "חדר",
+    "החדר",
+    "יום",
+    "שבוע",
+    "הבא",
+    "הזה",
+    "מי",
+    "מה",
+    "כולם",
+    "לקוח",
+    "הלקוח",
+    "לקוחה",
+    "הלקוחה",
+    "בבקשה",
+    "החודש",
+    "חודש",
+    "השבוע",
 ];
 
 fn any_word(w: &[String], list: &[&str]) -> bool {
@@ -386,7 +445,10 @@ fn customer_name(text: &str, w: &[String], cx: &Context<'_>) -> Option<String> {
             && !CANCEL_WORDS.contains(&x)
             && !FREE_WORDS.contains(&x)
             && temporal::parse(x, cx.now).is_empty()
-            && !cx.rooms.iter().any(|r| r.mentioned_in(x) || room_word(r, x))
+            && !cx
+                .rooms
+                .iter()
+                .any(|r| r.mentioned_in(x) || room_word(r, x))
     };
     // A name is one or two name words from position i.
     let take = |i: usize| -> Option<String> {
@@ -417,8 +479,8 @@ fn customer_name(text: &str, w: &[String], cx: &Context<'_>) -> Option<String> {
         }
     }
     const LEAD_INS: &[&str] = &[
-        "for", "of", "by", "named", "called", "find", "search", "lookup", "של", "בשם", "את",
-        "חפש", "תחפש", "מצא", "תמצא",
+        "for", "of", "by", "named", "called", "find", "search", "lookup", "של", "בשם", "את", "חפש",
+        "תחפש", "מצא", "תמצא",
     ];
     for (i, x) in w.iter().enumerate() {
         if LEAD_INS.contains(&x.as_str())
@@ -638,16 +700,15 @@ pub fn report(tool: &str, result: &Value, he: bool) -> String {
 }
 
 fn find_report(result: &Value, he: bool) -> String {
-    let rows = result["reservations"].as_array().cloned().unwrap_or_default();
+    let rows = result["reservations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let total = result["summary"]["reservations"]
         .as_u64()
         .unwrap_or(rows.len() as u64);
     if total == 0 {
-        return say(
-            he,
-            "No bookings match.",
-            "אין תורים שמתאימים.",
-        );
+        return say(he, "No bookings match.", "אין תורים שמתאימים.");
     }
     let mut out = match total {
         1 => say(he, "1 booking:", "תור אחד:"),
@@ -688,7 +749,11 @@ fn slots_report(result: &Value, he: bool) -> String {
     for s in slots.iter().take(LISTED_SLOTS) {
         let rooms: Vec<String> = s["rooms"]
             .as_array()
-            .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         out.push_str(&format!(
             "\n- {} {}{}",
@@ -801,9 +866,36 @@ pub fn slots_in_part(mut result: Value, part: PartOfDay) -> Value {
 pub fn pick_candidate(answer: &str, candidates: &[Value]) -> Option<usize> {
     let w = words(answer);
     const ORDINALS: &[(&[&str], usize)] = &[
-        (&["1", "first", "one", "ראשון", "הראשון", "הראשונה", "אחד", "אחת"], 0),
-        (&["2", "second", "two", "שני", "השני", "השנייה", "השניה", "שתיים"], 1),
-        (&["3", "third", "three", "שלישי", "השלישי", "השלישית", "שלוש"], 2),
+        (
+            &[
+                "1",
+                "first",
+                "one",
+                "ראשון",
+                "הראשון",
+                "הראשונה",
+                "אחד",
+                "אחת",
+            ],
+            0,
+        ),
+        (
+            &[
+                "2",
+                "second",
+                "two",
+                "שני",
+                "השני",
+                "השנייה",
+                "השניה",
+                "שתיים",
+            ],
+            1,
+        ),
+        (
+            &["3", "third", "three", "שלישי", "השלישי", "השלישית", "שלוש"],
+            2,
+        ),
     ];
     if let Some(phone) = parse_phone(answer).map(|p| normalize_phone(&p)) {
         return candidates
@@ -1003,7 +1095,10 @@ mod tests {
         assert_eq!(pick_candidate("Dana Cohen", &c), Some(1));
         assert_eq!(pick_candidate("Dana", &c), None);
         let q = candidates_question("Dana", &c, false);
-        assert!(q.contains("1. \"Dana Levi\"") && q.contains("2. \"Dana Cohen\""), "{q}");
+        assert!(
+            q.contains("1. \"Dana Levi\"") && q.contains("2. \"Dana Cohen\""),
+            "{q}"
+        );
     }
 
     #[test]

@@ -109,7 +109,10 @@ impl Store {
     }
 
     /// A business's own staff-assistant prompt, if it set one.
-    pub async fn staff_prompt(&self, business_id: &str) -> Result<Option<StaffPromptRow>, StoreError> {
+    pub async fn staff_prompt(
+        &self,
+        business_id: &str,
+    ) -> Result<Option<StaffPromptRow>, StoreError> {
         let row = sqlx::query(
             "SELECT prompt, updated_at_ms, updated_by FROM staff_agent_prompts WHERE business_id = $1",
         )
