@@ -2,6 +2,7 @@
 //! the real staff tools and a real store, prompt injection through customer data, the console
 //! panel (sessions, CSRF, tenants), and isolation: no customer channel reaches it.
 
+mod backends;
 mod wa_server;
 
 use std::sync::Arc;
@@ -485,9 +486,9 @@ async fn offline_finds_asks_which_dana_and_confirms_a_hebrew_batch_cancel() {
     assert_eq!(history.last().unwrap().role, "assistant");
 }
 
-#[tokio::test]
-async fn offline_moves_a_day_at_the_same_times_and_declines_on_no() {
-    let f = fixture(5, None).await;
+/// Dana Levi at 18:00 (Dubai) and Avi at 20:00 (Barcelona) on Thursday.
+async fn thursday_pair(confirm_over: usize) -> Fx {
+    let f = fixture(confirm_over, None).await;
     f.book(
         "+972501111111",
         "Dana Levi",
@@ -497,6 +498,12 @@ async fn offline_moves_a_day_at_the_same_times_and_declines_on_no() {
     .await;
     f.book("+972503333333", "Avi", &format!("{THU}T20:00"), "Barcelona")
         .await;
+    f
+}
+
+#[tokio::test]
+async fn offline_moves_a_day_at_the_same_times_and_declines_on_no() {
+    let f = thursday_pair(5).await;
     let r = f
         .say("תעביר את כל מי שקבע ליום חמישי ליום ראשון באותן שעות")
         .await;
@@ -518,16 +525,7 @@ async fn offline_moves_a_day_at_the_same_times_and_declines_on_no() {
     );
 
     // Over the threshold: "no" drops it.
-    let f = fixture(1, None).await;
-    f.book(
-        "+972501111111",
-        "Dana Levi",
-        &format!("{THU}T18:00"),
-        "Dubai",
-    )
-    .await;
-    f.book("+972503333333", "Avi", &format!("{THU}T20:00"), "Barcelona")
-        .await;
+    let f = thursday_pair(1).await;
     let r = f
         .say("move everyone booked on Thursday to Sunday, same times")
         .await;
@@ -1075,23 +1073,7 @@ async fn panel() -> Panel {
     cfg.store.url = format!("sqlite://{}", dir.path().join("kav.db").display());
     let cfg = Arc::new(cfg);
     let store = Store::connect(&cfg.store.url).await.unwrap();
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&cfg.store.url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO businesses (id, name, timezone, language, prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms) \
-         SELECT 'biz_other', 'Other Studio', timezone, 'en', prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms FROM businesses WHERE id = $1",
-    )
-    .bind(A)
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    backends::add_business_like_seeded(&cfg.store.url, B, "Other Studio").await;
     let clock = ManualClock::monday_noon();
     let rt = BookingRuntime::new(
         store.clone(),
@@ -1360,4 +1342,81 @@ async fn the_panel_is_for_that_business_only_with_csrf_and_a_json_api() {
     // A platform admin's account may open it.
     let admin = p.token("admin@kav.test").await;
     assert_eq!(p.api(&admin, "GET", &staff_path, None).await.0, 200);
+}
+
+// ------------------------------------------------------------------ the store (SQLite, PostgreSQL)
+
+#[tokio::test]
+async fn staff_chat_and_prompts_are_stored_per_business_and_account() {
+    use kav::store::staff_chat::StaffChatMessage;
+    for backend in backends::backends().await {
+        let store = Store::connect(&backend.url).await.unwrap();
+        let row = |who: &str, role: &str, text: &str, at_ms: i64| StaffChatMessage {
+            business_id: A.into(),
+            account_email: who.into(),
+            role: role.into(),
+            text: text.into(),
+            tool_name: (role == "tool").then(|| "staff_find".into()),
+            arguments_json: (role == "tool").then(|| "{}".into()),
+            call_id: (role == "tool").then(|| "c1".into()),
+            mode: (role == "assistant").then(|| "offline".into()),
+            at_ms,
+        };
+        // Two turns in the same millisecond keep their order.
+        for turn in ["first", "second"] {
+            store
+                .append_staff_chat(&[
+                    row("a@x", "user", turn, 5),
+                    row("a@x", "tool", "{\"ok\":true}", 5),
+                    row("a@x", "assistant", &format!("re {turn}"), 5),
+                ])
+                .await
+                .unwrap();
+        }
+        store
+            .append_staff_chat(&[row("b@x", "user", "other account", 6)])
+            .await
+            .unwrap();
+        let chat = store.staff_chat(A, "a@x", 100).await.unwrap();
+        let texts: Vec<&str> = chat.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "first",
+                "{\"ok\":true}",
+                "re first",
+                "second",
+                "{\"ok\":true}",
+                "re second"
+            ],
+            "{}",
+            backend.name
+        );
+        assert_eq!(chat[1].tool_name.as_deref(), Some("staff_find"));
+        assert_eq!(chat[2].mode.as_deref(), Some("offline"));
+        let last_two = store.staff_chat(A, "a@x", 2).await.unwrap();
+        assert_eq!(last_two[1].text, "re second");
+        assert!(
+            store
+                .staff_chat("biz_other", "a@x", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert_eq!(store.staff_prompt(A).await.unwrap(), None);
+        store
+            .set_staff_prompt(A, "one", "owner@x", 1)
+            .await
+            .unwrap();
+        store
+            .set_staff_prompt(A, "two", "owner@x", 2)
+            .await
+            .unwrap();
+        let p = store.staff_prompt(A).await.unwrap().unwrap();
+        assert_eq!((p.prompt.as_str(), p.updated_at_ms), ("two", 2));
+        store.set_staff_prompt(A, "  ", "owner@x", 3).await.unwrap();
+        assert_eq!(store.staff_prompt(A).await.unwrap(), None);
+        backend.cleanup().await;
+    }
 }

@@ -415,7 +415,7 @@ fn remember_confirmation(pending: &mut Pending, tool: &str, args: &Value, result
 async fn run(tools: &dyn StaffTools, log: &mut Vec<ToolLog>, tool: &str, args: Value) -> Value {
     let result = tools.call(tool, args.clone()).await;
     log.push(ToolLog {
-        call_id: format!("offline-{}", log.len() + 1),
+        call_id: crate::store::booking::new_id("offline"),
         name: tool.into(),
         arguments: args,
         result: result.clone(),

@@ -326,7 +326,8 @@ pub fn parse(text: &str, cx: &Context<'_>) -> Command {
         || text.contains("יש מקום");
     let finding = any_stem(&w, FIND_WORDS) || text.to_lowercase().contains("what's on");
     let commanding = moving || cancelling || free || finding;
-    if short && !commanding || short && any_word(&w, &["confirm", "yes"]) {
+    // A short answer: yes / no ("yes cancel them" is a yes too).
+    if short && (!commanding || any_word(&w, &["confirm", "yes"])) {
         let lower = text.to_lowercase();
         if is_yes(text)
             || any_word(&w, CONFIRM_WORDS)
@@ -722,15 +723,20 @@ fn find_report(result: &Value, he: bool) -> String {
             out.push_str(&format!(" [{status}]"));
         }
     }
-    if total as usize > LISTED_ROWS.min(rows.len()) {
-        let more = total as usize - LISTED_ROWS.min(rows.len());
+    and_more(&mut out, total, rows.len().min(LISTED_ROWS), he);
+    out
+}
+
+/// "… and 12 more." when fewer than `total` were listed.
+fn and_more(out: &mut String, total: u64, listed: usize, he: bool) {
+    let more = total.saturating_sub(listed as u64);
+    if more > 0 {
         out.push_str(&say(
             he,
             format!("\n… and {more} more."),
             format!("\n… ועוד {more}."),
         ));
     }
-    out
 }
 
 fn slots_report(result: &Value, he: bool) -> String {
@@ -766,14 +772,7 @@ fn slots_report(result: &Value, he: bool) -> String {
             }
         ));
     }
-    if total as usize > LISTED_SLOTS.min(slots.len()) {
-        let more = total as usize - LISTED_SLOTS.min(slots.len());
-        out.push_str(&say(
-            he,
-            format!("\n… and {more} more."),
-            format!("\n… ועוד {more}."),
-        ));
-    }
+    and_more(&mut out, total, slots.len().min(LISTED_SLOTS), he);
     out
 }
 
@@ -822,16 +821,7 @@ fn batch_report(tool: &str, result: &Value, he: bool) -> String {
         }
         out.push_str(&format!("\n- {line}: {mark}"));
     }
-    if rows.len() as u64 > LISTED_ROWS as u64 || requested > rows.len() as u64 {
-        let more = requested.saturating_sub(LISTED_ROWS.min(rows.len()) as u64);
-        if more > 0 {
-            out.push_str(&say(
-                he,
-                format!("\n… and {more} more."),
-                format!("\n… ועוד {more}."),
-            ));
-        }
-    }
+    and_more(&mut out, requested, rows.len().min(LISTED_ROWS), he);
     let queued = s["notices"]["queued"].as_u64().unwrap_or(0);
     if queued > 0 {
         out.push_str(&say(
