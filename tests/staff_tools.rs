@@ -771,3 +771,400 @@ async fn free_slots_for_a_day_and_a_range() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_slot_the_customer_tool_refuses_is_refused_here_for_the_same_reason() {
+    on_each_backend(|fx| async move {
+        fx.book(A, "+972501111111", "Dana", &at(TUE, "10:00"), "Dubai")
+            .await;
+        let ctx = fx.customer(A, "+972502222222").await;
+        let cases = [
+            (at(SAT, "10:00"), "Dubai"),              // Saturday opens at 19:00
+            (at(TUE, "10:00"), "Dubai"),              // taken
+            (at(TUE, "10:30"), "Barcelona"),          // off the hourly grid
+            (at("2026-11-23", "12:30"), "Barcelona"), // less than an hour's notice
+            (at("2027-02-01", "10:00"), "Barcelona"), // beyond the 30-day window
+        ];
+        for (start, room) in cases {
+            let customer = ctx
+                .call(
+                    tools::CREATE,
+                    &json!({"start_iso": start, "resource": room, "customer_name": "Noa"})
+                        .to_string(),
+                )
+                .await;
+            assert!(!customer.ok, "{start} {room}: {:?}", customer.value);
+            let staff = fx
+                .call(
+                    &fx.staff,
+                    "staff_batch_reserve",
+                    json!({"items": [{"start_iso": start, "room": room, "customer_name": "Noa",
+                                      "customer_phone": "+972502222222"}],
+                           "verbosity": "detailed"}),
+                )
+                .await;
+            let item = &staff["items"][0];
+            assert_eq!(item["ok"], false, "{staff}");
+            assert_eq!(
+                item["error"], customer.value["error"],
+                "{start} {room}: {staff}"
+            );
+            assert_eq!(
+                item["reason"], customer.value["reason"],
+                "{start} {room}: {staff}"
+            );
+            assert_eq!(staff["error"], "no_item_succeeded");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_commits_its_valid_items_and_reports_each_failure() {
+    on_each_backend(|fx| async move {
+        let out = fx
+            .call(
+                &fx.staff,
+                "staff_batch_reserve",
+                json!({"items": [
+                    {"start_iso": at(TUE, "19:00"), "room": "Barcelona", "customer_name": "Dana", "customer_phone": "050-111-1111"},
+                    {"start_iso": at(TUE, "20:00"), "room": "ברצלונה", "customer_name": "אבי", "customer_phone": "0502222222"},
+                    {"start_iso": at(SAT, "10:00"), "room": "Barcelona", "customer_name": "Closed", "customer_phone": "0503333333"},
+                    {"start_iso": at(TUE, "21:00"), "room": "Paris", "customer_name": "Nowhere", "customer_phone": "0504444444"}
+                ]}),
+            )
+            .await;
+        assert_eq!(out["ok"], true, "{out}");
+        assert_eq!(out["summary"]["requested"], 4);
+        assert_eq!(out["summary"]["succeeded"], 2);
+        assert_eq!(out["summary"]["failed"], 2);
+        // The compact summary lists the failures first.
+        let sample = out["sample"].as_array().unwrap();
+        assert_eq!(sample[0]["error"], "outside_hours", "{out}");
+        assert_eq!(sample[1]["error"], "unknown_resource", "{out}");
+        let found = fx
+            .call(&fx.staff, "staff_find", json!({"filter": {"date": TUE, "room": "Barcelona"}}))
+            .await;
+        assert_eq!(found["summary"]["reservations"], 2, "{found}");
+        let names: Vec<&str> = found["reservations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["customer_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Dana", "אבי"]);
+        assert_eq!(found["reservations"][0]["channel"], "staff");
+        // The same request again is the same booking, not a second one.
+        let again = fx
+            .call(
+                &fx.staff,
+                "staff_batch_reserve",
+                json!({"items": [{"start_iso": at(TUE, "19:00"), "room": "Barcelona",
+                                   "customer_name": "Dana", "customer_phone": "0501111111"}],
+                       "verbosity": "detailed"}),
+            )
+            .await;
+        assert_eq!(again["items"][0]["duplicate"], true, "{again}");
+        let audit = fx.store.staff_audit(A, 10).await.unwrap();
+        assert_eq!(audit.last().unwrap().outcome, "partial");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn moving_a_day_keeps_times_and_tells_each_customer_once() {
+    on_each_backend(|fx| async move {
+        let dana = "+972501111111";
+        let avi = "+972503333333";
+        let d1 = fx.book(A, dana, "Dana", &at(TUE, "10:00"), "Dubai").await;
+        let d2 = fx.book(A, dana, "Dana", &at(TUE, "12:00"), "Dubai").await;
+        let a1 = fx.book(A, avi, "Avi", &at(TUE, "11:00"), "Barcelona").await;
+        let out = fx
+            .call(
+                &fx.staff,
+                "staff_batch_modify",
+                json!({"filter": {"date": TUE}, "set": {"date": WED}}),
+            )
+            .await;
+        assert_eq!(out["ok"], true, "{out}");
+        assert_eq!(out["summary"]["succeeded"], 3, "{out}");
+        assert_eq!(out["summary"]["notices"]["queued"], 2, "{out}");
+        let p = fx.rt.settings(A, Channel::Whatsapp).await.unwrap().policy.clone();
+        for (id, time) in [(&d1, "10:00"), (&d2, "12:00"), (&a1, "11:00")] {
+            let a = fx.store.appointment(id).await.unwrap().unwrap();
+            assert_eq!(p.date_iso(a.start_ms), WED);
+            assert_eq!(p.time_display(a.start_ms), time);
+            assert_eq!(a.status, "booked");
+        }
+        let notices = fx.notices().await;
+        assert_eq!(notices.len(), 2, "one per customer: {notices:#?}");
+        let to_dana = notices
+            .iter()
+            .find(|n| n.idempotency_key.ends_with(dana))
+            .unwrap();
+        assert_eq!(to_dana.kind, "whatsapp.send");
+        let payload: Value = serde_json::from_str(&to_dana.payload_json).unwrap();
+        let text = payload["message"]["body"]["text"].as_str().unwrap();
+        assert!(text.contains("10:00") && text.contains("12:00"), "{text}");
+        assert_eq!(payload["message"]["to"], "972501111111");
+        // Outside the 24-hour window the outbox sends this template instead.
+        assert!(payload["template_fallback"].to_string().contains("appointment_update"), "{payload}");
+
+        // Explicit items, a room change, no notice.
+        let quiet = fx
+            .call(
+                &fx.staff,
+                "staff_batch_modify",
+                json!({"items": [{"appointment_id": a1, "set": {"room": "New York", "time": "15:00"}}],
+                       "notify": false}),
+            )
+            .await;
+        assert_eq!(quiet["summary"]["succeeded"], 1, "{quiet}");
+        assert_eq!(fx.notices().await.len(), 2);
+        let moved = fx.store.appointment(&a1).await.unwrap().unwrap();
+        assert_eq!(moved.resource_id.as_deref(), Some("room_new_york"));
+        assert_eq!(p.time_display(moved.start_ms), "15:00");
+
+        // A move onto a taken slot fails for that item only; a rename is no move (no notice).
+        let clash = fx
+            .call(
+                &fx.staff,
+                "staff_batch_modify",
+                json!({"items": [
+                    {"appointment_id": d2, "set": {"time": "10:00"}},
+                    {"appointment_id": d1, "set": {"customer_name": "Dana Levi"}}],
+                    "verbosity": "detailed"}),
+            )
+            .await;
+        assert_eq!(clash["summary"]["succeeded"], 1, "{clash}");
+        let items = clash["items"].as_array().unwrap();
+        let failed = items.iter().find(|i| i["ok"] == false).unwrap();
+        assert_eq!(failed["error"], "full", "{clash}");
+        assert_eq!(clash["summary"]["notices"]["queued"], 0);
+        assert_eq!(fx.notices().await.len(), 2);
+        assert_eq!(
+            fx.store.appointment(&d1).await.unwrap().unwrap().customer_name,
+            "Dana Levi"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancelling_tells_each_affected_customer_once_unless_told_not_to() {
+    on_each_backend(|fx| async move {
+        let dana = "+972501111111";
+        fx.book(A, dana, "דנה", &at(TUE, "10:00"), "Dubai").await;
+        fx.book(A, dana, "דנה", &at(TUE, "11:00"), "Dubai").await;
+        fx.book(A, "+972503333333", "Avi", &at(TUE, "12:00"), "Dubai")
+            .await;
+        let out = fx
+            .call(
+                &fx.staff,
+                "staff_batch_cancel",
+                json!({"filter": {"date": TUE, "room": "Dubai"}}),
+            )
+            .await;
+        assert_eq!(out["summary"]["succeeded"], 3, "{out}");
+        assert_eq!(out["summary"]["notices"]["queued"], 2);
+        let notices = fx.notices().await;
+        assert_eq!(notices.len(), 2);
+        let to_dana: Value = serde_json::from_str(
+            &notices
+                .iter()
+                .find(|n| n.idempotency_key.ends_with(dana))
+                .unwrap()
+                .payload_json,
+        )
+        .unwrap();
+        // The business writes in Hebrew: so does the notice.
+        assert!(
+            to_dana["message"]["body"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("בוטל"),
+            "{to_dana}"
+        );
+
+        fx.book(A, dana, "דנה", &at(WED, "10:00"), "Dubai").await;
+        let quiet = fx
+            .call(
+                &fx.staff,
+                "staff_batch_cancel",
+                json!({"filter": {"date": WED}, "notify": false}),
+            )
+            .await;
+        assert_eq!(quiet["summary"]["succeeded"], 1, "{quiet}");
+        assert_eq!(quiet["summary"]["notices"]["disabled"], true);
+        assert_eq!(fx.notices().await.len(), 2);
+
+        // A business without a WhatsApp number: the cancellation stands, the notice is skipped.
+        let theirs = fx
+            .book(B, "+972509999999", "Sam", &at(TUE, "10:00"), "Main")
+            .await;
+        let b = fx
+            .call(
+                &fx.other,
+                "staff_batch_cancel",
+                json!({"appointment_ids": [theirs]}),
+            )
+            .await;
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["summary"]["notices"]["queued"], 0);
+        assert!(
+            b["summary"]["notices"]["not_sent_reason"].is_string(),
+            "{b}"
+        );
+        assert_eq!(fx.status(&theirs).await, "cancelled");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_modify_confirmation_is_single_use_even_when_the_selection_is_unchanged() {
+    on_each_backend(|fx| async move {
+        let ids = seven_on_tuesday(&fx).await;
+        let args = json!({"filter": {"date": TUE}, "set": {"customer_name": "Group"}});
+        let ask = fx.call(&fx.staff, "staff_batch_modify", args.clone()).await;
+        assert_eq!(ask["error"], "confirmation_required", "{ask}");
+        assert_eq!(ask["reason"], "this will change 7 bookings — confirm?");
+        let mut with_token = args;
+        with_token["confirm"] = ask["confirm"].clone();
+        let done = fx
+            .call(&fx.staff, "staff_batch_modify", with_token.clone())
+            .await;
+        assert_eq!(done["summary"]["succeeded"], 7, "{done}");
+        // The filter still selects the same seven bookings: the token still works only once.
+        let again = fx.call(&fx.staff, "staff_batch_modify", with_token).await;
+        assert_eq!(again["error"], "bad_confirmation", "{again}");
+        for id in &ids {
+            assert_eq!(
+                fx.store
+                    .appointment(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .customer_name,
+                "Group"
+            );
+        }
+    })
+    .await;
+}
+
+/// The console's audit page over HTTP: a business's staff read their business's records (page
+/// and JSON) and get 403 on another business's.
+#[tokio::test]
+async fn the_console_shows_the_audit_to_that_business_only() {
+    use kav::console::{Console, admin};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let fx = fixture(&url).await;
+    let id = fx
+        .book(
+            A,
+            "+972501111111",
+            "<b>Dana</b>",
+            &at(TUE, "10:00"),
+            "Dubai",
+        )
+        .await;
+    fx.call(
+        &fx.staff,
+        "staff_batch_cancel",
+        json!({"appointment_ids": [id]}),
+    )
+    .await;
+    let now = fx.now();
+    admin::create_user(
+        &fx.store,
+        "a@example.test",
+        "staff",
+        Some(A),
+        "a-long-password-1",
+        now,
+    )
+    .await
+    .unwrap();
+    admin::create_user(
+        &fx.store,
+        "b@example.test",
+        "staff",
+        Some(B),
+        "a-long-password-2",
+        now,
+    )
+    .await
+    .unwrap();
+    let (_, token_a) = admin::create_token(&fx.store, "a@example.test", "t", now)
+        .await
+        .unwrap();
+    let (_, token_b) = admin::create_token(&fx.store, "b@example.test", "t", now)
+        .await
+        .unwrap();
+    let console = Console::new(fx.rt.clone(), Default::default(), None);
+    let app = axum::Router::new().nest_service("/console", console.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let page = get(format!("/console/b/{A}/audit"), token_a.clone()).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("staff_batch_cancel"), "{html}");
+    assert!(html.contains("acct_staff"), "{html}");
+    assert!(
+        !html.contains("<b>Dana</b>"),
+        "customer text is escaped: {html}"
+    );
+    let api = get(format!("/console/api/b/{A}/audit"), token_a).await;
+    let json: Value = api.json().await.unwrap();
+    assert_eq!(json["rows"][0]["outcome"], "done", "{json}");
+    assert_eq!(json["rows"][0]["succeeded"], 1);
+    let forbidden = get(format!("/console/api/b/{A}/audit"), token_b).await;
+    assert_eq!(forbidden.status(), 403);
+}
+
+#[tokio::test]
+async fn the_confirmation_threshold_comes_from_configuration() {
+    let cfg = kav::config::Config::from_toml_and_env(
+        "",
+        vec![("KAV_STAFF_AGENT_CONFIRM_OVER".to_string(), "1".to_string())],
+    )
+    .unwrap();
+    assert_eq!(cfg.staff_agent.confirm_over, 1);
+    assert_eq!(cfg.staff_agent.confirm_ttl_s, 600);
+    on_each_backend(|fx| {
+        let staff_agent = cfg.staff_agent.clone();
+        async move {
+            let a = fx
+                .book(A, "+972501111111", "Dana", &at(TUE, "10:00"), "Dubai")
+                .await;
+            let b = fx
+                .book(A, "+972502222222", "Avi", &at(TUE, "11:00"), "Dubai")
+                .await;
+            let tools = StaffToolbox::new(fx.rt.clone(), staff_agent);
+            let two = json!({"appointment_ids": [a, b]});
+            let ask = tools
+                .call(&fx.staff, "staff_batch_cancel", two.clone(), fx.now())
+                .await;
+            assert_eq!(ask["error"], "confirmation_required", "{ask}");
+            assert_eq!(ask["reason"], "this will cancel 2 bookings — confirm?");
+            // The default threshold (5) lets the same two through at once.
+            let done = fx.call(&fx.staff, "staff_batch_cancel", two).await;
+            assert_eq!(done["summary"]["succeeded"], 2, "{done}");
+        }
+    })
+    .await;
+}

@@ -18,7 +18,7 @@ use crate::booking::parse::normalize_phone;
 use crate::booking::pii::hash_phone;
 use crate::booking::policy::{Refusal, ResourceCap};
 use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
-use crate::store::booking::{Appointment, NewOutboxEvent, Resource, ToolTraceRow};
+use crate::store::booking::{Appointment, NewOutboxEvent, ToolTraceRow};
 
 pub const FIND_SLOTS: &str = "calendar_find_slots";
 pub const CREATE: &str = "calendar_create_appointment";
@@ -259,10 +259,6 @@ impl ToolContext {
         Bookings::new(&self.rt, &self.settings)
     }
 
-    fn resource_by_name(&self, name: &str) -> Option<&Resource> {
-        self.bookings().resource_by_name(name).ok()
-    }
-
     /// A date argument: `YYYY-MM-DD`, or words the temporal parser reads ("tomorrow", "15.12").
     fn date_arg(&self, raw: &str) -> Result<Date, ()> {
         self.bookings().date_arg(raw, self.now()).ok_or(())
@@ -378,12 +374,9 @@ impl ToolContext {
                 );
             }
         };
-        let resource = match args.resource.as_deref().filter(|r| !r.trim().is_empty()) {
-            Some(name) => match self.resource_by_name(name) {
-                Some(r) => Some(r.id.clone()),
-                None => return self.unknown_resource(name),
-            },
-            None => None,
+        let resource = match self.bookings().room_id(args.resource.as_deref()) {
+            Ok(id) => id,
+            Err(refused) => return self.refusal_json(refused).await,
         };
         let p = &self.settings.policy;
         let now = self.now();
@@ -482,12 +475,9 @@ impl ToolContext {
         if let Err(refused) = bookings.check_contact(&args.customer_name, phone.as_deref()) {
             return self.refusal_json(refused).await;
         }
-        let resource_id = match args.resource.as_deref().filter(|r| !r.trim().is_empty()) {
-            Some(n) => match bookings.resource_by_name(n) {
-                Ok(r) => Some(r.id.clone()),
-                Err(refused) => return self.refusal_json(refused).await,
-            },
-            None => None,
+        let resource_id = match bookings.room_id(args.resource.as_deref()) {
+            Ok(id) => id,
+            Err(refused) => return self.refusal_json(refused).await,
         };
         let request = ReserveRequest {
             start,

@@ -11,7 +11,7 @@ use jiff::civil::{Date, DateTime};
 use super::{AgentSettings, BookingRuntime};
 use crate::booking::outbox::{KIND_APPOINTMENT_CREATED, SendPayload};
 use crate::booking::policy::{
-    ConcurrencyScope, Refusal, ResourceCap, Slot, StartVerdict, parse_local_datetime,
+    Busy, ConcurrencyScope, Refusal, ResourceCap, Slot, StartVerdict, parse_local_datetime,
 };
 use crate::booking::temporal::{self, Ambiguity};
 use crate::providers::{OutboundBody, OutboundMessage};
@@ -216,6 +216,14 @@ impl<'a> Bookings<'a> {
         Ok(Some(id))
     }
 
+    /// An optional room argument: blank or absent = any room, else the room's id.
+    pub fn room_id(&self, name: Option<&str>) -> Result<Option<String>, Refused> {
+        match name.filter(|n| !n.trim().is_empty()) {
+            Some(n) => Ok(Some(self.resource_by_name(n)?.id.clone())),
+            None => Ok(None),
+        }
+    }
+
     pub fn room_names(&self) -> Vec<String> {
         self.settings
             .resources
@@ -293,6 +301,18 @@ impl<'a> Bookings<'a> {
             .nearest_slots(now, target_ms, &self.caps(), &busy, resource, count)
     }
 
+    /// Booked time within a day either side of `start_ms`: what a start check needs.
+    async fn busy_around(&self, start_ms: i64) -> Result<Vec<Busy>, StoreError> {
+        self.rt
+            .store
+            .busy(
+                self.business_id(),
+                start_ms - 86_400_000,
+                start_ms + 86_400_000,
+            )
+            .await
+    }
+
     async fn existing_duplicate(&self, key: &str, now: i64) -> Option<Appointment> {
         let all = self
             .rt
@@ -314,15 +334,7 @@ impl<'a> Bookings<'a> {
         self.check_contact(&name, req.phone.as_deref())?;
         let p = &self.settings.policy;
         let start_ms = start_ms_of(self.settings, req.start);
-        let busy = self
-            .rt
-            .store
-            .busy(
-                self.business_id(),
-                start_ms - 86_400_000,
-                start_ms + 86_400_000,
-            )
-            .await?;
+        let busy = self.busy_around(start_ms).await?;
         // An identical request within the window is the existing booking (no duplicate), even
         // though that booking itself now fills the slot.
         let key = super::tools::request_key(
@@ -456,13 +468,7 @@ impl<'a> Bookings<'a> {
         let resource_id = resource_id.or_else(|| current.resource_id.clone());
         let start_ms = start_ms_of(self.settings, start);
         let busy: Vec<_> = self
-            .rt
-            .store
-            .busy(
-                self.business_id(),
-                start_ms - 86_400_000,
-                start_ms + 86_400_000,
-            )
+            .busy_around(start_ms)
             .await?
             .into_iter()
             .filter(|b| !(b.start_ms == current.start_ms && b.resource_id == current.resource_id))

@@ -14,6 +14,7 @@
 //! carry the version the editor saw ([`crate::store::console::EditOutcome`]).
 
 pub mod admin;
+mod audit;
 pub mod auth;
 mod pages;
 mod staff;

@@ -40,6 +40,7 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
         ("slots.html", include_str!("templates/slots.html")),
         ("bookings.html", include_str!("templates/bookings.html")),
         ("token.html", include_str!("templates/token.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         env.add_template(name, source)
             .expect("console templates are valid");
@@ -363,6 +364,7 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route("/b/{biz}/bookings", get(bookings).post(create_booking))
         .route("/b/{biz}/bookings/{id}/cancel", post(cancel_booking))
         .route("/b/{biz}/bookings/{id}/move", post(move_booking))
+        .route("/b/{biz}/audit", get(super::audit::audit))
 }
 
 // ------------------------------------------------------------------ sign-in

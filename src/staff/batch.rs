@@ -474,12 +474,9 @@ async fn perform(cx: &Cx<'_>, audit_id: &str, item: &Item, notify: bool) -> Done
                 Ok(s) => s,
                 Err(e) => return failed(row, e.code(), e.reason()),
             };
-            let resource_id = match r.room.as_deref().filter(|r| !r.trim().is_empty()) {
-                Some(name) => match b.resource_by_name(name) {
-                    Ok(res) => Some(res.id.clone()),
-                    Err(e) => return refused(row, &e),
-                },
-                None => None,
+            let resource_id = match b.room_id(r.room.as_deref()) {
+                Ok(id) => id,
+                Err(e) => return refused(row, &e),
             };
             let Ok(phone) = phone_arg(r.customer_phone.as_deref()) else {
                 return failed(row, "bad_arguments", "customer_phone has too few digits");
@@ -566,12 +563,9 @@ async fn modify(cx: &Cx<'_>, row: Value, current: &Appointment, set: &Changes) -
         },
         None => None,
     };
-    let room = match set.room.as_deref().filter(|r| !r.trim().is_empty()) {
-        Some(name) => match b.resource_by_name(name) {
-            Ok(r) => Some(r.id.clone()),
-            Err(e) => return refused(row, &e),
-        },
-        None => None,
+    let room = match b.room_id(set.room.as_deref()) {
+        Ok(id) => id,
+        Err(e) => return refused(row, &e),
     };
     let Ok(phone) = phone_arg(set.customer_phone.as_deref()) else {
         return failed(row, "bad_arguments", "customer_phone has too few digits");

@@ -34,6 +34,16 @@ pub(super) fn refused_json(r: &Refused) -> Value {
     }
 }
 
+/// One local day (`YYYY-MM-DD` or words), or `bad_arguments`.
+fn day_arg(cx: &Cx<'_>, raw: &str) -> Result<Date, Value> {
+    cx.bookings().date_arg(raw, cx.now).ok_or_else(|| {
+        fail(
+            "bad_arguments",
+            format!("{raw:?} is not a date; use YYYY-MM-DD"),
+        )
+    })
+}
+
 /// A date range from `date`, or `from_date` (+ `to_date`), in local days.
 pub(super) fn date_range(
     cx: &Cx<'_>,
@@ -41,15 +51,7 @@ pub(super) fn date_range(
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Option<(Date, Date)>, Value> {
-    let b = cx.bookings();
-    let day = |raw: &str| {
-        b.date_arg(raw, cx.now).ok_or_else(|| {
-            fail(
-                "bad_arguments",
-                format!("{raw:?} is not a date; use YYYY-MM-DD"),
-            )
-        })
-    };
+    let day = |raw: &str| day_arg(cx, raw);
     match (date, from, to) {
         (None, None, None) => Ok(None),
         (Some(d), None, None) => {
@@ -90,15 +92,9 @@ pub(super) async fn select(
         filter.from_date.as_deref(),
         filter.to_date.as_deref(),
     )?;
-    let room = match filter.room.as_deref().filter(|r| !r.trim().is_empty()) {
-        Some(name) => Some(
-            b.resource_by_name(name)
-                .map_err(|r| refused_json(&r))?
-                .id
-                .clone(),
-        ),
-        None => None,
-    };
+    let room = b
+        .room_id(filter.room.as_deref())
+        .map_err(|r| refused_json(&r))?;
     let store = &cx.rt.store;
     let all = match range {
         Some((from, to)) => {
@@ -347,12 +343,9 @@ pub(super) async fn free_slots(cx: &Cx<'_>, args: FreeSlotsArgs) -> Value {
         );
     }
     let b = cx.bookings();
-    let room = match args.room.as_deref().filter(|r| !r.trim().is_empty()) {
-        Some(name) => match b.resource_by_name(name) {
-            Ok(r) => Some(r.id.clone()),
-            Err(r) => return refused_json(&r),
-        },
-        None => None,
+    let room = match b.room_id(args.room.as_deref()) {
+        Ok(id) => id,
+        Err(r) => return refused_json(&r),
     };
     let p = &cx.settings.policy;
     let (from_ms, to_ms) = day_bounds(p, from, to);
@@ -397,15 +390,7 @@ pub(super) async fn free_slots(cx: &Cx<'_>, args: FreeSlotsArgs) -> Value {
 
 pub(super) async fn chat_stats(cx: &Cx<'_>, args: ChatStatsArgs) -> Value {
     let today = cx.settings.policy.local_date(cx.now);
-    let b = cx.bookings();
-    let day = |raw: &str| {
-        b.date_arg(raw, cx.now).ok_or_else(|| {
-            fail(
-                "bad_arguments",
-                format!("{raw:?} is not a date; use YYYY-MM-DD"),
-            )
-        })
-    };
+    let day = |raw: &str| day_arg(cx, raw);
     let to = match args.to_date.as_deref().map(day).transpose() {
         Ok(t) => t.unwrap_or(today),
         Err(e) => return e,
