@@ -456,6 +456,7 @@ async fn a_large_batch_waits_for_a_single_use_token_bound_to_who_and_what() {
         assert_eq!(ask["reason"], "this will cancel 7 bookings — confirm?");
         assert_eq!(ask["preview"]["items"], 7);
         assert_eq!(ask["preview"]["by_day"][TUE], 7);
+        assert_eq!(ask["preview"]["would_fail"], 0, "{ask}");
         let token = ask["confirm"].as_str().unwrap().to_string();
         for id in &ids {
             assert_eq!(
@@ -1167,4 +1168,178 @@ async fn the_confirmation_threshold_comes_from_configuration() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn find_lists_customers_with_their_whatsapp_ids() {
+    use kav::store::whatsapp::ConversationKey;
+    on_each_backend(|fx| async move {
+        let dana = "+972501111111";
+        fx.book(A, dana, "Dana Levi", &at(TUE, "10:00"), "Dubai")
+            .await;
+        // Dana's WhatsApp conversation, and a WhatsApp-only customer known by a BSUID.
+        for (key, phone, user_id, profile) in [
+            (dana, Some(dana), Some("IL.1234567890"), Some("דנה")),
+            ("IL.999", None, Some("IL.999"), Some("Dana K")),
+        ] {
+            fx.store
+                .whatsapp_touch_conversation(
+                    &ConversationKey {
+                        business_id: A,
+                        customer_key: key,
+                        customer_phone: phone,
+                        customer_user_id: user_id,
+                        profile_name: profile,
+                        channel: "whatsapp",
+                    },
+                    fx.now(),
+                )
+                .await
+                .unwrap();
+        }
+        let found = fx
+            .call(
+                &fx.staff,
+                "staff_find",
+                json!({"filter": {"name": "dana"}, "include": ["customers"]}),
+            )
+            .await;
+        assert_eq!(found["summary"]["customers"], 2, "{found}");
+        let customers = found["customers"].as_array().unwrap();
+        let levi = customers.iter().find(|c| c["phone"] == dana).unwrap();
+        assert_eq!(
+            levi["whatsapp_user_ids"],
+            json!(["IL.1234567890"]),
+            "{found}"
+        );
+        assert_eq!(levi["bookings_matched"], 1);
+        let k = customers.iter().find(|c| c["phone"].is_null()).unwrap();
+        assert_eq!(k["whatsapp_user_ids"], json!(["IL.999"]));
+        assert_eq!(k["name"], "Dana K");
+        // Found by the Hebrew profile name of the same customer.
+        let hebrew = fx
+            .call(
+                &fx.staff,
+                "staff_find",
+                json!({"filter": {"name": "דנה"}, "include": ["customers"]}),
+            )
+            .await;
+        assert_eq!(hebrew["customers"][0]["phone"], dana, "{hebrew}");
+    })
+    .await;
+}
+
+/// Two instances (their own runtimes and pools on one database) get the same confirmed batch at
+/// the same moment: it runs once.
+#[tokio::test]
+async fn a_token_is_spent_once_across_instances() {
+    for backend in backends::backends().await {
+        let fx = fixture(&backend.url).await;
+        let ids = seven_on_tuesday(&fx).await;
+        let second = BookingRuntime::new(
+            Store::connect(&backend.url).await.unwrap(),
+            Arc::new(SwitchableSender::new()),
+            fx.clock.clock(),
+            BookingConfig::default(),
+        );
+        let other_instance = StaffToolbox::new(second, StaffAgentConfig::default());
+        let args = json!({"filter": {"date": TUE}, "notify": false});
+        let ask = fx.call(&fx.staff, "staff_batch_cancel", args.clone()).await;
+        let mut with_token = args;
+        with_token["confirm"] = ask["confirm"].clone();
+        let (one, two) = tokio::join!(
+            fx.call(&fx.staff, "staff_batch_cancel", with_token.clone()),
+            other_instance.call(
+                &fx.staff,
+                "staff_batch_cancel",
+                with_token.clone(),
+                fx.now()
+            ),
+        );
+        let oks = [&one, &two].iter().filter(|v| v["ok"] == true).count();
+        assert_eq!(oks, 1, "{}: {one} / {two}", backend.name);
+        let refused = if one["ok"] == true { &two } else { &one };
+        assert_eq!(refused["error"], "bad_confirmation", "{refused}");
+        for id in &ids {
+            assert_eq!(fx.status(id).await, "cancelled");
+        }
+        let audit = fx.store.staff_audit(A, 10).await.unwrap();
+        assert_eq!(audit.iter().filter(|r| r.outcome == "done").count(), 1);
+        backend.cleanup().await;
+    }
+}
+
+/// The outbox refuses the notice (a database fault on that insert only): the cancellation stands
+/// and the failed notice is counted.
+#[tokio::test]
+async fn a_notice_that_cannot_be_queued_never_fails_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    let fx = fixture(&url).await;
+    let id = fx
+        .book(A, "+972501111111", "Dana", &at(TUE, "10:00"), "Dubai")
+        .await;
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER no_staff_notices BEFORE INSERT ON outbox \
+         WHEN NEW.idempotency_key LIKE 'staff:%' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = fx
+        .call(
+            &fx.staff,
+            "staff_batch_cancel",
+            json!({"appointment_ids": [id]}),
+        )
+        .await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["summary"]["succeeded"], 1);
+    assert_eq!(out["summary"]["notices"]["failed"], 1, "{out}");
+    assert_eq!(out["summary"]["notices"]["queued"], 0);
+    assert_eq!(fx.status(&id).await, "cancelled");
+    assert!(fx.notices().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_preview_runs_the_policy_before_anything_changes() {
+    on_each_backend(|fx| async move {
+        let ids = seven_on_tuesday(&fx).await;
+        // Saturday opens at 19:00: every 10:00-12:00 booking moved there, times kept, is refused.
+        let args = json!({"filter": {"date": TUE}, "set": {"date": SAT}});
+        let ask = fx.call(&fx.staff, "staff_batch_modify", args.clone()).await;
+        assert_eq!(ask["error"], "confirmation_required", "{ask}");
+        assert_eq!(ask["preview"]["would_fail"], 7, "{ask}");
+        assert_eq!(ask["preview"]["sample"][0]["would"]["error"], "outside_hours");
+        // Evening instead: the same seven would all pass.
+        let evening = json!({"filter": {"date": TUE}, "set": {"date": SAT, "time": "19:00", "room": "Dubai"}});
+        let ask = fx.call(&fx.staff, "staff_batch_modify", evening.clone()).await;
+        assert_eq!(ask["preview"]["would_fail"], 0, "{ask}");
+        // Run it: one Dubai at 19:00 on Saturday, six refused as full, each reported.
+        let mut with_token = evening;
+        with_token["confirm"] = ask["confirm"].clone();
+        let done = fx.call(&fx.staff, "staff_batch_modify", with_token).await;
+        assert_eq!(done["summary"]["succeeded"], 1, "{done}");
+        assert_eq!(done["summary"]["failed"], 6);
+        assert!(done["sample"].as_array().unwrap()[..6].iter().all(|r| r["error"] == "full"), "{done}");
+        let p = fx.rt.settings(A, Channel::Whatsapp).await.unwrap().policy.clone();
+        let on_saturday = count_where(&fx, &ids, |a| p.date_iso(a.start_ms) == SAT).await;
+        assert_eq!(on_saturday, 1);
+    })
+    .await;
+}
+
+async fn count_where(
+    fx: &Fx,
+    ids: &[String],
+    pred: impl Fn(&kav::store::booking::Appointment) -> bool,
+) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if pred(&fx.store.appointment(id).await.unwrap().unwrap()) {
+            n += 1;
+        }
+    }
+    n
 }

@@ -327,6 +327,40 @@ impl<'a> Bookings<'a> {
         })
     }
 
+    /// The policy's verdict on `start` in `resource_id` against the calendar as it stands, not
+    /// counting `moving` (a booking being moved). Nothing is written: the dry run of
+    /// [`Self::reserve`] and [`Self::modify`], which commit with a capacity recount. Gives the
+    /// slot's `(start_ms, end_ms)` and the busy time it was checked against.
+    pub async fn check_start(
+        &self,
+        start: DateTime,
+        resource_id: Option<&str>,
+        moving: Option<&Appointment>,
+        now: i64,
+    ) -> Result<(i64, i64, Vec<Busy>), Refused> {
+        let start_ms = start_ms_of(self.settings, start);
+        let busy: Vec<Busy> = self
+            .busy_around(start_ms)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                moving.is_none_or(|m| !(b.start_ms == m.start_ms && b.resource_id == m.resource_id))
+            })
+            .collect();
+        match self
+            .settings
+            .policy
+            .check_start(now, start, &self.caps(), &busy, resource_id)
+        {
+            StartVerdict::Ok { start_ms, end_ms } => Ok((start_ms, end_ms, busy)),
+            StartVerdict::Refused(refusal) => Err(Refused::Policy {
+                refusal,
+                start_ms,
+                resource_id: resource_id.map(str::to_string),
+            }),
+        }
+    }
+
     /// Books `req`: contact rules, the duplicate window, the policy, a room, then the insert with
     /// its capacity recount and the WhatsApp confirmation event in one transaction.
     pub async fn reserve(&self, req: &ReserveRequest, now: i64) -> Result<Reserved, Refused> {
@@ -334,7 +368,6 @@ impl<'a> Bookings<'a> {
         self.check_contact(&name, req.phone.as_deref())?;
         let p = &self.settings.policy;
         let start_ms = start_ms_of(self.settings, req.start);
-        let busy = self.busy_around(start_ms).await?;
         // An identical request within the window is the existing booking (no duplicate), even
         // though that booking itself now fills the slot.
         let key = super::tools::request_key(
@@ -351,18 +384,10 @@ impl<'a> Bookings<'a> {
                 confirmation_queued: false,
             });
         }
+        let (start_ms, end_ms, busy) = self
+            .check_start(req.start, req.resource_id.as_deref(), None, now)
+            .await?;
         let caps = self.caps();
-        let (start_ms, end_ms) =
-            match p.check_start(now, req.start, &caps, &busy, req.resource_id.as_deref()) {
-                StartVerdict::Ok { start_ms, end_ms } => (start_ms, end_ms),
-                StartVerdict::Refused(refusal) => {
-                    return Err(Refused::Policy {
-                        refusal,
-                        start_ms,
-                        resource_id: req.resource_id.clone(),
-                    });
-                }
-            };
         // The room: the one asked for, else the first with room left.
         let resource_id = match &req.resource_id {
             Some(id) => Some(id.clone()),
@@ -466,52 +491,33 @@ impl<'a> Bookings<'a> {
         now: i64,
     ) -> Result<Appointment, Refused> {
         let resource_id = resource_id.or_else(|| current.resource_id.clone());
-        let start_ms = start_ms_of(self.settings, start);
-        let busy: Vec<_> = self
-            .busy_around(start_ms)
-            .await?
-            .into_iter()
-            .filter(|b| !(b.start_ms == current.start_ms && b.resource_id == current.resource_id))
-            .collect();
-        match self.settings.policy.check_start(
-            now,
-            start,
-            &self.caps(),
-            &busy,
-            resource_id.as_deref(),
-        ) {
-            StartVerdict::Ok { start_ms, end_ms } => {
-                let moved = self
-                    .rt
-                    .store
-                    .move_appointment(
-                        &current.id,
-                        resource_id.as_deref(),
-                        start_ms,
-                        end_ms,
-                        self.capacity_rule(resource_id.as_deref()),
-                        now,
-                    )
-                    .await?;
-                if !moved {
-                    return Err(Refused::Full {
-                        start_ms,
-                        resource_id,
-                    });
-                }
-                Ok(Appointment {
-                    resource_id,
-                    start_ms,
-                    end_ms,
-                    ..current.clone()
-                })
-            }
-            StartVerdict::Refused(refusal) => Err(Refused::Policy {
-                refusal,
+        let (start_ms, end_ms, _) = self
+            .check_start(start, resource_id.as_deref(), Some(current), now)
+            .await?;
+        let moved = self
+            .rt
+            .store
+            .move_appointment(
+                &current.id,
+                resource_id.as_deref(),
+                start_ms,
+                end_ms,
+                self.capacity_rule(resource_id.as_deref()),
+                now,
+            )
+            .await?;
+        if !moved {
+            return Err(Refused::Full {
                 start_ms,
                 resource_id,
-            }),
+            });
         }
+        Ok(Appointment {
+            resource_id,
+            start_ms,
+            end_ms,
+            ..current.clone()
+        })
     }
 
     /// Cancels `current` if it is still booked.

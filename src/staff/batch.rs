@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use jiff::civil::Time;
+use jiff::civil::{DateTime, Time};
 use serde_json::{Value, json};
 
 use super::query::{appointment_json, customers_among, select};
@@ -404,12 +404,22 @@ async fn ask_confirmation(cx: &Cx<'_>, tool: &str, plan: &Plan, bound: &str) -> 
                 .or_default() += 1;
         }
     }
+    let mut rows = Vec::with_capacity(n);
+    for item in &plan.items {
+        let mut row = item_row(cx, item);
+        row["would"] = would(cx, item).await;
+        rows.push(row);
+    }
+    let would_fail = rows.iter().filter(|r| r["would"]["ok"] == false).count();
+    // Failures first, as in the answer after the run.
+    rows.sort_by_key(|r| r["would"]["ok"] == true);
     json!({"ok": false, "error": "confirmation_required",
         "reason": format!("this will {} {n} bookings — confirm?", verb(tool)),
         "confirm": token,
         "expires_in_s": cx.config.confirm_ttl_s,
-        "preview": {"items": n, "by_day": by_day, "notify": plan.notify,
-                    "sample": plan.items.iter().take(SAMPLE_ROWS).map(|i| item_row(cx, i)).collect::<Vec<_>>()}})
+        "preview": {"items": n, "would_fail": would_fail, "by_day": by_day,
+                    "notify": plan.notify,
+                    "sample": rows.into_iter().take(SAMPLE_ROWS).collect::<Vec<_>>()}})
 }
 
 /// Spends the confirmation token, or says precisely why it cannot be used.
@@ -463,6 +473,76 @@ fn phone_arg(raw: Option<&str>) -> Result<Option<String>, ()> {
     }
 }
 
+/// A reserve item read into the use case's request: `(error, reason)` when it cannot be read.
+fn reserve_request(
+    cx: &Cx<'_>,
+    audit_id: &str,
+    r: &ReserveItem,
+    notify: bool,
+) -> Result<ReserveRequest, (&'static str, String)> {
+    let b = cx.bookings();
+    let start = b
+        .start_arg(&r.start_iso, cx.now)
+        .map_err(|e| (e.code(), e.reason()))?;
+    let resource_id = b
+        .room_id(r.room.as_deref())
+        .map_err(|e| (e.code(), e.to_string()))?;
+    let phone = phone_arg(r.customer_phone.as_deref()).map_err(|()| {
+        (
+            "bad_arguments",
+            "customer_phone has too few digits".to_string(),
+        )
+    })?;
+    Ok(ReserveRequest {
+        start,
+        resource_id,
+        name: r.customer_name.trim().to_string(),
+        phone,
+        channel: "staff".into(),
+        conversation_id: format!("staff:{audit_id}"),
+        confirm_on_whatsapp: notify,
+    })
+}
+
+/// The dry run of one item for a confirmation preview: the same reading and policy check as
+/// the real run, against the calendar as it stands (earlier items of the batch not applied).
+async fn would(cx: &Cx<'_>, item: &Item) -> Value {
+    let b = cx.bookings();
+    let verdict: Result<(), (&str, String)> = match item {
+        Item::Invalid { error, reason, .. } => Err((*error, reason.clone())),
+        Item::Cancel(_) => Ok(()),
+        Item::Reserve(r) => match reserve_request(cx, "preview", r, false) {
+            Ok(req) => match b.check_contact(&req.name, req.phone.as_deref()) {
+                Ok(()) => b
+                    .check_start(req.start, req.resource_id.as_deref(), None, cx.now)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.code(), e.to_string())),
+                Err(e) => Err((e.code(), e.to_string())),
+            },
+            Err(e) => Err(e),
+        },
+        Item::Modify { current, set } => match target(cx, current, set) {
+            Ok(Target {
+                moves_to: Some((start, room)),
+                ..
+            }) => {
+                let room = room.or_else(|| current.resource_id.clone());
+                b.check_start(start, room.as_deref(), Some(current), cx.now)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.code(), e.to_string()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    match verdict {
+        Ok(()) => json!({"ok": true}),
+        Err((error, reason)) => json!({"ok": false, "error": error, "reason": reason}),
+    }
+}
+
 async fn perform(cx: &Cx<'_>, audit_id: &str, item: &Item, notify: bool) -> Done {
     let b = cx.bookings();
     let p = &cx.settings.policy;
@@ -470,25 +550,9 @@ async fn perform(cx: &Cx<'_>, audit_id: &str, item: &Item, notify: bool) -> Done
     match item {
         Item::Invalid { error, reason, .. } => failed(row, error, reason.clone()),
         Item::Reserve(r) => {
-            let start = match b.start_arg(&r.start_iso, cx.now) {
-                Ok(s) => s,
-                Err(e) => return failed(row, e.code(), e.reason()),
-            };
-            let resource_id = match b.room_id(r.room.as_deref()) {
-                Ok(id) => id,
-                Err(e) => return refused(row, &e),
-            };
-            let Ok(phone) = phone_arg(r.customer_phone.as_deref()) else {
-                return failed(row, "bad_arguments", "customer_phone has too few digits");
-            };
-            let request = ReserveRequest {
-                start,
-                resource_id,
-                name: r.customer_name.trim().to_string(),
-                phone,
-                channel: "staff".into(),
-                conversation_id: format!("staff:{audit_id}"),
-                confirm_on_whatsapp: notify,
+            let request = match reserve_request(cx, audit_id, r, notify) {
+                Ok(req) => req,
+                Err((error, reason)) => return failed(row, error, reason),
             };
             match b.reserve(&request, cx.now).await {
                 Ok(reserved) => {
@@ -539,48 +603,55 @@ async fn perform(cx: &Cx<'_>, audit_id: &str, item: &Item, notify: bool) -> Done
     }
 }
 
-async fn modify(cx: &Cx<'_>, row: Value, current: &Appointment, set: &Changes) -> Done {
+/// What a `set` asks of one booking, read and checked for form (not yet against the policy).
+struct Target {
+    /// The new local start and room, when it moves.
+    moves_to: Option<(DateTime, Option<String>)>,
+    name: Option<String>,
+    phone: Option<String>,
+}
+
+/// Reads `set` for `current`: `(error, reason)` when it cannot be read.
+fn target(
+    cx: &Cx<'_>,
+    current: &Appointment,
+    set: &Changes,
+) -> Result<Target, (&'static str, String)> {
     let b = cx.bookings();
-    let p = &cx.settings.policy;
-    let local = p.local(current.start_ms);
+    let local = cx.settings.policy.local(current.start_ms);
     let date = match set.date.as_deref().filter(|d| !d.trim().is_empty()) {
-        Some(raw) => match b.date_arg(raw, cx.now) {
-            Some(d) => Some(d),
-            None => return failed(row, "bad_arguments", format!("{raw:?} is not a date")),
-        },
+        Some(raw) => Some(
+            b.date_arg(raw, cx.now)
+                .ok_or(("bad_arguments", format!("{raw:?} is not a date")))?,
+        ),
         None => None,
     };
     let time = match set.time.as_deref().filter(|t| !t.trim().is_empty()) {
-        Some(raw) => match time_arg(raw) {
-            Some(t) => Some(t),
-            None => {
-                return failed(
-                    row,
-                    "bad_arguments",
-                    format!("{raw:?} is not a time (HH:MM)"),
-                );
-            }
-        },
+        Some(raw) => {
+            Some(time_arg(raw).ok_or(("bad_arguments", format!("{raw:?} is not a time (HH:MM)")))?)
+        }
         None => None,
     };
-    let room = match b.room_id(set.room.as_deref()) {
-        Ok(id) => id,
-        Err(e) => return refused(row, &e),
-    };
-    let Ok(phone) = phone_arg(set.customer_phone.as_deref()) else {
-        return failed(row, "bad_arguments", "customer_phone has too few digits");
-    };
+    let room = b
+        .room_id(set.room.as_deref())
+        .map_err(|e| (e.code(), e.to_string()))?;
+    let phone = phone_arg(set.customer_phone.as_deref()).map_err(|()| {
+        (
+            "bad_arguments",
+            "customer_phone has too few digits".to_string(),
+        )
+    })?;
     let name = set
         .customer_name
         .as_deref()
         .map(str::trim)
-        .filter(|n| !n.is_empty());
-    if date.is_none() && time.is_none() && room.is_none() && name.is_none() && phone.is_none() {
-        return failed(row, "bad_arguments", "nothing to change: `set` is empty");
-    }
-    let mut after = current.clone();
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     let moves = date.is_some() || time.is_some() || room.is_some();
-    if moves {
+    if !moves && name.is_none() && phone.is_none() {
+        return Err(("bad_arguments", "nothing to change: `set` is empty".into()));
+    }
+    let moves_to = if moves {
         let start = date
             .unwrap_or(local.date())
             .to_datetime(time.unwrap_or(local.time()));
@@ -588,11 +659,34 @@ async fn modify(cx: &Cx<'_>, row: Value, current: &Appointment, set: &Changes) -
             && room
                 .as_ref()
                 .is_none_or(|r| current.resource_id.as_ref() == Some(r));
-        if !same {
-            match b.modify(current, start, room, cx.now).await {
-                Ok(moved) => after = moved,
-                Err(e) => return refused(row, &e),
-            }
+        (!same).then_some((start, room))
+    } else {
+        None
+    };
+    Ok(Target {
+        moves_to,
+        name,
+        phone,
+    })
+}
+
+async fn modify(cx: &Cx<'_>, row: Value, current: &Appointment, set: &Changes) -> Done {
+    let b = cx.bookings();
+    let p = &cx.settings.policy;
+    let Target {
+        moves_to,
+        name,
+        phone,
+    } = match target(cx, current, set) {
+        Ok(t) => t,
+        Err((error, reason)) => return failed(row, error, reason),
+    };
+    let name = name.as_deref();
+    let mut after = current.clone();
+    if let Some((start, room)) = moves_to {
+        match b.modify(current, start, room, cx.now).await {
+            Ok(moved) => after = moved,
+            Err(e) => return refused(row, &e),
         }
     }
     if name.is_some() || phone.is_some() {
