@@ -679,6 +679,14 @@ pub fn report(tool: &str, result: &Value, he: bool) -> String {
             format!("This will {verb_en} {n} bookings. Confirm? (yes / no)"),
             format!("הפעולה הזאת עומדת {verb_he} {n} תורים. לאשר? (כן / לא)"),
         );
+        let would_fail = result["preview"]["would_fail"].as_u64().unwrap_or(0);
+        if would_fail > 0 {
+            out.push_str(&say(
+                he,
+                format!(" {would_fail} of them would fail (the rest would be done)."),
+                format!(" {would_fail} מהם ייכשלו (השאר יבוצעו)."),
+            ));
+        }
         if let Some(days) = result["preview"]["by_day"].as_object() {
             for (day, count) in days {
                 out.push_str(&format!("\n{day}: {count}"));
@@ -1110,5 +1118,8 @@ mod tests {
             "preview": {"items": 7, "by_day": {"2026-12-10": 7}}});
         assert!(report(BATCH_CANCEL, &confirm, false).contains("cancel 7 bookings"));
         assert!(report(BATCH_CANCEL, &confirm, true).contains("לאשר"));
+        let partly = json!({"ok": false, "error": "confirmation_required", "confirm": "t",
+            "preview": {"items": 7, "would_fail": 2, "by_day": {}}});
+        assert!(report(BATCH_MODIFY, &partly, false).contains("2 of them would fail"));
     }
 }
