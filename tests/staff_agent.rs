@@ -64,8 +64,16 @@ fn describe(c: &Command) -> String {
     match c {
         Command::Find(s) => sel("find", s),
         Command::Cancel(s) => sel("cancel", s),
-        Command::MoveDay { from, to, room } => {
+        Command::MoveDay {
+            from,
+            to,
+            time,
+            room,
+        } => {
             let mut out = format!("move {from}->{to}");
+            if let Some(t) = time {
+                out.push_str(&format!(" at {t}"));
+            }
             if let Some(r) = room {
                 out.push_str(&format!(" room={r}"));
             }
@@ -91,6 +99,7 @@ fn describe(c: &Command) -> String {
         Command::Help => "help".into(),
         Command::Incomplete(Missing::CancelWhat) => "ask:cancel_what".into(),
         Command::Incomplete(Missing::MoveDays) => "ask:move_days".into(),
+        Command::Incomplete(Missing::MoveTime) => "ask:move_time".into(),
         Command::Unknown => "unknown".into(),
     }
 }
@@ -144,6 +153,10 @@ const CORPUS: &[(&str, &str)] = &[
     ),
     ("move them", "ask:move_days"),
     (
+        "shift Friday's Barcelona bookings to Sunday at 18:00",
+        "move 2026-11-27->2026-11-29 at 18:00:00 room=Barcelona",
+    ),
+    (
         "what's free tomorrow afternoon?",
         "free 2026-11-24..2026-11-24 Afternoon",
     ),
@@ -192,6 +205,7 @@ const CORPUS: &[(&str, &str)] = &[
         "להעביר את דובאי של יום שלישי ליום חמישי",
         "move 2026-11-24->2026-11-26 room=Dubai",
     ),
+    ("תעבירי את התורים של מחר ליום רביעי בשש", "ask:move_time"),
     ("מה פנוי ביום שני?", "free 2026-11-23..2026-11-23"),
     ("יש מקום מחר בערב?", "free 2026-11-24..2026-11-24 Evening"),
     (

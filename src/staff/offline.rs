@@ -77,10 +77,12 @@ impl Selection {
 pub enum Command {
     Find(Selection),
     Cancel(Selection),
-    /// Every booking of `from` (optionally one room's) to the day `to`, same times.
+    /// Every booking of `from` (optionally one room's) to the day `to`: same times, or all at
+    /// `time` when the staff member named one ("to Sunday at 18:00").
     MoveDay {
         from: Date,
         to: Date,
+        time: Option<jiff::civil::Time>,
         room: Option<String>,
     },
     FreeSlots {
@@ -104,6 +106,8 @@ pub enum Missing {
     CancelWhat,
     /// "move" without the day it moves from or the day it moves to.
     MoveDays,
+    /// "move … to Sunday at 6": morning or evening.
+    MoveTime,
 }
 
 /// What the reader knows besides the text.
@@ -355,7 +359,13 @@ pub fn parse(text: &str, cx: &Context<'_>) -> Command {
         .map(|r| r.name.clone());
     if moving {
         return match move_days(&w, cx.now) {
-            Some((from, to)) => Command::MoveDay { from, to, room },
+            Some(Target::At(from, to, time)) => Command::MoveDay {
+                from,
+                to,
+                time,
+                room,
+            },
+            Some(Target::WhichTime) => Command::Incomplete(Missing::MoveTime),
             None => Command::Incomplete(Missing::MoveDays),
         };
     }
@@ -422,18 +432,30 @@ pub fn days(text: &str, now: &Zoned) -> Option<(Date, Date)> {
 /// "Thursday … to Sunday": the day moved from and the day moved to. The target is the last day
 /// named (the shortest tail of the text that names a day, with a "next"/"this" before it); the
 /// source is the day named before it.
-fn move_days(w: &[String], now: &Zoned) -> Option<(Date, Date)> {
-    let day_in = |ws: &[String]| -> Option<Date> {
-        let text = without_possessives(&ws.join(" "));
-        temporal::parse(&text, now).date
-    };
-    let mut start = (0..w.len()).rev().find(|&i| day_in(&w[i..]).is_some())?;
+fn move_days(w: &[String], now: &Zoned) -> Option<Target> {
+    let read = |ws: &[String]| temporal::parse(&without_possessives(&ws.join(" ")), now);
+    let mut start = (0..w.len()).rev().find(|&i| read(&w[i..]).date.is_some())?;
     if start > 0 && matches!(w[start - 1].as_str(), "next" | "this" | "coming" | "the") {
         start -= 1;
     }
-    let to = day_in(&w[start..])?;
-    let from = day_in(&w[..start])?;
-    (from != to).then_some((from, to))
+    let target = read(&w[start..]);
+    let to = target.date?;
+    let from = read(&w[..start]).date?;
+    if from == to {
+        return None;
+    }
+    if matches!(target.ambiguity, Some(Ambiguity::TwelveHour { .. })) {
+        return Some(Target::WhichTime);
+    }
+    Some(Target::At(from, to, target.time))
+}
+
+/// Where a move goes.
+enum Target {
+    /// From day, to day, and the time if one was named.
+    At(Date, Date, Option<jiff::civil::Time>),
+    /// A time was named that could be morning or evening.
+    WhichTime,
 }
 
 /// A customer's name in a find or cancel: "Dana's bookings", "bookings for Dana Levi",
@@ -539,17 +561,23 @@ pub fn call_for(command: &Command) -> Option<Call> {
             json!({"filter": s.filter(), "include": ["reservations"]}),
         ),
         Command::Cancel(s) => call(BATCH_CANCEL, json!({"filter": s.filter()})),
-        Command::MoveDay { from, to, room } => {
+        Command::MoveDay {
+            from,
+            to,
+            time,
+            room,
+        } => {
             let s = Selection {
                 from: Some(*from),
                 to: Some(*from),
                 room: room.clone(),
                 ..Selection::default()
             };
-            call(
-                BATCH_MODIFY,
-                json!({"filter": s.filter(), "set": {"date": to.to_string()}}),
-            )
+            let mut set = json!({"date": to.to_string()});
+            if let Some(t) = time {
+                set["time"] = json!(t.strftime("%H:%M").to_string());
+            }
+            call(BATCH_MODIFY, json!({"filter": s.filter(), "set": set}))
         }
         Command::FreeSlots { from, to, room, .. } => {
             let mut args = if from == to {
@@ -599,6 +627,11 @@ pub fn ask_missing(missing: Missing, he: bool) -> String {
             he,
             "From which day to which day? For example: \"move Thursday's bookings to Sunday\".",
             "מאיזה יום לאיזה יום? למשל: \"תעביר את התורים של יום חמישי ליום ראשון\".",
+        ),
+        Missing::MoveTime => say(
+            he,
+            "At what time: morning or evening? For example \"to Sunday at 18:00\", or \"same times\".",
+            "באיזו שעה, בוקר או ערב? למשל \"ליום ראשון ב-18:00\", או \"באותן שעות\".",
         ),
     }
 }
@@ -1009,6 +1042,7 @@ mod tests {
         let moved = Command::MoveDay {
             from: thu,
             to: sun,
+            time: None,
             room: None,
         };
         assert_eq!(
@@ -1051,6 +1085,19 @@ mod tests {
         assert_eq!(read("cancel"), Command::Incomplete(Missing::CancelWhat));
         assert_eq!(read("בטל הכל"), Command::Incomplete(Missing::CancelWhat));
         assert_eq!(read("move them"), Command::Incomplete(Missing::MoveDays));
+        assert_eq!(
+            read("move Thursday's bookings to Sunday at 6"),
+            Command::Incomplete(Missing::MoveTime)
+        );
+        assert_eq!(
+            read("move Thursday's bookings to Sunday at 18:00"),
+            Command::MoveDay {
+                from: day(Weekday::Thursday),
+                to: date(2026, 12, 13),
+                time: Some(jiff::civil::time(18, 0, 0, 0)),
+                room: None
+            }
+        );
         assert_eq!(read("what's the weather like"), Command::Unknown);
         assert_eq!(read("help"), Command::Help);
         assert!(help(true).contains("מי קבע"));
