@@ -181,3 +181,19 @@ fn fakes_are_used_only_by_test_code() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn no_customer_channel_names_the_staff_room() {
+    // The staff tools are reached from the console only (`src/staff/mod.rs`): the channels, the
+    // customer agents, the engine and the providers never name them.
+    let bad = violations(
+        |f| {
+            matches!(
+                room(f),
+                "channels" | "agent" | "voice" | "providers" | "booking"
+            )
+        },
+        &["staff"],
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+}
