@@ -109,6 +109,9 @@ pub struct StaffAgentConfig {
     pub confirm_over: usize,
     /// A confirmation token expires this long after it was issued.
     pub confirm_ttl_s: u64,
+    /// The default staff-assistant prompt (tone, house rules), after the fixed rules in
+    /// `src/staff/prompt.rs`; each business can replace it in the console.
+    pub prompt: String,
 }
 
 impl Default for StaffAgentConfig {
@@ -116,6 +119,9 @@ impl Default for StaffAgentConfig {
         Self {
             confirm_over: 5,
             confirm_ttl_s: 600,
+            prompt: "Be brief and exact. Answer in the staff member's language. After any \
+                     change, list each booking affected with its result."
+                .into(),
         }
     }
 }

@@ -24,7 +24,7 @@ use super::{BookingRuntime, GUARD_TRACE, TOOL_MEMORY};
 use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, ChatEvent,
-    ChatMessage, ChatModel, ChatRequest, ProviderError,
+    ChatMessage, ChatModel, ChatRequest, ProviderError, ToolCall, ToolSpec,
 };
 
 #[derive(Clone)]
@@ -135,9 +135,165 @@ async fn trace_false_claim(ctx: &ToolContext, text: &str, evidence: Evidence) {
     tracing::warn!(conversation = %ctx.conversation_id, ?claims, "LLM reply with a false claim withheld");
 }
 
-enum RoundEnd {
+/// How the tool loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// The model answered in words (no tool calls in its last round).
     Done,
+    /// The model failed or timed out; the reason, for the log.
     Failed(String),
+}
+
+/// Bounds of one turn's tool loop.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopLimits {
+    /// Completion rounds at most; the last one is offered no tools, so the model answers in words.
+    pub rounds: u32,
+    /// Per round, from the request to the end of the completion.
+    pub timeout_ms: u64,
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+/// What an agent brings to the shared tool loop ([`run_tool_loop`]): its tool registry, and what
+/// it does with the model's streamed sentences and with tool results. The customer agent and the
+/// staff assistant each implement it; the loop (streaming, rounds, timeouts) is this one.
+pub trait ToolHost: Send {
+    /// The tools offered to the model (every round but the last).
+    fn specs(&self) -> Vec<ToolSpec>;
+    /// One finished sentence of the model's text, as it streams.
+    fn sentence(&mut self, sentence: String) -> impl Future<Output = ()> + Send;
+    /// Runs one tool call; the answer is the tool message's content (JSON text). Never fails:
+    /// a failure is a `{ok:false, error, reason}` result the model reads.
+    fn call(&mut self, call: &ToolCall) -> impl Future<Output = String> + Send;
+    /// After the tool calls of one round have run.
+    fn round_done(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// The LLM tool loop both agents share: streams each completion (sentences to the host as they
+/// arrive), runs the tool calls through the host and feeds their results back, for at most
+/// `limits.rounds` rounds, each bounded by `limits.timeout_ms`.
+pub async fn run_tool_loop<H: ToolHost>(
+    model: &dyn ChatModel,
+    mut messages: Vec<ChatMessage>,
+    limits: &LoopLimits,
+    host: &mut H,
+) -> LoopEnd {
+    let rounds = limits.rounds.max(1);
+    for round in 0..rounds {
+        let last_round = round + 1 == rounds;
+        let req = ChatRequest {
+            messages: messages.clone(),
+            // The last round gets no tools, so the model has to answer in words.
+            tools: if last_round { Vec::new() } else { host.specs() },
+            max_tokens: limits.max_tokens,
+            temperature: limits.temperature,
+        };
+        let (tx, mut rx) = mpsc::channel::<ChatEvent>(64);
+        let fut = model.complete(req, tx);
+        tokio::pin!(fut);
+        let deadline = tokio::time::sleep(Duration::from_millis(limits.timeout_ms));
+        tokio::pin!(deadline);
+        let mut buffer = SentenceBuffer::default();
+        let result = loop {
+            tokio::select! {
+                Some(ChatEvent::TextDelta(d)) = rx.recv() => {
+                    for s in buffer.push(&d) {
+                        host.sentence(s).await;
+                    }
+                }
+                r = &mut fut => break Some(r),
+                _ = &mut deadline => break None,
+            }
+        };
+        while let Ok(ChatEvent::TextDelta(d)) = rx.try_recv() {
+            for s in buffer.push(&d) {
+                host.sentence(s).await;
+            }
+        }
+        let completion = match result {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return LoopEnd::Failed(e.to_string()),
+            None => return LoopEnd::Failed("LLM timed out".into()),
+        };
+        if let Some(rest) = buffer.finish() {
+            host.sentence(rest).await;
+        }
+        if completion.tool_calls.is_empty() {
+            return LoopEnd::Done;
+        }
+        messages.push(ChatMessage::Assistant {
+            text: completion.text.clone(),
+            tool_calls: completion.tool_calls.clone(),
+        });
+        for call in &completion.tool_calls {
+            let content = host.call(call).await;
+            messages.push(ChatMessage::Tool {
+                call_id: call.id.clone(),
+                content,
+            });
+        }
+        host.round_done().await;
+    }
+    LoopEnd::Failed("tool loop exhausted".into())
+}
+
+/// The customer agent's side of the tool loop: the booking tools, the truthfulness guard on
+/// what is spoken, and what the turn learns from the results.
+struct CustomerTools<'a> {
+    ctx: &'a ToolContext,
+    speaker: Speaker<'a>,
+    user: &'a str,
+    this_turn_tools: Vec<String>,
+    /// If the model fails after a booking was made this turn, we still say so truthfully.
+    booked_reply: Option<String>,
+    collect_digits: bool,
+}
+
+impl ToolHost for CustomerTools<'_> {
+    fn specs(&self) -> Vec<ToolSpec> {
+        tools::specs()
+    }
+
+    async fn sentence(&mut self, sentence: String) {
+        self.speaker.sentence(sentence).await;
+    }
+
+    async fn call(&mut self, call: &ToolCall) -> String {
+        let ctx = self.ctx;
+        let out = ctx.call(&call.name, &call.arguments).await;
+        self.this_turn_tools.push(memory_line(
+            &call.name,
+            &call.arguments,
+            &out.value.to_string(),
+        ));
+        out.add_evidence(&mut self.speaker.evidence);
+        if out.ok && out.tool == tools::CREATE {
+            let v = &out.value;
+            let when = format!(
+                "{} {}",
+                v["date_iso"].as_str().unwrap_or(""),
+                v["time_display"].as_str().unwrap_or("")
+            );
+            self.booked_reply = Some(confirmation_reply(
+                v["whatsapp_status"].as_str().unwrap_or("pending"),
+                is_hebrew(self.user),
+                &when,
+            ));
+        }
+        if out.error() == Some("need_phone") && ctx.channel == Channel::Phone {
+            self.collect_digits = true;
+        }
+        out.value.to_string()
+    }
+
+    /// Text said before the tool calls: only what the results now support goes out; the next
+    /// round answers with the results in hand.
+    async fn round_done(&mut self) {
+        self.speaker.release(self.ctx, false).await;
+    }
 }
 
 impl BookingAgent {
@@ -195,13 +351,12 @@ impl BookingAgent {
             .load_state(&memory_key, TOOL_MEMORY)
             .await?
             .unwrap_or_default();
-        let mut this_turn_tools = Vec::new();
         let mut messages = vec![ChatMessage::System(
             self.system_prompt(&ctx, &earlier_tools),
         )];
         messages.extend(super::history::chat_messages(&request));
         let first_reply = request.turn <= 1;
-        let mut speaker = Speaker {
+        let speaker = Speaker {
             events: &events,
             evidence: Evidence::default(),
             held: Vec::new(),
@@ -209,101 +364,28 @@ impl BookingAgent {
             words_left: (ctx.settings.first_reply_max_words > 0 && first_reply)
                 .then_some(ctx.settings.first_reply_max_words),
         };
-        let mut collect_digits = false;
-        // If the model fails after a booking was made this turn, we still say so truthfully.
-        let mut booked_reply: Option<String> = None;
-        let rounds = self.rt.config.max_tool_rounds.max(1);
-        let mut end = RoundEnd::Failed("tool loop exhausted".into());
-        for round in 0..rounds {
-            let last_round = round + 1 == rounds;
-            let req = ChatRequest {
-                messages: messages.clone(),
-                // The last round gets no tools, so the model has to answer in words.
-                tools: if last_round {
-                    Vec::new()
-                } else {
-                    tools::specs()
-                },
-                max_tokens: ctx.settings.max_tokens,
-                temperature: ctx.settings.temperature,
-            };
-            let (tx, mut rx) = mpsc::channel::<ChatEvent>(64);
-            let fut = self.model.complete(req, tx);
-            tokio::pin!(fut);
-            let deadline = tokio::time::sleep(Duration::from_millis(self.rt.config.llm_timeout_ms));
-            tokio::pin!(deadline);
-            let mut buffer = SentenceBuffer::default();
-            let result = loop {
-                tokio::select! {
-                    Some(ChatEvent::TextDelta(d)) = rx.recv() => {
-                        for s in buffer.push(&d) {
-                            speaker.sentence(s).await;
-                        }
-                    }
-                    r = &mut fut => break Some(r),
-                    _ = &mut deadline => break None,
-                }
-            };
-            while let Ok(ChatEvent::TextDelta(d)) = rx.try_recv() {
-                for s in buffer.push(&d) {
-                    speaker.sentence(s).await;
-                }
-            }
-            let completion = match result {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    end = RoundEnd::Failed(e.to_string());
-                    break;
-                }
-                None => {
-                    end = RoundEnd::Failed("LLM timed out".into());
-                    break;
-                }
-            };
-            if let Some(rest) = buffer.finish() {
-                speaker.sentence(rest).await;
-            }
-            if completion.tool_calls.is_empty() {
-                end = RoundEnd::Done;
-                break;
-            }
-            messages.push(ChatMessage::Assistant {
-                text: completion.text.clone(),
-                tool_calls: completion.tool_calls.clone(),
-            });
-            for call in &completion.tool_calls {
-                let out = ctx.call(&call.name, &call.arguments).await;
-                this_turn_tools.push(memory_line(
-                    &call.name,
-                    &call.arguments,
-                    &out.value.to_string(),
-                ));
-                out.add_evidence(&mut speaker.evidence);
-                if out.ok && out.tool == tools::CREATE {
-                    let v = &out.value;
-                    let when = format!(
-                        "{} {}",
-                        v["date_iso"].as_str().unwrap_or(""),
-                        v["time_display"].as_str().unwrap_or("")
-                    );
-                    booked_reply = Some(confirmation_reply(
-                        v["whatsapp_status"].as_str().unwrap_or("pending"),
-                        is_hebrew(&user),
-                        &when,
-                    ));
-                }
-                if out.error() == Some("need_phone") && ctx.channel == Channel::Phone {
-                    collect_digits = true;
-                }
-                messages.push(ChatMessage::Tool {
-                    call_id: call.id.clone(),
-                    content: out.value.to_string(),
-                });
-            }
-            // Text said before the tool calls: only what the results now support goes out; the
-            // next round answers with the results in hand.
-            speaker.release(&ctx, false).await;
-        }
+        let mut host = CustomerTools {
+            ctx: &ctx,
+            speaker,
+            user: &user,
+            this_turn_tools: Vec::new(),
+            booked_reply: None,
+            collect_digits: false,
+        };
+        let limits = LoopLimits {
+            rounds: self.rt.config.max_tool_rounds,
+            timeout_ms: self.rt.config.llm_timeout_ms,
+            max_tokens: ctx.settings.max_tokens,
+            temperature: ctx.settings.temperature,
+        };
+        let end = run_tool_loop(self.model.as_ref(), messages, &limits, &mut host).await;
+        let CustomerTools {
+            mut speaker,
+            this_turn_tools,
+            booked_reply,
+            collect_digits,
+            ..
+        } = host;
         if !this_turn_tools.is_empty() {
             let mut lines = earlier_tools;
             lines.extend(this_turn_tools);
@@ -312,11 +394,11 @@ impl BookingAgent {
             self.rt.save_state(&memory_key, TOOL_MEMORY, &lines).await;
         }
         match end {
-            RoundEnd::Done => {
+            LoopEnd::Done => {
                 // Held claims the turn's tools never backed: replaced by one truthful reply.
                 speaker.release(&ctx, true).await;
             }
-            RoundEnd::Failed(reason) => {
+            LoopEnd::Failed(reason) => {
                 tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
                 if let Some(reply) = booked_reply {
                     // The booking stands; tell the caller instead of starting over.

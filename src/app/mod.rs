@@ -124,10 +124,8 @@ fn booking_agent(
     );
     // `booking` uses the LLM when one is configured: an API key in the environment, or a base URL
     // other than the public OpenAI default (a local server needs no key).
-    let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
-    let llm_configured =
-        key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url;
-    let use_llm = cfg.call.agent == "openai" || (cfg.call.agent == "booking" && llm_configured);
+    let use_llm =
+        cfg.call.agent == "openai" || (cfg.call.agent == "booking" && llm_configured(cfg));
     let agent: Arc<dyn Agent> = if use_llm {
         let chat = openai::OpenAiChat::from_config(&cfg.llm)
             .map_err(|e| unavailable("agent", &cfg.call.agent, format!("[llm]: {e}")))?;
@@ -335,9 +333,36 @@ pub fn console(
             cfg.booking.clone(),
         ),
     };
-    crate::console::Console::new(
-        runtime,
+    let console = crate::console::Console::new(
+        runtime.clone(),
         cfg.console.clone(),
         std::env::var("KAV_ADMIN_TOKEN").ok(),
-    )
+    );
+    // The staff assistant: the LLM when one is configured (offline reader as fallback), else
+    // the offline reader.
+    let model: Option<Arc<dyn crate::providers::ChatModel>> = if llm_configured(cfg) {
+        match openai::OpenAiChat::from_config(&cfg.llm) {
+            Ok(chat) => Some(Arc::new(chat)),
+            Err(e) => {
+                tracing::warn!(error = %e, "[llm] unusable for the staff assistant: offline commands only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let staff = crate::staff::agent::StaffAgent::new(runtime, model, cfg.staff_agent.clone());
+    tracing::info!(
+        mode = staff.mode(),
+        "staff assistant at /console/b/{{business}}/staff"
+    );
+    console.set_staff_agent(staff);
+    console
+}
+
+/// `booking` and the staff assistant use the LLM when one is configured: an API key in the
+/// environment, or a base URL other than the public OpenAI default (a local server needs no key).
+fn llm_configured(cfg: &Config) -> bool {
+    let key_set = openai::api_key_from_env(&cfg.llm.base_url, |v| std::env::var(v).ok()).is_some();
+    key_set || cfg.llm.base_url != crate::config::LlmConfig::default().base_url
 }

@@ -17,6 +17,7 @@ pub mod admin;
 mod audit;
 pub mod auth;
 mod pages;
+mod staff;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,6 +152,8 @@ pub struct Console {
     admin_token: Option<String>,
     limiter: auth::LoginLimiter,
     templates: minijinja::Environment<'static>,
+    /// The staff assistant behind `/b/{biz}/staff` ([`Console::set_staff_agent`]).
+    staff_agent: std::sync::OnceLock<Arc<crate::staff::agent::StaffAgent>>,
 }
 
 impl Console {
@@ -165,12 +168,32 @@ impl Console {
             limiter: auth::LoginLimiter::new(config.login_per_min_ip, config.login_per_min_account),
             config,
             admin_token: admin_token.filter(|t| !t.trim().is_empty()),
-            templates: pages::templates(),
+            templates: {
+                let mut env = pages::templates();
+                staff::add_templates(&mut env);
+                env
+            },
+            staff_agent: std::sync::OnceLock::new(),
         })
     }
 
     fn now_ms(&self) -> i64 {
         self.rt.now_ms()
+    }
+
+    /// Gives the staff panel its assistant (the composition root does, with the LLM when one is
+    /// configured). Once only; later calls are ignored.
+    pub fn set_staff_agent(&self, agent: Arc<crate::staff::agent::StaffAgent>) {
+        let _ = self.staff_agent.set(agent);
+    }
+
+    /// The staff assistant; if none was set, the offline one with the default prompt.
+    pub fn staff_agent(&self) -> Arc<crate::staff::agent::StaffAgent> {
+        self.staff_agent
+            .get_or_init(|| {
+                crate::staff::agent::StaffAgent::new(self.rt.clone(), None, Default::default())
+            })
+            .clone()
     }
 
     /// Who sent these headers: a bearer token (account API token or `KAV_ADMIN_TOKEN`), else
@@ -288,6 +311,7 @@ impl Console {
     pub fn router(self: &Arc<Self>) -> Router {
         let authed = |format: Format| {
             pages::routes()
+                .merge(staff::routes())
                 .route_layer(axum::middleware::from_fn_with_state(
                     self.clone(),
                     require_principal,

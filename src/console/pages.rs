@@ -213,12 +213,12 @@ impl FromRequestParts<Arc<Console>> for Ctx {
 }
 
 impl Ctx {
-    fn render<V: Serialize>(&self, template: &str, view: &V) -> Answer {
+    pub(super) fn render<V: Serialize>(&self, template: &str, view: &V) -> Answer {
         self.c.render(self.fmt, &self.page, template, view)
     }
 
     /// After a successful change: the page at `to` (HTML), or `{ok:true, …extra}` (JSON).
-    fn done(&self, to: &str, extra: serde_json::Value) -> Answer {
+    pub(super) fn done(&self, to: &str, extra: serde_json::Value) -> Answer {
         match self.fmt {
             Format::Html => Ok(see_other(to)),
             Format::Json => {
@@ -232,7 +232,7 @@ impl Ctx {
     }
 
     /// The business in the URL, if this principal may see it.
-    async fn business(&self, id: &str) -> Result<Business, ConsoleError> {
+    pub(super) async fn business(&self, id: &str) -> Result<Business, ConsoleError> {
         self.p.can_view(id)?;
         self.c
             .rt
@@ -265,7 +265,7 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> String {
 pub struct Fields(BTreeMap<String, String>);
 
 impl Fields {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, ConsoleError> {
+    pub(super) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, ConsoleError> {
         let json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -295,7 +295,7 @@ impl Fields {
         Ok(Fields(out))
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }
 
@@ -504,7 +504,7 @@ struct BusinessSummary {
     dir: &'static str,
 }
 
-fn text_dir(language: &str) -> &'static str {
+pub(super) fn text_dir(language: &str) -> &'static str {
     if language.starts_with("he") || language.starts_with("ar") {
         "rtl"
     } else {

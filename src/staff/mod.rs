@@ -33,7 +33,10 @@
 //! * **Customer data is data.** Names and messages are returned as JSON strings; nothing in
 //!   them is interpreted.
 
+pub mod agent;
 mod batch;
 mod names;
+pub mod offline;
+pub mod prompt;
 mod query;
 pub mod tools;

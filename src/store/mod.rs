@@ -22,6 +22,8 @@ pub mod booking;
 pub mod console;
 pub mod privacy;
 pub mod staff;
+/// Staff assistant chat and prompts (migration 0016).
+pub mod staff_chat;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;

@@ -87,3 +87,26 @@ pub async fn count(pool: &AnyPool, sql: &str, binds: &[&str]) -> i64 {
     }
     sqlx::Row::try_get(&q.fetch_one(pool).await.unwrap(), 0).unwrap()
 }
+
+/// Adds business `id` (name `name`, English) as a copy of the seeded `biz_escape_tlv`'s settings,
+/// so one tenant can try another's ids.
+pub async fn add_business_like_seeded(url: &str, id: &str, name: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO businesses (id, name, timezone, language, prompt_default, prompt_phone, \
+         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
+         booking_window_days, require_phone_before_booking, concurrency_scope, \
+         concurrency_limit, trace_log_pii, updated_at_ms) \
+         SELECT $1, $2, timezone, 'en', prompt_default, prompt_phone, \
+         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
+         booking_window_days, require_phone_before_booking, concurrency_scope, \
+         concurrency_limit, trace_log_pii, updated_at_ms FROM businesses WHERE id = 'biz_escape_tlv'",
+    )
+    .bind(id)
+    .bind(name)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
