@@ -13,11 +13,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use super::calendar::{CalendarRange, calendar_view};
 use super::pages::{Ctx, Fields, parse_date, see_other, text_dir};
 use super::{Answer, Console, ConsoleError, Format};
 use crate::agent::tools::{self, ToolContext};
+use crate::booking::policy::Policy;
 use crate::providers::Channel;
-use crate::store::booking::{Appointment, Business};
+use crate::store::booking::{Appointment, Business, Resource};
 
 pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
@@ -38,17 +40,44 @@ struct BookingsView {
     fields: BTreeMap<String, String>,
 }
 
+/// One appointment as the console shows it (list, calendar, customer page): local date and
+/// times in the business's timezone, the room's name.
 #[derive(Serialize)]
-struct AppointmentView {
-    id: String,
-    date: String,
-    time: String,
-    end: String,
-    room: Option<String>,
-    customer_name: String,
-    customer_phone: Option<String>,
-    status: String,
-    channel: String,
+pub(super) struct AppointmentView {
+    pub id: String,
+    pub date: String,
+    pub time: String,
+    pub end: String,
+    pub room: Option<String>,
+    pub customer_name: String,
+    pub customer_phone: Option<String>,
+    pub status: String,
+    pub channel: String,
+    #[serde(skip)]
+    pub start_ms: i64,
+}
+
+impl AppointmentView {
+    pub(super) fn new(policy: &Policy, rooms: &[Resource], a: Appointment) -> Self {
+        AppointmentView {
+            date: policy.date_iso(a.start_ms),
+            time: policy.time_display(a.start_ms),
+            end: policy.time_display(a.end_ms),
+            room: a.resource_id.as_ref().map(|id| {
+                rooms
+                    .iter()
+                    .find(|r| &r.id == id)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_else(|| id.clone())
+            }),
+            start_ms: a.start_ms,
+            id: a.id,
+            customer_name: a.customer_name,
+            customer_phone: a.customer_phone,
+            status: a.status,
+            channel: a.channel,
+        }
+    }
 }
 
 async fn bookings_view(
@@ -67,23 +96,7 @@ async fn bookings_view(
             day.as_ref()
                 .is_none_or(|d| &policy.date_iso(a.start_ms) == d)
         })
-        .map(|a| AppointmentView {
-            date: policy.date_iso(a.start_ms),
-            time: policy.time_display(a.start_ms),
-            end: policy.time_display(a.end_ms),
-            room: a.resource_id.as_ref().map(|id| {
-                rooms
-                    .iter()
-                    .find(|r| &r.id == id)
-                    .map(|r| r.name.clone())
-                    .unwrap_or_else(|| id.clone())
-            }),
-            id: a.id,
-            customer_name: a.customer_name,
-            customer_phone: a.customer_phone,
-            status: a.status,
-            channel: a.channel,
-        })
+        .map(|a| AppointmentView::new(&policy, &rooms, a))
         .collect();
     Ok(BookingsView {
         id: b.id.clone(),
@@ -144,12 +157,17 @@ async fn tool_answer(
     outcome: tools::ToolOutcome,
     done_message: &str,
 ) -> Answer {
-    let back = format!("/console/b/{}/bookings", b.id);
+    // A form on the calendar names the calendar range it came from; it goes back there.
+    let calendar = CalendarRange::from_fields(fields)?;
+    let back = match &calendar {
+        Some(range) => format!("/console/b/{}/calendar?{}", b.id, range.query()),
+        None => format!("/console/b/{}/bookings?", b.id),
+    };
     if outcome.ok {
         return match ctx.fmt {
             Format::Json => Ok(axum::Json(outcome.value).into_response()),
             Format::Html => Ok(see_other(&format!(
-                "{back}?msg={}",
+                "{back}&msg={}",
                 form_urlencoded::byte_serialize(done_message.as_bytes()).collect::<String>()
             ))),
         };
@@ -157,16 +175,27 @@ async fn tool_answer(
     if ctx.fmt == Format::Json {
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, axum::Json(outcome.value)).into_response());
     }
-    let mut view = bookings_view(ctx, b, None).await?;
     let reason = outcome
         .value
         .get("reason")
         .and_then(|v| v.as_str())
         .unwrap_or("refused");
     let code = outcome.error().unwrap_or("refused");
-    view.error = Some(format!("{code}: {reason}"));
-    view.fields = fields.0.clone();
-    let mut response = ctx.render("bookings.html", &view)?;
+    let error = format!("{code}: {reason}");
+    let mut response = match calendar {
+        Some(range) => {
+            let mut view = calendar_view(ctx, b, range).await?;
+            view.error = Some(error);
+            view.fields = fields.0.clone();
+            ctx.render("calendar.html", &view)?
+        }
+        None => {
+            let mut view = bookings_view(ctx, b, None).await?;
+            view.error = Some(error);
+            view.fields = fields.0.clone();
+            ctx.render("bookings.html", &view)?
+        }
+    };
     *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     Ok(response)
 }

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod auth;
 mod bookings;
 mod business;
+mod calendar;
 mod pages;
 mod strings;
 
@@ -339,6 +340,7 @@ fn routes() -> Router<Arc<Console>> {
         .merge(account::routes())
         .merge(business::routes())
         .merge(bookings::routes())
+        .merge(calendar::routes())
 }
 
 fn html_response(html: String) -> Response {

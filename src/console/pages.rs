@@ -33,6 +33,11 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
         ("slots.html", include_str!("templates/slots.html")),
         ("bookings.html", include_str!("templates/bookings.html")),
         ("token.html", include_str!("templates/token.html")),
+        ("calendar.html", include_str!("templates/calendar.html")),
+        (
+            "booking_card.html",
+            include_str!("templates/booking_card.html"),
+        ),
     ] {
         env.add_template(name, source)
             .expect("console templates are valid");

@@ -70,6 +70,14 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
         "Read only: only the owner changes settings.",
         "קריאה בלבד: רק הבעלים משנים הגדרות.",
     ),
+    ("calendar", "Calendar", "יומן"),
+    ("week", "Week", "שבוע"),
+    ("previous", "Previous", "הקודם"),
+    ("next", "Next", "הבא"),
+    ("any_room", "Any free room", "כל חדר פנוי"),
+    ("off_grid", "Outside the slot grid", "מחוץ למשבצות"),
+    ("customers", "Customers", "לקוחות"),
+    ("outbox", "Outbox", "תיבת יוצא"),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [
