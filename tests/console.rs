@@ -1188,3 +1188,419 @@ async fn calendar_shows_the_week_and_books_moves_and_cancels_from_its_slots() {
     let r = s.get(&b, "/console/b/biz_other/calendar").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// The agent's own `business_info` tool for business A, as a turn starting now would build it.
+async fn agent_documents(s: &Server) -> Value {
+    let rt = BookingRuntime::new(
+        s.store.clone(),
+        Arc::new(SwitchableSender::new()),
+        s.clock.clock(),
+        BookingConfig::default(),
+    );
+    let settings = rt
+        .settings(A, kav::providers::Channel::Whatsapp)
+        .await
+        .unwrap();
+    let tools = kav::agent::tools::ToolContext {
+        rt,
+        settings,
+        channel: kav::providers::Channel::Whatsapp,
+        conversation_id: "docs-check".into(),
+        turn: 1,
+        caller_phone: None,
+    };
+    let out = tools
+        .call(kav::agent::tools::BUSINESS_INFO, r#"{"topic": "all"}"#)
+        .await;
+    assert!(out.ok, "{:?}", out.value);
+    out.value["documents"].clone()
+}
+
+#[tokio::test]
+async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let s = start().await;
+    s.user("owner@a.example", "owner", Some(A)).await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, owner) = kav::console::admin::create_token(&s.store, "owner@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+
+    // Numbers: normalised, E.164 checked, another business's number refused, routed at once.
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "phone", "address": "050-1234567"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("address")),
+        "{e}"
+    );
+    assert!(e["reason"].as_str().unwrap().contains("E.164"), "{e}");
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "whatsapp", "address": "+1 555"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("address")),
+        "{e}"
+    );
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "fax", "address": "+97235550199"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("channel")),
+        "{e}"
+    );
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "phone", "address": "+1 555 000 0001"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
+        "{e}"
+    );
+    assert!(
+        e["reason"].as_str().unwrap().contains("another business"),
+        "{e}"
+    );
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+15550000001")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("biz_other"),
+        "the other business keeps its number"
+    );
+    let (status, ok) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "phone", "address": "+972 3-555-0199"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["address"], "+97235550199");
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+97235550199")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(A)
+    );
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "whatsapp", "address": "123456789"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "staff do not configure");
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/numbers/remove"),
+            Some(json!({"channel": "phone", "address": "+97235550199"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+97235550199")
+            .await
+            .unwrap(),
+        None
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            "/console/api/b/biz_other/numbers/remove",
+            Some(json!({"channel": "phone", "address": "+15550000001"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Rooms: a new room is bookable on the next tool call (the settings cache rebuilds).
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms"),
+            Some(json!({"room_name": "Tokyo", "room_aliases": "טוקיו, dubai"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("room_name")),
+        "{e}"
+    );
+    assert!(e["reason"].as_str().unwrap().contains("Dubai"), "{e}");
+    let (status, ok) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms"),
+            Some(json!({"room_name": "Tokyo", "room_aliases": "טוקיו"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let room = ok["id"].as_str().unwrap().to_string();
+    let (status, booked) = s
+        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T18:00", "resource": "טוקיו", "customer_name": "Noa", "customer_phone": "0501234567"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{booked}");
+    let appointment = booked["appointment_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.store
+            .appointment(&appointment)
+            .await
+            .unwrap()
+            .unwrap()
+            .resource_id
+            .as_deref(),
+        Some(room.as_str())
+    );
+    // Not removed while it has an upcoming booking: the refusal counts them.
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/{room}/remove"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
+        "{e}"
+    );
+    assert!(
+        e["reason"].as_str().unwrap().contains("1 upcoming booking"),
+        "{e}"
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/{room}"),
+            Some(json!({"room_name": "Kyoto", "room_aliases": "קיוטו", "room_limit": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/{room}"),
+            Some(json!({"room_name": "Kyoto", "room_limit": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("room_limit")),
+        "{e}"
+    );
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings/{appointment}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/{room}/remove"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        s.store
+            .resources(A)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != room)
+    );
+    let (status, e) = s
+        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T19:00", "resource": "Kyoto", "customer_name": "Noa", "customer_phone": "0501234567"})))
+        .await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "a removed room is not bookable: {e}"
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            "/console/api/b/biz_other/rooms/room_main/remove",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/room_main/remove"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another business's room id");
+
+    // Documents: the agent's tool answers from the edit at once; HTML is escaped; Hebrew RTL.
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/documents"),
+            Some(json!({"kind": "menu", "title": "x", "body": "y"})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("kind")),
+        "{e}"
+    );
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/documents"),
+            Some(json!({"kind": "faq", "title": "big", "body": "א".repeat(20_001)})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("body")),
+        "{e}"
+    );
+    let (status, ok) = s
+        .api(&owner, "POST", &format!("{api}/documents"), Some(json!({"kind": "faq", "title": "Pets <script>alert(1)</script>", "body": "כלבים מותרים בלובי בלבד."})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let doc = ok["id"].as_str().unwrap().to_string();
+    let docs = agent_documents(&s).await;
+    assert!(
+        docs.to_string().contains("כלבים מותרים בלובי בלבד."),
+        "{docs}"
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/documents/{doc}"),
+            Some(json!({"kind": "faq", "title": "Pets", "body": "כלבים מותרים בכל המתחם."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let docs = agent_documents(&s).await.to_string();
+    assert!(
+        docs.contains("בכל המתחם") && !docs.contains("בלובי"),
+        "{docs}"
+    );
+    let b = s.login("owner@a.example").await;
+    let (status, _) = s
+        .api(&owner, "POST", &format!("{api}/documents/{doc}"), Some(json!({"kind": "faq", "title": "<img src=x onerror=alert(1)>", "body": "שלום <b>עולם</b>"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("<img src=x") && !html.contains("<b>עולם"),
+        "escaped"
+    );
+    assert!(
+        html.contains("&lt;img src=x") && html.contains("&lt;b&gt;עולם"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<textarea name=\"body\" dir=\"rtl\">שלום"),
+        "Hebrew RTL"
+    );
+    // Forms: a refused number keeps what was typed and says why, by the section.
+    let csrf = attr(&html, "csrf").unwrap().to_string();
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/numbers",
+            &[
+                ("csrf", &csrf),
+                ("channel", "phone"),
+                ("address", "+15550000001"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"error-numbers\"") && html.contains("another business"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"+15550000001\""));
+    let r = s
+        .post_form(
+            &b,
+            &format!("/console/b/biz_escape_tlv/documents/{doc}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!agent_documents(&s).await.to_string().contains("עולם"));
+    // Without the CSRF token nothing changes.
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/rooms",
+            &[("room_name", "Oslo")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        s.store
+            .resources(A)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.name != "Oslo")
+    );
+}

@@ -19,7 +19,10 @@ pub mod auth;
 mod bookings;
 mod business;
 mod calendar;
+mod documents;
+mod numbers;
 mod pages;
+mod rooms;
 mod strings;
 
 use std::net::SocketAddr;
@@ -341,6 +344,9 @@ fn routes() -> Router<Arc<Console>> {
         .merge(business::routes())
         .merge(bookings::routes())
         .merge(calendar::routes())
+        .merge(numbers::routes())
+        .merge(rooms::routes())
+        .merge(documents::routes())
 }
 
 fn html_response(html: String) -> Response {

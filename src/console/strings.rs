@@ -78,6 +78,21 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("off_grid", "Outside the slot grid", "מחוץ למשבצות"),
     ("customers", "Customers", "לקוחות"),
     ("outbox", "Outbox", "תיבת יוצא"),
+    ("channel", "Channel", "ערוץ"),
+    ("address", "Number or id", "מספר או מזהה"),
+    ("channel_phone", "Phone (Twilio)", "טלפון (Twilio)"),
+    (
+        "channel_whatsapp",
+        "WhatsApp phone_number_id",
+        "מזהה מספר וואטסאפ",
+    ),
+    ("add", "Add", "הוספה"),
+    ("remove", "Remove", "הסרה"),
+    ("delete", "Delete", "מחיקה"),
+    ("other_names", "Other names", "שמות נוספים"),
+    ("new_document", "New document", "מסמך חדש"),
+    ("title", "Title", "כותרת"),
+    ("text", "Text", "טקסט"),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [

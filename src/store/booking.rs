@@ -115,6 +115,9 @@ impl Resource {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Document {
+    /// Not shown to the agent (its tools serialise documents); the console edits by it.
+    #[serde(skip)]
+    pub id: String,
     pub kind: String,
     pub title: String,
     pub body: String,
@@ -454,7 +457,7 @@ impl Store {
 
     pub async fn documents(&self, business_id: &str) -> Result<Vec<Document>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
+            "SELECT id, kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
@@ -462,6 +465,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Document {
+                    id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
                     title: r.try_get("title")?,
                     body: r.try_get("body")?,

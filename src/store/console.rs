@@ -54,6 +54,25 @@ pub enum EditOutcome {
     NotFound,
 }
 
+/// What adding a number or WhatsApp id did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressOutcome {
+    Added,
+    /// This business already has it: nothing changed.
+    AlreadyThis,
+    /// Another business has it: refused, nothing changed.
+    OwnedByAnother,
+}
+
+/// What removing a room did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRemoval {
+    Removed,
+    /// Booked appointments end after now in this room: refused, nothing changed.
+    HasFutureBookings(i64),
+    NotFound,
+}
+
 /// The policy columns the console edits as one unit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyColumns {
@@ -368,5 +387,206 @@ impl Store {
             Some(_) => EditOutcome::Conflict,
             None => EditOutcome::NotFound,
         })
+    }
+
+    /// Adds a Twilio number (`phone`) or WhatsApp `phone_number_id` (`whatsapp`) to a business.
+    /// The lookup that routes calls and messages reads this table on every call and message,
+    /// so the change applies to the next one.
+    pub async fn add_business_address(
+        &self,
+        business_id: &str,
+        channel: &str,
+        address: &str,
+    ) -> Result<AddressOutcome, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO business_numbers (channel, address, business_id) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(channel)
+        .bind(address)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(AddressOutcome::Added);
+        }
+        Ok(match self.business_id_by_number(channel, address).await? {
+            Some(owner) if owner == business_id => AddressOutcome::AlreadyThis,
+            _ => AddressOutcome::OwnedByAnother,
+        })
+    }
+
+    /// Removes one of the business's addresses; false if it had no such address.
+    pub async fn remove_business_address(
+        &self,
+        business_id: &str,
+        channel: &str,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM business_numbers WHERE channel = $1 AND address = $2 AND business_id = $3",
+        )
+        .bind(channel)
+        .bind(address)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves the business's version on, so the agent's cached settings (rooms) rebuild on the
+    /// next turn. Not a versioned edit: rooms and documents are rows of their own.
+    async fn touch_business(&self, business_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE businesses SET updated_at_ms = CASE WHEN updated_at_ms >= $1 \
+             THEN updated_at_ms + 1 ELSE $1 END WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A new active room; returns its id.
+    pub async fn add_room(
+        &self,
+        business_id: &str,
+        name: &str,
+        aliases: &[String],
+        concurrency_limit: i64,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = super::booking::new_id("room");
+        sqlx::query(
+            "INSERT INTO resources (id, business_id, name, aliases, concurrency_limit, active) \
+             VALUES ($1, $2, $3, $4, $5, 1)",
+        )
+        .bind(&id)
+        .bind(business_id)
+        .bind(name)
+        .bind(aliases.join("|"))
+        .bind(concurrency_limit)
+        .execute(&self.pool)
+        .await?;
+        self.touch_business(business_id, now_ms).await?;
+        Ok(id)
+    }
+
+    /// Renames an active room (name, other names, limit); false if the business has no such room.
+    pub async fn edit_room(
+        &self,
+        business_id: &str,
+        id: &str,
+        name: &str,
+        aliases: &[String],
+        concurrency_limit: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET name = $1, aliases = $2, concurrency_limit = $3 \
+             WHERE id = $4 AND business_id = $5 AND active = 1",
+        )
+        .bind(name)
+        .bind(aliases.join("|"))
+        .bind(concurrency_limit)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.touch_business(business_id, now_ms).await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Retires a room (it stays in the table, so past appointments keep its name) unless booked
+    /// appointments in it end after `now_ms`: then nothing changes and their count is returned.
+    pub async fn remove_room(
+        &self,
+        business_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<RoomRemoval, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET active = 0 WHERE id = $1 AND business_id = $2 AND active = 1 \
+             AND NOT EXISTS (SELECT 1 FROM appointments WHERE resource_id = $1 \
+             AND business_id = $2 AND status = 'booked' AND end_ms > $3)",
+        )
+        .bind(id)
+        .bind(business_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.touch_business(business_id, now_ms).await?;
+            return Ok(RoomRemoval::Removed);
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM resources WHERE id = $1 AND business_id = $2 \
+             AND active = 1) AS live, (SELECT COUNT(*) FROM appointments WHERE resource_id = $1 \
+             AND business_id = $2 AND status = 'booked' AND end_ms > $3) AS future",
+        )
+        .bind(id)
+        .bind(business_id)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let (live, future): (i64, i64) = (row.try_get("live")?, row.try_get("future")?);
+        Ok(if live == 0 {
+            RoomRemoval::NotFound
+        } else {
+            RoomRemoval::HasFutureBookings(future)
+        })
+    }
+
+    /// Adds a knowledge document (`id` None) or rewrites one of the business's; false if the
+    /// business has no document with that id. The agent's retrieval reads documents from the
+    /// table on every question, so the next turn sees the change.
+    pub async fn put_document(
+        &self,
+        business_id: &str,
+        id: Option<&str>,
+        kind: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(id) = id else {
+            let id = super::booking::new_id("doc");
+            sqlx::query(
+                "INSERT INTO business_documents (id, business_id, kind, title, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(business_id)
+            .bind(kind)
+            .bind(title)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+            return Ok(Some(id));
+        };
+        let done = sqlx::query(
+            "UPDATE business_documents SET kind = $1, title = $2, body = $3 \
+             WHERE id = $4 AND business_id = $5",
+        )
+        .bind(kind)
+        .bind(title)
+        .bind(body)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then(|| id.to_string()))
+    }
+
+    /// Deletes one of the business's documents; false if it had no such document.
+    pub async fn delete_document(&self, business_id: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM business_documents WHERE id = $1 AND business_id = $2")
+            .bind(id)
+            .bind(business_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
