@@ -27,6 +27,9 @@ const PASSWORD: &str = "a long enough password";
 struct Server {
     url: String,
     store: Store,
+    /// The console's booking runtime and its WhatsApp sender (switchable up/down).
+    rt: Arc<BookingRuntime>,
+    sender: Arc<SwitchableSender>,
     clock: ManualClock,
     http: reqwest::Client,
     db_url: String,
@@ -78,21 +81,24 @@ async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
     .await
     .unwrap();
     let clock = ManualClock::monday_noon();
+    let sender = Arc::new(SwitchableSender::new());
     let rt = BookingRuntime::new(
         store.clone(),
-        Arc::new(SwitchableSender::new()),
+        sender.clone(),
         clock.clock(),
         BookingConfig::default(),
     );
     let providers = kav::app::providers_from_config(&cfg).await.unwrap();
     let deps = CallDeps::new(cfg.clone(), providers, None);
     let state = AppState::new(deps, None, Some(store.clone()));
-    let console = Console::new(rt, cfg.console.clone(), Some(ADMIN_TOKEN.into()));
+    let console = Console::new(rt.clone(), cfg.console.clone(), Some(ADMIN_TOKEN.into()));
     assert!(state.console.set(console).is_ok());
     tokio::spawn(server::serve(listener, state, std::future::pending::<()>()));
     Server {
         url: format!("http://{addr}"),
         store,
+        rt,
+        sender,
         clock,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -1218,7 +1224,6 @@ async fn agent_documents(s: &Server) -> Value {
 
 #[tokio::test]
 async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let s = start().await;
     s.user("owner@a.example", "owner", Some(A)).await;
     s.user("staff@a.example", "staff", Some(A)).await;
@@ -1603,4 +1608,199 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
             .iter()
             .all(|r| r.name != "Oslo")
     );
+}
+
+#[tokio::test]
+async fn outbox_lists_failures_and_a_retry_requeues_exactly_once() {
+    let s = start().await;
+    s.user("owner@a.example", "owner", Some(A)).await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, owner) = kav::console::admin::create_token(&s.store, "owner@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+    let book = |at: &'static str| json!({"start_iso": at, "resource": "Dubai", "customer_name": "Noa", "customer_phone": "0501234567"});
+    // One confirmation goes out; with WhatsApp down the next one fails, then dies.
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-24T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.sender.set_down(true);
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-25T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, view) = s.api(&staff, "GET", &format!("{api}/outbox"), None).await;
+    let states: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "sent"], "{view}");
+    assert!(
+        view["events"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{view}"
+    );
+    let failed = view["events"][0]["id"].as_str().unwrap().to_string();
+    // A failed event waiting out its backoff can be pulled forward once.
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
+        "{e}"
+    );
+    assert!(
+        e["reason"].as_str().unwrap().contains("already queued"),
+        "{e}"
+    );
+    // Attempts until the worker gives up.
+    for _ in 0..30 {
+        kav::booking::outbox::run_once(&s.rt).await.unwrap();
+        s.clock.advance(3_600_000);
+    }
+    let (_, view) = s
+        .api(&staff, "GET", &format!("{api}/outbox?state=dead"), None)
+        .await;
+    let dead = view["events"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{view}");
+    assert_eq!(dead[0]["id"], failed.as_str());
+    let attempts = dead[0]["attempts"].as_i64().unwrap();
+    assert!(attempts >= 2, "{view}");
+    // Staff see it but do not retry; the owner does, once.
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.sender.set_down(false);
+    let sent_before = s.sender.delivered().len();
+    let (status, ok) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a second retry does nothing"
+    );
+    for _ in 0..3 {
+        kav::booking::outbox::run_once(&s.rt).await.unwrap();
+        s.clock.advance(60_000);
+    }
+    assert_eq!(
+        s.sender.delivered().len(),
+        sent_before + 1,
+        "delivered exactly once"
+    );
+    let (_, view) = s.api(&staff, "GET", &format!("{api}/outbox"), None).await;
+    assert_eq!(view["events"][0]["state"], "sent", "{view}");
+    assert_eq!(view["events"][0]["attempts"].as_i64(), Some(attempts + 1));
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // Ids and filters of the wrong kind.
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/evt_nope/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .api(&owner, "GET", "/console/api/b/biz_other/outbox", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, e) = s
+        .api(&owner, "GET", &format!("{api}/outbox?state=lost"), None)
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
+    );
+    // The page: the owner gets retry buttons for failures only, in Hebrew too.
+    s.sender.set_down(true);
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-26T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = s.login("owner@a.example").await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv/outbox?lang=he")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count(&html, "button class=\"retry\""), 1, "{html}");
+    assert!(html.contains("dir=\"rtl\"") && html.contains("נכשל"));
+    let b = s.login("staff@a.example").await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv/outbox")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count(&html, "button class=\"retry\""), 0);
+    assert_eq!(count(&html, "class=\"event "), 3);
 }

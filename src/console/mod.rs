@@ -21,6 +21,7 @@ mod business;
 mod calendar;
 mod documents;
 mod numbers;
+mod outbox;
 mod pages;
 mod rooms;
 mod strings;
@@ -347,6 +348,7 @@ fn routes() -> Router<Arc<Console>> {
         .merge(numbers::routes())
         .merge(rooms::routes())
         .merge(documents::routes())
+        .merge(outbox::routes())
 }
 
 fn html_response(html: String) -> Response {

@@ -38,6 +38,7 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
             "booking_card.html",
             include_str!("templates/booking_card.html"),
         ),
+        ("outbox.html", include_str!("templates/outbox.html")),
     ] {
         env.add_template(name, source)
             .expect("console templates are valid");

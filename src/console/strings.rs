@@ -93,6 +93,23 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("new_document", "New document", "מסמך חדש"),
     ("title", "Title", "כותרת"),
     ("text", "Text", "טקסט"),
+    ("all", "All", "הכול"),
+    ("state_pending", "pending", "ממתין"),
+    ("state_failed", "failed", "נכשל"),
+    ("state_dead", "dead", "נזנח"),
+    ("state_sent", "sent", "נשלח"),
+    ("created", "Created", "נוצר"),
+    ("kind", "Kind", "סוג"),
+    ("attempts", "Attempts", "ניסיונות"),
+    ("last_error", "Last error", "שגיאה אחרונה"),
+    ("next_attempt", "Next attempt / done", "ניסיון הבא / הסתיים"),
+    ("retry", "Retry", "נסו שוב"),
+    (
+        "msg_requeued",
+        "Queued for another attempt.",
+        "הוחזר לתור לניסיון נוסף.",
+    ),
+    ("none", "Nothing here.", "אין כאן כלום."),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [

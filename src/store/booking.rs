@@ -261,10 +261,10 @@ fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
     })
 }
 
-const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
+pub(super) const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
      attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
 
-fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
+pub(super) fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     Ok(OutboxRow {
         id: r.try_get("id")?,
         business_id: r.try_get("business_id")?,

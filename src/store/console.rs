@@ -12,7 +12,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::booking::{Business, business_row};
+use super::booking::{Business, OUTBOX_COLUMNS, OutboxRow, business_row, outbox_row};
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -587,6 +587,47 @@ impl Store {
             .bind(business_id)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A business's outbox events, newest first, at most `limit`.
+    pub async fn outbox_of_business(
+        &self,
+        business_id: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE business_id = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2"
+        )))
+        .bind(business_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Puts a failed event (pending, waiting out its backoff) or a dead one back in the queue,
+    /// due now, for one more attempt by the worker. Only one retry takes: once requeued (due, or
+    /// leased by a worker) the event is not failed any more, so a second call changes nothing and
+    /// returns false, as it does for another business's event.
+    pub async fn outbox_retry(
+        &self,
+        business_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at_ms = $1, locked_until_ms = 0, \
+             done_at_ms = NULL WHERE id = $2 AND business_id = $3 AND (status = 'dead' OR \
+             (status = 'pending' AND last_error IS NOT NULL AND next_attempt_at_ms > $1 \
+             AND locked_until_ms <= $1))",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 }
