@@ -1804,3 +1804,290 @@ async fn outbox_lists_failures_and_a_retry_requeues_exactly_once() {
     assert_eq!(count(&html, "button class=\"retry\""), 0);
     assert_eq!(count(&html, "class=\"event "), 3);
 }
+
+/// A phone call of customer `phone` to business A as the call driver and the agent record it:
+/// the call and its turns through the store's recorder, the agent's messages and a tool trace.
+async fn record_call(s: &Server, sid: &str, phone: &str) {
+    use kav::store::Record;
+    use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+    let (recorder, task) = s.store.recorder(16);
+    let at = s.clock.now_ms();
+    recorder.record(Record::CallStarted {
+        call_id: format!("{sid}-stream"),
+        call_sid: sid.into(),
+        stream_sid: "MZ1".into(),
+        account_sid: "AC1".into(),
+        at_ms: at,
+        parameters_json: json!({"From": phone, "To": "+97235550100"}).to_string(),
+    });
+    for (turn, user, bot) in [
+        (1, "", "שלום, הגעתם לאסקייפ"),
+        (2, "אני רוצה את דובאי מחר <script>", "בשמחה, על איזה שם?"),
+    ] {
+        recorder.record(Record::Event {
+            call_id: format!("{sid}-stream"),
+            at_ms: at + turn as i64 * 1000,
+            event: CallEvent::Turn(TurnRecord {
+                turn,
+                input: if turn == 1 {
+                    InputKind::Greeting
+                } else {
+                    InputKind::Speech
+                },
+                user_text: user.into(),
+                bot_text: bot.into(),
+                interrupted: false,
+                marks: LatencyMarks {
+                    stt_final_ms: Some(310),
+                    total_ms: Some(742),
+                    ..Default::default()
+                },
+                rtt_ms: None,
+            }),
+        });
+    }
+    recorder.flush().await;
+    drop(recorder);
+    task.await.unwrap();
+    s.store
+        .insert_message(&kav::store::booking::ConversationMessage {
+            business_id: A.into(),
+            customer_id: None,
+            customer_phone: Some(phone.into()),
+            channel: "phone".into(),
+            conversation_id: sid.into(),
+            role: "user".into(),
+            text: "אני רוצה את דובאי מחר".into(),
+            at_ms: at + 2000,
+        })
+        .await
+        .unwrap();
+    s.store
+        .insert_tool_trace(&kav::store::booking::ToolTraceRow {
+            business_id: A.into(),
+            conversation_id: sid.into(),
+            channel: "phone".into(),
+            turn: 2,
+            tool: "calendar_find_slots".into(),
+            args_json: r#"{"date":"2026-11-24"}"#.into(),
+            ok: false,
+            error: Some("closed_day".into()),
+            reason: Some("closed that day".into()),
+            latency_ms: 12,
+            at_ms: at + 2000,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn customers_are_searched_and_show_calls_turns_tools_and_whatsapp_statuses() {
+    let s = start().await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    s.user("staff@b.example", "staff", Some("biz_other")).await;
+    s.user("root@kav.example", "platform_admin", None).await;
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, root) = kav::console::admin::create_token(&s.store, "root@kav.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+    let phone = "+972501234567";
+    // A booking by staff makes the customer (the tools upsert the lead).
+    let (status, booked) = s
+        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "נועה לוי", "customer_phone": "050-123-4567"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{booked}");
+    s.store
+        .upsert_customer(A, "+972509999999", Some("Dan"), "whatsapp", "lead", 1)
+        .await
+        .unwrap();
+    record_call(&s, "CA100", phone).await;
+    // Their WhatsApp thread: a question, our reply (two parts: delivered and failed).
+    let key = kav::store::whatsapp::ConversationKey {
+        business_id: A,
+        customer_key: "972501234567",
+        customer_phone: Some("972501234567"),
+        customer_user_id: None,
+        profile_name: Some("Noa"),
+        channel: "whatsapp",
+    };
+    let conv = s.store.whatsapp_touch_conversation(&key, 10).await.unwrap();
+    s.store
+        .whatsapp_append_message(
+            "wamid.in1",
+            &conv,
+            A,
+            "972501234567",
+            "user",
+            "יש חניה?",
+            10,
+            Some("wamid.in1"),
+            None,
+        )
+        .await
+        .unwrap();
+    s.store
+        .whatsapp_append_message(
+            "reply-1",
+            &conv,
+            A,
+            "972501234567",
+            "assistant",
+            "כן, חניה חינם מאחורי הבניין.",
+            11,
+            None,
+            Some("wamid.in1"),
+        )
+        .await
+        .unwrap();
+    for (part, pid) in [("wamid.in1:0", "wamid.out0"), ("wamid.in1:1", "wamid.out1")] {
+        s.store
+            .whatsapp_outbound_begin(part, &conv, A, "972501234567", "{}", 11)
+            .await
+            .unwrap();
+        s.store
+            .whatsapp_outbound_result(part, "{}", Ok(pid), 12)
+            .await
+            .unwrap();
+    }
+    s.store
+        .whatsapp_apply_status("wamid.out0", "delivered", None, None, 13)
+        .await
+        .unwrap();
+    s.store
+        .whatsapp_apply_status(
+            "wamid.out1",
+            "failed",
+            Some(131026),
+            Some("undeliverable"),
+            13,
+        )
+        .await
+        .unwrap();
+
+    // The list, searched by name, by a local phone number and by part of it.
+    let (_, all) = s
+        .api(&staff, "GET", &format!("{api}/customers"), None)
+        .await;
+    assert_eq!(all["customers"].as_array().unwrap().len(), 2, "{all}");
+    for (q, want) in [
+        ("נועה", Some("נועה לוי")),
+        ("0501234567", Some("נועה לוי")),
+        ("9999", Some("Dan")),
+        ("dan", Some("Dan")),
+        ("nobody", None),
+    ] {
+        let (_, found) = s
+            .api(
+                &staff,
+                "GET",
+                &format!(
+                    "{api}/customers?q={}",
+                    form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+                ),
+                None,
+            )
+            .await;
+        let names: Vec<&str> = found["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, want.into_iter().collect::<Vec<_>>(), "{q}");
+    }
+    let (_, noa) = s
+        .api(
+            &staff,
+            "GET",
+            &format!("{api}/customers?q=0501234567"),
+            None,
+        )
+        .await;
+    let id = noa["customers"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(noa["customers"][0]["phone"], phone);
+
+    // The customer page: appointment, the call with its turns and the tool call of turn 2,
+    // the WhatsApp thread with each reply part's delivery status.
+    let (status, page) = s
+        .api(&staff, "GET", &format!("{api}/customers/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["appointments"].as_array().unwrap().len(), 1);
+    assert_eq!(page["appointments"][0]["customer_phone"], phone);
+    let call = &page["calls"][0];
+    assert_eq!(call["call_sid"], "CA100");
+    let turns = call["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{call}");
+    assert_eq!(turns[1]["total_ms"], 742);
+    assert_eq!(turns[1]["tools"][0]["tool"], "calendar_find_slots");
+    assert_eq!(turns[1]["tools"][0]["error"], "closed_day");
+    assert!(turns[0]["tools"].as_array().unwrap().is_empty());
+    let thread = &page["threads"][0];
+    let reply = &thread["messages"][1];
+    assert_eq!(reply["role"], "assistant");
+    let statuses: Vec<&str> = reply["delivery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["delivered", "failed"], "{thread}");
+    assert!(
+        reply["delivery"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("131026")
+    );
+
+    // The page: escaped, Hebrew right-to-left, tool trace by its turn.
+    let b = s.login("staff@a.example").await;
+    let html = s
+        .get(
+            &b,
+            &format!("/console/b/biz_escape_tlv/customers/{id}?lang=he"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("dir=\"rtl\""));
+    assert!(html.contains("&lt;script&gt;") && !html.contains("מחר <script>"));
+    assert!(
+        html.contains("<p dir=\"rtl\">כן, חניה חינם"),
+        "Hebrew message RTL"
+    );
+    assert!(html.contains("data-tool=\"calendar_find_slots\""));
+    assert!(html.contains("data-status=\"failed\""));
+    assert!(html.contains(phone));
+
+    // Phones: masked for the platform admin, another business's staff get 403, another
+    // business's customer id is 404.
+    let (status, page) = s
+        .api(&root, "GET", &format!("{api}/customers/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["customer"]["phone"], "+9725•••4567");
+    assert!(!page.to_string().contains(phone), "{page}");
+    let other = s.login("staff@b.example").await;
+    assert_eq!(
+        s.get(&other, "/console/b/biz_escape_tlv/customers")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get(&other, &format!("/console/b/biz_escape_tlv/customers/{id}"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get(&other, &format!("/console/b/biz_other/customers/{id}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -19,6 +19,7 @@ pub mod auth;
 mod bookings;
 mod business;
 mod calendar;
+mod customers;
 mod documents;
 mod numbers;
 mod outbox;
@@ -349,6 +350,7 @@ fn routes() -> Router<Arc<Console>> {
         .merge(rooms::routes())
         .merge(documents::routes())
         .merge(outbox::routes())
+        .merge(customers::routes())
 }
 
 fn html_response(html: String) -> Response {

@@ -39,6 +39,8 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
             include_str!("templates/booking_card.html"),
         ),
         ("outbox.html", include_str!("templates/outbox.html")),
+        ("customers.html", include_str!("templates/customers.html")),
+        ("customer.html", include_str!("templates/customer.html")),
     ] {
         env.add_template(name, source)
             .expect("console templates are valid");

@@ -110,6 +110,17 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
         "הוחזר לתור לניסיון נוסף.",
     ),
     ("none", "Nothing here.", "אין כאן כלום."),
+    ("search", "Search", "חיפוש"),
+    ("search_hint", "Name or phone", "שם או טלפון"),
+    ("last_seen", "Last seen", "נראה לאחרונה"),
+    ("calls", "Calls", "שיחות"),
+    ("conversation", "Conversation", "שיחה"),
+    ("total", "Total", "סה\"כ"),
+    ("tools", "Tool calls", "קריאות לכלים"),
+    ("turn", "turn", "סבב"),
+    ("role_user", "Customer", "לקוח"),
+    ("role_assistant", "Agent", "סוכן"),
+    ("outbound", "Sent by us", "נשלח מאיתנו"),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [
@@ -121,3 +132,39 @@ pub(super) const DAY_NAMES: [(&str, &str); 7] = [
     ("Friday", "שישי"),
     ("Saturday", "שבת"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_once_with_both_languages() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, en, he) in STRINGS {
+            assert!(seen.insert(key), "{key} twice");
+            assert!(!en.is_empty() && !he.is_empty(), "{key}");
+            assert!(
+                he.chars().any(|c| ('\u{0590}'..='\u{05FF}').contains(&c)),
+                "{key}: the Hebrew string has no Hebrew"
+            );
+        }
+    }
+
+    #[test]
+    fn every_string_a_template_names_exists() {
+        let keys: std::collections::BTreeSet<&str> = STRINGS.iter().map(|s| s.0).collect();
+        for (name, template) in super::super::pages::templates().templates() {
+            let source = template.source();
+            for (at, _) in source.match_indices("page.t.") {
+                let key: String = source[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    keys.contains(key.as_str()),
+                    "{name}: page.t.{key} has no string"
+                );
+            }
+        }
+    }
+}

@@ -54,6 +54,29 @@ pub enum EditOutcome {
     NotFound,
 }
 
+/// One customer of a business (one per phone, across channels).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerRow {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub first_channel: String,
+    pub last_channel: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One message of a WhatsApp thread; `reply_to` ties our replies to their outbound rows
+/// (`<reply_to>:<part>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ThreadMessage {
+    pub role: String,
+    pub text: String,
+    pub at_ms: i64,
+    pub reply_to: Option<String>,
+}
+
 /// What adding a number or WhatsApp id did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressOutcome {
@@ -630,4 +653,147 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// A business's customers, most recently active first; `search` matches the name
+    /// (case-insensitive) or a run of the phone's digits (a leading 0 of a local number is
+    /// dropped, so `0501234567` finds `+972501234567`).
+    pub async fn customers_of_business(
+        &self,
+        business_id: &str,
+        search: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, StoreError> {
+        let search = search.trim();
+        let digits: String = search.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits.strip_prefix('0').unwrap_or(&digits);
+        let name_like = format!("%{}%", search.to_lowercase());
+        // Empty: a text search looks at names only.
+        let phone_like = if digits.is_empty() {
+            String::new()
+        } else {
+            format!("%{digits}%")
+        };
+        let rows = sqlx::query(
+            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
+             updated_at_ms FROM customers WHERE business_id = $1 AND ($2 = '' \
+             OR LOWER(COALESCE(name, '')) LIKE $3 OR ($4 <> '' AND phone LIKE $4)) \
+             ORDER BY updated_at_ms DESC, id LIMIT $5",
+        )
+        .bind(business_id)
+        .bind(search)
+        .bind(name_like)
+        .bind(phone_like)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(customer_row).collect()
+    }
+
+    /// One of the business's customers.
+    pub async fn customer_of_business(
+        &self,
+        business_id: &str,
+        id: &str,
+    ) -> Result<Option<CustomerRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
+             updated_at_ms FROM customers WHERE business_id = $1 AND id = $2",
+        )
+        .bind(business_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(customer_row).transpose()
+    }
+
+    /// Every appointment of a customer (by phone) with a business, any status, newest first.
+    pub async fn appointments_of_customer(
+        &self,
+        business_id: &str,
+        phone: &str,
+    ) -> Result<Vec<super::booking::Appointment>, StoreError> {
+        let mut all = self.appointments_for_business(business_id).await?;
+        all.retain(|a| a.customer_phone.as_deref() == Some(phone));
+        all.reverse();
+        Ok(all)
+    }
+
+    /// The conversation ids (call sids, WhatsApp thread ids) a customer's messages with a
+    /// business were stored under on `channel`, newest first.
+    pub async fn customer_conversations(
+        &self,
+        business_id: &str,
+        phone: &str,
+        channel: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, MAX(at_ms) AS last_at FROM conversation_messages \
+             WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
+             GROUP BY conversation_id ORDER BY last_at DESC",
+        )
+        .bind(business_id)
+        .bind(phone)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("conversation_id")?))
+            .collect()
+    }
+
+    /// The WhatsApp threads of a customer (by phone, with or without `+`) with a business.
+    pub async fn customer_whatsapp_threads(
+        &self,
+        business_id: &str,
+        phone: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM whatsapp_conversations WHERE business_id = $1 \
+             AND (customer_phone = $2 OR customer_phone = $3 OR customer_key = $3) \
+             ORDER BY last_at_ms DESC, id",
+        )
+        .bind(business_id)
+        .bind(phone)
+        .bind(phone.trim_start_matches('+'))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// A WhatsApp thread's messages, oldest first.
+    pub async fn whatsapp_thread(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ThreadMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT role, text, at_ms, reply_to FROM whatsapp_messages \
+             WHERE conversation_id = $1 ORDER BY at_ms, id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThreadMessage {
+                    role: r.try_get("role")?,
+                    text: r.try_get("text")?,
+                    at_ms: r.try_get("at_ms")?,
+                    reply_to: r.try_get("reply_to")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn customer_row(r: &AnyRow) -> Result<CustomerRow, StoreError> {
+    Ok(CustomerRow {
+        id: r.try_get("id")?,
+        phone: r.try_get("phone")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        first_channel: r.try_get("first_channel")?,
+        last_channel: r.try_get("last_channel")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
 }
