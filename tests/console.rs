@@ -1005,6 +1005,7 @@ async fn console_tables_on_every_backend() {
             "{name}"
         );
         assert_eq!(store.businesses().await.unwrap().len(), 1, "{name}");
+        console_data_on(&store, name).await;
         backend.cleanup().await;
     }
 }
@@ -2089,5 +2090,219 @@ async fn customers_are_searched_and_show_calls_turns_tools_and_whatsapp_statuses
             .await
             .status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// The store side of numbers, rooms, documents, outbox retry and customers on one backend.
+async fn console_data_on(store: &Store, name: &str) {
+    use kav::store::console::{AddressOutcome, RoomRemoval};
+    assert_eq!(
+        store
+            .add_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::Added,
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .add_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::AlreadyThis,
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .add_business_address("biz_x", "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::OwnedByAnother,
+        "{name}"
+    );
+    assert!(
+        store
+            .remove_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        "{name}"
+    );
+    let before = store.business_version(A).await.unwrap().unwrap();
+    let room = store
+        .add_room(A, "Tokyo", &["טוקיו".into()], 1, 1)
+        .await
+        .unwrap();
+    assert!(
+        store.business_version(A).await.unwrap().unwrap() > before,
+        "{name}: version moves"
+    );
+    assert!(
+        store.edit_room(A, &room, "Kyoto", &[], 2, 1).await.unwrap(),
+        "{name}"
+    );
+    assert!(
+        !store
+            .edit_room("biz_x", &room, "Kyoto", &[], 2, 1)
+            .await
+            .unwrap(),
+        "{name}"
+    );
+    let noon = kav::testing::clock::monday_noon_ms();
+    let appt = kav::store::booking::Appointment {
+        id: "appt_room_check".into(),
+        business_id: A.into(),
+        resource_id: Some(room.clone()),
+        customer_id: None,
+        customer_name: "Noa".into(),
+        customer_phone: Some("+972501234567".into()),
+        start_ms: noon + 3_600_000,
+        end_ms: noon + 7_200_000,
+        status: "booked".into(),
+        channel: "phone".into(),
+        conversation_id: "CA1".into(),
+        request_key: "k".into(),
+        created_at_ms: noon,
+    };
+    let created = store
+        .create_appointment(
+            appt,
+            kav::store::booking::CapacityRule::Business { limit: 10 },
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(created, kav::store::booking::CreateOutcome::Created(_)),
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon).await.unwrap(),
+        RoomRemoval::HasFutureBookings(1),
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon + 7_200_000).await.unwrap(),
+        RoomRemoval::Removed,
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon).await.unwrap(),
+        RoomRemoval::NotFound,
+        "{name}"
+    );
+    let doc = store
+        .put_document(A, None, "faq", "Pets", "כלבים")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .put_document(A, Some(&doc), "faq", "Pets", "dogs")
+            .await
+            .unwrap()
+            .is_some(),
+        "{name}"
+    );
+    assert!(
+        store
+            .put_document("biz_x", Some(&doc), "faq", "x", "x")
+            .await
+            .unwrap()
+            .is_none(),
+        "{name}"
+    );
+    assert!(
+        store
+            .documents(A)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id == doc && d.body == "dogs"),
+        "{name}"
+    );
+    assert!(store.delete_document(A, &doc).await.unwrap(), "{name}");
+    // Outbox: a dead event is requeued once.
+    let ev = kav::store::booking::NewOutboxEvent {
+        business_id: A.into(),
+        kind: "whatsapp.send".into(),
+        payload_json: "{}".into(),
+        idempotency_key: "retry-check".into(),
+        not_before_ms: 0,
+    };
+    store.enqueue(&ev, 1).await.unwrap();
+    let row = store.outbox_by_key("retry-check").await.unwrap().unwrap();
+    assert!(
+        !store.outbox_retry(A, &row.id, 2).await.unwrap(),
+        "{name}: pending, never failed"
+    );
+    store.outbox_failed(&row.id, "boom", None, 3).await.unwrap();
+    assert!(
+        !store.outbox_retry("biz_x", &row.id, 4).await.unwrap(),
+        "{name}: other business"
+    );
+    assert!(store.outbox_retry(A, &row.id, 4).await.unwrap(), "{name}");
+    assert!(
+        !store.outbox_retry(A, &row.id, 4).await.unwrap(),
+        "{name}: once"
+    );
+    assert_eq!(store.outbox_due(4, 10).await.unwrap().len(), 1, "{name}");
+    assert_eq!(
+        store.outbox_of_business(A, 10).await.unwrap().len(),
+        1,
+        "{name}"
+    );
+    // Customers and their conversations.
+    store
+        .upsert_customer(A, "+972501234567", Some("נועה"), "phone", "lead", 5)
+        .await
+        .unwrap();
+    for q in ["", "נועה", "0501234567", "1234"] {
+        assert_eq!(
+            store.customers_of_business(A, q, 10).await.unwrap().len(),
+            1,
+            "{name}: {q:?}"
+        );
+    }
+    assert!(
+        store
+            .customers_of_business(A, "dan", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    let c = &store.customers_of_business(A, "", 10).await.unwrap()[0];
+    assert!(
+        store
+            .customer_of_business("biz_x", &c.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .appointments_of_customer(A, &c.phone)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{name}"
+    );
+    assert!(
+        store
+            .customer_conversations(A, &c.phone, "phone")
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert!(
+        store
+            .customer_whatsapp_threads(A, &c.phone)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
     );
 }
