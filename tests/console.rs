@@ -219,6 +219,23 @@ impl Server {
             .unwrap()
     }
 
+    /// A POST with a bearer token that must be refused with 422: `expect` is the field an
+    /// `invalid` answer names, or the error kind (`refused`). Returns the answer.
+    async fn post_refused(&self, token: &str, path: &str, body: Value, expect: &str) -> Value {
+        let (status, e) = self.api(token, "POST", path, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {e}");
+        let named = e["field"].as_str().or(e["error"].as_str());
+        assert_eq!(named, Some(expect), "{path}: {e}");
+        e
+    }
+
+    /// A POST with a bearer token that must succeed; returns the answer.
+    async fn post_ok(&self, token: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.api(token, "POST", path, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
     async fn api(
         &self,
         token: &str,
@@ -1237,59 +1254,37 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
     let api = "/console/api/b/biz_escape_tlv";
 
     // Numbers: normalised, E.164 checked, another business's number refused, routed at once.
-    let (status, e) = s
-        .api(
+    let e = s
+        .post_refused(
             &owner,
-            "POST",
             &format!("{api}/numbers"),
-            Some(json!({"channel": "phone", "address": "050-1234567"})),
+            json!({"channel": "phone", "address": "050-1234567"}),
+            "address",
         )
         .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("address")),
-        "{e}"
-    );
     assert!(e["reason"].as_str().unwrap().contains("E.164"), "{e}");
-    let (status, e) = s
-        .api(
+    s.post_refused(
+        &owner,
+        &format!("{api}/numbers"),
+        json!({"channel": "whatsapp", "address": "+1 555"}),
+        "address",
+    )
+    .await;
+    s.post_refused(
+        &owner,
+        &format!("{api}/numbers"),
+        json!({"channel": "fax", "address": "+97235550199"}),
+        "channel",
+    )
+    .await;
+    let e = s
+        .post_refused(
             &owner,
-            "POST",
             &format!("{api}/numbers"),
-            Some(json!({"channel": "whatsapp", "address": "+1 555"})),
+            json!({"channel": "phone", "address": "+1 555 000 0001"}),
+            "refused",
         )
         .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("address")),
-        "{e}"
-    );
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/numbers"),
-            Some(json!({"channel": "fax", "address": "+97235550199"})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("channel")),
-        "{e}"
-    );
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/numbers"),
-            Some(json!({"channel": "phone", "address": "+1 555 000 0001"})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
-        "{e}"
-    );
     assert!(
         e["reason"].as_str().unwrap().contains("another business"),
         "{e}"
@@ -1303,15 +1298,13 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
         Some("biz_other"),
         "the other business keeps its number"
     );
-    let (status, ok) = s
-        .api(
+    let ok = s
+        .post_ok(
             &owner,
-            "POST",
             &format!("{api}/numbers"),
-            Some(json!({"channel": "phone", "address": "+972 3-555-0199"})),
+            json!({"channel": "phone", "address": "+972 3-555-0199"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{ok}");
     assert_eq!(ok["address"], "+97235550199");
     assert_eq!(
         s.store
@@ -1330,15 +1323,13 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "staff do not configure");
-    let (status, _) = s
-        .api(
+    let _ = s
+        .post_ok(
             &owner,
-            "POST",
             &format!("{api}/numbers/remove"),
-            Some(json!({"channel": "phone", "address": "+97235550199"})),
+            json!({"channel": "phone", "address": "+97235550199"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         s.store
             .business_id_by_number("phone", "+97235550199")
@@ -1357,34 +1348,24 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Rooms: a new room is bookable on the next tool call (the settings cache rebuilds).
-    let (status, e) = s
-        .api(
+    let e = s
+        .post_refused(
             &owner,
-            "POST",
             &format!("{api}/rooms"),
-            Some(json!({"room_name": "Tokyo", "room_aliases": "טוקיו, dubai"})),
+            json!({"room_name": "Tokyo", "room_aliases": "טוקיו, dubai"}),
+            "room_name",
         )
         .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("room_name")),
-        "{e}"
-    );
     assert!(e["reason"].as_str().unwrap().contains("Dubai"), "{e}");
-    let (status, ok) = s
-        .api(
+    let ok = s
+        .post_ok(
             &owner,
-            "POST",
             &format!("{api}/rooms"),
-            Some(json!({"room_name": "Tokyo", "room_aliases": "טוקיו"})),
+            json!({"room_name": "Tokyo", "room_aliases": "טוקיו"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{ok}");
     let room = ok["id"].as_str().unwrap().to_string();
-    let (status, booked) = s
-        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T18:00", "resource": "טוקיו", "customer_name": "Noa", "customer_phone": "0501234567"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{booked}");
+    let booked = s.post_ok(&staff, &format!("{api}/bookings"), json!({"start_iso": "2026-11-24T18:00", "resource": "טוקיו", "customer_name": "Noa", "customer_phone": "0501234567"})).await;
     let appointment = booked["appointment_id"].as_str().unwrap().to_string();
     assert_eq!(
         s.store
@@ -1397,63 +1378,42 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
         Some(room.as_str())
     );
     // Not removed while it has an upcoming booking: the refusal counts them.
-    let (status, e) = s
-        .api(
+    let e = s
+        .post_refused(
             &owner,
-            "POST",
             &format!("{api}/rooms/{room}/remove"),
-            Some(json!({})),
+            json!({}),
+            "refused",
         )
         .await;
-    assert_eq!(
-        (status, e["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
-        "{e}"
-    );
     assert!(
         e["reason"].as_str().unwrap().contains("1 upcoming booking"),
         "{e}"
     );
-    let (status, _) = s
-        .api(
+    let _ = s
+        .post_ok(
             &owner,
-            "POST",
             &format!("{api}/rooms/{room}"),
-            Some(json!({"room_name": "Kyoto", "room_aliases": "קיוטו", "room_limit": 2})),
+            json!({"room_name": "Kyoto", "room_aliases": "קיוטו", "room_limit": 2}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/rooms/{room}"),
-            Some(json!({"room_name": "Kyoto", "room_limit": 0})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("room_limit")),
-        "{e}"
-    );
-    let (status, _) = s
-        .api(
+    s.post_refused(
+        &owner,
+        &format!("{api}/rooms/{room}"),
+        json!({"room_name": "Kyoto", "room_limit": 0}),
+        "room_limit",
+    )
+    .await;
+    let _ = s
+        .post_ok(
             &staff,
-            "POST",
             &format!("{api}/bookings/{appointment}/cancel"),
-            Some(json!({})),
+            json!({}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/rooms/{room}/remove"),
-            Some(json!({})),
-        )
+    let _ = s
+        .post_ok(&owner, &format!("{api}/rooms/{room}/remove"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert!(
         s.store
             .resources(A)
@@ -1490,61 +1450,41 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
     assert_eq!(status, StatusCode::NOT_FOUND, "another business's room id");
 
     // Documents: the agent's tool answers from the edit at once; HTML is escaped; Hebrew RTL.
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/documents"),
-            Some(json!({"kind": "menu", "title": "x", "body": "y"})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("kind")),
-        "{e}"
-    );
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/documents"),
-            Some(json!({"kind": "faq", "title": "big", "body": "א".repeat(20_001)})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("body")),
-        "{e}"
-    );
-    let (status, ok) = s
-        .api(&owner, "POST", &format!("{api}/documents"), Some(json!({"kind": "faq", "title": "Pets <script>alert(1)</script>", "body": "כלבים מותרים בלובי בלבד."})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{ok}");
+    s.post_refused(
+        &owner,
+        &format!("{api}/documents"),
+        json!({"kind": "menu", "title": "x", "body": "y"}),
+        "kind",
+    )
+    .await;
+    s.post_refused(
+        &owner,
+        &format!("{api}/documents"),
+        json!({"kind": "faq", "title": "big", "body": "א".repeat(20_001)}),
+        "body",
+    )
+    .await;
+    let ok = s.post_ok(&owner, &format!("{api}/documents"), json!({"kind": "faq", "title": "Pets <script>alert(1)</script>", "body": "כלבים מותרים בלובי בלבד."})).await;
     let doc = ok["id"].as_str().unwrap().to_string();
     let docs = agent_documents(&s).await;
     assert!(
         docs.to_string().contains("כלבים מותרים בלובי בלבד."),
         "{docs}"
     );
-    let (status, _) = s
-        .api(
+    let _ = s
+        .post_ok(
             &owner,
-            "POST",
             &format!("{api}/documents/{doc}"),
-            Some(json!({"kind": "faq", "title": "Pets", "body": "כלבים מותרים בכל המתחם."})),
+            json!({"kind": "faq", "title": "Pets", "body": "כלבים מותרים בכל המתחם."}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     let docs = agent_documents(&s).await.to_string();
     assert!(
         docs.contains("בכל המתחם") && !docs.contains("בלובי"),
         "{docs}"
     );
     let b = s.login("owner@a.example").await;
-    let (status, _) = s
-        .api(&owner, "POST", &format!("{api}/documents/{doc}"), Some(json!({"kind": "faq", "title": "<img src=x onerror=alert(1)>", "body": "שלום <b>עולם</b>"})))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let _ = s.post_ok(&owner, &format!("{api}/documents/{doc}"), json!({"kind": "faq", "title": "<img src=x onerror=alert(1)>", "body": "שלום <b>עולם</b>"})).await;
     let html = s
         .get(&b, "/console/b/biz_escape_tlv")
         .await
@@ -1660,28 +1600,17 @@ async fn outbox_lists_failures_and_a_retry_requeues_exactly_once() {
     );
     let failed = view["events"][0]["id"].as_str().unwrap().to_string();
     // A failed event waiting out its backoff can be pulled forward once.
-    let (status, _) = s
-        .api(
+    let _ = s
+        .post_ok(&owner, &format!("{api}/outbox/{failed}/retry"), json!({}))
+        .await;
+    let e = s
+        .post_refused(
             &owner,
-            "POST",
             &format!("{api}/outbox/{failed}/retry"),
-            Some(json!({})),
+            json!({}),
+            "refused",
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, e) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/outbox/{failed}/retry"),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(
-        (status, e["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")),
-        "{e}"
-    );
     assert!(
         e["reason"].as_str().unwrap().contains("already queued"),
         "{e}"
@@ -1711,15 +1640,8 @@ async fn outbox_lists_failures_and_a_retry_requeues_exactly_once() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     s.sender.set_down(false);
     let sent_before = s.sender.delivered().len();
-    let (status, ok) = s
-        .api(
-            &owner,
-            "POST",
-            &format!("{api}/outbox/{failed}/retry"),
-            Some(json!({})),
-        )
+    s.post_ok(&owner, &format!("{api}/outbox/{failed}/retry"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{ok}");
     let (status, _) = s
         .api(
             &owner,
@@ -1896,10 +1818,7 @@ async fn customers_are_searched_and_show_calls_turns_tools_and_whatsapp_statuses
     let api = "/console/api/b/biz_escape_tlv";
     let phone = "+972501234567";
     // A booking by staff makes the customer (the tools upsert the lead).
-    let (status, booked) = s
-        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "נועה לוי", "customer_phone": "050-123-4567"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{booked}");
+    s.post_ok(&staff, &format!("{api}/bookings"), json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "נועה לוי", "customer_phone": "050-123-4567"})).await;
     s.store
         .upsert_customer(A, "+972509999999", Some("Dan"), "whatsapp", "lead", 1)
         .await

@@ -268,6 +268,26 @@ async fn edit_answer(
     change_answer(ctx, biz, what, fields, outcome).await
 }
 
+/// An owner's change to a business's set-up from a form or JSON body: checks the principal may
+/// configure the business and that it exists, runs `change`, and answers it with
+/// [`change_answer`] (back to the `what` section of the page, or JSON).
+pub(super) async fn owner_change(
+    ctx: &Ctx,
+    biz: &str,
+    what: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    change: impl AsyncFnOnce(&Fields) -> Result<serde_json::Value, ConsoleError>,
+) -> Answer {
+    let fields = Fields::parse(headers, body)?;
+    ctx.p.can_configure(biz)?;
+    let outcome = match ctx.business(biz).await {
+        Ok(_) => change(&fields).await,
+        Err(e) => Err(e),
+    };
+    change_answer(ctx, biz, what, &fields, outcome).await
+}
+
 /// Answers a change to a business's set-up (`what`: its section): done → back to the section
 /// (or `{ok:true, …}`); invalid, refused or conflicting → the page again with the message by
 /// the field and the submitted values (HTML), or the error (JSON).

@@ -10,7 +10,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::routing::post;
 
-use super::business::change_answer;
+use super::business::owner_change;
 use super::pages::{Ctx, Fields};
 use super::{Answer, Console, ConsoleError};
 
@@ -52,22 +52,19 @@ fn document_fields(fields: &Fields) -> Result<(String, String, String), ConsoleE
     Ok((kind, title, body))
 }
 
-async fn put(ctx: &Ctx, biz: &str, id: Option<&str>, fields: &Fields) -> Answer {
-    ctx.p.can_configure(biz)?;
-    let outcome = async {
-        ctx.business(biz).await?;
-        let (kind, title, body) = document_fields(fields)?;
+async fn put(ctx: &Ctx, biz: &str, id: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Answer {
+    owner_change(ctx, biz, "documents", headers, body, async |fields| {
+        let (kind, title, text) = document_fields(fields)?;
         let stored = ctx
             .c
             .rt
             .store
-            .put_document(biz, id, &kind, &title, &body)
+            .put_document(biz, id, &kind, &title, &text)
             .await?;
         let id = stored.ok_or(ConsoleError::NotFound)?;
         Ok(serde_json::json!({"id": id}))
-    }
-    .await;
-    change_answer(ctx, biz, "documents", fields, outcome).await
+    })
+    .await
 }
 
 async fn add_document(
@@ -76,8 +73,7 @@ async fn add_document(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    put(&ctx, &biz, None, &fields).await
+    put(&ctx, &biz, None, &headers, &body).await
 }
 
 async fn edit_document(
@@ -86,8 +82,7 @@ async fn edit_document(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    put(&ctx, &biz, Some(&id), &fields).await
+    put(&ctx, &biz, Some(&id), &headers, &body).await
 }
 
 async fn delete_document(
@@ -96,15 +91,11 @@ async fn delete_document(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
+    owner_change(&ctx, &biz, "documents", &headers, &body, async |_| {
         if !ctx.c.rt.store.delete_document(&biz, &id).await? {
             return Err(ConsoleError::NotFound);
         }
         Ok(serde_json::json!({"deleted": id}))
-    }
-    .await;
-    change_answer(&ctx, &biz, "documents", &fields, outcome).await
+    })
+    .await
 }

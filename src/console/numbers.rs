@@ -11,7 +11,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::routing::post;
 
-use super::business::change_answer;
+use super::business::owner_change;
 use super::pages::{Ctx, Fields};
 use super::{Answer, Console, ConsoleError};
 use crate::store::console::AddressOutcome;
@@ -63,18 +63,10 @@ pub(super) fn channel_address(fields: &Fields) -> Result<(&'static str, String),
 }
 
 async fn add_number(ctx: Ctx, Path(biz): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
-        let (channel, address) = channel_address(&fields)?;
-        match ctx
-            .c
-            .rt
-            .store
-            .add_business_address(&biz, channel, &address)
-            .await?
-        {
+    owner_change(&ctx, &biz, "numbers", &headers, &body, async |fields| {
+        let (channel, address) = channel_address(fields)?;
+        let store = &ctx.c.rt.store;
+        match store.add_business_address(&biz, channel, &address).await? {
             AddressOutcome::Added => {
                 Ok(serde_json::json!({"channel": channel, "address": address}))
             }
@@ -86,9 +78,8 @@ async fn add_number(ctx: Ctx, Path(biz): Path<String>, headers: HeaderMap, body:
                  there first"
             ))),
         }
-    }
-    .await;
-    change_answer(&ctx, &biz, "numbers", &fields, outcome).await
+    })
+    .await
 }
 
 async fn remove_number(
@@ -97,15 +88,10 @@ async fn remove_number(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
-        let (channel, address) = channel_address(&fields)?;
-        if !ctx
-            .c
-            .rt
-            .store
+    owner_change(&ctx, &biz, "numbers", &headers, &body, async |fields| {
+        let (channel, address) = channel_address(fields)?;
+        let store = &ctx.c.rt.store;
+        if !store
             .remove_business_address(&biz, channel, &address)
             .await?
         {
@@ -115,7 +101,6 @@ async fn remove_number(
             ));
         }
         Ok(serde_json::json!({"removed": address}))
-    }
-    .await;
-    change_answer(&ctx, &biz, "numbers", &fields, outcome).await
+    })
+    .await
 }

@@ -39,6 +39,10 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
             include_str!("templates/booking_card.html"),
         ),
         ("outbox.html", include_str!("templates/outbox.html")),
+        (
+            "new_booking.html",
+            include_str!("templates/new_booking.html"),
+        ),
         ("customers.html", include_str!("templates/customers.html")),
         ("customer.html", include_str!("templates/customer.html")),
     ] {

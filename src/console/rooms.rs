@@ -11,7 +11,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::routing::post;
 
-use super::business::change_answer;
+use super::business::owner_change;
 use super::pages::{Ctx, Fields};
 use super::{Answer, Console, ConsoleError};
 use crate::store::console::RoomRemoval;
@@ -77,21 +77,15 @@ async fn room_fields(
 }
 
 async fn add_room(ctx: Ctx, Path(biz): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
-        let (name, aliases, limit) = room_fields(&ctx, &biz, &fields, None).await?;
-        let id = ctx
-            .c
-            .rt
-            .store
+    owner_change(&ctx, &biz, "rooms", &headers, &body, async |fields| {
+        let (name, aliases, limit) = room_fields(&ctx, &biz, fields, None).await?;
+        let store = &ctx.c.rt.store;
+        let id = store
             .add_room(&biz, &name, &aliases, limit, ctx.c.now_ms())
             .await?;
         Ok(serde_json::json!({"id": id}))
-    }
-    .await;
-    change_answer(&ctx, &biz, "rooms", &fields, outcome).await
+    })
+    .await
 }
 
 async fn edit_room(
@@ -100,24 +94,18 @@ async fn edit_room(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
-        let (name, aliases, limit) = room_fields(&ctx, &biz, &fields, Some(&id)).await?;
-        if !ctx
-            .c
-            .rt
-            .store
+    owner_change(&ctx, &biz, "rooms", &headers, &body, async |fields| {
+        let (name, aliases, limit) = room_fields(&ctx, &biz, fields, Some(&id)).await?;
+        let store = &ctx.c.rt.store;
+        if !store
             .edit_room(&biz, &id, &name, &aliases, limit, ctx.c.now_ms())
             .await?
         {
             return Err(ConsoleError::NotFound);
         }
         Ok(serde_json::json!({"id": id}))
-    }
-    .await;
-    change_answer(&ctx, &biz, "rooms", &fields, outcome).await
+    })
+    .await
 }
 
 async fn remove_room(
@@ -126,10 +114,7 @@ async fn remove_room(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let fields = Fields::parse(&headers, &body)?;
-    ctx.p.can_configure(&biz)?;
-    let outcome = async {
-        ctx.business(&biz).await?;
+    owner_change(&ctx, &biz, "rooms", &headers, &body, async |_| {
         match ctx
             .c
             .rt
@@ -145,7 +130,6 @@ async fn remove_room(
                 if n == 1 { "it" } else { "them" },
             ))),
         }
-    }
-    .await;
-    change_answer(&ctx, &biz, "rooms", &fields, outcome).await
+    })
+    .await
 }
