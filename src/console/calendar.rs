@@ -195,7 +195,7 @@ pub(super) async fn calendar_view(
         if a.status != "booked" || a.start_ms < from_ms || a.start_ms > to_ms {
             continue;
         }
-        let view = AppointmentView::new(&policy, &rooms, a);
+        let view = AppointmentView::new(ctx, &policy, &rooms, a);
         let Some(d) = dates.iter().position(|x| *x == view.date) else {
             continue;
         };
