@@ -2239,6 +2239,23 @@ async fn console_data_on(store: &Store, name: &str) {
             .is_empty(),
         "{name}"
     );
+    assert_eq!(
+        store
+            .appointments_between(A, noon + 3_600_000, noon + 3_600_001)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{name}"
+    );
+    assert!(
+        store
+            .appointments_between(A, noon, noon + 3_600_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}: end exclusive"
+    );
     assert!(
         store
             .customer_whatsapp_threads(A, &c.phone)
