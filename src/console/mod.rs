@@ -13,11 +13,21 @@
 //! ([`crate::agent::tools::ToolContext::call`]), so the same policy checks apply; settings edits
 //! carry the version the editor saw ([`crate::store::console::EditOutcome`]).
 
+mod account;
 pub mod admin;
 mod audit;
 pub mod auth;
+mod bookings;
+mod business;
+mod calendar;
+mod customers;
+mod documents;
+mod numbers;
+mod outbox;
 mod pages;
+mod rooms;
 mod staff;
+mod strings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -310,8 +320,7 @@ impl Console {
     /// handlers under `/api` answering JSON.
     pub fn router(self: &Arc<Self>) -> Router {
         let authed = |format: Format| {
-            pages::routes()
-                .merge(staff::routes())
+            routes()
                 .route_layer(axum::middleware::from_fn_with_state(
                     self.clone(),
                     require_principal,
@@ -321,7 +330,7 @@ impl Console {
         Router::new()
             .nest("/api", authed(Format::Json))
             .merge(authed(Format::Html).layer(axum::middleware::from_fn(html_errors)))
-            .merge(pages::public_routes())
+            .merge(account::public_routes())
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.config.max_body_bytes,
             ))
@@ -351,6 +360,23 @@ impl Console {
             }
         }
     }
+}
+
+/// Every route behind authentication, one line per concept (each module's `routes()`); mounted
+/// twice by [`Console::router`]: as pages and under `/api` as JSON.
+fn routes() -> Router<Arc<Console>> {
+    Router::new()
+        .merge(account::routes())
+        .merge(business::routes())
+        .merge(bookings::routes())
+        .merge(calendar::routes())
+        .merge(numbers::routes())
+        .merge(rooms::routes())
+        .merge(documents::routes())
+        .merge(outbox::routes())
+        .merge(customers::routes())
+        .merge(staff::routes())
+        .route("/b/{biz}/audit", axum::routing::get(audit::audit))
 }
 
 fn html_response(html: String) -> Response {
