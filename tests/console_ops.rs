@@ -621,8 +621,12 @@ async fn every_ops_route_is_closed_to_other_tenants() {
 }
 
 #[tokio::test]
-async fn event_streams_are_bounded() {
-    let s = start_with(|c| c.console.ops_max_streams = 3).await;
+async fn event_streams_are_bounded_and_outlive_the_request_timeout() {
+    let s = start_with(|c| {
+        c.console.ops_max_streams = 3;
+        c.limits.request_timeout_ms = 300;
+    })
+    .await;
     let max = s.state.deps.config.console.ops_max_streams;
     let mut open = Vec::new();
     for _ in 0..max {
@@ -639,6 +643,16 @@ async fn event_streams_are_bounded() {
     loop {
         let r = s.open(ADMIN, "/console/api/ops/events").await;
         if r.status() == StatusCode::OK {
+            // The request timeout bounds the handler, not the stream it returns.
+            let mut events = r.bytes_stream();
+            let mut buf = String::new();
+            until_event(&mut events, &mut buf, Duration::from_secs(10), |_| true).await;
+            assert!(
+                tokio::time::timeout(Duration::from_secs(1), events.next())
+                    .await
+                    .is_err(),
+                "the stream ended or sent something unprompted"
+            );
             break;
         }
         assert!(
