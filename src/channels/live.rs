@@ -61,7 +61,8 @@ pub struct LiveCall {
     pub call_id: String,
     pub call_sid: String,
     pub started_at_ms: i64,
-    /// The stream's `<Parameter>`s (`To`, `business_id`, …): what the business is resolved from.
+    /// The stream's `<Parameter>`s (`To`, `business_id`, …): what the business is resolved from
+    /// (empty in [`LiveCalls::list`] once it is).
     #[serde(skip)]
     pub parameters: BTreeMap<String, String>,
     /// The business, once a reader has resolved it ([`LiveCalls::set_business`]).
@@ -165,9 +166,25 @@ impl LiveCalls {
         }
     }
 
-    /// A copy of every live call, in `call_id` order.
+    /// A copy of every live call, in `call_id` order. `parameters` are copied only while the
+    /// business is unresolved (readers poll this every second per open view).
     pub fn list(&self) -> Vec<LiveCall> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .values()
+            .map(|c| LiveCall {
+                call_id: c.call_id.clone(),
+                call_sid: c.call_sid.clone(),
+                started_at_ms: c.started_at_ms,
+                parameters: if c.business.is_none() {
+                    c.parameters.clone()
+                } else {
+                    BTreeMap::new()
+                },
+                business: c.business.clone(),
+                updated_at_ms: c.updated_at_ms,
+                now: c.now,
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -274,8 +291,13 @@ mod tests {
     fn a_snapshot_after_removal_lists_nothing() {
         let live = LiveCalls::new(2);
         let a = live.register("a", "CA_a", 0, &params("+1")).unwrap();
+        assert_eq!(live.list()[0].parameters, params("+1"));
         live.set_business("a", "biz_x");
         assert_eq!(live.list()[0].business.as_deref(), Some("biz_x"));
+        assert!(
+            live.list()[0].parameters.is_empty(),
+            "not copied once resolved"
+        );
         let registry = live.clone();
         drop(a);
         registry.publish("a", 5, LiveSnapshot::default());

@@ -710,12 +710,17 @@ async fn call_page(
     if call.is_none() && live_call.is_none() {
         return Err(ConsoleError::NotFound);
     }
-    let parameters = match (&call, &live_call) {
-        (Some(c), _) => serde_json::from_str(&c.parameters_json).unwrap_or_default(),
-        (None, Some(l)) => l.parameters.clone(),
-        (None, None) => BTreeMap::new(),
+    let business = match (&call, &live_call) {
+        (Some(c), _) => {
+            let parameters = serde_json::from_str(&c.parameters_json).unwrap_or_default();
+            ctx.c.business_of(parameters).await?
+        }
+        (None, Some(l)) => match &l.business {
+            Some(b) => b.clone(),
+            None => ctx.c.business_of(l.parameters.clone()).await?,
+        },
+        (None, None) => return Err(ConsoleError::NotFound),
     };
-    let business = ctx.c.business_of(parameters).await?;
     let rows = store.call_turns(&call_sid).await?;
     let events = store.call_events(&call_sid).await?;
     let mut tools = store.tool_traces(&call_sid).await?;
