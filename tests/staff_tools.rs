@@ -1104,7 +1104,13 @@ async fn the_console_shows_the_audit_to_that_business_only() {
         .await
         .unwrap();
     let console = Console::new(fx.rt.clone(), Default::default(), None);
-    let app = axum::Router::new().nest_service("/console", console.router());
+    let sources = kav::console::ops::Sources::new(
+        kav::channels::live::LiveCalls::new(1),
+        std::sync::Arc::new(kav::metrics::Metrics::new()),
+        std::sync::Arc::new(|| false),
+        1,
+    );
+    let app = axum::Router::new().nest_service("/console", console.router(sources));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
