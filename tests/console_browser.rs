@@ -182,11 +182,13 @@ async fn book_and_cancel_from_the_bookings_list(w: Arc<World>) {
         .unwrap()
         .tomorrow()
         .unwrap();
-    b.type_into("#start_iso", &format!("{next_day}T03:00"))
-        .await;
-    b.type_into("#customer_name", "נועה כהן").await;
-    b.type_into("#customer_phone", "050-123-4567").await;
-    b.submit("#book").await;
+    book(
+        b,
+        Some(&format!("{next_day}T03:00")),
+        "נועה כהן",
+        "050-123-4567",
+    )
+    .await;
     let refused = b.text("#error").await;
     assert!(refused.contains("outside_hours"), "{refused}");
     let name = b.find("#customer_name").await.prop("value").await.unwrap();
@@ -262,6 +264,8 @@ async fn screenshots(w: Arc<World>) {
         return;
     };
     let b = &w.b;
+    // Tall enough for the policy form and its preview; an element's shot stops at the window.
+    b.client.set_window_size(1000, 1400).await.unwrap();
     b.forget_cookies().await;
     b.goto("/console/login").await;
     b.screenshot("main", &dir, "login").await;
@@ -271,7 +275,10 @@ async fn screenshots(w: Arc<World>) {
     b.screenshot("#policy", &dir, "policy").await;
     b.goto(&format!("/console/b/{A}?lang=he")).await;
     b.screenshot("main", &dir, "business-he").await;
+    let start = slot_starts(b).await[3][..16].to_string();
     b.goto(&format!("/console/b/{A}/bookings")).await;
+    book(b, Some(&start), "Dana Levi", "+972 50 765 4321").await;
+    b.text_contains("#message", "booked").await;
     b.screenshot("main", &dir, "bookings").await;
 }
 
@@ -287,7 +294,18 @@ async fn sign_in(b: &Browser, email: &str) {
     b.find("#businesses").await;
 }
 
-/// The starts (`YYYY-MM-DDTHH:MM`) in the page's "next free slots" preview.
+/// Fills the new-booking form (`start`: typed into `#start_iso`, else left as the page filled
+/// it) and presses `#book`.
+async fn book(b: &Browser, start: Option<&str>, customer: &str, phone: &str) {
+    if let Some(start) = start {
+        b.type_into("#start_iso", start).await;
+    }
+    b.type_into("#customer_name", customer).await;
+    b.type_into("#customer_phone", phone).await;
+    b.submit("#book").await;
+}
+
+/// The starts (`YYYY-MM-DDTHH:MM…`) in the page's "next free slots" preview.
 async fn slot_starts(b: &Browser) -> Vec<String> {
     b.find("#slots").await;
     let mut out = Vec::new();

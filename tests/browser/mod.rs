@@ -287,7 +287,14 @@ impl Browser {
 
     /// Saves a PNG of `css` (the element's box) as `dir/name.png`.
     pub async fn screenshot(&self, css: &str, dir: &Path, name: &str) {
-        let png = self.find(css).await.screenshot().await.unwrap();
+        let e = self.find(css).await;
+        // From the element's top: a shot is cut where the window ends.
+        let at = serde_json::to_value(&e).unwrap();
+        self.client
+            .execute("arguments[0].scrollIntoView()", vec![at])
+            .await
+            .unwrap();
+        let png = e.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join(format!("{name}.png"));
