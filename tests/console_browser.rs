@@ -17,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use browser::Browser;
 use futures_util::FutureExt;
@@ -37,6 +37,9 @@ struct World {
     shots: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
+
+/// A scenario still running after this has failed (each of its waits gives up sooner).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 
 type Run = fn(Arc<World>) -> Pin<Box<dyn Future<Output = ()>>>;
 
@@ -481,7 +484,7 @@ fn main() {
             Ok(w) => Arc::new(w),
             Err(reason) => {
                 println!("console_browser: SKIPPED, no browser here: {reason}");
-                return Vec::new();
+                return None;
             }
         };
         println!("\nrunning {} tests", selected.len());
@@ -489,10 +492,13 @@ fn main() {
         for (name, run) in &selected {
             let started = Instant::now();
             // A panic ends its scenario, not the run: the next one starts from a fresh page.
-            let ok = AssertUnwindSafe(run(world.clone()))
-                .catch_unwind()
-                .await
-                .is_ok();
+            let ok = tokio::time::timeout(
+                SCENARIO_LIMIT,
+                AssertUnwindSafe(run(world.clone())).catch_unwind(),
+            )
+            .await
+            .map_err(|_| println!("{name}: still running after {SCENARIO_LIMIT:?}"))
+            .is_ok_and(|r| r.is_ok());
             let took = started.elapsed().as_secs_f32();
             println!(
                 "test {name} ... {} ({took:.1} s)",
@@ -505,8 +511,15 @@ fn main() {
         if let Ok(world) = Arc::try_unwrap(world) {
             world.b.close().await;
         }
-        failed
+        Some(failed)
     });
+    let Some(failed) = failed else {
+        println!(
+            "\ntest result: ok. 0 passed; 0 failed; {} ignored",
+            selected.len()
+        );
+        return;
+    };
     let passed = selected.len() - failed.len();
     if failed.is_empty() {
         println!("\ntest result: ok. {passed} passed; 0 failed");

@@ -61,7 +61,7 @@ pub async fn launch(base: &str, width: u32, height: u32) -> Result<Browser, Stri
     match try_launch(base, width, height).await {
         Ok(b) => Ok(b),
         Err(reason) if std::env::var_os("CI").is_some() => {
-            panic!("CI: no browser for the console tests: {reason} (run scripts/setup.sh)")
+            panic!("CI: no browser for the console tests: {reason}")
         }
         Err(reason) => Err(reason),
     }
@@ -117,6 +117,15 @@ async fn try_launch(base: &str, width: u32, height: u32) -> Result<Browser, Stri
         .connect(&webdriver)
         .await
         .map_err(|e| format!("chromium does not start under chromedriver: {e}"))?;
+    // A page or script that never finishes fails its step after WAIT, not WebDriver's 300 s.
+    client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(WAIT),
+            Some(WAIT),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .map_err(|e| format!("setting chromedriver's timeouts: {e}"))?;
     Ok(Browser {
         client,
         base: base.trim_end_matches('/').to_string(),
