@@ -39,10 +39,10 @@ struct Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         // The group id is chromedriver's pid (`process_group(0)`); chromium inherits the group.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
