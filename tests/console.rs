@@ -1002,3 +1002,189 @@ async fn console_tables_on_every_backend() {
         backend.cleanup().await;
     }
 }
+
+/// How many times `needle` occurs in `html`.
+fn count(html: &str, needle: &str) -> usize {
+    html.matches(needle).count()
+}
+
+#[tokio::test]
+async fn calendar_shows_the_week_and_books_moves_and_cancels_from_its_slots() {
+    let s = start().await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let b = s.login("staff@a.example").await;
+    let cal = "/console/b/biz_escape_tlv/calendar";
+    // The clock is Monday 2026-11-23 12:00 in Jerusalem; a Wednesday asks for its Sunday week.
+    let r = s.get(&b, &format!("{cal}?week=2026-11-25")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"calendar\""));
+    assert_eq!(count(&html, "<th data-date="), 7, "seven days");
+    assert!(html.contains("data-date=\"2026-11-22\"") && html.contains("data-date=\"2026-11-28\""));
+    // Free slots follow the policy: Tuesday 10:00–22:00; Monday not before 13:00 (an hour's
+    // notice after noon); Saturday 19:00–23:00 only.
+    for free in [
+        "2026-11-24T10:00",
+        "2026-11-24T21:00",
+        "2026-11-23T13:00",
+        "2026-11-28T19:00",
+    ] {
+        assert!(
+            html.contains(&format!("data-slot=\"{free}\"")),
+            "{free} free"
+        );
+    }
+    for not_free in [
+        "2026-11-24T22:00",
+        "2026-11-23T12:00",
+        "2026-11-22T15:00",
+        "2026-11-28T10:00",
+    ] {
+        assert!(
+            !html.contains(&format!("data-slot=\"{not_free}\"")),
+            "{not_free}"
+        );
+    }
+    // A slot's link fills the new-booking form.
+    let html = s
+        .get(&b, &format!("{cal}?week=2026-11-22&start=2026-11-24T18:00"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(
+            "id=\"start_iso\" placeholder=\"2026-12-24T10:00\" value=\"2026-11-24T18:00\""
+        )
+    );
+    let csrf = attr(&html, "csrf").unwrap().to_string();
+    // Book all three rooms at Tuesday 18:00 from the calendar: the slot is then full.
+    let mut ids = Vec::new();
+    for (room, name) in [
+        ("Dubai", "נועה"),
+        ("New York", "Dan"),
+        ("Barcelona", "<b>Eve</b>"),
+    ] {
+        let r = s
+            .post_form(
+                &b,
+                "/console/b/biz_escape_tlv/bookings",
+                &[
+                    ("csrf", &csrf),
+                    ("calendar_week", "2026-11-22"),
+                    ("start_iso", "2026-11-24T18:00"),
+                    ("resource", room),
+                    ("customer_name", name),
+                    ("customer_phone", "0501234567"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{room}");
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            to.starts_with(&format!("{cal}?week=2026-11-22&msg=")),
+            "{to}"
+        );
+    }
+    let html = s
+        .get(&b, &format!("{cal}?week=2026-11-22"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count(&html, "class=\"booking\" data-id="), 3);
+    assert!(!html.contains("data-slot=\"2026-11-24T18:00\""), "full");
+    assert!(html.contains("data-slot=\"2026-11-24T19:00\""));
+    assert!(html.contains("&lt;b&gt;Eve") && !html.contains("<b>Eve"));
+    for a in s.store.appointments_for_business(A).await.unwrap() {
+        ids.push(a.id);
+    }
+    assert_eq!(ids.len(), 3);
+    // A move to a closed hour is refused with the policy's reason, on the calendar itself.
+    let r = s
+        .post_form(
+            &b,
+            &format!("/console/b/biz_escape_tlv/bookings/{}/move", ids[0]),
+            &[
+                ("csrf", &csrf),
+                ("calendar_week", "2026-11-22"),
+                ("start_iso", "2026-11-24T03:00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"calendar\""));
+    assert!(
+        html.contains("id=\"error\"") && html.contains("outside_hours"),
+        "{html}"
+    );
+    // A move to a free hour, then a cancel: the slot frees up again.
+    let r = s
+        .post_form(
+            &b,
+            &format!("/console/b/biz_escape_tlv/bookings/{}/move", ids[0]),
+            &[
+                ("csrf", &csrf),
+                ("calendar_week", "2026-11-22"),
+                ("start_iso", "2026-11-25T11:00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = s
+        .post_form(
+            &b,
+            &format!("/console/b/biz_escape_tlv/bookings/{}/cancel", ids[1]),
+            &[("csrf", &csrf), ("calendar_week", "2026-11-22")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The day view: one column, the moved booking at 11:00 with the customer's Hebrew name.
+    let (_, token) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let (status, day) = s
+        .api(
+            &token,
+            "GET",
+            "/console/api/b/biz_escape_tlv/calendar?day=2026-11-25",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{day}");
+    assert_eq!(day["mode"], "day");
+    assert_eq!(day["days"].as_array().unwrap().len(), 1);
+    let eleven = day["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["time"] == "11:00")
+        .unwrap();
+    assert_eq!(eleven["cells"][0]["bookings"][0]["customer_name"], "נועה");
+    let html = s
+        .get(&b, &format!("{cal}?week=2026-11-22"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("data-slot=\"2026-11-24T18:00\""),
+        "a room freed"
+    );
+    assert_eq!(count(&html, "class=\"booking\" data-id="), 2);
+    // Hebrew UI: right-to-left, Hebrew labels; business content keeps dir=auto.
+    let html = s
+        .get(&b, &format!("{cal}?week=2026-11-22&lang=he"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("dir=\"rtl\"") && html.contains("יומן"));
+    assert!(html.contains("<span dir=\"auto\" class=\"who\">נועה</span>"));
+    // Bad dates and other tenants.
+    let r = s.get(&b, &format!("{cal}?week=2026-13-01")).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s.get(&b, "/console/b/biz_other/calendar").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

@@ -13,9 +13,14 @@
 //! ([`crate::agent::tools::ToolContext::call`]), so the same policy checks apply; settings edits
 //! carry the version the editor saw ([`crate::store::console::EditOutcome`]).
 
+mod account;
 pub mod admin;
 pub mod auth;
+mod bookings;
+mod business;
+mod calendar;
 mod pages;
+mod strings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -286,7 +291,7 @@ impl Console {
     /// handlers under `/api` answering JSON.
     pub fn router(self: &Arc<Self>) -> Router {
         let authed = |format: Format| {
-            pages::routes()
+            routes()
                 .route_layer(axum::middleware::from_fn_with_state(
                     self.clone(),
                     require_principal,
@@ -296,7 +301,7 @@ impl Console {
         Router::new()
             .nest("/api", authed(Format::Json))
             .merge(authed(Format::Html).layer(axum::middleware::from_fn(html_errors)))
-            .merge(pages::public_routes())
+            .merge(account::public_routes())
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.config.max_body_bytes,
             ))
@@ -326,6 +331,16 @@ impl Console {
             }
         }
     }
+}
+
+/// Every route behind authentication, one line per concept (each module's `routes()`); mounted
+/// twice by [`Console::router`]: as pages and under `/api` as JSON.
+fn routes() -> Router<Arc<Console>> {
+    Router::new()
+        .merge(account::routes())
+        .merge(business::routes())
+        .merge(bookings::routes())
+        .merge(calendar::routes())
 }
 
 fn html_response(html: String) -> Response {
