@@ -52,6 +52,9 @@ const SCENARIOS: &[(&str, Run)] = &[
     ("book_and_cancel_from_the_bookings_list", |w| {
         Box::pin(book_and_cancel_from_the_bookings_list(w))
     }),
+    ("book_and_cancel_from_the_calendar", |w| {
+        Box::pin(book_and_cancel_from_the_calendar(w))
+    }),
     ("another_business_is_forbidden_in_pages_and_api", |w| {
         Box::pin(another_business_is_forbidden_in_pages_and_api(w))
     }),
@@ -227,6 +230,53 @@ async fn book_and_cancel_from_the_bookings_list(w: Arc<World>) {
     );
 }
 
+/// Staff book and cancel from the week calendar: a free slot fills the new-booking form, the
+/// booking shows in the calendar, and cancelling it takes it off.
+async fn book_and_cancel_from_the_calendar(w: Arc<World>) {
+    let b = &w.b;
+    sign_in(b, STAFF_A).await;
+    b.goto(&format!("/console/b/{A}/bookings")).await;
+    b.submit(&format!("a[href^='/console/b/{A}/calendar']"))
+        .await;
+    let slot = b.find("#calendar [data-slot]").await;
+    let start = slot.attr("data-slot").await.unwrap().expect("data-slot");
+    b.click_and_load(slot).await;
+    let filled = b.find("input#start_iso").await.prop("value").await.unwrap();
+    assert_eq!(
+        filled.as_deref(),
+        Some(start.as_str()),
+        "the slot fills the form"
+    );
+    book(b, None, "Yael Bar", "052-555-0101").await;
+    b.text_contains("#message", "booked").await;
+    let card = b
+        .until("the booking in the calendar", async || {
+            for card in b.all("#calendar .booking[data-id]").await {
+                if card.text().await.ok()?.contains("Yael Bar") {
+                    return Some(card);
+                }
+            }
+            None
+        })
+        .await;
+    let id = card.attr("data-id").await.unwrap().expect("data-id");
+    let text = card.text().await.unwrap();
+    assert!(text.contains(&start[11..16]), "{start}: {text}");
+
+    let cancel = card
+        .find(fantoccini::Locator::Css("button.cancel"))
+        .await
+        .unwrap();
+    b.click_and_load(cancel).await;
+    b.text_contains("#message", "cancelled").await;
+    assert!(
+        b.all(&format!("#calendar .booking[data-id='{id}']"))
+            .await
+            .is_empty(),
+        "a cancelled booking is off the calendar"
+    );
+}
+
 /// Staff of business A open business B's pages: 403. A's own API token (made on the index page)
 /// reads A's API and gets 403 from B's.
 async fn another_business_is_forbidden_in_pages_and_api(w: Arc<World>) {
@@ -283,6 +333,10 @@ async fn screenshots(w: Arc<World>) {
     book(b, Some(&start), "Dana Levi", "+972 50 765 4321").await;
     b.text_contains("#message", "booked").await;
     b.screenshot("main", &dir, "bookings").await;
+    b.goto(&format!("/console/b/{A}/calendar")).await;
+    // Next week: this one may be mostly past.
+    b.submit("#next").await;
+    b.screenshot("main", &dir, "calendar").await;
 }
 
 // ------------------------------------------------------------------ steps
