@@ -27,6 +27,9 @@ const PASSWORD: &str = "a long enough password";
 struct Server {
     url: String,
     store: Store,
+    /// The console's booking runtime and its WhatsApp sender (switchable up/down).
+    rt: Arc<BookingRuntime>,
+    sender: Arc<SwitchableSender>,
     clock: ManualClock,
     http: reqwest::Client,
     db_url: String,
@@ -78,21 +81,24 @@ async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
     .await
     .unwrap();
     let clock = ManualClock::monday_noon();
+    let sender = Arc::new(SwitchableSender::new());
     let rt = BookingRuntime::new(
         store.clone(),
-        Arc::new(SwitchableSender::new()),
+        sender.clone(),
         clock.clock(),
         BookingConfig::default(),
     );
     let providers = kav::app::providers_from_config(&cfg).await.unwrap();
     let deps = CallDeps::new(cfg.clone(), providers, None);
     let state = AppState::new(deps, None, Some(store.clone()));
-    let console = Console::new(rt, cfg.console.clone(), Some(ADMIN_TOKEN.into()));
+    let console = Console::new(rt.clone(), cfg.console.clone(), Some(ADMIN_TOKEN.into()));
     assert!(state.console.set(console).is_ok());
     tokio::spawn(server::serve(listener, state, std::future::pending::<()>()));
     Server {
         url: format!("http://{addr}"),
         store,
+        rt,
+        sender,
         clock,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -211,6 +217,23 @@ impl Server {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A POST with a bearer token that must be refused with 422: `expect` is the field an
+    /// `invalid` answer names, or the error kind (`refused`). Returns the answer.
+    async fn post_refused(&self, token: &str, path: &str, body: Value, expect: &str) -> Value {
+        let (status, e) = self.api(token, "POST", path, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {e}");
+        let named = e["field"].as_str().or(e["error"].as_str());
+        assert_eq!(named, Some(expect), "{path}: {e}");
+        e
+    }
+
+    /// A POST with a bearer token that must succeed; returns the answer.
+    async fn post_ok(&self, token: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.api(token, "POST", path, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
     }
 
     async fn api(
@@ -999,6 +1022,7 @@ async fn console_tables_on_every_backend() {
             "{name}"
         );
         assert_eq!(store.businesses().await.unwrap().len(), 1, "{name}");
+        console_data_on(&store, name).await;
         backend.cleanup().await;
     }
 }
@@ -1187,4 +1211,1017 @@ async fn calendar_shows_the_week_and_books_moves_and_cancels_from_its_slots() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = s.get(&b, "/console/b/biz_other/calendar").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// The agent's own `business_info` tool for business A, as a turn starting now would build it.
+async fn agent_documents(s: &Server) -> Value {
+    let rt = BookingRuntime::new(
+        s.store.clone(),
+        Arc::new(SwitchableSender::new()),
+        s.clock.clock(),
+        BookingConfig::default(),
+    );
+    let settings = rt
+        .settings(A, kav::providers::Channel::Whatsapp)
+        .await
+        .unwrap();
+    let tools = kav::agent::tools::ToolContext {
+        rt,
+        settings,
+        channel: kav::providers::Channel::Whatsapp,
+        conversation_id: "docs-check".into(),
+        turn: 1,
+        caller_phone: None,
+    };
+    let out = tools
+        .call(kav::agent::tools::BUSINESS_INFO, r#"{"topic": "all"}"#)
+        .await;
+    assert!(out.ok, "{:?}", out.value);
+    out.value["documents"].clone()
+}
+
+#[tokio::test]
+async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() {
+    let s = start().await;
+    s.user("owner@a.example", "owner", Some(A)).await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, owner) = kav::console::admin::create_token(&s.store, "owner@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+
+    // Numbers: normalised, E.164 checked, another business's number refused, routed at once.
+    let e = s
+        .post_refused(
+            &owner,
+            &format!("{api}/numbers"),
+            json!({"channel": "phone", "address": "050-1234567"}),
+            "address",
+        )
+        .await;
+    assert!(e["reason"].as_str().unwrap().contains("E.164"), "{e}");
+    s.post_refused(
+        &owner,
+        &format!("{api}/numbers"),
+        json!({"channel": "whatsapp", "address": "+1 555"}),
+        "address",
+    )
+    .await;
+    s.post_refused(
+        &owner,
+        &format!("{api}/numbers"),
+        json!({"channel": "fax", "address": "+97235550199"}),
+        "channel",
+    )
+    .await;
+    let e = s
+        .post_refused(
+            &owner,
+            &format!("{api}/numbers"),
+            json!({"channel": "phone", "address": "+1 555 000 0001"}),
+            "refused",
+        )
+        .await;
+    assert!(
+        e["reason"].as_str().unwrap().contains("another business"),
+        "{e}"
+    );
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+15550000001")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("biz_other"),
+        "the other business keeps its number"
+    );
+    let ok = s
+        .post_ok(
+            &owner,
+            &format!("{api}/numbers"),
+            json!({"channel": "phone", "address": "+972 3-555-0199"}),
+        )
+        .await;
+    assert_eq!(ok["address"], "+97235550199");
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+97235550199")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(A)
+    );
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/numbers"),
+            Some(json!({"channel": "whatsapp", "address": "123456789"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "staff do not configure");
+    let _ = s
+        .post_ok(
+            &owner,
+            &format!("{api}/numbers/remove"),
+            json!({"channel": "phone", "address": "+97235550199"}),
+        )
+        .await;
+    assert_eq!(
+        s.store
+            .business_id_by_number("phone", "+97235550199")
+            .await
+            .unwrap(),
+        None
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            "/console/api/b/biz_other/numbers/remove",
+            Some(json!({"channel": "phone", "address": "+15550000001"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Rooms: a new room is bookable on the next tool call (the settings cache rebuilds).
+    let e = s
+        .post_refused(
+            &owner,
+            &format!("{api}/rooms"),
+            json!({"room_name": "Tokyo", "room_aliases": "טוקיו, dubai"}),
+            "room_name",
+        )
+        .await;
+    assert!(e["reason"].as_str().unwrap().contains("Dubai"), "{e}");
+    let ok = s
+        .post_ok(
+            &owner,
+            &format!("{api}/rooms"),
+            json!({"room_name": "Tokyo", "room_aliases": "טוקיו"}),
+        )
+        .await;
+    let room = ok["id"].as_str().unwrap().to_string();
+    let booked = s.post_ok(&staff, &format!("{api}/bookings"), json!({"start_iso": "2026-11-24T18:00", "resource": "טוקיו", "customer_name": "Noa", "customer_phone": "0501234567"})).await;
+    let appointment = booked["appointment_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.store
+            .appointment(&appointment)
+            .await
+            .unwrap()
+            .unwrap()
+            .resource_id
+            .as_deref(),
+        Some(room.as_str())
+    );
+    // Not removed while it has an upcoming booking: the refusal counts them.
+    let e = s
+        .post_refused(
+            &owner,
+            &format!("{api}/rooms/{room}/remove"),
+            json!({}),
+            "refused",
+        )
+        .await;
+    assert!(
+        e["reason"].as_str().unwrap().contains("1 upcoming booking"),
+        "{e}"
+    );
+    let _ = s
+        .post_ok(
+            &owner,
+            &format!("{api}/rooms/{room}"),
+            json!({"room_name": "Kyoto", "room_aliases": "קיוטו", "room_limit": 2}),
+        )
+        .await;
+    s.post_refused(
+        &owner,
+        &format!("{api}/rooms/{room}"),
+        json!({"room_name": "Kyoto", "room_limit": 0}),
+        "room_limit",
+    )
+    .await;
+    let _ = s
+        .post_ok(
+            &staff,
+            &format!("{api}/bookings/{appointment}/cancel"),
+            json!({}),
+        )
+        .await;
+    let _ = s
+        .post_ok(&owner, &format!("{api}/rooms/{room}/remove"), json!({}))
+        .await;
+    assert!(
+        s.store
+            .resources(A)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.id != room)
+    );
+    let (status, e) = s
+        .api(&staff, "POST", &format!("{api}/bookings"), Some(json!({"start_iso": "2026-11-24T19:00", "resource": "Kyoto", "customer_name": "Noa", "customer_phone": "0501234567"})))
+        .await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "a removed room is not bookable: {e}"
+    );
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            "/console/api/b/biz_other/rooms/room_main/remove",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/rooms/room_main/remove"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another business's room id");
+
+    // Documents: the agent's tool answers from the edit at once; HTML is escaped; Hebrew RTL.
+    s.post_refused(
+        &owner,
+        &format!("{api}/documents"),
+        json!({"kind": "menu", "title": "x", "body": "y"}),
+        "kind",
+    )
+    .await;
+    s.post_refused(
+        &owner,
+        &format!("{api}/documents"),
+        json!({"kind": "faq", "title": "big", "body": "א".repeat(20_001)}),
+        "body",
+    )
+    .await;
+    let ok = s.post_ok(&owner, &format!("{api}/documents"), json!({"kind": "faq", "title": "Pets <script>alert(1)</script>", "body": "כלבים מותרים בלובי בלבד."})).await;
+    let doc = ok["id"].as_str().unwrap().to_string();
+    let docs = agent_documents(&s).await;
+    assert!(
+        docs.to_string().contains("כלבים מותרים בלובי בלבד."),
+        "{docs}"
+    );
+    let _ = s
+        .post_ok(
+            &owner,
+            &format!("{api}/documents/{doc}"),
+            json!({"kind": "faq", "title": "Pets", "body": "כלבים מותרים בכל המתחם."}),
+        )
+        .await;
+    let docs = agent_documents(&s).await.to_string();
+    assert!(
+        docs.contains("בכל המתחם") && !docs.contains("בלובי"),
+        "{docs}"
+    );
+    let b = s.login("owner@a.example").await;
+    let _ = s.post_ok(&owner, &format!("{api}/documents/{doc}"), json!({"kind": "faq", "title": "<img src=x onerror=alert(1)>", "body": "שלום <b>עולם</b>"})).await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("<img src=x") && !html.contains("<b>עולם"),
+        "escaped"
+    );
+    assert!(
+        html.contains("&lt;img src=x") && html.contains("&lt;b&gt;עולם"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<textarea name=\"body\" dir=\"rtl\">שלום"),
+        "Hebrew RTL"
+    );
+    // Forms: a refused number keeps what was typed and says why, by the section.
+    let csrf = attr(&html, "csrf").unwrap().to_string();
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/numbers",
+            &[
+                ("csrf", &csrf),
+                ("channel", "phone"),
+                ("address", "+15550000001"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"error-numbers\"") && html.contains("another business"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"+15550000001\""));
+    let r = s
+        .post_form(
+            &b,
+            &format!("/console/b/biz_escape_tlv/documents/{doc}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!agent_documents(&s).await.to_string().contains("עולם"));
+    // Without the CSRF token nothing changes.
+    let r = s
+        .post_form(
+            &b,
+            "/console/b/biz_escape_tlv/rooms",
+            &[("room_name", "Oslo")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        s.store
+            .resources(A)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.name != "Oslo")
+    );
+}
+
+#[tokio::test]
+async fn outbox_lists_failures_and_a_retry_requeues_exactly_once() {
+    let s = start().await;
+    s.user("owner@a.example", "owner", Some(A)).await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    let (_, owner) = kav::console::admin::create_token(&s.store, "owner@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+    let book = |at: &'static str| json!({"start_iso": at, "resource": "Dubai", "customer_name": "Noa", "customer_phone": "0501234567"});
+    // One confirmation goes out; with WhatsApp down the next one fails, then dies.
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-24T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.sender.set_down(true);
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-25T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, view) = s.api(&staff, "GET", &format!("{api}/outbox"), None).await;
+    let states: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "sent"], "{view}");
+    assert!(
+        view["events"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{view}"
+    );
+    let failed = view["events"][0]["id"].as_str().unwrap().to_string();
+    // A failed event waiting out its backoff can be pulled forward once.
+    let _ = s
+        .post_ok(&owner, &format!("{api}/outbox/{failed}/retry"), json!({}))
+        .await;
+    let e = s
+        .post_refused(
+            &owner,
+            &format!("{api}/outbox/{failed}/retry"),
+            json!({}),
+            "refused",
+        )
+        .await;
+    assert!(
+        e["reason"].as_str().unwrap().contains("already queued"),
+        "{e}"
+    );
+    // Attempts until the worker gives up.
+    for _ in 0..30 {
+        kav::booking::outbox::run_once(&s.rt).await.unwrap();
+        s.clock.advance(3_600_000);
+    }
+    let (_, view) = s
+        .api(&staff, "GET", &format!("{api}/outbox?state=dead"), None)
+        .await;
+    let dead = view["events"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{view}");
+    assert_eq!(dead[0]["id"], failed.as_str());
+    let attempts = dead[0]["attempts"].as_i64().unwrap();
+    assert!(attempts >= 2, "{view}");
+    // Staff see it but do not retry; the owner does, once.
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.sender.set_down(false);
+    let sent_before = s.sender.delivered().len();
+    s.post_ok(&owner, &format!("{api}/outbox/{failed}/retry"), json!({}))
+        .await;
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a second retry does nothing"
+    );
+    for _ in 0..3 {
+        kav::booking::outbox::run_once(&s.rt).await.unwrap();
+        s.clock.advance(60_000);
+    }
+    assert_eq!(
+        s.sender.delivered().len(),
+        sent_before + 1,
+        "delivered exactly once"
+    );
+    let (_, view) = s.api(&staff, "GET", &format!("{api}/outbox"), None).await;
+    assert_eq!(view["events"][0]["state"], "sent", "{view}");
+    assert_eq!(view["events"][0]["attempts"].as_i64(), Some(attempts + 1));
+    let (status, e) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/{failed}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // Ids and filters of the wrong kind.
+    let (status, _) = s
+        .api(
+            &owner,
+            "POST",
+            &format!("{api}/outbox/evt_nope/retry"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .api(&owner, "GET", "/console/api/b/biz_other/outbox", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, e) = s
+        .api(&owner, "GET", &format!("{api}/outbox?state=lost"), None)
+        .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
+    );
+    // The page: the owner gets retry buttons for failures only, in Hebrew too.
+    s.sender.set_down(true);
+    let (status, _) = s
+        .api(
+            &staff,
+            "POST",
+            &format!("{api}/bookings"),
+            Some(book("2026-11-26T18:00")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let b = s.login("owner@a.example").await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv/outbox?lang=he")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count(&html, "button class=\"retry\""), 1, "{html}");
+    assert!(html.contains("dir=\"rtl\"") && html.contains("נכשל"));
+    let b = s.login("staff@a.example").await;
+    let html = s
+        .get(&b, "/console/b/biz_escape_tlv/outbox")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count(&html, "button class=\"retry\""), 0);
+    assert_eq!(count(&html, "class=\"event "), 3);
+}
+
+/// A phone call of customer `phone` to business A as the call driver and the agent record it:
+/// the call and its turns through the store's recorder, the agent's messages and a tool trace.
+async fn record_call(s: &Server, sid: &str, phone: &str) {
+    use kav::store::Record;
+    use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+    let (recorder, task) = s.store.recorder(16);
+    let at = s.clock.now_ms();
+    recorder.record(Record::CallStarted {
+        call_id: format!("{sid}-stream"),
+        call_sid: sid.into(),
+        stream_sid: "MZ1".into(),
+        account_sid: "AC1".into(),
+        at_ms: at,
+        parameters_json: json!({"From": phone, "To": "+97235550100"}).to_string(),
+    });
+    for (turn, user, bot) in [
+        (1, "", "שלום, הגעתם לאסקייפ"),
+        (2, "אני רוצה את דובאי מחר <script>", "בשמחה, על איזה שם?"),
+    ] {
+        recorder.record(Record::Event {
+            call_id: format!("{sid}-stream"),
+            at_ms: at + turn as i64 * 1000,
+            event: CallEvent::Turn(TurnRecord {
+                turn,
+                input: if turn == 1 {
+                    InputKind::Greeting
+                } else {
+                    InputKind::Speech
+                },
+                user_text: user.into(),
+                bot_text: bot.into(),
+                interrupted: false,
+                marks: LatencyMarks {
+                    stt_final_ms: Some(310),
+                    total_ms: Some(742),
+                    ..Default::default()
+                },
+                rtt_ms: None,
+            }),
+        });
+    }
+    recorder.flush().await;
+    drop(recorder);
+    task.await.unwrap();
+    s.store
+        .insert_message(&kav::store::booking::ConversationMessage {
+            business_id: A.into(),
+            customer_id: None,
+            customer_phone: Some(phone.into()),
+            channel: "phone".into(),
+            conversation_id: sid.into(),
+            role: "user".into(),
+            text: "אני רוצה את דובאי מחר".into(),
+            at_ms: at + 2000,
+        })
+        .await
+        .unwrap();
+    s.store
+        .insert_tool_trace(&kav::store::booking::ToolTraceRow {
+            business_id: A.into(),
+            conversation_id: sid.into(),
+            channel: "phone".into(),
+            turn: 2,
+            tool: "calendar_find_slots".into(),
+            args_json: r#"{"date":"2026-11-24"}"#.into(),
+            ok: false,
+            error: Some("closed_day".into()),
+            reason: Some("closed that day".into()),
+            latency_ms: 12,
+            at_ms: at + 2000,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn customers_are_searched_and_show_calls_turns_tools_and_whatsapp_statuses() {
+    let s = start().await;
+    s.user("staff@a.example", "staff", Some(A)).await;
+    s.user("staff@b.example", "staff", Some("biz_other")).await;
+    s.user("root@kav.example", "platform_admin", None).await;
+    let (_, staff) = kav::console::admin::create_token(&s.store, "staff@a.example", "", 0)
+        .await
+        .unwrap();
+    let (_, root) = kav::console::admin::create_token(&s.store, "root@kav.example", "", 0)
+        .await
+        .unwrap();
+    let api = "/console/api/b/biz_escape_tlv";
+    let phone = "+972501234567";
+    // A booking by staff makes the customer (the tools upsert the lead).
+    s.post_ok(&staff, &format!("{api}/bookings"), json!({"start_iso": "2026-11-24T18:00", "resource": "Dubai", "customer_name": "נועה לוי", "customer_phone": "050-123-4567"})).await;
+    s.store
+        .upsert_customer(A, "+972509999999", Some("Dan"), "whatsapp", "lead", 1)
+        .await
+        .unwrap();
+    record_call(&s, "CA100", phone).await;
+    // Their WhatsApp thread: a question, our reply (two parts: delivered and failed).
+    let key = kav::store::whatsapp::ConversationKey {
+        business_id: A,
+        customer_key: "972501234567",
+        customer_phone: Some("972501234567"),
+        customer_user_id: None,
+        profile_name: Some("Noa"),
+        channel: "whatsapp",
+    };
+    let conv = s.store.whatsapp_touch_conversation(&key, 10).await.unwrap();
+    s.store
+        .whatsapp_append_message(
+            "wamid.in1",
+            &conv,
+            A,
+            "972501234567",
+            "user",
+            "יש חניה?",
+            10,
+            Some("wamid.in1"),
+            None,
+        )
+        .await
+        .unwrap();
+    s.store
+        .whatsapp_append_message(
+            "reply-1",
+            &conv,
+            A,
+            "972501234567",
+            "assistant",
+            "כן, חניה חינם מאחורי הבניין.",
+            11,
+            None,
+            Some("wamid.in1"),
+        )
+        .await
+        .unwrap();
+    for (part, pid) in [("wamid.in1:0", "wamid.out0"), ("wamid.in1:1", "wamid.out1")] {
+        s.store
+            .whatsapp_outbound_begin(part, &conv, A, "972501234567", "{}", 11)
+            .await
+            .unwrap();
+        s.store
+            .whatsapp_outbound_result(part, "{}", Ok(pid), 12)
+            .await
+            .unwrap();
+    }
+    s.store
+        .whatsapp_apply_status("wamid.out0", "delivered", None, None, 13)
+        .await
+        .unwrap();
+    s.store
+        .whatsapp_apply_status(
+            "wamid.out1",
+            "failed",
+            Some(131026),
+            Some("undeliverable"),
+            13,
+        )
+        .await
+        .unwrap();
+
+    // The list, searched by name, by a local phone number and by part of it.
+    let (_, all) = s
+        .api(&staff, "GET", &format!("{api}/customers"), None)
+        .await;
+    assert_eq!(all["customers"].as_array().unwrap().len(), 2, "{all}");
+    for (q, want) in [
+        ("נועה", Some("נועה לוי")),
+        ("0501234567", Some("נועה לוי")),
+        ("9999", Some("Dan")),
+        ("dan", Some("Dan")),
+        ("nobody", None),
+    ] {
+        let (_, found) = s
+            .api(
+                &staff,
+                "GET",
+                &format!(
+                    "{api}/customers?q={}",
+                    form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+                ),
+                None,
+            )
+            .await;
+        let names: Vec<&str> = found["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, want.into_iter().collect::<Vec<_>>(), "{q}");
+    }
+    let (_, noa) = s
+        .api(
+            &staff,
+            "GET",
+            &format!("{api}/customers?q=0501234567"),
+            None,
+        )
+        .await;
+    let id = noa["customers"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(noa["customers"][0]["phone"], phone);
+
+    // The customer page: appointment, the call with its turns and the tool call of turn 2,
+    // the WhatsApp thread with each reply part's delivery status.
+    let (status, page) = s
+        .api(&staff, "GET", &format!("{api}/customers/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["appointments"].as_array().unwrap().len(), 1);
+    assert_eq!(page["appointments"][0]["customer_phone"], phone);
+    let call = &page["calls"][0];
+    assert_eq!(call["call_sid"], "CA100");
+    let turns = call["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{call}");
+    assert_eq!(turns[1]["total_ms"], 742);
+    assert_eq!(turns[1]["tools"][0]["tool"], "calendar_find_slots");
+    assert_eq!(turns[1]["tools"][0]["error"], "closed_day");
+    assert!(turns[0]["tools"].as_array().unwrap().is_empty());
+    let thread = &page["threads"][0];
+    let reply = &thread["messages"][1];
+    assert_eq!(reply["role"], "assistant");
+    let statuses: Vec<&str> = reply["delivery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["delivered", "failed"], "{thread}");
+    assert!(
+        reply["delivery"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("131026")
+    );
+
+    // The page: escaped, Hebrew right-to-left, tool trace by its turn.
+    let b = s.login("staff@a.example").await;
+    let html = s
+        .get(
+            &b,
+            &format!("/console/b/biz_escape_tlv/customers/{id}?lang=he"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("dir=\"rtl\""));
+    assert!(html.contains("&lt;script&gt;") && !html.contains("מחר <script>"));
+    assert!(
+        html.contains("<p dir=\"rtl\">כן, חניה חינם"),
+        "Hebrew message RTL"
+    );
+    assert!(html.contains("data-tool=\"calendar_find_slots\""));
+    assert!(html.contains("data-status=\"failed\""));
+    assert!(html.contains(phone));
+
+    // Phones: masked for the platform admin, another business's staff get 403, another
+    // business's customer id is 404.
+    let (status, page) = s
+        .api(&root, "GET", &format!("{api}/customers/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["customer"]["phone"], "+9725•••4567");
+    assert!(!page.to_string().contains(phone), "{page}");
+    let other = s.login("staff@b.example").await;
+    assert_eq!(
+        s.get(&other, "/console/b/biz_escape_tlv/customers")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get(&other, &format!("/console/b/biz_escape_tlv/customers/{id}"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get(&other, &format!("/console/b/biz_other/customers/{id}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// The store side of numbers, rooms, documents, outbox retry and customers on one backend.
+async fn console_data_on(store: &Store, name: &str) {
+    use kav::store::console::{AddressOutcome, RoomRemoval};
+    assert_eq!(
+        store
+            .add_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::Added,
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .add_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::AlreadyThis,
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .add_business_address("biz_x", "phone", "+15550000009")
+            .await
+            .unwrap(),
+        AddressOutcome::OwnedByAnother,
+        "{name}"
+    );
+    assert!(
+        store
+            .remove_business_address(A, "phone", "+15550000009")
+            .await
+            .unwrap(),
+        "{name}"
+    );
+    let before = store.business_version(A).await.unwrap().unwrap();
+    let room = store
+        .add_room(A, "Tokyo", &["טוקיו".into()], 1, 1)
+        .await
+        .unwrap();
+    assert!(
+        store.business_version(A).await.unwrap().unwrap() > before,
+        "{name}: version moves"
+    );
+    assert!(
+        store.edit_room(A, &room, "Kyoto", &[], 2, 1).await.unwrap(),
+        "{name}"
+    );
+    assert!(
+        !store
+            .edit_room("biz_x", &room, "Kyoto", &[], 2, 1)
+            .await
+            .unwrap(),
+        "{name}"
+    );
+    let noon = kav::testing::clock::monday_noon_ms();
+    let appt = kav::store::booking::Appointment {
+        id: "appt_room_check".into(),
+        business_id: A.into(),
+        resource_id: Some(room.clone()),
+        customer_id: None,
+        customer_name: "Noa".into(),
+        customer_phone: Some("+972501234567".into()),
+        start_ms: noon + 3_600_000,
+        end_ms: noon + 7_200_000,
+        status: "booked".into(),
+        channel: "phone".into(),
+        conversation_id: "CA1".into(),
+        request_key: "k".into(),
+        created_at_ms: noon,
+    };
+    let created = store
+        .create_appointment(
+            appt,
+            kav::store::booking::CapacityRule::Business { limit: 10 },
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(created, kav::store::booking::CreateOutcome::Created(_)),
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon).await.unwrap(),
+        RoomRemoval::HasFutureBookings(1),
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon + 7_200_000).await.unwrap(),
+        RoomRemoval::Removed,
+        "{name}"
+    );
+    assert_eq!(
+        store.remove_room(A, &room, noon).await.unwrap(),
+        RoomRemoval::NotFound,
+        "{name}"
+    );
+    let doc = store
+        .put_document(A, None, "faq", "Pets", "כלבים")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .put_document(A, Some(&doc), "faq", "Pets", "dogs")
+            .await
+            .unwrap()
+            .is_some(),
+        "{name}"
+    );
+    assert!(
+        store
+            .put_document("biz_x", Some(&doc), "faq", "x", "x")
+            .await
+            .unwrap()
+            .is_none(),
+        "{name}"
+    );
+    assert!(
+        store
+            .documents(A)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id == doc && d.body == "dogs"),
+        "{name}"
+    );
+    assert!(store.delete_document(A, &doc).await.unwrap(), "{name}");
+    // Outbox: a dead event is requeued once.
+    let ev = kav::store::booking::NewOutboxEvent {
+        business_id: A.into(),
+        kind: "whatsapp.send".into(),
+        payload_json: "{}".into(),
+        idempotency_key: "retry-check".into(),
+        not_before_ms: 0,
+    };
+    store.enqueue(&ev, 1).await.unwrap();
+    let row = store.outbox_by_key("retry-check").await.unwrap().unwrap();
+    assert!(
+        !store.outbox_retry(A, &row.id, 2).await.unwrap(),
+        "{name}: pending, never failed"
+    );
+    store.outbox_failed(&row.id, "boom", None, 3).await.unwrap();
+    assert!(
+        !store.outbox_retry("biz_x", &row.id, 4).await.unwrap(),
+        "{name}: other business"
+    );
+    assert!(store.outbox_retry(A, &row.id, 4).await.unwrap(), "{name}");
+    assert!(
+        !store.outbox_retry(A, &row.id, 4).await.unwrap(),
+        "{name}: once"
+    );
+    assert_eq!(store.outbox_due(4, 10).await.unwrap().len(), 1, "{name}");
+    assert_eq!(
+        store.outbox_of_business(A, 10).await.unwrap().len(),
+        1,
+        "{name}"
+    );
+    // Customers and their conversations.
+    store
+        .upsert_customer(A, "+972501234567", Some("נועה"), "phone", "lead", 5)
+        .await
+        .unwrap();
+    for q in ["", "נועה", "0501234567", "1234"] {
+        assert_eq!(
+            store.customers_of_business(A, q, 10).await.unwrap().len(),
+            1,
+            "{name}: {q:?}"
+        );
+    }
+    assert!(
+        store
+            .customers_of_business(A, "dan", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    let c = &store.customers_of_business(A, "", 10).await.unwrap()[0];
+    assert!(
+        store
+            .customer_of_business("biz_x", &c.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .appointments_of_customer(A, &c.phone)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{name}"
+    );
+    assert!(
+        store
+            .customer_conversations(A, &c.phone, "phone")
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert!(
+        store
+            .customer_whatsapp_threads(A, &c.phone)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
 }

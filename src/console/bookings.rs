@@ -35,6 +35,8 @@ struct BookingsView {
     dir: &'static str,
     date: String,
     appointments: Vec<AppointmentView>,
+    /// Room names for the new-booking form.
+    rooms: Vec<String>,
     error: Option<String>,
     message: Option<String>,
     fields: BTreeMap<String, String>,
@@ -104,6 +106,7 @@ async fn bookings_view(
         dir: text_dir(&b.language),
         date: day.unwrap_or_default(),
         appointments,
+        rooms: rooms.into_iter().map(|r| r.name).collect(),
         error: None,
         message: None,
         fields: BTreeMap::new(),

@@ -45,9 +45,34 @@ struct BusinessView {
     slots: SlotsView,
     numbers: Vec<(String, String)>,
     rooms: Vec<crate::store::booking::Resource>,
-    documents: Vec<crate::store::booking::Document>,
+    documents: Vec<DocumentView>,
     saved: Option<String>,
     error: Option<ErrorView>,
+}
+
+#[derive(Serialize)]
+struct DocumentView {
+    id: String,
+    kind: String,
+    title: String,
+    body: String,
+    /// `rtl` when the text is mostly Hebrew (or Arabic): shown and edited right-to-left.
+    dir: &'static str,
+}
+
+/// The direction of a piece of business content: right-to-left when most of its letters are
+/// Hebrew or Arabic. (`dir="auto"` looks only at the first strong letter, which in a bilingual
+/// document is often Latin.)
+pub(super) fn content_dir(text: &str) -> &'static str {
+    let (mut rtl, mut ltr) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        if ('\u{0590}'..='\u{08FF}').contains(&c) {
+            rtl += 1;
+        } else {
+            ltr += 1;
+        }
+    }
+    if rtl > ltr { "rtl" } else { "auto" }
 }
 
 #[derive(Serialize)]
@@ -186,7 +211,19 @@ async fn business_view(
     Ok(BusinessView {
         numbers: rt.store.business_addresses(&b.id).await?,
         rooms: rt.store.resources(&b.id).await?,
-        documents: rt.store.documents(&b.id).await?,
+        documents: rt
+            .store
+            .documents(&b.id)
+            .await?
+            .into_iter()
+            .map(|d| DocumentView {
+                dir: content_dir(&d.body),
+                id: d.id,
+                kind: d.kind,
+                title: d.title,
+                body: d.body,
+            })
+            .collect(),
         id: b.id.clone(),
         version: b.updated_at_ms,
         dir: text_dir(&b.language),
@@ -222,20 +259,54 @@ async fn edit_answer(
     fields: &Fields,
     outcome: Result<EditOutcome, ConsoleError>,
 ) -> Answer {
+    let outcome = match outcome {
+        Ok(EditOutcome::Saved(version)) => Ok(serde_json::json!({"version": version})),
+        Ok(EditOutcome::NotFound) => Err(ConsoleError::NotFound),
+        Ok(EditOutcome::Conflict) => Err(ConsoleError::Conflict),
+        Err(e) => Err(e),
+    };
+    change_answer(ctx, biz, what, fields, outcome).await
+}
+
+/// An owner's change to a business's set-up from a form or JSON body: checks the principal may
+/// configure the business and that it exists, runs `change`, and answers it with
+/// [`change_answer`] (back to the `what` section of the page, or JSON).
+pub(super) async fn owner_change(
+    ctx: &Ctx,
+    biz: &str,
+    what: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    change: impl AsyncFnOnce(&Fields) -> Result<serde_json::Value, ConsoleError>,
+) -> Answer {
+    let fields = Fields::parse(headers, body)?;
+    ctx.p.can_configure(biz)?;
+    let outcome = match ctx.business(biz).await {
+        Ok(_) => change(&fields).await,
+        Err(e) => Err(e),
+    };
+    change_answer(ctx, biz, what, &fields, outcome).await
+}
+
+/// Answers a change to a business's set-up (`what`: its section): done → back to the section
+/// (or `{ok:true, …}`); invalid, refused or conflicting → the page again with the message by
+/// the field and the submitted values (HTML), or the error (JSON).
+pub(super) async fn change_answer(
+    ctx: &Ctx,
+    biz: &str,
+    what: &str,
+    fields: &Fields,
+    outcome: Result<serde_json::Value, ConsoleError>,
+) -> Answer {
     let error = match outcome {
-        Ok(EditOutcome::Saved(version)) => {
-            return ctx.done(
-                &format!("/console/b/{biz}?saved={what}"),
-                serde_json::json!({"version": version}),
-            );
+        Ok(extra) => {
+            return ctx.done(&format!("/console/b/{biz}?saved={what}#{what}"), extra);
         }
-        Ok(EditOutcome::NotFound) => return Err(ConsoleError::NotFound),
-        Ok(EditOutcome::Conflict) => ConsoleError::Conflict,
         Err(e) => e,
     };
     let (field, message) = match &error {
         ConsoleError::Invalid { field, message } => (field.clone(), message.clone()),
-        ConsoleError::Conflict => (what.to_string(), error.to_string()),
+        ConsoleError::Conflict | ConsoleError::Refused(_) => (what.to_string(), error.to_string()),
         _ => return Err(error),
     };
     if ctx.fmt == Format::Json {

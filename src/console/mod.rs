@@ -19,7 +19,12 @@ pub mod auth;
 mod bookings;
 mod business;
 mod calendar;
+mod customers;
+mod documents;
+mod numbers;
+mod outbox;
 mod pages;
+mod rooms;
 mod strings;
 
 use std::net::SocketAddr;
@@ -341,6 +346,11 @@ fn routes() -> Router<Arc<Console>> {
         .merge(business::routes())
         .merge(bookings::routes())
         .merge(calendar::routes())
+        .merge(numbers::routes())
+        .merge(rooms::routes())
+        .merge(documents::routes())
+        .merge(outbox::routes())
+        .merge(customers::routes())
 }
 
 fn html_response(html: String) -> Response {

@@ -38,6 +38,13 @@ pub(super) fn templates() -> minijinja::Environment<'static> {
             "booking_card.html",
             include_str!("templates/booking_card.html"),
         ),
+        ("outbox.html", include_str!("templates/outbox.html")),
+        (
+            "new_booking.html",
+            include_str!("templates/new_booking.html"),
+        ),
+        ("customers.html", include_str!("templates/customers.html")),
+        ("customer.html", include_str!("templates/customer.html")),
     ] {
         env.add_template(name, source)
             .expect("console templates are valid");

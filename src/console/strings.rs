@@ -78,6 +78,49 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("off_grid", "Outside the slot grid", "מחוץ למשבצות"),
     ("customers", "Customers", "לקוחות"),
     ("outbox", "Outbox", "תיבת יוצא"),
+    ("channel", "Channel", "ערוץ"),
+    ("address", "Number or id", "מספר או מזהה"),
+    ("channel_phone", "Phone (Twilio)", "טלפון (Twilio)"),
+    (
+        "channel_whatsapp",
+        "WhatsApp phone_number_id",
+        "מזהה מספר וואטסאפ",
+    ),
+    ("add", "Add", "הוספה"),
+    ("remove", "Remove", "הסרה"),
+    ("delete", "Delete", "מחיקה"),
+    ("other_names", "Other names", "שמות נוספים"),
+    ("new_document", "New document", "מסמך חדש"),
+    ("title", "Title", "כותרת"),
+    ("text", "Text", "טקסט"),
+    ("all", "All", "הכול"),
+    ("state_pending", "pending", "ממתין"),
+    ("state_failed", "failed", "נכשל"),
+    ("state_dead", "dead", "נזנח"),
+    ("state_sent", "sent", "נשלח"),
+    ("created", "Created", "נוצר"),
+    ("kind", "Kind", "סוג"),
+    ("attempts", "Attempts", "ניסיונות"),
+    ("last_error", "Last error", "שגיאה אחרונה"),
+    ("next_attempt", "Next attempt / done", "ניסיון הבא / הסתיים"),
+    ("retry", "Retry", "נסו שוב"),
+    (
+        "msg_requeued",
+        "Queued for another attempt.",
+        "הוחזר לתור לניסיון נוסף.",
+    ),
+    ("none", "Nothing here.", "אין כאן כלום."),
+    ("search", "Search", "חיפוש"),
+    ("search_hint", "Name or phone", "שם או טלפון"),
+    ("last_seen", "Last seen", "נראה לאחרונה"),
+    ("calls", "Calls", "שיחות"),
+    ("conversation", "Conversation", "שיחה"),
+    ("total", "Total", "סה\"כ"),
+    ("tools", "Tool calls", "קריאות לכלים"),
+    ("turn", "turn", "סבב"),
+    ("role_user", "Customer", "לקוח"),
+    ("role_assistant", "Agent", "סוכן"),
+    ("outbound", "Sent by us", "נשלח מאיתנו"),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [
@@ -89,3 +132,39 @@ pub(super) const DAY_NAMES: [(&str, &str); 7] = [
     ("Friday", "שישי"),
     ("Saturday", "שבת"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_once_with_both_languages() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, en, he) in STRINGS {
+            assert!(seen.insert(key), "{key} twice");
+            assert!(!en.is_empty() && !he.is_empty(), "{key}");
+            assert!(
+                he.chars().any(|c| ('\u{0590}'..='\u{05FF}').contains(&c)),
+                "{key}: the Hebrew string has no Hebrew"
+            );
+        }
+    }
+
+    #[test]
+    fn every_string_a_template_names_exists() {
+        let keys: std::collections::BTreeSet<&str> = STRINGS.iter().map(|s| s.0).collect();
+        for (name, template) in super::super::pages::templates().templates() {
+            let source = template.source();
+            for (at, _) in source.match_indices("page.t.") {
+                let key: String = source[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    keys.contains(key.as_str()),
+                    "{name}: page.t.{key} has no string"
+                );
+            }
+        }
+    }
+}

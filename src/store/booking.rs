@@ -115,6 +115,9 @@ impl Resource {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Document {
+    /// Not shown to the agent (its tools serialise documents); the console edits by it.
+    #[serde(skip)]
+    pub id: String,
     pub kind: String,
     pub title: String,
     pub body: String,
@@ -258,10 +261,10 @@ fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
     })
 }
 
-const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
+pub(super) const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
      attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
 
-fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
+pub(super) fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     Ok(OutboxRow {
         id: r.try_get("id")?,
         business_id: r.try_get("business_id")?,
@@ -454,7 +457,7 @@ impl Store {
 
     pub async fn documents(&self, business_id: &str) -> Result<Vec<Document>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
+            "SELECT id, kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
@@ -462,6 +465,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Document {
+                    id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
                     title: r.try_get("title")?,
                     body: r.try_get("body")?,

@@ -12,7 +12,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::booking::{Business, business_row};
+use super::booking::{Business, OUTBOX_COLUMNS, OutboxRow, business_row, outbox_row};
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -51,6 +51,48 @@ pub enum EditOutcome {
     Saved(i64),
     /// Someone changed the business since `expected_version`: nothing was written.
     Conflict,
+    NotFound,
+}
+
+/// One customer of a business (one per phone, across channels).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerRow {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub first_channel: String,
+    pub last_channel: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One message of a WhatsApp thread; `reply_to` ties our replies to their outbound rows
+/// (`<reply_to>:<part>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ThreadMessage {
+    pub role: String,
+    pub text: String,
+    pub at_ms: i64,
+    pub reply_to: Option<String>,
+}
+
+/// What adding a number or WhatsApp id did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressOutcome {
+    Added,
+    /// This business already has it: nothing changed.
+    AlreadyThis,
+    /// Another business has it: refused, nothing changed.
+    OwnedByAnother,
+}
+
+/// What removing a room did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRemoval {
+    Removed,
+    /// Booked appointments end after now in this room: refused, nothing changed.
+    HasFutureBookings(i64),
     NotFound,
 }
 
@@ -369,4 +411,389 @@ impl Store {
             None => EditOutcome::NotFound,
         })
     }
+
+    /// Adds a Twilio number (`phone`) or WhatsApp `phone_number_id` (`whatsapp`) to a business.
+    /// The lookup that routes calls and messages reads this table on every call and message,
+    /// so the change applies to the next one.
+    pub async fn add_business_address(
+        &self,
+        business_id: &str,
+        channel: &str,
+        address: &str,
+    ) -> Result<AddressOutcome, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO business_numbers (channel, address, business_id) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(channel)
+        .bind(address)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(AddressOutcome::Added);
+        }
+        Ok(match self.business_id_by_number(channel, address).await? {
+            Some(owner) if owner == business_id => AddressOutcome::AlreadyThis,
+            _ => AddressOutcome::OwnedByAnother,
+        })
+    }
+
+    /// Removes one of the business's addresses; false if it had no such address.
+    pub async fn remove_business_address(
+        &self,
+        business_id: &str,
+        channel: &str,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM business_numbers WHERE channel = $1 AND address = $2 AND business_id = $3",
+        )
+        .bind(channel)
+        .bind(address)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves the business's version on, so the agent's cached settings (rooms) rebuild on the
+    /// next turn. Not a versioned edit: rooms and documents are rows of their own.
+    async fn touch_business(&self, business_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE businesses SET updated_at_ms = CASE WHEN updated_at_ms >= $1 \
+             THEN updated_at_ms + 1 ELSE $1 END WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A new active room; returns its id.
+    pub async fn add_room(
+        &self,
+        business_id: &str,
+        name: &str,
+        aliases: &[String],
+        concurrency_limit: i64,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = super::booking::new_id("room");
+        sqlx::query(
+            "INSERT INTO resources (id, business_id, name, aliases, concurrency_limit, active) \
+             VALUES ($1, $2, $3, $4, $5, 1)",
+        )
+        .bind(&id)
+        .bind(business_id)
+        .bind(name)
+        .bind(aliases.join("|"))
+        .bind(concurrency_limit)
+        .execute(&self.pool)
+        .await?;
+        self.touch_business(business_id, now_ms).await?;
+        Ok(id)
+    }
+
+    /// Renames an active room (name, other names, limit); false if the business has no such room.
+    pub async fn edit_room(
+        &self,
+        business_id: &str,
+        id: &str,
+        name: &str,
+        aliases: &[String],
+        concurrency_limit: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET name = $1, aliases = $2, concurrency_limit = $3 \
+             WHERE id = $4 AND business_id = $5 AND active = 1",
+        )
+        .bind(name)
+        .bind(aliases.join("|"))
+        .bind(concurrency_limit)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.touch_business(business_id, now_ms).await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Retires a room (it stays in the table, so past appointments keep its name) unless booked
+    /// appointments in it end after `now_ms`: then nothing changes and their count is returned.
+    pub async fn remove_room(
+        &self,
+        business_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<RoomRemoval, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET active = 0 WHERE id = $1 AND business_id = $2 AND active = 1 \
+             AND NOT EXISTS (SELECT 1 FROM appointments WHERE resource_id = $1 \
+             AND business_id = $2 AND status = 'booked' AND end_ms > $3)",
+        )
+        .bind(id)
+        .bind(business_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.touch_business(business_id, now_ms).await?;
+            return Ok(RoomRemoval::Removed);
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM resources WHERE id = $1 AND business_id = $2 \
+             AND active = 1) AS live, (SELECT COUNT(*) FROM appointments WHERE resource_id = $1 \
+             AND business_id = $2 AND status = 'booked' AND end_ms > $3) AS future",
+        )
+        .bind(id)
+        .bind(business_id)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let (live, future): (i64, i64) = (row.try_get("live")?, row.try_get("future")?);
+        Ok(if live == 0 {
+            RoomRemoval::NotFound
+        } else {
+            RoomRemoval::HasFutureBookings(future)
+        })
+    }
+
+    /// Adds a knowledge document (`id` None) or rewrites one of the business's; false if the
+    /// business has no document with that id. The agent's retrieval reads documents from the
+    /// table on every question, so the next turn sees the change.
+    pub async fn put_document(
+        &self,
+        business_id: &str,
+        id: Option<&str>,
+        kind: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(id) = id else {
+            let id = super::booking::new_id("doc");
+            sqlx::query(
+                "INSERT INTO business_documents (id, business_id, kind, title, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(business_id)
+            .bind(kind)
+            .bind(title)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+            return Ok(Some(id));
+        };
+        let done = sqlx::query(
+            "UPDATE business_documents SET kind = $1, title = $2, body = $3 \
+             WHERE id = $4 AND business_id = $5",
+        )
+        .bind(kind)
+        .bind(title)
+        .bind(body)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then(|| id.to_string()))
+    }
+
+    /// Deletes one of the business's documents; false if it had no such document.
+    pub async fn delete_document(&self, business_id: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM business_documents WHERE id = $1 AND business_id = $2")
+            .bind(id)
+            .bind(business_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A business's outbox events, newest first, at most `limit`.
+    pub async fn outbox_of_business(
+        &self,
+        business_id: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE business_id = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2"
+        )))
+        .bind(business_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Puts a failed event (pending, waiting out its backoff) or a dead one back in the queue,
+    /// due now, for one more attempt by the worker. Only one retry takes: once requeued (due, or
+    /// leased by a worker) the event is not failed any more, so a second call changes nothing and
+    /// returns false, as it does for another business's event.
+    pub async fn outbox_retry(
+        &self,
+        business_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at_ms = $1, locked_until_ms = 0, \
+             done_at_ms = NULL WHERE id = $2 AND business_id = $3 AND (status = 'dead' OR \
+             (status = 'pending' AND last_error IS NOT NULL AND next_attempt_at_ms > $1 \
+             AND locked_until_ms <= $1))",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(business_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A business's customers, most recently active first; `search` matches the name
+    /// (case-insensitive) or a run of the phone's digits (a leading 0 of a local number is
+    /// dropped, so `0501234567` finds `+972501234567`).
+    pub async fn customers_of_business(
+        &self,
+        business_id: &str,
+        search: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, StoreError> {
+        let search = search.trim();
+        let digits: String = search.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits.strip_prefix('0').unwrap_or(&digits);
+        let name_like = format!("%{}%", search.to_lowercase());
+        // Empty: a text search looks at names only.
+        let phone_like = if digits.is_empty() {
+            String::new()
+        } else {
+            format!("%{digits}%")
+        };
+        let rows = sqlx::query(
+            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
+             updated_at_ms FROM customers WHERE business_id = $1 AND ($2 = '' \
+             OR LOWER(COALESCE(name, '')) LIKE $3 OR ($4 <> '' AND phone LIKE $4)) \
+             ORDER BY updated_at_ms DESC, id LIMIT $5",
+        )
+        .bind(business_id)
+        .bind(search)
+        .bind(name_like)
+        .bind(phone_like)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(customer_row).collect()
+    }
+
+    /// One of the business's customers.
+    pub async fn customer_of_business(
+        &self,
+        business_id: &str,
+        id: &str,
+    ) -> Result<Option<CustomerRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
+             updated_at_ms FROM customers WHERE business_id = $1 AND id = $2",
+        )
+        .bind(business_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(customer_row).transpose()
+    }
+
+    /// Every appointment of a customer (by phone) with a business, any status, newest first.
+    pub async fn appointments_of_customer(
+        &self,
+        business_id: &str,
+        phone: &str,
+    ) -> Result<Vec<super::booking::Appointment>, StoreError> {
+        let mut all = self.appointments_for_business(business_id).await?;
+        all.retain(|a| a.customer_phone.as_deref() == Some(phone));
+        all.reverse();
+        Ok(all)
+    }
+
+    /// The conversation ids (call sids, WhatsApp thread ids) a customer's messages with a
+    /// business were stored under on `channel`, newest first.
+    pub async fn customer_conversations(
+        &self,
+        business_id: &str,
+        phone: &str,
+        channel: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, MAX(at_ms) AS last_at FROM conversation_messages \
+             WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
+             GROUP BY conversation_id ORDER BY last_at DESC",
+        )
+        .bind(business_id)
+        .bind(phone)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("conversation_id")?))
+            .collect()
+    }
+
+    /// The WhatsApp threads of a customer (by phone, with or without `+`) with a business.
+    pub async fn customer_whatsapp_threads(
+        &self,
+        business_id: &str,
+        phone: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM whatsapp_conversations WHERE business_id = $1 \
+             AND (customer_phone = $2 OR customer_phone = $3 OR customer_key = $3) \
+             ORDER BY last_at_ms DESC, id",
+        )
+        .bind(business_id)
+        .bind(phone)
+        .bind(phone.trim_start_matches('+'))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// A WhatsApp thread's messages, oldest first.
+    pub async fn whatsapp_thread(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ThreadMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT role, text, at_ms, reply_to FROM whatsapp_messages \
+             WHERE conversation_id = $1 ORDER BY at_ms, id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThreadMessage {
+                    role: r.try_get("role")?,
+                    text: r.try_get("text")?,
+                    at_ms: r.try_get("at_ms")?,
+                    reply_to: r.try_get("reply_to")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn customer_row(r: &AnyRow) -> Result<CustomerRow, StoreError> {
+    Ok(CustomerRow {
+        id: r.try_get("id")?,
+        phone: r.try_get("phone")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        first_channel: r.try_get("first_channel")?,
+        last_channel: r.try_get("last_channel")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
 }
