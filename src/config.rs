@@ -86,6 +86,8 @@ pub struct ConsoleConfig {
     pub secure_cookie: bool,
     /// Largest form or JSON body a console request may send (documents included).
     pub max_body_bytes: usize,
+    /// Ops view: live-call event streams open at once (more get 503).
+    pub ops_max_streams: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -96,6 +98,7 @@ impl Default for ConsoleConfig {
             login_per_min_account: 5,
             secure_cookie: false,
             max_body_bytes: 256 * 1024,
+            ops_max_streams: 64,
         }
     }
 }

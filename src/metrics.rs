@@ -109,6 +109,19 @@ pub const MARK_NAMES: [&str; 7] = [
     "tts_total_ms",
 ];
 
+/// A turn's marks in [`MARK_NAMES`] order.
+pub fn mark_values(marks: &LatencyMarks) -> [Option<u32>; MARK_NAMES.len()] {
+    [
+        marks.stt_first_partial_ms,
+        marks.stt_final_ms,
+        marks.ai_latency_ms,
+        marks.tts_ready_ms,
+        marks.total_ms,
+        marks.ai_total_ms,
+        marks.tts_total_ms,
+    ]
+}
+
 /// Per-call playout figures recorded when a call ends: (metric name, help).
 pub const CALL_FIGURES: [(&str, &str); 2] = [
     (
@@ -328,15 +341,7 @@ impl Metrics {
 
     /// One turn's latency marks (once per turn, from the call driver; never per frame).
     pub fn record_turn(&self, marks: &LatencyMarks) {
-        let values = [
-            marks.stt_first_partial_ms,
-            marks.stt_final_ms,
-            marks.ai_latency_ms,
-            marks.tts_ready_ms,
-            marks.total_ms,
-            marks.ai_total_ms,
-            marks.tts_total_ms,
-        ];
+        let values = mark_values(marks);
         let mut exact = self.exact.lock().unwrap_or_else(|p| p.into_inner());
         for ((h, e), v) in self.marks.iter().zip(exact.marks.iter_mut()).zip(values) {
             if let Some(v) = v {

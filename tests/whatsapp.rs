@@ -302,6 +302,7 @@ async fn start(opts: Options) -> Harness {
         tts: Arc::new(sim::SimulatedTts::new(lat)),
         recorder: None,
         metrics: Arc::new(Metrics::new()),
+        live: kav::channels::live::LiveCalls::for_config(&cfg),
     });
     let secrets = WhatsAppSecrets {
         app_secret: Some(APP_SECRET.into()),

@@ -202,6 +202,7 @@ mod tests {
             tts,
             recorder: None,
             metrics: Arc::new(Metrics::new()),
+            live: crate::channels::live::LiveCalls::new(1),
         })
     }
 

@@ -22,6 +22,7 @@ mod calendar;
 mod customers;
 mod documents;
 mod numbers;
+pub mod ops;
 mod outbox;
 mod pages;
 mod rooms;
@@ -72,6 +73,8 @@ pub enum ConsoleError {
     Booking(#[from] BookingError),
     #[error("template error: {0}")]
     Template(#[from] minijinja::Error),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ConsoleError {
@@ -95,6 +98,7 @@ impl ConsoleError {
             }
             ConsoleError::Conflict => StatusCode::CONFLICT,
             ConsoleError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ConsoleError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Auth(AuthError::BadRole(_))
             | ConsoleError::Store(_)
             | ConsoleError::Booking(_)
@@ -115,6 +119,7 @@ impl ConsoleError {
             ConsoleError::Refused(_) => "refused",
             ConsoleError::Conflict => "conflict",
             ConsoleError::TooLarge => "too_large",
+            ConsoleError::Unavailable(_) => "unavailable",
             _ => "internal",
         }
     }
@@ -174,7 +179,7 @@ impl Console {
             limiter: auth::LoginLimiter::new(config.login_per_min_ip, config.login_per_min_account),
             config,
             admin_token: admin_token.filter(|t| !t.trim().is_empty()),
-            templates: pages::templates(),
+            templates: ops::with_templates(pages::templates()),
         })
     }
 
@@ -274,13 +279,22 @@ impl Console {
             .call(call_sid)
             .await?
             .ok_or(ConsoleError::NotFound)?;
-        let parameters: std::collections::BTreeMap<String, String> =
-            serde_json::from_str(&call.parameters_json).unwrap_or_default();
+        let parameters = serde_json::from_str(&call.parameters_json).unwrap_or_default();
+        let business = self.business_of(parameters).await?;
+        Ok(p.can_view(&business)?)
+    }
+
+    /// The business of a phone call with these stream `<Parameter>`s, resolved as the agent
+    /// resolves it.
+    pub async fn business_of(
+        &self,
+        parameters: std::collections::BTreeMap<String, String>,
+    ) -> Result<String, ConsoleError> {
         let request = crate::providers::AgentRequest {
             channel: crate::providers::Channel::Phone,
             call: crate::providers::CallContext {
-                call_sid: call.call_sid.clone(),
-                stream_sid: call.stream_sid.clone(),
+                call_sid: String::new(),
+                stream_sid: String::new(),
                 language: String::new(),
                 parameters,
             },
@@ -288,15 +302,15 @@ impl Console {
             history: Vec::new(),
             digits: false,
         };
-        let business = self.rt.resolve_business(&request).await?;
-        Ok(p.can_view(&business)?)
+        Ok(self.rt.resolve_business(&request).await?)
     }
 
     /// The `/console` router (paths relative to the mount point): the pages, and the same
     /// handlers under `/api` answering JSON.
-    pub fn router(self: &Arc<Self>) -> Router {
+    pub fn router(self: &Arc<Self>, ops: ops::Sources) -> Router {
         let authed = |format: Format| {
             routes()
+                .merge(ops::routes(ops.clone()))
                 .route_layer(axum::middleware::from_fn_with_state(
                     self.clone(),
                     require_principal,
@@ -307,6 +321,7 @@ impl Console {
             .nest("/api", authed(Format::Json))
             .merge(authed(Format::Html).layer(axum::middleware::from_fn(html_errors)))
             .merge(account::public_routes())
+            .merge(ops::public_routes())
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.config.max_body_bytes,
             ))

@@ -172,7 +172,14 @@ fn operator_api(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             .route("/metrics/latency", get(metrics_latency));
     }
     if let Some(console) = state.console.get() {
-        router = router.nest_service("/console", console.router());
+        let weak = Arc::downgrade(state);
+        let ops = crate::console::ops::Sources::new(
+            state.deps.live.clone(),
+            state.deps.metrics.clone(),
+            Arc::new(move || weak.upgrade().is_none_or(|s| s.is_draining())),
+            state.deps.config.console.ops_max_streams,
+        );
+        router = router.nest_service("/console", console.router(ops));
     }
     router
 }

@@ -20,6 +20,8 @@
 pub mod booking;
 /// Operator console tables (migration 0009) and versioned business edits.
 pub mod console;
+/// Ops view reads (issue 12 item 4): turns in a time window, WhatsApp health.
+pub mod ops;
 pub mod privacy;
 
 use std::hash::{BuildHasher, Hasher};
@@ -115,6 +117,8 @@ pub enum Record {
         at_ms: i64,
         event: CallEvent,
     },
+    /// The providers serving the call (`stt/agent/tts`), for per-provider latency in the ops view.
+    CallProviders { call_id: String, providers: String },
     /// Updates the call's row; counted as failed if its `CallStarted` never reached the database.
     CallEnded {
         call_id: String,
@@ -295,7 +299,7 @@ impl Store {
     }
 }
 
-fn turn_row(r: &AnyRow) -> Result<TurnRow, StoreError> {
+pub(crate) fn turn_row(r: &AnyRow) -> Result<TurnRow, StoreError> {
     let mark = |column: &'static str| -> Result<Option<u32>, StoreError> {
         let v: Option<i64> = r.try_get(column)?;
         v.map(|v| {
@@ -566,6 +570,18 @@ async fn write_one(conn: &mut AnyConnection, pending: &Pending) -> Result<Applie
             .execute(&mut *conn)
             .await?
             .rows_affected()
+        }
+        Record::CallProviders { call_id, providers } => {
+            let n = sqlx::query("UPDATE calls SET providers = $2 WHERE id = $1")
+                .bind(call_id.as_str())
+                .bind(providers.as_str())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Ok(Applied::Rejected("call providers but its start was never stored"));
+            }
+            n
         }
         Record::CallEnded { call_id, at_ms, reason, counters_json } => {
             let n = sqlx::query("UPDATE calls SET ended_at_ms = $2, end_reason = $3, counters_json = $4 WHERE id = $1")

@@ -87,6 +87,7 @@ pub async fn serve(
         tts: Arc::new(sim::SimulatedTts::new(lat)),
         recorder: None,
         metrics: Arc::new(Metrics::new()),
+        live: kav::channels::live::LiveCalls::for_config(&cfg),
     });
     let secrets = WhatsAppSecrets {
         app_secret: Some(app_secret.into()),

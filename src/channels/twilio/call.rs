@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
+use crate::channels::live::{LiveCalls, LiveGuard, LiveSnapshot, phase_name};
 use crate::config::Config;
 use crate::metrics::{Counter, Metrics};
 use crate::providers::*;
@@ -39,6 +40,8 @@ pub struct CallDeps {
     pub tts: Arc<dyn TextToSpeech>,
     pub recorder: Option<Recorder>,
     pub metrics: Arc<Metrics>,
+    /// The live calls, for the console's ops view (bounded by the live-call limit).
+    pub live: Arc<LiveCalls>,
 }
 
 impl CallDeps {
@@ -50,11 +53,12 @@ impl CallDeps {
         recorder: Option<Recorder>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            config,
             metrics: providers.metrics(),
             stt: providers.stt,
             agent: providers.agent,
             tts: providers.tts,
+            live: LiveCalls::for_config(&config),
+            config,
             recorder,
         })
     }
@@ -335,6 +339,8 @@ struct CallDriver {
     folded: SessionCounters,
     folded_pacer: PacerStats,
     last_fold: Instant,
+    /// This call's entry in the live-call registry (`None` when the registry was full).
+    live: Option<LiveGuard>,
 }
 
 impl CallDriver {
@@ -357,6 +363,12 @@ impl CallDriver {
         summary.call_sid = Some(start.call_sid.clone());
         deps.metrics.add(Counter::CallsStarted, 1);
         deps.metrics.call_started();
+        let live = deps.live.register(
+            &call_id,
+            &start.call_sid,
+            unix_ms(),
+            &start.custom_parameters,
+        );
         if let Some(rec) = &deps.recorder {
             rec.record(Record::CallStarted {
                 call_id: call_id.clone(),
@@ -366,6 +378,15 @@ impl CallDriver {
                 at_ms: unix_ms(),
                 parameters_json: serde_json::to_string(&start.custom_parameters)
                     .unwrap_or_default(),
+            });
+            rec.record(Record::CallProviders {
+                call_id: call_id.clone(),
+                providers: format!(
+                    "{}/{}/{}",
+                    deps.stt.name(),
+                    deps.agent.name(),
+                    deps.tts.name()
+                ),
             });
         }
         tracing::info!(call_sid = %start.call_sid, stream_sid = %start.stream_sid, "call started");
@@ -404,6 +425,7 @@ impl CallDriver {
             folded: SessionCounters::default(),
             folded_pacer: PacerStats::default(),
             last_fold: now,
+            live,
         }
     }
 
@@ -417,6 +439,7 @@ impl CallDriver {
         let timer = tokio::time::sleep_until(far);
         tokio::pin!(timer);
         let mut armed = far;
+        self.publish_live();
         loop {
             self.dispatch_outputs();
             if self.ended {
@@ -848,6 +871,37 @@ impl CallDriver {
         for us in self.clear_timing.take() {
             m.record_barge_in_clear_us(us);
         }
+        self.publish_live();
+    }
+
+    /// This call's numbers into the live-call registry (with the metrics fold, once a second).
+    fn publish_live(&self) {
+        let Some(live) = &self.live else { return };
+        let c = self.session.counters();
+        let p = self.session.pacer_stats();
+        let w = &self.summary.wire;
+        live.publish(
+            unix_ms(),
+            LiveSnapshot {
+                phase: phase_name(self.session.phase(), c.turns),
+                turn: c.turns,
+                rtt_ms: self
+                    .session
+                    .pacer_rtt()
+                    .srtt()
+                    .map(|d| d.as_millis() as u64),
+                lead_max_ms: p.lead_max_ms,
+                barge_ins: c.barge_ins,
+                frames_late_5ms: p.late_5ms,
+                frames_late_20ms: p.late_20ms,
+                underruns: p.underrun_events,
+                frames_dropped: w.stt_dropped + w.send_dropped,
+                frames_in: c.frames_in,
+                frames_out: p.frames_sent,
+                fallbacks: c.stt_timeouts + c.agent_timeouts + c.agent_errors,
+                tts_errors: c.tts_errors,
+            },
+        );
     }
 
     async fn finish(mut self, writer: JoinHandle<()>) -> CallSummary {
