@@ -55,6 +55,9 @@ const SCENARIOS: &[(&str, Run)] = &[
     ("book_and_cancel_from_the_calendar", |w| {
         Box::pin(book_and_cancel_from_the_calendar(w))
     }),
+    ("live_call_in_the_ops_view_and_its_waterfall", |w| {
+        Box::pin(live_call_in_the_ops_view_and_its_waterfall(w))
+    }),
     ("another_business_is_forbidden_in_pages_and_api", |w| {
         Box::pin(another_business_is_forbidden_in_pages_and_api(w))
     }),
@@ -277,6 +280,101 @@ async fn book_and_cancel_from_the_calendar(w: Arc<World>) {
     );
 }
 
+/// A simulated call placed while the ops view is open appears in its live table without a
+/// reload (server-sent events), and leaves it when it ends; its page then draws each turn's
+/// latency marks as bars to one scale.
+async fn live_call_in_the_ops_view_and_its_waterfall(w: Arc<World>) {
+    let b = &w.b;
+    sign_in(b, OWNER_A).await;
+    b.goto("/console/ops").await;
+    b.find("table#live-calls").await;
+    let page = b.find("html").await;
+
+    let mut call = place_call(&w);
+
+    let row = b.find("#live-calls tr.live-call[data-call-sid]").await;
+    let sid = row
+        .attr("data-call-sid")
+        .await
+        .unwrap()
+        .expect("data-call-sid");
+    assert!(sid.starts_with("CA"), "{sid}");
+    assert_eq!(row.attr("data-business").await.unwrap().as_deref(), Some(A));
+    // The same document, updated in place: the page was not reloaded.
+    page.tag_name()
+        .await
+        .expect("the ops page was not reloaded");
+    // Live: its duration counts up while the call goes on.
+    let first = b.text(".live-call .duration").await;
+    b.until("the duration to count up", async || {
+        let now = b
+            .client
+            .find(fantoccini::Locator::Css(".live-call .duration"))
+            .await
+            .ok()?;
+        (now.text().await.ok()? != first).then_some(())
+    })
+    .await;
+
+    assert!(call.wait().await.unwrap().success(), "kav call finished");
+    b.until("the ended call to leave the live table", async || {
+        b.all(".live-call").await.is_empty().then_some(())
+    })
+    .await;
+    page.tag_name()
+        .await
+        .expect("the ops page was not reloaded");
+
+    b.goto(&format!("/console/calls/{sid}")).await;
+    let waterfall = b.find("#waterfall").await;
+    let scale: f64 = waterfall
+        .attr("data-scale-ms")
+        .await
+        .unwrap()
+        .expect("data-scale-ms")
+        .parse()
+        .unwrap();
+    let turns = b.all("#waterfall .turn[data-turn]").await;
+    assert_eq!(turns.len(), 2, "one waterfall per spoken turn");
+    for turn in turns {
+        let bars = turn
+            .find_all(fantoccini::Locator::Css(".bar[data-mark]"))
+            .await
+            .unwrap();
+        let mut marks = Vec::new();
+        for bar in bars {
+            let mark = bar.attr("data-mark").await.unwrap().unwrap();
+            let ms: f64 = bar
+                .attr("data-ms")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("{mark}: no ms"));
+            let track = bar.find(fantoccini::Locator::XPath("..")).await.unwrap();
+            let (_, _, bar_px, _) = bar.rectangle().await.unwrap();
+            let (_, _, track_px, _) = track.rectangle().await.unwrap();
+            let drawn = bar_px / track_px;
+            assert!(
+                (drawn - ms / scale).abs() < 0.02,
+                "{mark}: {ms} ms of {scale} drawn as {drawn:.3} of the track"
+            );
+            marks.push(mark);
+        }
+        assert_eq!(
+            marks,
+            [
+                "stt_first_partial",
+                "stt_final",
+                "ai_latency",
+                "tts_ready",
+                "total"
+            ]
+        );
+    }
+    b.text_contains("#transcript", "Is the Dubai room free tomorrow at 10?")
+        .await;
+}
 /// Staff of business A open business B's pages: 403. A's own API token (made on the index page)
 /// reads A's API and gets 403 from B's.
 async fn another_business_is_forbidden_in_pages_and_api(w: Arc<World>) {
@@ -337,6 +435,20 @@ async fn screenshots(w: Arc<World>) {
     // Next week: this one may be mostly past.
     b.submit("#next").await;
     b.screenshot("main", &dir, "calendar").await;
+    // The ops view during a call, then the call's waterfall.
+    b.goto("/console/ops").await;
+    let mut call = place_call(&w);
+    let row = b.find("#live-calls tr.live-call[data-call-sid]").await;
+    let sid = row
+        .attr("data-call-sid")
+        .await
+        .unwrap()
+        .expect("data-call-sid");
+    b.screenshot("main", &dir, "ops").await;
+    assert!(call.wait().await.unwrap().success(), "kav call finished");
+    b.goto(&format!("/console/calls/{sid}")).await;
+    b.find("#waterfall .turn").await;
+    b.screenshot("main", &dir, "call").await;
 }
 
 // ------------------------------------------------------------------ steps
@@ -360,6 +472,20 @@ async fn book(b: &Browser, start: Option<&str>, customer: &str, phone: &str) {
     b.type_into("#customer_name", customer).await;
     b.type_into("#customer_phone", phone).await;
     b.submit("#book").await;
+}
+
+/// A simulated two-turn Twilio call (`kav call`, about 10 s) to the seeded business.
+fn place_call(w: &World) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kav"))
+        .args(["--config", "/nonexistent/kav.toml", "call"])
+        .args(["--server", &w.kav.url("")])
+        .arg("--say=audio-samples/book_en.wav=Is the Dubai room free tomorrow at 10?")
+        .arg("--say=audio-samples/thanks_en.wav=thanks, bye")
+        .env("KAV_ADMIN_TOKEN", kav_process::ADMIN_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kav call starts")
 }
 
 /// The starts (`YYYY-MM-DDTHH:MM…`) in the page's "next free slots" preview.
