@@ -290,14 +290,7 @@ async fn live_call_in_the_ops_view_and_its_waterfall(w: Arc<World>) {
     b.find("table#live-calls").await;
     let page = b.find("html").await;
 
-    let mut call = place_call(&w);
-
-    let row = b.find("#live-calls tr.live-call[data-call-sid]").await;
-    let sid = row
-        .attr("data-call-sid")
-        .await
-        .unwrap()
-        .expect("data-call-sid");
+    let (mut call, row, sid) = place_call(&w).await;
     assert!(sid.starts_with("CA"), "{sid}");
     assert_eq!(row.attr("data-business").await.unwrap().as_deref(), Some(A));
     // The same document, updated in place: the page was not reloaded.
@@ -437,13 +430,7 @@ async fn screenshots(w: Arc<World>) {
     b.screenshot("main", &dir, "calendar").await;
     // The ops view during a call, then the call's waterfall.
     b.goto("/console/ops").await;
-    let mut call = place_call(&w);
-    let row = b.find("#live-calls tr.live-call[data-call-sid]").await;
-    let sid = row
-        .attr("data-call-sid")
-        .await
-        .unwrap()
-        .expect("data-call-sid");
+    let (mut call, _, sid) = place_call(&w).await;
     b.screenshot("main", &dir, "ops").await;
     assert!(call.wait().await.unwrap().success(), "kav call finished");
     b.goto(&format!("/console/calls/{sid}")).await;
@@ -474,9 +461,11 @@ async fn book(b: &Browser, start: Option<&str>, customer: &str, phone: &str) {
     b.submit("#book").await;
 }
 
-/// A simulated two-turn Twilio call (`kav call`, about 10 s) to the seeded business.
-fn place_call(w: &World) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kav"))
+/// Places a simulated two-turn Twilio call (`kav call`, about 10 s) to the seeded business
+/// while the ops view is open, and waits for its row in the live table: the caller process, the
+/// row and the call sid.
+async fn place_call(w: &World) -> (tokio::process::Child, fantoccini::elements::Element, String) {
+    let call = tokio::process::Command::new(env!("CARGO_BIN_EXE_kav"))
         .args(["--config", "/nonexistent/kav.toml", "call"])
         .args(["--server", &w.kav.url("")])
         .arg("--say=audio-samples/book_en.wav=Is the Dubai room free tomorrow at 10?")
@@ -485,7 +474,10 @@ fn place_call(w: &World) -> tokio::process::Child {
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("kav call starts")
+        .expect("kav call starts");
+    let row = w.b.find("#live-calls tr.live-call[data-call-sid]").await;
+    let sid = row.attr("data-call-sid").await.unwrap();
+    (call, row, sid.expect("data-call-sid"))
 }
 
 /// The starts (`YYYY-MM-DDTHH:MM…`) in the page's "next free slots" preview.
