@@ -1206,6 +1206,29 @@ async fn calendar_shows_the_week_and_books_moves_and_cancels_from_its_slots() {
         .unwrap();
     assert!(html.contains("dir=\"rtl\"") && html.contains("יומן"));
     assert!(html.contains("<span dir=\"auto\" class=\"who\">נועה</span>"));
+    // The platform admin sees the booking, its phone masked; the business's staff in full.
+    assert_eq!(
+        eleven["cells"][0]["bookings"][0]["customer_phone"],
+        "+972501234567"
+    );
+    let (status, day) = s
+        .api(
+            ADMIN_TOKEN,
+            "GET",
+            "/console/api/b/biz_escape_tlv/calendar?day=2026-11-25",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let booking = day["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["time"] == "11:00")
+        .unwrap()["cells"][0]["bookings"][0]
+        .clone();
+    assert_eq!(booking["customer_phone"], "+9725•••4567", "{booking}");
+    assert_eq!(booking["customer_name"], "נועה");
     // Bad dates and other tenants.
     let r = s.get(&b, &format!("{cal}?week=2026-13-01")).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -2215,6 +2238,23 @@ async fn console_data_on(store: &Store, name: &str) {
             .unwrap()
             .is_empty(),
         "{name}"
+    );
+    assert_eq!(
+        store
+            .appointments_between(A, noon + 3_600_000, noon + 3_600_001)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{name}"
+    );
+    assert!(
+        store
+            .appointments_between(A, noon, noon + 3_600_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}: end exclusive"
     );
     assert!(
         store

@@ -60,7 +60,8 @@ pub(super) struct AppointmentView {
 }
 
 impl AppointmentView {
-    pub(super) fn new(policy: &Policy, rooms: &[Resource], a: Appointment) -> Self {
+    /// The customer's phone as `ctx`'s principal may see it ([`Ctx::shown_phone`]).
+    pub(super) fn new(ctx: &Ctx, policy: &Policy, rooms: &[Resource], a: Appointment) -> Self {
         AppointmentView {
             date: policy.date_iso(a.start_ms),
             time: policy.time_display(a.start_ms),
@@ -75,7 +76,9 @@ impl AppointmentView {
             start_ms: a.start_ms,
             id: a.id,
             customer_name: a.customer_name,
-            customer_phone: a.customer_phone,
+            customer_phone: a
+                .customer_phone
+                .map(|p| ctx.shown_phone(&a.business_id, &p)),
             status: a.status,
             channel: a.channel,
         }
@@ -98,7 +101,7 @@ async fn bookings_view(
             day.as_ref()
                 .is_none_or(|d| &policy.date_iso(a.start_ms) == d)
         })
-        .map(|a| AppointmentView::new(&policy, &rooms, a))
+        .map(|a| AppointmentView::new(ctx, &policy, &rooms, a))
         .collect();
     Ok(BookingsView {
         id: b.id.clone(),

@@ -191,11 +191,11 @@ pub(super) async fn calendar_view(
     }
     let mut off_grid: Vec<Vec<AppointmentView>> = days.iter().map(|_| Vec::new()).collect();
     let dates: Vec<String> = days.iter().map(Date::to_string).collect();
-    for a in store.appointments_for_business(&b.id).await? {
-        if a.status != "booked" || a.start_ms < from_ms || a.start_ms > to_ms {
+    for a in store.appointments_between(&b.id, from_ms, to_ms).await? {
+        if a.status != "booked" {
             continue;
         }
-        let view = AppointmentView::new(&policy, &rooms, a);
+        let view = AppointmentView::new(ctx, &policy, &rooms, a);
         let Some(d) = dates.iter().position(|x| *x == view.date) else {
             continue;
         };

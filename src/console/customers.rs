@@ -4,8 +4,7 @@
 //! WhatsApp threads (messages, our replies with their delivery statuses). One customer is one
 //! phone number per business, whatever the channel.
 //!
-//! Phones are shown in full only to the business's own accounts; the platform admin sees them
-//! masked (`+97250•••4567`).
+//! Phones are shown in full only to the business's own accounts ([`Ctx::shown_phone`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,21 +33,6 @@ const LIST_LIMIT: i64 = 200;
 /// Most messages shown per WhatsApp thread.
 const THREAD_LIMIT: usize = 500;
 
-/// The phone as this principal may see it: in full for the business's own accounts, else
-/// masked to its country prefix and last four digits.
-pub(super) fn shown_phone(ctx: &Ctx, business_id: &str, phone: &str) -> String {
-    if ctx.p.business_id.as_deref() == Some(business_id) {
-        return phone.to_string();
-    }
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() <= 7 {
-        return "•••".into();
-    }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}•••{tail}")
-}
-
 #[derive(Serialize)]
 struct CustomersView {
     id: String,
@@ -73,7 +57,7 @@ struct CustomerView {
 fn customer_view(ctx: &Ctx, biz: &str, policy: &Policy, c: CustomerRow) -> CustomerView {
     let when = |ms: i64| format!("{} {}", policy.date_iso(ms), policy.time_display(ms));
     CustomerView {
-        phone: shown_phone(ctx, biz, &c.phone),
+        phone: ctx.shown_phone(biz, &c.phone),
         since: when(c.created_at_ms),
         last_seen: when(c.updated_at_ms),
         id: c.id,
@@ -203,11 +187,7 @@ async fn customer(ctx: Ctx, Path((biz, id)): Path<(String, String)>) -> Answer {
         .appointments_of_customer(&b.id, &c.phone)
         .await?
         .into_iter()
-        .map(|a| {
-            let mut v = AppointmentView::new(&policy, &rooms, a);
-            v.customer_phone = v.customer_phone.map(|p| shown_phone(&ctx, &b.id, &p));
-            v
-        })
+        .map(|a| AppointmentView::new(&ctx, &policy, &rooms, a))
         .collect();
     // Calls: the conversations the customer's phone turns were stored under, and those their
     // appointments were made in, that are calls.

@@ -155,6 +155,22 @@ impl Ctx {
         }
     }
 
+    /// A customer's phone as this principal may see it: in full for the business's own
+    /// accounts; masked to its country prefix and last four digits (`+9725•••4567`) for anyone
+    /// else (the platform admin).
+    pub(super) fn shown_phone(&self, business_id: &str, phone: &str) -> String {
+        if self.p.business_id.as_deref() == Some(business_id) {
+            return phone.to_string();
+        }
+        let chars: Vec<char> = phone.chars().collect();
+        if chars.len() <= 7 {
+            return "•••".into();
+        }
+        let head: String = chars[..5].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}•••{tail}")
+    }
+
     /// The business in the URL, if this principal may see it.
     pub(super) async fn business(&self, id: &str) -> Result<Business, ConsoleError> {
         self.p.can_view(id)?;

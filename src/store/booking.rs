@@ -240,10 +240,10 @@ pub(super) fn business_row(r: &AnyRow) -> Result<Business, sqlx::Error> {
     })
 }
 
-const APPOINTMENT_COLUMNS: &str = "id, business_id, resource_id, customer_id, customer_name, \
+pub(super) const APPOINTMENT_COLUMNS: &str = "id, business_id, resource_id, customer_id, customer_name, \
      customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, created_at_ms";
 
-fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
+pub(super) fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
     Ok(Appointment {
         id: r.try_get("id")?,
         business_id: r.try_get("business_id")?,

@@ -12,7 +12,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::booking::{Business, OUTBOX_COLUMNS, OutboxRow, business_row, outbox_row};
+use super::booking::{
+    APPOINTMENT_COLUMNS, Business, OUTBOX_COLUMNS, OutboxRow, appointment_row, business_row,
+    outbox_row,
+};
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -704,6 +707,25 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(customer_row).transpose()
+    }
+
+    /// A business's appointments (any status) starting in `[from_ms, to_ms)`, in start order.
+    pub async fn appointments_between(
+        &self,
+        business_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<super::booking::Appointment>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
+             AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, created_at_ms"
+        )))
+        .bind(business_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
     }
 
     /// Every appointment of a customer (by phone) with a business, any status, newest first.
