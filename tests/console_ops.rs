@@ -130,14 +130,18 @@ impl Server {
             .1
     }
 
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, String) {
-        let r = self
-            .http
+    /// A GET with a bearer token; the body is left to read (or stream).
+    async fn open(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, String) {
+        let r = self.open(token, path).await;
         (r.status(), r.text().await.unwrap())
     }
 
@@ -147,39 +151,48 @@ impl Server {
         serde_json::from_str(&body).unwrap()
     }
 
-    /// A call's start (parameters as Twilio would pass them) and its providers.
+    /// A call to `to`, started now, served by `providers`.
     fn call(&self, sid: &str, to: &str, providers: &str) -> String {
-        let call_id = format!("{sid}:MZ{sid}");
-        self.recorder.record(Record::CallStarted {
-            call_id: call_id.clone(),
-            call_sid: sid.into(),
-            stream_sid: format!("MZ{sid}"),
-            account_sid: "AC".into(),
-            at_ms: now_ms(),
-            parameters_json: json!({"To": to, "CallSid": sid}).to_string(),
-        });
-        self.recorder.record(Record::CallProviders {
-            call_id: call_id.clone(),
-            providers: providers.into(),
-        });
-        call_id
+        record_call(&self.recorder, sid, to, providers, now_ms())
     }
 
     fn turn(&self, call_id: &str, turn: u32, at_ms: i64, marks: LatencyMarks) {
-        self.recorder.record(Record::Event {
-            call_id: call_id.into(),
-            at_ms,
-            event: CallEvent::Turn(TurnRecord {
-                turn,
-                input: InputKind::Speech,
-                user_text: format!("caller {turn}"),
-                bot_text: format!("bot {turn}"),
-                interrupted: false,
-                marks,
-                rtt_ms: None,
-            }),
-        });
+        record_turn(&self.recorder, call_id, turn, at_ms, marks);
     }
+}
+
+/// A call's start (parameters as Twilio would pass them) and its providers; returns its id.
+fn record_call(recorder: &Recorder, sid: &str, to: &str, providers: &str, at_ms: i64) -> String {
+    let call_id = format!("{sid}:MZ{sid}");
+    recorder.record(Record::CallStarted {
+        call_id: call_id.clone(),
+        call_sid: sid.into(),
+        stream_sid: format!("MZ{sid}"),
+        account_sid: "AC".into(),
+        at_ms,
+        parameters_json: json!({"To": to, "CallSid": sid}).to_string(),
+    });
+    recorder.record(Record::CallProviders {
+        call_id: call_id.clone(),
+        providers: providers.into(),
+    });
+    call_id
+}
+
+fn record_turn(recorder: &Recorder, call_id: &str, turn: u32, at_ms: i64, marks: LatencyMarks) {
+    recorder.record(Record::Event {
+        call_id: call_id.into(),
+        at_ms,
+        event: CallEvent::Turn(TurnRecord {
+            turn,
+            input: InputKind::Speech,
+            user_text: format!("caller {turn}"),
+            bot_text: format!("bot {turn}"),
+            interrupted: false,
+            marks,
+            rtt_ms: None,
+        }),
+    });
 }
 
 fn total(ms: u32) -> LatencyMarks {
@@ -225,13 +238,7 @@ async fn until_event(
 async fn a_live_call_appears_in_the_event_stream_and_leaves_when_it_ends() {
     let s = start().await;
     let staff_b = s.token("staff@b.example", "staff", Some("biz_other")).await;
-    let response = s
-        .http
-        .get(s.url("/console/ops/events"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let response = s.open(ADMIN, "/console/ops/events").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -245,13 +252,7 @@ async fn a_live_call_appears_in_the_event_stream_and_leaves_when_it_ends() {
     let first = until_event(&mut events, &mut buf, Duration::from_secs(10), |_| true).await;
     assert!(!first.contains("class=\"live-call\""), "{first}");
     // Another business's staff watch their own stream, which must never show this call.
-    let other = s
-        .http
-        .get(s.url("/console/api/ops/events"))
-        .bearer_auth(&staff_b)
-        .send()
-        .await
-        .unwrap();
+    let other = s.open(&staff_b, "/console/api/ops/events").await;
     assert_eq!(other.status(), StatusCode::OK);
     let mut other_events = other.bytes_stream();
     let mut other_buf = String::new();
@@ -265,10 +266,9 @@ async fn a_live_call_appears_in_the_event_stream_and_leaves_when_it_ends() {
         ..CallOptions::default()
     };
     let call = tokio::spawn(async move {
+        // No greeting is configured: the caller speaks first.
         let steps = vec![
-            Step::WaitForBot {
-                max: Duration::from_secs(15),
-            },
+            Step::Pause(Duration::from_millis(300)),
             Step::Say {
                 audio: Arc::new(synthetic_speech(Duration::from_millis(700))),
                 transcript: "is the Dubai room free tomorrow".into(),
@@ -621,18 +621,16 @@ async fn every_ops_route_is_closed_to_other_tenants() {
 }
 
 #[tokio::test]
-async fn event_streams_are_bounded() {
-    let s = start_with(|c| c.console.ops_max_streams = 3).await;
+async fn event_streams_are_bounded_and_outlive_the_request_timeout() {
+    let s = start_with(|c| {
+        c.console.ops_max_streams = 3;
+        c.limits.request_timeout_ms = 300;
+    })
+    .await;
     let max = s.state.deps.config.console.ops_max_streams;
     let mut open = Vec::new();
     for _ in 0..max {
-        let r = s
-            .http
-            .get(s.url("/console/api/ops/events"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let r = s.open(ADMIN, "/console/api/ops/events").await;
         assert_eq!(r.status(), StatusCode::OK);
         open.push(r);
     }
@@ -643,14 +641,18 @@ async fn event_streams_are_bounded() {
     // At the latest with the next heartbeat.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let r = s
-            .http
-            .get(s.url("/console/api/ops/events"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let r = s.open(ADMIN, "/console/api/ops/events").await;
         if r.status() == StatusCode::OK {
+            // The request timeout bounds the handler, not the stream it returns.
+            let mut events = r.bytes_stream();
+            let mut buf = String::new();
+            until_event(&mut events, &mut buf, Duration::from_secs(10), |_| true).await;
+            assert!(
+                tokio::time::timeout(Duration::from_secs(1), events.next())
+                    .await
+                    .is_err(),
+                "the stream ended or sent something unprompted"
+            );
             break;
         }
         assert!(
@@ -666,47 +668,12 @@ async fn window_reads_on_every_backend() {
     for backend in backends::backends().await {
         let store = Store::connect(&backend.url).await.unwrap();
         let (recorder, _writer) = store.recorder(64);
-        recorder.record(Record::CallStarted {
-            call_id: "c1".into(),
-            call_sid: "CA1".into(),
-            stream_sid: "MZ1".into(),
-            account_sid: "AC".into(),
-            at_ms: 1_000,
-            parameters_json: json!({"To": TO_A}).to_string(),
-        });
-        recorder.record(Record::CallProviders {
-            call_id: "c1".into(),
-            providers: "google/booking/google".into(),
-        });
+        let c1 = record_call(&recorder, "CA1", TO_A, "google/booking/google", 1_000);
         for (turn, at) in [(1u32, 5_000i64), (2, 9_000), (3, 500)] {
-            recorder.record(Record::Event {
-                call_id: "c1".into(),
-                at_ms: at,
-                event: CallEvent::Turn(TurnRecord {
-                    turn,
-                    input: InputKind::Speech,
-                    user_text: String::new(),
-                    bot_text: String::new(),
-                    interrupted: false,
-                    marks: total(100 * turn),
-                    rtt_ms: None,
-                }),
-            });
+            record_turn(&recorder, &c1, turn, at, total(100 * turn));
         }
         // A turn whose call start never reached the database still counts.
-        recorder.record(Record::Event {
-            call_id: "lost".into(),
-            at_ms: 7_000,
-            event: CallEvent::Turn(TurnRecord {
-                turn: 1,
-                input: InputKind::Speech,
-                user_text: String::new(),
-                bot_text: String::new(),
-                interrupted: false,
-                marks: total(42),
-                rtt_ms: None,
-            }),
-        });
+        record_turn(&recorder, "lost", 1, 7_000, total(42));
         recorder.flush().await;
         let rows = store.turns_since(1_000, 10).await.unwrap();
         let got: Vec<(i64, Option<&str>, &str, Option<u32>)> = rows
@@ -720,7 +687,7 @@ async fn window_reads_on_every_backend() {
                 )
             })
             .collect();
-        let params = json!({"To": TO_A}).to_string();
+        let params = json!({"To": TO_A, "CallSid": "CA1"}).to_string();
         assert_eq!(
             got,
             vec![

@@ -34,7 +34,7 @@ use serde::Serialize;
 use super::auth::AuthError;
 use super::pages::Ctx;
 use super::{Answer, Console, ConsoleError, Format};
-use crate::channels::live::{LiveCall, LiveCalls};
+use crate::channels::live::{LiveCall, LiveCalls, LiveSnapshot};
 use crate::metrics::{Counter, MARK_NAMES, Metrics, mark_values};
 use crate::store::booking::ToolTraceRow;
 use crate::store::ops::WhatsAppHealth;
@@ -184,9 +184,9 @@ pub(super) fn public_routes() -> Router<Arc<Console>> {
 pub(super) fn routes(sources: Sources) -> Router<Arc<Console>> {
     Router::new()
         .route("/ops", get(ops_page))
-        .route("/ops/events", get(ops_events))
-        .route("/b/{biz}/ops", get(business_ops_page))
-        .route("/b/{biz}/ops/events", get(business_ops_events))
+        .route("/ops/events", get(events))
+        .route("/b/{biz}/ops", get(ops_page))
+        .route("/b/{biz}/ops/events", get(events))
         .route("/calls/{call_sid}", get(call_page))
         .layer(Extension(sources))
 }
@@ -267,40 +267,20 @@ fn render(ctx: &Ctx, template: &str, view: &impl Serialize) -> Answer {
 pub struct LiveRow {
     pub call_sid: String,
     pub business: String,
-    pub phase: &'static str,
     pub started_at_ms: i64,
     pub duration_s: i64,
-    pub turn: u64,
-    pub rtt_ms: Option<u64>,
-    pub lead_max_ms: u64,
-    pub barge_ins: u64,
-    pub frames_late_5ms: u64,
-    pub frames_late_20ms: u64,
-    pub underruns: u64,
-    pub frames_dropped: u64,
-    pub fallbacks: u64,
-    pub tts_errors: u64,
+    #[serde(flatten)]
+    pub now: LiveSnapshot,
 }
 
 impl LiveRow {
     fn new(c: &LiveCall, business: String, now_ms: i64) -> Self {
-        let n = &c.now;
         Self {
             call_sid: c.call_sid.clone(),
             business,
-            phase: n.phase,
             started_at_ms: c.started_at_ms,
             duration_s: (now_ms - c.started_at_ms).max(0) / 1000,
-            turn: n.turn,
-            rtt_ms: n.rtt_ms,
-            lead_max_ms: n.lead_max_ms,
-            barge_ins: n.barge_ins,
-            frames_late_5ms: n.frames_late_5ms,
-            frames_late_20ms: n.frames_late_20ms,
-            underruns: n.underruns,
-            frames_dropped: n.frames_dropped,
-            fallbacks: n.fallbacks,
-            tts_errors: n.tts_errors,
+            now: c.now,
         }
     }
 }
@@ -354,19 +334,13 @@ struct OpsView {
     whatsapp: WhatsAppHealth,
 }
 
-async fn ops_page(ctx: Ctx, Extension(src): Extension<Sources>) -> Answer {
-    ops_view(ctx, src, None).await
-}
-
-async fn business_ops_page(
+/// `/ops` and `/b/{biz}/ops`.
+async fn ops_page(
     ctx: Ctx,
     Extension(src): Extension<Sources>,
-    Path(biz): Path<String>,
+    biz: Option<Path<String>>,
 ) -> Answer {
-    ops_view(ctx, src, Some(biz)).await
-}
-
-async fn ops_view(ctx: Ctx, src: Sources, biz: Option<String>) -> Answer {
+    let biz = biz.map(|Path(b)| b);
     let scope = scope_of(&ctx, biz.as_deref()).await?;
     let live = live_rows(&ctx.c, &src.live, &scope).await?;
     let now = wall_ms();
@@ -534,7 +508,7 @@ pub struct CounterRow {
 }
 
 fn counters(scope: &Scope, live: &[LiveRow], src: &Sources) -> Vec<CounterRow> {
-    let sum = |f: fn(&LiveRow) -> u64| live.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&LiveSnapshot) -> u64| live.iter().map(|r| f(&r.now)).sum::<u64>();
     let mut rows = vec![
         ("live_calls", live.len() as u64),
         ("fallbacks", sum(|r| r.fallbacks)),
@@ -590,18 +564,6 @@ fn counters(scope: &Scope, live: &[LiveRow], src: &Sources) -> Vec<CounterRow> {
 
 // ------------------------------------------------------------------ events
 
-async fn ops_events(ctx: Ctx, Extension(src): Extension<Sources>) -> Answer {
-    events(ctx, src, None).await
-}
-
-async fn business_ops_events(
-    ctx: Ctx,
-    Extension(src): Extension<Sources>,
-    Path(biz): Path<String>,
-) -> Answer {
-    events(ctx, src, Some(biz)).await
-}
-
 /// What one event stream carries between polls.
 struct Stream {
     ctx: Ctx,
@@ -612,7 +574,9 @@ struct Stream {
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-async fn events(ctx: Ctx, src: Sources, biz: Option<String>) -> Answer {
+/// `/ops/events` and `/b/{biz}/ops/events`.
+async fn events(ctx: Ctx, Extension(src): Extension<Sources>, biz: Option<Path<String>>) -> Answer {
+    let biz = biz.map(|Path(b)| b);
     let scope = scope_of(&ctx, biz.as_deref()).await?;
     let slot = src.streams.clone().try_acquire_owned().map_err(|_| {
         ConsoleError::Unavailable("too many open ops event streams; try again later".into())
