@@ -39,9 +39,9 @@ fn tts_errors(h: &Harness) -> usize {
         .count()
 }
 
-/// A two-turn call whose first reply is `reply` and second is "Fine."; the `broken`-th TTS request
-/// of the call breaks after `after` bytes.
-fn call_with_broken_sentence(reply: &'static str, broken: usize, after: usize) -> Harness {
+/// A two-turn call whose first reply is `reply` and second is "Fine."; for each `(i, bytes)` of
+/// `breaks` the i-th TTS request of the call breaks after that many bytes.
+fn call_with_broken_sentences(reply: &'static str, breaks: &[(usize, usize)]) -> Harness {
     let cfg = test_config();
     let mut h = Harness::new(
         &cfg,
@@ -56,7 +56,7 @@ fn call_with_broken_sentence(reply: &'static str, broken: usize, after: usize) -
     .transcripts(&["when are you open", "thanks"]);
     let mut replies = vec![reply, "Fine."].into_iter();
     h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
-    h.tts_break = Some((broken, after));
+    h.tts_breaks = breaks.to_vec();
     h.run(Duration::from_secs(60));
     h
 }
@@ -69,10 +69,9 @@ fn tts_breaking_mid_sentence_records_only_whole_sentences_and_the_reply_goes_on(
         "Anything else?",
     ];
     // The second sentence's stream dies after 200 ms of its audio (1,600 of its 4,000 bytes).
-    let h = call_with_broken_sentence(
+    let h = call_with_broken_sentences(
         "We open at nine. The studio is on Herzl street, next to the bakery. Anything else?",
-        1,
-        1_600,
+        &[(1, 1_600)],
     );
     assert_eq!(tts_errors(&h), 1, "{:?}", h.events);
     // No fallback: a whole sentence got through, so the reply goes on after the broken one.
@@ -114,7 +113,7 @@ fn tts_breaking_in_the_only_sentence_speaks_the_fallback_and_the_next_turn_works
     let fallback = cfg.call.fallback_reply.as_str();
     let reply = "Your table for four is booked for Friday at seven.";
     // For 100 ms the caller hears the start of the sentence, then the stream dies.
-    let h = call_with_broken_sentence(reply, 0, 800);
+    let h = call_with_broken_sentences(reply, &[(0, 800)]);
     assert_eq!(tts_errors(&h), 1, "{:?}", h.events);
     assert_eq!(
         h.tts_texts,
@@ -168,7 +167,7 @@ fn barge_in_after_a_broken_sentence_counts_only_whole_sentences_heard() {
     ]
     .into_iter();
     h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
-    h.tts_break = Some((1, 1_600));
+    h.tts_breaks = vec![(1, 1_600)];
     h.run(Duration::from_secs(60));
     let turns = h.turns();
     assert_eq!(turns.len(), 2, "{turns:?}");
@@ -185,5 +184,53 @@ fn barge_in_after_a_broken_sentence_counts_only_whole_sentences_heard() {
         "{:?}",
         turns[0].bot_text
     );
+    assert_eq!(turns[1].bot_text, "Fine.");
+}
+
+#[test]
+fn tts_breaking_in_the_last_sentence_ends_the_reply_and_the_next_turn_works() {
+    let h = call_with_broken_sentences(
+        "We open at nine. The studio is on Herzl street.",
+        &[(1, 800)],
+    );
+    assert_eq!(tts_errors(&h), 1, "{:?}", h.events);
+    assert_eq!(
+        h.tts_texts,
+        [
+            "We open at nine.",
+            "The studio is on Herzl street.",
+            "Fine."
+        ],
+        "no fallback after a whole sentence"
+    );
+    let turns = h.turns();
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[0].bot_text, "We open at nine.");
+    assert!(turns[0].interrupted);
+    assert_eq!(
+        h.played_per_reply[0] as usize,
+        (h.tts_bytes[0] + h.tts_bytes[1]).div_ceil(160)
+    );
+    assert_eq!(turns[1].bot_text, "Fine.");
+}
+
+#[test]
+fn tts_breaking_mid_sentence_and_failing_on_the_fallback_leaves_the_call_working() {
+    let cfg = test_config();
+    let fallback = cfg.call.fallback_reply.as_str();
+    let reply = "Your table for four is booked for Friday at seven.";
+    // Synthesis is down: the reply breaks after 100 ms and the fallback fails outright.
+    let h = call_with_broken_sentences(reply, &[(0, 800), (1, 0)]);
+    assert_eq!(tts_errors(&h), 2, "{:?}", h.events);
+    assert_eq!(
+        h.tts_texts,
+        [reply, fallback, "Fine."],
+        "fallback asked for once"
+    );
+    let turns = h.turns();
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[0].bot_text, "", "nothing heard whole");
+    assert!(turns[0].interrupted);
+    assert_eq!(h.played_per_reply[0], 5, "the 100 ms fragment");
     assert_eq!(turns[1].bot_text, "Fine.");
 }

@@ -262,8 +262,8 @@ pub struct Harness {
     /// The next this many TTS requests fail without audio.
     pub tts_failures: usize,
     /// `(i, bytes)`: the i-th TTS request (0-based, as in `tts_texts`) breaks after `bytes` of
-    /// audio (its stream fails mid-sentence).
-    pub tts_break: Option<(usize, usize)>,
+    /// audio (its stream fails mid-sentence; 0: fails without audio).
+    pub tts_breaks: Vec<(usize, usize)>,
     /// Audio bytes handed to the session per TTS request, in `tts_texts` order.
     pub tts_bytes: Vec<usize>,
 }
@@ -324,7 +324,7 @@ impl Harness {
             agent_requests: Vec::new(),
             tts_texts: Vec::new(),
             tts_failures: 0,
-            tts_break: None,
+            tts_breaks: Vec::new(),
             tts_bytes: Vec::new(),
             cancels: Vec::new(),
             stt_frames: 0,
@@ -764,10 +764,13 @@ impl Harness {
                     self.tts_bytes.push(0);
                     let fail = self.tts_failures > 0;
                     self.tts_failures = self.tts_failures.saturating_sub(1);
-                    let fail_after = match self.tts_break {
-                        _ if fail => Some(0),
-                        Some((i, after)) if i == request => Some(after),
-                        _ => None,
+                    let fail_after = if fail {
+                        Some(0)
+                    } else {
+                        self.tts_breaks
+                            .iter()
+                            .find(|(i, _)| *i == request)
+                            .map(|(_, after)| *after)
                     };
                     let ready_at = if self.tts.is_empty() {
                         now + self.lat.tts_first
