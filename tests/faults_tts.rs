@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CallerStep::*, Harness, ScriptedReply, test_config};
+use common::{CallerStep::*, Harness, ScriptedReply, test_config, two_turn_call};
 use kav::providers::Role;
 use kav::voice::events::CallEvent;
 
@@ -39,28 +39,6 @@ fn tts_errors(h: &Harness) -> usize {
         .count()
 }
 
-/// A two-turn call whose first reply is `reply` and second is "Fine."; for each `(i, bytes)` of
-/// `breaks` the i-th TTS request of the call breaks after that many bytes.
-fn call_with_broken_sentences(reply: &'static str, breaks: &[(usize, usize)]) -> Harness {
-    let cfg = test_config();
-    let mut h = Harness::new(
-        &cfg,
-        vec![
-            Speak(ms(700)),
-            WaitForBot,
-            Silence(ms(300)),
-            Speak(ms(700)),
-            WaitForBot,
-        ],
-    )
-    .transcripts(&["when are you open", "thanks"]);
-    let mut replies = vec![reply, "Fine."].into_iter();
-    h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
-    h.tts_breaks = breaks.to_vec();
-    h.run(Duration::from_secs(60));
-    h
-}
-
 #[test]
 fn tts_breaking_mid_sentence_records_only_whole_sentences_and_the_reply_goes_on() {
     let sentences = [
@@ -69,7 +47,8 @@ fn tts_breaking_mid_sentence_records_only_whole_sentences_and_the_reply_goes_on(
         "Anything else?",
     ];
     // The second sentence's stream dies after 200 ms of its audio (1,600 of its 4,000 bytes).
-    let h = call_with_broken_sentences(
+    let h = two_turn_call(
+        &test_config(),
         "We open at nine. The studio is on Herzl street, next to the bakery. Anything else?",
         &[(1, 1_600)],
     );
@@ -113,7 +92,7 @@ fn tts_breaking_in_the_only_sentence_speaks_the_fallback_and_the_next_turn_works
     let fallback = cfg.call.fallback_reply.as_str();
     let reply = "Your table for four is booked for Friday at seven.";
     // For 100 ms the caller hears the start of the sentence, then the stream dies.
-    let h = call_with_broken_sentences(reply, &[(0, 800)]);
+    let h = two_turn_call(&test_config(), reply, &[(0, 800)]);
     assert_eq!(tts_errors(&h), 1, "{:?}", h.events);
     assert_eq!(
         h.tts_texts,
@@ -189,7 +168,8 @@ fn barge_in_after_a_broken_sentence_counts_only_whole_sentences_heard() {
 
 #[test]
 fn tts_breaking_in_the_last_sentence_ends_the_reply_and_the_next_turn_works() {
-    let h = call_with_broken_sentences(
+    let h = two_turn_call(
+        &test_config(),
         "We open at nine. The studio is on Herzl street.",
         &[(1, 800)],
     );
@@ -220,7 +200,7 @@ fn tts_breaking_mid_sentence_and_failing_on_the_fallback_leaves_the_call_working
     let fallback = cfg.call.fallback_reply.as_str();
     let reply = "Your table for four is booked for Friday at seven.";
     // Synthesis is down: the reply breaks after 100 ms and the fallback fails outright.
-    let h = call_with_broken_sentences(reply, &[(0, 800), (1, 0)]);
+    let h = two_turn_call(&test_config(), reply, &[(0, 800), (1, 0)]);
     assert_eq!(tts_errors(&h), 2, "{:?}", h.events);
     assert_eq!(
         h.tts_texts,

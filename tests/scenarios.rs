@@ -809,21 +809,7 @@ fn reply_sent_whole_before_synthesis_ends_still_finishes() {
     // "Ok" is 100 ms of audio: one mark interval, all of it in the priming burst before the
     // synthesiser says it is done. The reply used to wait for ever for a final mark never sent.
     for reply in ["Ok", "Yes", "Fine."] {
-        let cfg = test_config();
-        let mut h = Harness::new(
-            &cfg,
-            vec![
-                Speak(ms(700)),
-                WaitForBot,
-                Silence(ms(300)),
-                Speak(ms(700)),
-                WaitForBot,
-            ],
-        )
-        .transcripts(&["a", "b"]);
-        let mut replies = vec![reply, "Fine."].into_iter();
-        h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
-        h.run(Duration::from_secs(30));
+        let h = common::two_turn_call(&test_config(), reply, &[]);
         let turns = h.turns();
         assert_eq!(turns.len(), 2, "{reply}: {turns:?}");
         assert_eq!(turns[0].bot_text, reply);

@@ -248,14 +248,22 @@ impl Pacer {
         {
             self.final_mark = Some(last.id);
         } else if let Some(due) = self.last_due {
-            let id = self.next_mark_id;
-            self.next_mark_id += 1;
-            self.marks.push_back(SentMark {
-                id,
-                frames: self.sent,
-                due,
-            });
-            self.pending_mark = Some(id);
+            self.mark_sent_frames(due, true);
+        }
+    }
+
+    /// Queues a mark after the frames sent so far (`due`: when the last of them finishes
+    /// playing); `last`: it is the reply's final mark.
+    fn mark_sent_frames(&mut self, due: Instant, last: bool) {
+        let id = self.next_mark_id;
+        self.next_mark_id += 1;
+        self.marks.push_back(SentMark {
+            id,
+            frames: self.sent,
+            due,
+        });
+        self.pending_mark = Some(id);
+        if last {
             self.final_mark = Some(id);
         }
     }
@@ -434,17 +442,7 @@ impl Pacer {
         self.stats.lead_max_ms = self.stats.lead_max_ms.max(lead);
         let last = self.input_done && self.buffer.is_empty();
         if last || self.sent.is_multiple_of(self.mark_every) {
-            let id = self.next_mark_id;
-            self.next_mark_id += 1;
-            self.marks.push_back(SentMark {
-                id,
-                frames: self.sent,
-                due,
-            });
-            self.pending_mark = Some(id);
-            if last {
-                self.final_mark = Some(id);
-            }
+            self.mark_sent_frames(due, last);
         }
         Some(PacerOutput::Frame(frame))
     }

@@ -279,6 +279,29 @@ pub fn voice_frame(phase: &mut f32) -> [u8; 160] {
     out
 }
 
+/// A caller who speaks, waits for the reply, speaks again and waits for that reply: two turns,
+/// the first answered with `first`, the second with "Fine."; `tts_breaks` as in
+/// [`Harness::tts_breaks`]. Run to the end (at most 60 s of virtual time).
+pub fn two_turn_call(cfg: &Config, first: &'static str, tts_breaks: &[(usize, usize)]) -> Harness {
+    let ms = Duration::from_millis;
+    let mut h = Harness::new(
+        cfg,
+        vec![
+            CallerStep::Speak(ms(700)),
+            CallerStep::WaitForBot,
+            CallerStep::Silence(ms(300)),
+            CallerStep::Speak(ms(700)),
+            CallerStep::WaitForBot,
+        ],
+    )
+    .transcripts(&["when are you open", "thanks"]);
+    let mut replies = vec![first, "Fine."].into_iter();
+    h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
+    h.tts_breaks = tts_breaks.to_vec();
+    h.run(Duration::from_secs(60));
+    h
+}
+
 pub fn test_config() -> Config {
     let mut cfg = Config::default();
     cfg.call.greeting = String::new();
