@@ -30,8 +30,9 @@ if [ "$secs" = seed ]; then
 fi
 export RUSTC_BOOTSTRAP=1
 # No ASan (Kav is safe Rust; ASan halves exec/s and doubles the build), debug assertions on so
-# integer overflow is a crash.
-flags=(-O -a --sanitizer none)
+# integer overflow is a crash, no compare tracing (it put ~60 % of call_session's time into
+# tracing the resampler's comparisons; without it audio_frames ran 1.7× and call_session 2.4× faster).
+flags=(-O -a --sanitizer none --no-trace-compares)
 cargo fuzz build "${flags[@]}"
 for target in $(cargo fuzz list); do
     mkdir -p "corpus/$target" "regressions/$target"

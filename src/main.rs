@@ -455,6 +455,8 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    #[cfg(feature = "dhat-heap")]
+    let _heap_profile = heap_profile();
     let cli = Cli::parse();
     let mut cfg =
         Config::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
@@ -983,4 +985,54 @@ async fn demo(mut cfg: Config, save_audio: Option<PathBuf>) -> Result<()> {
         json.len()
     );
     Ok(())
+}
+
+/// `--features dhat-heap` (off by default): dhat records every allocation. Every 5 s a line
+/// `dhat-heap: unix_s=… curr_bytes=… curr_blocks=… max_bytes=… total_blocks=…` goes to stderr (the
+/// live heap over time, which `scripts/soak.sh` samples next to RSS); on a clean exit the profile
+/// is written to `dhat-heap.json` (view it with dhat's `dh_view.html`).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+#[cfg(feature = "dhat-heap")]
+struct HeapProfile {
+    /// Set (under the lock) before the profiler goes: the reporting thread stops asking for stats.
+    stopped: Arc<std::sync::Mutex<bool>>,
+    _profiler: dhat::Profiler,
+}
+
+#[cfg(feature = "dhat-heap")]
+impl Drop for HeapProfile {
+    fn drop(&mut self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+}
+
+#[cfg(feature = "dhat-heap")]
+fn heap_profile() -> HeapProfile {
+    let profiler = dhat::Profiler::new_heap();
+    let stopped = Arc::new(std::sync::Mutex::new(false));
+    let flag = stopped.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+            if *stopped {
+                return;
+            }
+            let s = dhat::HeapStats::get();
+            let unix_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            eprintln!(
+                "dhat-heap: unix_s={unix_s} curr_bytes={} curr_blocks={} max_bytes={} total_blocks={}",
+                s.curr_bytes, s.curr_blocks, s.max_bytes, s.total_blocks
+            );
+        }
+    });
+    HeapProfile {
+        stopped,
+        _profiler: profiler,
+    }
 }

@@ -1,6 +1,8 @@
 //! Fault injection (issue 15), over real sockets: the fake Graph API in a 130429 rate-limit storm
-//! and hung, and the database busy (another connection holds the write lock), read-only
-//! (`PRAGMA query_only`) and full (`PRAGMA max_page_count`: SQLITE_FULL). Each checks its promise:
+//! and hung, and the database busy (another connection holds a write lock), read-only, full and
+//! (PostgreSQL) its connection dropped mid-statement — on SQLite always and on PostgreSQL too when
+//! `KAV_TEST_POSTGRES_URL` is set (`tests/backends`, `scripts/ci-postgres.sh`; see `DbFault` for
+//! how each is made on each). Each checks its promise:
 //! a booking still succeeds and nothing blocks the call; every confirmation is delivered exactly
 //! once after the fault; a webhook is acknowledged (2xx) only once durably stored, so the vendor
 //! retries it, and no booking is lost or doubled when the fault clears. The SIGKILL cases are in
@@ -79,8 +81,18 @@ async fn count(pool: &AnyPool, sql: &str) -> i64 {
     backends::count(pool, sql, &[]).await
 }
 
-/// A fresh migrated SQLite file open every day, and a side pool on it.
-async fn database(dir: &tempfile::TempDir) -> (String, Store, AnyPool) {
+/// A fresh migrated database open every day, and a side pool on it.
+async fn database(backend: &backends::Backend) -> (Store, AnyPool) {
+    let store = Store::connect(&backend.url).await.unwrap();
+    store
+        .set_opening_hours(BUSINESS, OPEN_ALWAYS, 1)
+        .await
+        .unwrap();
+    (store, backend.side_pool().await)
+}
+
+/// A fresh SQLite file (the faults that need no PostgreSQL).
+async fn sqlite_database(dir: &tempfile::TempDir) -> (String, Store, AnyPool) {
     let url = format!("sqlite://{}", dir.path().join("kav.db").display());
     let store = Store::connect(&url).await.unwrap();
     store
@@ -92,23 +104,111 @@ async fn database(dir: &tempfile::TempDir) -> (String, Store, AnyPool) {
     (url, store, side)
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum DbFault {
-    /// Another connection holds a write transaction (SQLITE_BUSY after the 5 s busy timeout).
+    /// Another connection holds a write lock: SQLite `BEGIN IMMEDIATE` (SQLITE_BUSY after the
+    /// 5 s busy timeout); PostgreSQL `LOCK TABLE whatsapp_inbox IN EXCLUSIVE MODE` (the 5 s
+    /// `lock_timeout`).
     Busy,
-    /// `PRAGMA query_only = 1` on every connection of the faulty instance.
+    /// Every connection of the faulty instance refuses writes: SQLite `PRAGMA query_only = 1`;
+    /// PostgreSQL `SET default_transaction_read_only = on`.
     ReadOnly,
-    /// `PRAGMA max_page_count` = the current size: SQLITE_FULL on any growth.
+    /// SQLite `PRAGMA max_page_count` = the current size (SQLITE_FULL on any growth).
+    /// PostgreSQL: every insert and update fails with SQLSTATE 53100 `disk_full`, the error a full
+    /// disk gives (raised by a trigger on every table; the file system itself is not filled).
     DiskFull,
+    /// PostgreSQL only: the server ends the connection a webhook's insert is running on
+    /// (`pg_terminate_backend` while the insert waits on a lock).
+    ConnectionDropped,
+}
+
+/// Runs the fault on every backend: SQLite always, PostgreSQL when `KAV_TEST_POSTGRES_URL` is set.
+async fn booking_survives(fault: DbFault) {
+    for backend in backends::backends().await {
+        if backend.name == "postgres" || fault != DbFault::ConnectionDropped {
+            booking_survives_on(&backend, fault).await;
+        }
+        backend.cleanup().await;
+    }
+}
+
+/// PostgreSQL's full disk, on every table of the test's schema (`on` false: cleared).
+async fn postgres_disk_full(side: &AnyPool, on: bool) {
+    if on {
+        sqlx::query(
+            "CREATE OR REPLACE FUNCTION kav_fault_disk_full() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' \
+             USING ERRCODE = 'disk_full'; END $$",
+        )
+        .execute(side)
+        .await
+        .unwrap();
+    }
+    let action = if on {
+        "CREATE TRIGGER kav_fault_disk_full BEFORE INSERT OR UPDATE ON %I \
+         FOR EACH ROW EXECUTE FUNCTION kav_fault_disk_full()"
+    } else {
+        "DROP TRIGGER kav_fault_disk_full ON %I"
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DO $$ DECLARE t text; BEGIN \
+         FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP \
+         EXECUTE format('{action}', t); END LOOP; END $$"
+    )))
+    .execute(side)
+    .await
+    .unwrap();
+}
+
+/// Holds a write lock on the database (SQLite) or on the inbox table (PostgreSQL) until rolled
+/// back.
+async fn hold_write_lock(side: &AnyPool, postgres: bool) -> sqlx::pool::PoolConnection<sqlx::Any> {
+    let mut conn = side.acquire().await.unwrap();
+    let statements: &[&str] = if postgres {
+        &["BEGIN", "LOCK TABLE whatsapp_inbox IN EXCLUSIVE MODE"]
+    } else {
+        &[
+            "BEGIN IMMEDIATE",
+            "UPDATE businesses SET updated_at_ms = updated_at_ms + 1",
+        ]
+    };
+    for sql in statements {
+        sqlx::query(*sql).execute(&mut *conn).await.unwrap();
+    }
+    conn
+}
+
+/// Posts the webhook while its insert waits on the lock `side` holds, and drops that database
+/// connection under it; returns the webhook's status.
+async fn post_and_drop_connection(side: &AnyPool, addr: SocketAddr, body: &[u8]) -> u16 {
+    let body = body.to_vec();
+    let post = tokio::spawn(async move { post(addr, &body).await });
+    let mut killed = 0;
+    for _ in 0..400 {
+        killed = count(
+            side,
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO whatsapp_inbox%'",
+        )
+        .await;
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(killed, 1, "the webhook's insert was seen waiting");
+    post.await.unwrap()
 }
 
 /// The customer's "yes" (the message that books) arrives while the database fails: it is not
 /// acknowledged; the vendor's retries once the fault clears book exactly once and answer once.
-async fn booking_survives(fault: DbFault) {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, store, side) = database(&dir).await;
+async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
+    let postgres = backend.name == "postgres";
+    let what = format!("{fault:?} on {}", backend.name);
+    let (store, side) = database(backend).await;
     let graph = FakeGraph::graph(ACCESS_TOKEN).await.unwrap();
-    let cfg = config(&url, &graph);
+    let cfg = config(&backend.url, &graph);
 
     let healthy = serve(store.clone(), cfg.clone()).await;
     for (i, text) in ["Barcelona, the day after tomorrow at 19:00?", "Noa"]
@@ -127,23 +227,17 @@ async fn booking_survives(fault: DbFault) {
     let mut healthy = Some(healthy);
     let mut lock = None;
     let mut faulty = None;
-    match fault {
-        DbFault::Busy => {
-            let mut conn = side.acquire().await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            sqlx::query("UPDATE businesses SET updated_at_ms = updated_at_ms + 1")
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            lock = Some(conn);
+    match (fault, postgres) {
+        (DbFault::Busy | DbFault::ConnectionDropped, _) => {
+            lock = Some(hold_write_lock(&side, postgres).await);
         }
-        DbFault::ReadOnly | DbFault::DiskFull => {
+        (DbFault::DiskFull, true) => postgres_disk_full(&side, true).await,
+        (DbFault::ReadOnly | DbFault::DiskFull, _) => {
             // The instance restarts on a database that refuses writes.
             healthy = None;
-            let pragma = if matches!(fault, DbFault::ReadOnly) {
+            let setting = if postgres {
+                "SET default_transaction_read_only = on".to_string()
+            } else if fault == DbFault::ReadOnly {
                 "PRAGMA query_only = 1".to_string()
             } else {
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -153,7 +247,7 @@ async fn booking_survives(fault: DbFault) {
                 let pages = count(&side, "PRAGMA page_count").await;
                 format!("PRAGMA max_page_count = {pages}")
             };
-            let broken = Store::connect_with_sqlite_pragmas(&url, &[pragma])
+            let broken = Store::connect_with_session_sql(&backend.url, &[setting])
                 .await
                 .unwrap();
             faulty = Some(serve(broken, cfg.clone()).await);
@@ -161,16 +255,23 @@ async fn booking_survives(fault: DbFault) {
     }
     let during = healthy.as_ref().or(faulty.as_ref()).unwrap().addr;
     for _ in 0..2 {
-        let status = post(during, &yes).await;
+        let status = if fault == DbFault::ConnectionDropped {
+            post_and_drop_connection(&side, during, &yes).await
+        } else {
+            post(during, &yes).await
+        };
         assert!(
             !(200..300).contains(&status),
-            "{fault:?}: a webhook that was not stored was acknowledged ({status})"
+            "{what}: a webhook that was not stored was acknowledged ({status})"
         );
     }
 
     // The fault clears: the lock is released / the instance restarts on a healthy database.
     if let Some(mut conn) = lock.take() {
         sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    }
+    if postgres && fault == DbFault::DiskFull {
+        postgres_disk_full(&side, false).await;
     }
     drop(faulty);
     let healthy = match healthy {
@@ -180,25 +281,21 @@ async fn booking_survives(fault: DbFault) {
     assert_eq!(
         count(&side, "SELECT COUNT(*) FROM appointments").await,
         0,
-        "{fault:?}: nothing booked during the fault"
+        "{what}: nothing booked during the fault"
     );
     // The vendor retries, more than once.
     for _ in 0..3 {
-        assert_eq!(post(healthy.addr, &yes).await, 200, "{fault:?}");
+        assert_eq!(post(healthy.addr, &yes).await, 200, "{what}");
     }
     let sends = graph.wait_accepted(4, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sends_after = graph.accepted_texts();
-    assert_eq!(sends_after.len(), 4, "{fault:?}: {sends_after:#?}");
+    assert_eq!(sends_after.len(), 4, "{what}: {sends_after:#?}");
     let booked: Vec<&String> = sends
         .iter()
         .filter(|t| t.to_lowercase().contains("booked"))
         .collect();
-    assert_eq!(
-        booked.len(),
-        1,
-        "{fault:?}: one reply says booked: {sends:#?}"
-    );
+    assert_eq!(booked.len(), 1, "{what}: one reply says booked: {sends:#?}");
     assert_eq!(
         count(
             &side,
@@ -206,7 +303,7 @@ async fn booking_survives(fault: DbFault) {
         )
         .await,
         1,
-        "{fault:?}: booked exactly once"
+        "{what}: booked exactly once"
     );
     assert_eq!(
         count(
@@ -215,7 +312,7 @@ async fn booking_survives(fault: DbFault) {
         )
         .await,
         1,
-        "{fault:?}: the confirmation delivered once"
+        "{what}: the confirmation delivered once"
     );
     assert_eq!(
         count(
@@ -225,6 +322,8 @@ async fn booking_survives(fault: DbFault) {
         .await,
         1
     );
+    drop(healthy);
+    side.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,6 +339,11 @@ async fn database_read_only_webhook_not_acknowledged_then_booked_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_webhook_not_acknowledged_then_booked_once() {
     booking_survives(DbFault::DiskFull).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_dropped_webhook_not_acknowledged_then_booked_once() {
+    booking_survives(DbFault::ConnectionDropped).await;
 }
 
 /// One phone-call booking through the offline agent (no WhatsApp in the loop: the call's side).
@@ -267,7 +371,7 @@ async fn book_by_phone(agent: &OfflineBookingAgent, call: &str, from: &str, what
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whatsapp_storm_and_hang_confirmations_delivered_once_later() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, store, side) = database(&dir).await;
+    let (url, store, side) = sqlite_database(&dir).await;
     let graph = FakeGraph::graph(ACCESS_TOKEN).await.unwrap();
     let cfg = config(&url, &graph);
     let (rt, _worker) = wa_server::runtime(&store, &cfg, ACCESS_TOKEN, SEND_TIMEOUT);

@@ -807,3 +807,16 @@ fn a_peer_that_never_echoes_is_not_fed_more_than_the_cap_and_the_call_still_ends
     assert_eq!(h.turns().len(), 1, "the reply ends by the schedule");
     assert!(h.frames_sent_at.len() > sent, "playback went on");
 }
+
+#[test]
+fn reply_sent_whole_before_synthesis_ends_still_finishes() {
+    // "Ok" is 100 ms of audio: one mark interval, all of it in the priming burst before the
+    // synthesiser says it is done. The reply used to wait for ever for a final mark never sent.
+    for reply in ["Ok", "Yes", "Fine."] {
+        let h = common::two_turn_call(&test_config(), reply, &[]);
+        let turns = h.turns();
+        assert_eq!(turns.len(), 2, "{reply}: {turns:?}");
+        assert_eq!(turns[0].bot_text, reply);
+        assert_eq!(h.session.phase(), Phase::Listening);
+    }
+}

@@ -14,7 +14,8 @@ pub fn run(data: &[u8]) {
     let Some((&mode, frames)) = data.split_first() else {
         return;
     };
-    let mut graph = InboundAudio::new(mode % 4, mode & 4 != 0, mode & 8 != 0);
+    let inband = mode & 4 != 0;
+    let mut graph = InboundAudio::new(mode % 4, inband, mode & 8 != 0);
     let mut detector = DtmfDetector::new(DtmfDetectorConfig::default());
     let mut segmenter = SpeechSegmenter::new(&VadConfig::default());
     let t0 = Instant::now();
@@ -35,7 +36,9 @@ pub fn run(data: &[u8]) {
         if let Some(d) = analysis.dtmf {
             assert!(is_dtmf_digit(d), "detector produced {d:?}");
         }
-        if let Some(d) = detector.process_frame(&pcm) {
+        // The standalone detector where the graph has none: the same code on the same samples
+        // twice per frame bought no coverage and cost a fifth of the time.
+        if !inband && let Some(d) = detector.process_frame(&pcm) {
             assert!(is_dtmf_digit(d), "detector produced {d:?}");
         }
         let _ = segmenter.push(t0 + Duration::from_millis(20 * i as u64), analysis.voiced);

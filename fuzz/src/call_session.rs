@@ -10,6 +10,7 @@ use kav::config::Config;
 use kav::providers::{AgentEvent, ProviderError, SttAudioFormat, SttEvent};
 use kav::voice::session::{CallSession, Output, Phase, SessionConfig, mark_name, parse_mark_name};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -79,7 +80,37 @@ struct Observer {
     work: u32,
 }
 
-const MAX_WORK: u32 = 3_000;
+/// Frames fed plus timers fired per input: 10 s of audio, room for a greeting, a turn and a
+/// barge-in. Quiet time is cheap (a `Wait` over silence fires only the session's own deadlines),
+/// so the long timeouts stay reachable. It was 3,000: each frame costs a VAD, DTMF and (16 kHz
+/// inputs) an 8→16 kHz upsampling pass, ~75 % of the time in rubato, so long inputs held the
+/// fuzzer at ~250 exec/s.
+const MAX_WORK: u32 = 500;
+
+/// The session configurations an input picks from (greeting, 16 kHz recogniser), built once:
+/// `Config::default()` per input is needless work at thousands of executions a second.
+fn session_config(greeting: bool, pcm16k: bool) -> SessionConfig {
+    static CONFIGS: OnceLock<Vec<SessionConfig>> = OnceLock::new();
+    let all = CONFIGS.get_or_init(|| {
+        let mut out = Vec::new();
+        for greeting in [false, true] {
+            for pcm16k in [false, true] {
+                let mut cfg = Config::default();
+                if greeting {
+                    cfg.call.greeting = "Hello, how can I help?".into();
+                }
+                let format = if pcm16k {
+                    SttAudioFormat::Pcm16k
+                } else {
+                    SttAudioFormat::Mulaw8k
+                };
+                out.push(SessionConfig::from_config(&cfg, format));
+            }
+        }
+        out
+    });
+    all[usize::from(greeting) * 2 + usize::from(pcm16k)].clone()
+}
 
 impl Observer {
     fn drain(&mut self, s: &mut CallSession, now: Instant) {
@@ -169,18 +200,9 @@ pub fn run(data: &[u8]) {
     if std::env::var_os("KAV_FUZZ_DEBUG").is_some() {
         eprintln!("{input:#?}");
     }
-    let mut cfg = Config::default();
-    if input.greeting {
-        cfg.call.greeting = "Hello, how can I help?".into();
-    }
-    let format = if input.pcm16k {
-        SttAudioFormat::Pcm16k
-    } else {
-        SttAudioFormat::Mulaw8k
-    };
-    let scfg = SessionConfig::from_config(&cfg, format);
+    let scfg = session_config(input.greeting, input.pcm16k);
     let mut obs = Observer {
-        bound: FRAME * (cfg.playout.lead_frames.max(1) + 1),
+        bound: FRAME * (scfg.playout.lead_frames.max(1) + 1),
         ..Observer::default()
     };
     let t0 = Instant::now();

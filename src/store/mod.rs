@@ -137,19 +137,26 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA busy_timeout = 5000",
 ];
 
+/// PostgreSQL's counterpart of SQLite's busy timeout: a statement waiting on a lock another
+/// session holds fails after 5 s instead of waiting for as long as it is held (a webhook stuck
+/// there holds its pool connection and is never answered; failing lets the vendor retry).
+const POSTGRES_SESSION: &[&str] = &["SET lock_timeout = '5s'"];
+
 impl Store {
     /// Connects (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and runs the migrations.
     /// A missing SQLite file is created. SQLite runs in WAL mode, `synchronous=NORMAL`, with a
-    /// 5 s busy timeout. Migrations are idempotent and safe to run from several instances at once.
+    /// 5 s busy timeout; PostgreSQL with a 5 s `lock_timeout`. Migrations are idempotent and safe
+    /// to run from several instances at once.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Self::connect_with_sqlite_pragmas(url, &[]).await
+        Self::connect_with_session_sql(url, &[]).await
     }
 
-    /// [`Store::connect`], then `extra` SQLite pragmas on every connection after the defaults
-    /// (ignored on PostgreSQL), without running the migrations (connect once with
-    /// [`Store::connect`] first). Fault-injection tests use it: `PRAGMA query_only = 1` (a
-    /// read-only database), `PRAGMA max_page_count = N` (a full disk: SQLITE_FULL).
-    pub async fn connect_with_sqlite_pragmas(
+    /// [`Store::connect`], then `extra` statements on every connection after the defaults (SQLite
+    /// pragmas, or PostgreSQL `SET`s), without running the migrations (connect once with
+    /// [`Store::connect`] first). Fault-injection tests use it: `PRAGMA query_only = 1` or
+    /// `SET default_transaction_read_only = on` (a read-only database), `PRAGMA max_page_count =
+    /// N` (a full disk: SQLITE_FULL).
+    pub async fn connect_with_session_sql(
         url: &str,
         extra: &[String],
     ) -> Result<Store, StoreError> {
@@ -178,15 +185,18 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 let extra = extra.clone();
                 Box::pin(async move {
-                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-                        for pragma in SQLITE_PRAGMAS {
-                            (&mut *conn).execute(*pragma).await?;
-                        }
-                        for pragma in extra.iter() {
-                            (&mut *conn)
-                                .execute(sqlx::AssertSqlSafe(pragma.clone()))
-                                .await?;
-                        }
+                    let defaults = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        SQLITE_PRAGMAS
+                    } else {
+                        POSTGRES_SESSION
+                    };
+                    for statement in defaults {
+                        (&mut *conn).execute(*statement).await?;
+                    }
+                    for statement in extra.iter() {
+                        (&mut *conn)
+                            .execute(sqlx::AssertSqlSafe(statement.clone()))
+                            .await?;
                     }
                     Ok(())
                 })

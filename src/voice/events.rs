@@ -53,8 +53,11 @@ pub struct TurnRecord {
     pub turn: u32,
     pub input: InputKind,
     pub user_text: String,
-    /// What the caller actually heard of the reply (truncated on barge-in).
+    /// What the caller actually heard of the reply (truncated on barge-in; whole sentences only
+    /// when synthesis broke off mid-sentence).
     pub bot_text: String,
+    /// The reply did not play as written: the caller barged in, or its synthesis broke off after
+    /// part of a sentence had been sent.
     pub interrupted: bool,
     pub marks: LatencyMarks,
     /// The call's smoothed RTT to Twilio (SRTT from mark echoes) when the turn ended; `None`

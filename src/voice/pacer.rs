@@ -155,6 +155,8 @@ pub struct Pacer {
     /// (anchor time, frame index at anchor): frame n leaves at anchor + (n - index - lead + 1)
     /// frames (not before the anchor) and is due to finish playing at anchor + (n - index + 1).
     anchor: Option<(Instant, u64)>,
+    /// When the last frame sent is due to finish playing.
+    last_due: Option<Instant>,
     input_done: bool,
     underrun_since: Option<Instant>,
     holding: bool,
@@ -197,6 +199,7 @@ impl Pacer {
             final_mark: None,
             pending_mark: None,
             anchor: None,
+            last_due: None,
             input_done: false,
             underrun_since: None,
             holding: false,
@@ -233,6 +236,36 @@ impl Pacer {
     /// No more audio will come for this reply: flush the tail and mark the end.
     pub fn finish_input(&mut self) {
         self.input_done = true;
+        if !self.buffer.is_empty() || self.final_mark.is_some() || self.played >= self.sent {
+            // The tail still to go carries the final mark, or nothing is left to confirm.
+            return;
+        }
+        // Every frame went out before the end was known, so none carried the final mark; without
+        // one the reply would never be reported finished (found by `tests/faults_tts.rs`: a
+        // 100 ms reply, all of it sent in the priming burst before synthesis said it was done).
+        if let Some(last) = self.marks.back()
+            && last.frames == self.sent
+        {
+            self.final_mark = Some(last.id);
+        } else if let Some(due) = self.last_due {
+            self.mark_sent_frames(due, true);
+        }
+    }
+
+    /// Queues a mark after the frames sent so far (`due`: when the last of them finishes
+    /// playing); `last`: it is the reply's final mark.
+    fn mark_sent_frames(&mut self, due: Instant, last: bool) {
+        let id = self.next_mark_id;
+        self.next_mark_id += 1;
+        self.marks.push_back(SentMark {
+            id,
+            frames: self.sent,
+            due,
+        });
+        self.pending_mark = Some(id);
+        if last {
+            self.final_mark = Some(id);
+        }
     }
 
     pub fn input_done(&self) -> bool {
@@ -283,6 +316,7 @@ impl Pacer {
         self.sent = 0;
         self.played = 0;
         self.anchor = None;
+        self.last_due = None;
         self.input_done = false;
         self.holding = false;
     }
@@ -403,21 +437,12 @@ impl Pacer {
         self.stats.frames_sent += 1;
         let (at, index) = anchor;
         let due = at + FRAME * (self.sent - index) as u32;
+        self.last_due = Some(due);
         let lead = due.saturating_duration_since(now).as_millis() as u64;
         self.stats.lead_max_ms = self.stats.lead_max_ms.max(lead);
         let last = self.input_done && self.buffer.is_empty();
         if last || self.sent.is_multiple_of(self.mark_every) {
-            let id = self.next_mark_id;
-            self.next_mark_id += 1;
-            self.marks.push_back(SentMark {
-                id,
-                frames: self.sent,
-                due,
-            });
-            self.pending_mark = Some(id);
-            if last {
-                self.final_mark = Some(id);
-            }
+            self.mark_sent_frames(due, last);
         }
         Some(PacerOutput::Frame(frame))
     }
@@ -536,6 +561,55 @@ mod tests {
             all.retain(|o| matches!(o, PacerOutput::Frame(_)));
         }
         assert_eq!(p.sent_frames(), 5, "tail padded into a fifth frame");
+        assert!(p.is_idle());
+    }
+
+    /// Marks among `out`.
+    fn mark_ids(out: &[PacerOutput]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                PacerOutput::Mark(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn end_known_only_after_the_last_frame_went_out_still_finishes() {
+        let t0 = Instant::now();
+        // Exactly one mark interval, all of it sent in the priming burst: the interval's mark
+        // becomes the final one.
+        let mut p = Pacer::new(1000, 5, 5);
+        p.push(&[1; 160 * 5]);
+        let out = drain(&mut p, t0);
+        assert_eq!(frames(&out), 5);
+        let ids = mark_ids(&out);
+        assert_eq!(ids.len(), 1);
+        p.finish_input();
+        assert!(
+            drain(&mut p, t0).is_empty(),
+            "no extra frame for an empty tail"
+        );
+        assert_eq!(p.on_mark(t0 + FRAME * 5, ids[0]), MarkOutcome::Finished);
+        assert!(p.is_idle());
+
+        // Seven frames: the last two after the interval's mark carry none, so the end gets its
+        // own mark.
+        let mut p = Pacer::new(1000, 5, 5);
+        p.push(&[1; 160 * 7]);
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.extend(drain(&mut p, t0 + FRAME * i));
+        }
+        assert_eq!(frames(&out), 7);
+        let first = mark_ids(&out);
+        assert_eq!(first.len(), 1);
+        p.finish_input();
+        let end = mark_ids(&drain(&mut p, t0 + FRAME * 4));
+        assert_eq!(end.len(), 1);
+        assert_eq!(p.on_mark(t0 + FRAME * 5, first[0]), MarkOutcome::Played);
+        assert!(!p.is_idle(), "two frames not yet confirmed");
+        assert_eq!(p.on_mark(t0 + FRAME * 7, end[0]), MarkOutcome::Finished);
         assert!(p.is_idle());
     }
 

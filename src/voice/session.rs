@@ -179,6 +179,20 @@ struct Segment {
     text_end: usize,
     audio_bytes: usize,
     done: bool,
+    /// Synthesis failed: any audio it has is a fragment of the sentence, not the sentence.
+    failed: bool,
+}
+
+impl Segment {
+    /// The caller gets the whole sentence (once played): it synthesised to the end.
+    fn whole(&self) -> bool {
+        self.done && !self.failed && self.audio_bytes > 0
+    }
+
+    /// Synthesis failed after some of its audio went to the pacer: the caller gets a fragment.
+    fn cut(&self) -> bool {
+        self.failed && self.audio_bytes > 0
+    }
 }
 
 /// The bot's side of a turn in progress.
@@ -541,6 +555,7 @@ impl CallSession {
         };
         if let Some(seg) = reply.segments.get_mut(segment as usize) {
             seg.done = true;
+            seg.failed = result.is_err();
         }
         if let Err(error) = result {
             self.counters.tts_errors += 1;
@@ -964,6 +979,7 @@ impl CallSession {
             text_end: reply.text.len(),
             audio_bytes: 0,
             done: false,
+            failed: false,
         });
         reply.first_tts_request_at.get_or_insert(now);
         self.outputs.push_back(Output::TtsSpeak {
@@ -974,13 +990,14 @@ impl CallSession {
     }
 
     fn after_reply_progress(&mut self, now: Instant) {
-        // The whole reply failed to synthesise and nothing was heard: say the fallback (providers
+        // Synthesis failed and not one sentence of the reply reaches the caller whole (nothing
+        // played, or only a fragment before the TTS stream broke): say the fallback (providers
         // cache it, so it often plays while synthesis is down) rather than leave the caller in
-        // silence. Once per reply: the fallback may fail too.
+        // silence or mid-word. Once per reply: the fallback may fail too.
         if let Some(reply) = self.reply.as_mut()
             && reply.all_audio_in()
             && reply.tts_failed
-            && reply.first_audio_at.is_none()
+            && !reply.segments.iter().any(Segment::whole)
             && !reply.tts_fallback_requested
         {
             reply.tts_fallback_requested = true;
@@ -1044,15 +1061,19 @@ impl CallSession {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        // Played to the end; sentences that failed to synthesise were not heard.
+        // Played to the end; sentences that failed to synthesise were not heard, and one whose
+        // synthesis broke off mid-way was heard only in part (how much of its text that audio
+        // covers is unknown), so the record keeps whole sentences only and says the reply was
+        // cut short.
         let spoken = reply
             .segments
             .iter()
-            .filter(|s| s.audio_bytes > 0)
+            .filter(|s| s.whole())
             .map(|s| &reply.text[s.text_start..s.text_end])
             .collect::<Vec<_>>()
             .join(" ");
-        self.record_turn(&reply, spoken, false);
+        let cut_short = reply.segments.iter().any(Segment::cut);
+        self.record_turn(&reply, spoken, cut_short);
         self.pacer.reset_reply();
         if reply.hangup_after {
             self.outputs.push_back(Output::Hangup { reason: "agent" });
@@ -1106,6 +1127,14 @@ impl CallSession {
         let mut heard = String::new();
         for seg in &reply.segments {
             let sentence = &reply.text[seg.text_start..seg.text_end];
+            if seg.cut() {
+                // A fragment of unknown extent: its audio played, none of its words count.
+                if played < seg.audio_bytes {
+                    break;
+                }
+                played -= seg.audio_bytes;
+                continue;
+            }
             if played >= seg.audio_bytes && seg.done && seg.audio_bytes > 0 {
                 played -= seg.audio_bytes;
                 heard.push_str(sentence);

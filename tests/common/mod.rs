@@ -197,8 +197,11 @@ struct TtsJob {
     segment: u32,
     remaining: usize,
     ready_at: Instant,
-    /// Fails without audio when it comes up (a TTS 5xx).
-    fail: bool,
+    /// Index in `Harness::tts_texts`.
+    request: usize,
+    /// Fails once this many bytes of audio were delivered: `Some(0)` fails without audio when it
+    /// comes up (a TTS 5xx), more breaks the stream mid-sentence.
+    fail_after: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -258,6 +261,11 @@ pub struct Harness {
     pub speech_onsets: Vec<Instant>,
     /// The next this many TTS requests fail without audio.
     pub tts_failures: usize,
+    /// `(i, bytes)`: the i-th TTS request (0-based, as in `tts_texts`) breaks after `bytes` of
+    /// audio (its stream fails mid-sentence; 0: fails without audio).
+    pub tts_breaks: Vec<(usize, usize)>,
+    /// Audio bytes handed to the session per TTS request, in `tts_texts` order.
+    pub tts_bytes: Vec<usize>,
 }
 
 /// A speech-like frame (harmonic-rich, pitch-varying) that webrtc-vad calls voice.
@@ -269,6 +277,29 @@ pub fn voice_frame(phase: &mut f32) -> [u8; 160] {
         *b = g711::encode((v * 7000.0) as i16);
     }
     out
+}
+
+/// A caller who speaks, waits for the reply, speaks again and waits for that reply: two turns,
+/// the first answered with `first`, the second with "Fine."; `tts_breaks` as in
+/// [`Harness::tts_breaks`]. Run to the end (at most 60 s of virtual time).
+pub fn two_turn_call(cfg: &Config, first: &'static str, tts_breaks: &[(usize, usize)]) -> Harness {
+    let ms = Duration::from_millis;
+    let mut h = Harness::new(
+        cfg,
+        vec![
+            CallerStep::Speak(ms(700)),
+            CallerStep::WaitForBot,
+            CallerStep::Silence(ms(300)),
+            CallerStep::Speak(ms(700)),
+            CallerStep::WaitForBot,
+        ],
+    )
+    .transcripts(&["when are you open", "thanks"]);
+    let mut replies = vec![first, "Fine."].into_iter();
+    h.replies = Box::new(move |_, _| ScriptedReply::text(replies.next().unwrap_or("Fine.")));
+    h.tts_breaks = tts_breaks.to_vec();
+    h.run(Duration::from_secs(60));
+    h
 }
 
 pub fn test_config() -> Config {
@@ -316,6 +347,8 @@ impl Harness {
             agent_requests: Vec::new(),
             tts_texts: Vec::new(),
             tts_failures: 0,
+            tts_breaks: Vec::new(),
+            tts_bytes: Vec::new(),
             cancels: Vec::new(),
             stt_frames: 0,
             hangup: None,
@@ -455,7 +488,7 @@ impl Harness {
             if job.ready_at > now {
                 break;
             }
-            if job.fail {
+            if job.fail_after == Some(0) {
                 let (turn, segment) = (job.turn, job.segment);
                 self.tts.pop_front();
                 self.session.handle_tts_done(
@@ -470,11 +503,18 @@ impl Harness {
             if !self.session.wants_tts_audio(1600) {
                 break;
             }
-            let n = job.remaining.min(1600);
+            let n = job
+                .remaining
+                .min(1600)
+                .min(job.fail_after.unwrap_or(usize::MAX));
             job.remaining -= n;
+            job.fail_after = job.fail_after.map(|left| left - n);
             let (turn, segment) = (job.turn, job.segment);
             let chunk = vec![0x2Au8; n];
             job.ready_at = now + self.lat.tts_chunk_gap;
+            if let Some(sent) = self.tts_bytes.get_mut(job.request) {
+                *sent += n;
+            }
             self.session.handle_tts_audio(now, turn, segment, &chunk);
             if self.tts.front().is_some_and(|j| j.remaining == 0) {
                 self.tts.pop_front();
@@ -745,9 +785,19 @@ impl Harness {
                     let bytes = (text.chars().count() as u128
                         * self.lat.tts_per_char.as_millis()
                         * 8) as usize;
+                    let request = self.tts_texts.len();
                     self.tts_texts.push(text);
+                    self.tts_bytes.push(0);
                     let fail = self.tts_failures > 0;
                     self.tts_failures = self.tts_failures.saturating_sub(1);
+                    let fail_after = if fail {
+                        Some(0)
+                    } else {
+                        self.tts_breaks
+                            .iter()
+                            .find(|(i, _)| *i == request)
+                            .map(|(_, after)| *after)
+                    };
                     let ready_at = if self.tts.is_empty() {
                         now + self.lat.tts_first
                     } else {
@@ -758,7 +808,8 @@ impl Harness {
                         segment,
                         remaining: bytes.max(1),
                         ready_at,
-                        fail,
+                        request,
+                        fail_after,
                     });
                 }
                 Output::TtsCancel { turn } => {
