@@ -78,6 +78,10 @@ const PERSONAL_COLUMNS: &[(&str, &str)] = &[
     ("whatsapp_messages", "customer_key"),
     ("whatsapp_inbox", "payload_json"),
     ("whatsapp_outbound", "recipient"),
+    ("staff_audit", "args_json"),
+    ("staff_audit", "items_json"),
+    ("staff_chat_messages", "text"),
+    ("staff_chat_messages", "arguments_json"),
     ("whatsapp_outbound", "body_json"),
 ];
 
@@ -212,6 +216,41 @@ async fn seed_customer(agent: &OfflineBookingAgent, store: &Store, pool: &AnyPoo
         .execute(pool)
         .await
         .unwrap();
+    // A staff batch that moved them, and the staff chat line that asked for it.
+    store
+        .insert_staff_audit(&kav::store::staff::AuditRow {
+            id: format!("audit_{}", c.call),
+            business_id: BUSINESS.into(),
+            account_id: "acct_owner".into(),
+            tool: "staff_batch_modify".into(),
+            args_json: format!("{{\"customer\":\"{}\"}}", c.name),
+            items_json: format!(
+                "[{{\"customer_name\":\"{}\",\"customer_phone\":\"{}\",\"ok\":true}}]",
+                c.name, c.phone
+            ),
+            outcome: "done".into(),
+            succeeded: 1,
+            failed: 0,
+            error: None,
+            reason: None,
+            at_ms: now,
+        })
+        .await
+        .unwrap();
+    store
+        .append_staff_chat(&[kav::store::staff_chat::StaffChatMessage {
+            business_id: BUSINESS.into(),
+            account_email: "owner@example.test".into(),
+            role: "user".into(),
+            text: format!("move {} ({}) to Sunday", c.name, c.phone),
+            tool_name: None,
+            arguments_json: None,
+            call_id: None,
+            mode: None,
+            at_ms: now,
+        }])
+        .await
+        .unwrap();
 }
 
 /// Both customers' data on a fresh database. Returns a side pool for inspection.
@@ -240,6 +279,8 @@ async fn seeded(url: &str) -> (Store, AnyPool) {
             "calls.parameters_json",
             "whatsapp_conversations.customer_key",
             "whatsapp_outbound.recipient",
+            "staff_audit.items_json",
+            "staff_chat_messages.text",
         ] {
             assert!(digits.contains_key(place), "{place} before: {digits:?}");
         }
@@ -250,6 +291,8 @@ async fn seeded(url: &str) -> (Store, AnyPool) {
             "turns.user_text",
             "whatsapp_messages.text",
             "whatsapp_inbox.payload_json",
+            "staff_audit.args_json",
+            "staff_chat_messages.text",
         ] {
             assert!(name.contains_key(place), "{place} before: {name:?}");
         }

@@ -354,6 +354,23 @@ impl Store {
             .await?
             .rows_affected(),
         );
+        // The staff assistant's records that name the phone: the audit keeps who ran which tool,
+        // when, and the counts; its arguments and per-item rows (names, phones) are dropped. The
+        // staff chat keeps its order; the messages that name the phone lose their text.
+        for (what, sql) in [
+            (
+                "staff_audit.redacted",
+                "UPDATE staff_audit SET args_json = '{\"redacted\":true}', items_json = '[]' \
+                 WHERE (args_json LIKE $1 OR items_json LIKE $1) AND ($2 = '' OR business_id = $2)",
+            ),
+            (
+                "staff_chat_messages.redacted",
+                "UPDATE staff_chat_messages SET text = '[redacted]', arguments_json = NULL \
+                 WHERE (text LIKE $1 OR arguments_json LIKE $1) AND ($2 = '' OR business_id = $2)",
+            ),
+        ] {
+            report.add(what, exec(&mut tx, sql, &[like.as_str(), biz]).await?);
+        }
         tx.commit().await?;
         Ok(report)
     }
