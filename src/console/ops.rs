@@ -84,58 +84,6 @@ impl Sources {
     }
 }
 
-/// UI strings of the ops view: key, English, Hebrew (merged into the page's strings).
-const STRINGS: &[(&str, &str, &str)] = &[
-    ("ops", "Live ops", "תפעול חי"),
-    ("live_calls", "Live calls", "שיחות חיות"),
-    ("no_live_calls", "No call in progress.", "אין שיחה פעילה."),
-    ("call", "Call", "שיחה"),
-    ("phase", "Phase", "שלב"),
-    ("duration", "Duration", "משך"),
-    ("turn", "Turn", "תור"),
-    ("rtt", "RTT", "זמן הלוך-חזור"),
-    ("lead", "Lead at Twilio", "מקדם ב-Twilio"),
-    ("barge_ins", "Barge-ins", "התפרצויות"),
-    (
-        "late",
-        "Late frames (>5/>20 ms)",
-        "מסגרות מאחרות (>5/>20 מ\"ש)",
-    ),
-    ("dropped", "Dropped", "הושמטו"),
-    ("underruns", "Underruns", "חוסרי שמע"),
-    ("percentiles", "Latency percentiles", "אחוזוני השהיה"),
-    ("provider", "Provider (STT/agent/TTS)", "ספק (STT/סוכן/TTS)"),
-    ("window", "Window", "חלון"),
-    ("hour", "last hour", "השעה האחרונה"),
-    ("day_window", "last day", "היום האחרון"),
-    ("mark", "Mark", "מדד"),
-    ("count", "Turns", "תורות"),
-    (
-        "rows_cut",
-        "Computed over the newest turns only (row limit reached):",
-        "חושב על התורות האחרונות בלבד (הגעה למגבלת השורות):",
-    ),
-    (
-        "chart",
-        "p95 total per 5 minutes (last day)",
-        "p95 כולל לכל 5 דקות (היום האחרון)",
-    ),
-    ("counters", "Errors and drops", "שגיאות והשמטות"),
-    ("source", "Source", "מקור"),
-    ("value", "Value", "ערך"),
-    ("whatsapp", "WhatsApp", "וואטסאפ"),
-    ("waterfall", "Latency per turn (ms)", "השהיה לכל תור (מ\"ש)"),
-    ("transcript", "Transcript", "תמליל"),
-    ("caller", "Caller", "מתקשר"),
-    ("bot", "Bot", "בוט"),
-    ("interrupted", "interrupted", "נקטע"),
-    ("tools", "Tool calls", "קריאות לכלים"),
-    ("ended", "Ended", "הסתיימה"),
-    ("in_progress", "in progress", "בתהליך"),
-    ("all_businesses", "All businesses", "כל העסקים"),
-    ("no_turns", "No turn recorded yet.", "עוד לא נרשם תור."),
-];
-
 const OPS_JS: &str = include_str!("assets/ops.js");
 const OPS_CSS: &str = include_str!("assets/ops.css");
 const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
@@ -244,20 +192,8 @@ fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The page context with the ops view's strings added.
-fn page(ctx: &Ctx) -> super::pages::PageCtx {
-    let mut page = ctx.page.clone();
-    let he = page.lang == "he";
-    page.t.extend(
-        STRINGS
-            .iter()
-            .map(|(k, en, hebrew)| (*k, if he { *hebrew } else { *en })),
-    );
-    page
-}
-
 fn render(ctx: &Ctx, template: &str, view: &impl Serialize) -> Answer {
-    ctx.c.render(ctx.fmt, &page(ctx), template, view)
+    ctx.c.render(ctx.fmt, &ctx.page, template, view)
 }
 
 // ------------------------------------------------------------------ live calls
@@ -629,7 +565,7 @@ async fn live_event(s: &Stream) -> Result<Event, ConsoleError> {
                 .templates
                 .get_template("ops_rows.html")?
                 .render(minijinja::context! {
-                    page => page(&s.ctx),
+                    page => &s.ctx.page,
                     view => RowsView { live: &live },
                 })?
         }

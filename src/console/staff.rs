@@ -26,23 +26,6 @@ use crate::store::staff_chat::StaffChatMessage;
 /// Messages the page shows.
 const PAGE_MESSAGES: usize = 200;
 
-/// The panel's own UI strings: key, English, Hebrew (the common ones are the console's).
-const STRINGS: &[(&str, &str, &str)] = &[
-    ("staff_assistant", "Staff assistant", "עוזר לצוות"),
-    ("staff_mode", "Mode", "מצב"),
-    (
-        "staff_placeholder",
-        "e.g. who is booked on Thursday? / בטל את כל התורים של מחר",
-        "למשל: מי קבע ביום חמישי? / cancel all Dubai-room bookings next week",
-    ),
-    ("send", "Send", "שליחה"),
-    (
-        "staff_prompt",
-        "Staff assistant prompt",
-        "הנחיה לעוזר הצוות",
-    ),
-];
-
 pub(super) fn routes() -> Router<Arc<super::Console>> {
     Router::new()
         .route("/b/{biz}/staff", get(page).post(message))
@@ -83,7 +66,6 @@ struct StaffView {
     prompt: String,
     prompt_is_default: bool,
     can_configure: bool,
-    t: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
 fn message_view(m: StaffChatMessage, policy: &crate::booking::policy::Policy) -> MessageView {
@@ -134,10 +116,6 @@ async fn page(ctx: Ctx, Path(biz): Path<String>) -> Answer {
             .map(|r| r.prompt)
             .unwrap_or_else(|| agent.default_prompt().to_string()),
         can_configure: ctx.p.can_configure(&biz).is_ok(),
-        t: STRINGS
-            .iter()
-            .map(|(k, en, he)| (*k, if ctx.page.lang == "he" { *he } else { *en }))
-            .collect(),
     };
     ctx.render("staff.html", &view)
 }

@@ -121,6 +121,68 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("role_user", "Customer", "לקוח"),
     ("role_assistant", "Agent", "סוכן"),
     ("outbound", "Sent by us", "נשלח מאיתנו"),
+    // The ops view (`ops.rs`).
+    ("ops", "Live ops", "תפעול חי"),
+    ("live_calls", "Live calls", "שיחות חיות"),
+    ("no_live_calls", "No call in progress.", "אין שיחה פעילה."),
+    ("call", "Call", "שיחה"),
+    ("phase", "Phase", "שלב"),
+    ("duration", "Duration", "משך"),
+    ("turn_col", "Turn", "תור"),
+    ("rtt", "RTT", "זמן הלוך-חזור"),
+    ("lead", "Lead at Twilio", "מקדם ב-Twilio"),
+    ("barge_ins", "Barge-ins", "התפרצויות"),
+    (
+        "late",
+        "Late frames (>5/>20 ms)",
+        "מסגרות מאחרות (>5/>20 מ\"ש)",
+    ),
+    ("dropped", "Dropped", "הושמטו"),
+    ("underruns", "Underruns", "חוסרי שמע"),
+    ("percentiles", "Latency percentiles", "אחוזוני השהיה"),
+    ("provider", "Provider (STT/agent/TTS)", "ספק (STT/סוכן/TTS)"),
+    ("time_window", "Window", "חלון"),
+    ("hour", "last hour", "השעה האחרונה"),
+    ("day_window", "last day", "היום האחרון"),
+    ("mark", "Mark", "מדד"),
+    ("count", "Turns", "תורות"),
+    (
+        "rows_cut",
+        "Computed over the newest turns only (row limit reached):",
+        "חושב על התורות האחרונות בלבד (הגעה למגבלת השורות):",
+    ),
+    (
+        "chart",
+        "p95 total per 5 minutes (last day)",
+        "p95 כולל לכל 5 דקות (היום האחרון)",
+    ),
+    ("counters", "Errors and drops", "שגיאות והשמטות"),
+    ("source", "Source", "מקור"),
+    ("value", "Value", "ערך"),
+    ("whatsapp", "WhatsApp", "וואטסאפ"),
+    ("waterfall", "Latency per turn (ms)", "השהיה לכל תור (מ\"ש)"),
+    ("transcript", "Transcript", "תמליל"),
+    ("caller", "Caller", "מתקשר"),
+    ("bot", "Bot", "בוט"),
+    ("interrupted", "interrupted", "נקטע"),
+    ("ended", "Ended", "הסתיימה"),
+    ("in_progress", "in progress", "בתהליך"),
+    ("all_businesses", "All businesses", "כל העסקים"),
+    ("no_turns", "No turn recorded yet.", "עוד לא נרשם תור."),
+    // The staff assistant's panel (`staff.rs`).
+    ("staff_assistant", "Staff assistant", "עוזר לצוות"),
+    ("staff_mode", "Mode", "מצב"),
+    (
+        "staff_placeholder",
+        "e.g. who is booked on Thursday? / בטל את כל התורים של מחר",
+        "למשל: מי קבע ביום חמישי? / cancel all Dubai-room bookings next week",
+    ),
+    ("send", "Send", "שליחה"),
+    (
+        "staff_prompt",
+        "Staff assistant prompt",
+        "הנחיה לעוזר הצוות",
+    ),
 ];
 
 pub(super) const DAY_NAMES: [(&str, &str); 7] = [
@@ -153,7 +215,10 @@ mod tests {
     #[test]
     fn every_string_a_template_names_exists() {
         let keys: std::collections::BTreeSet<&str> = STRINGS.iter().map(|s| s.0).collect();
-        for (name, template) in super::super::pages::templates().templates() {
+        // Every template the console renders: the pages', the ops view's and the staff panel's.
+        let mut env = super::super::ops::with_templates(super::super::pages::templates());
+        super::super::staff::add_templates(&mut env);
+        for (name, template) in env.templates() {
             let source = template.source();
             for (at, _) in source.match_indices("page.t.") {
                 let key: String = source[at + 7..]
