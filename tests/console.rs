@@ -52,20 +52,7 @@ async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
     // A second business, so one tenant can try the other's ids.
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&cfg.store.url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO businesses (id, name, timezone, language, prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms) \
-         SELECT 'biz_other', 'Other Studio', timezone, 'en', prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms FROM businesses WHERE id = $1",
-    )
-    .bind(A)
-    .execute(&pool)
-    .await
-    .unwrap();
+    backends::add_business_like_seeded(&cfg.store.url, "biz_other", "Other Studio").await;
     sqlx::query(
         "INSERT INTO business_numbers (channel, address, business_id) \
          VALUES ('phone', '+15550000001', 'biz_other')",

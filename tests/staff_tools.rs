@@ -52,20 +52,7 @@ async fn fixture(url: &str) -> Fx {
     let store = Store::connect(url).await.unwrap();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO businesses (id, name, timezone, language, prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms) \
-         SELECT 'biz_other', 'Other Studio', timezone, 'en', prompt_default, prompt_phone, \
-         prompt_whatsapp, opening_hours_json, allow_24_7, slot_size_min, min_notice_min, \
-         booking_window_days, require_phone_before_booking, concurrency_scope, \
-         concurrency_limit, trace_log_pii, updated_at_ms FROM businesses WHERE id = $1",
-    )
-    .bind(A)
-    .execute(&pool)
-    .await
-    .unwrap();
+    backends::add_business_like_seeded(url, "biz_other", "Other Studio").await;
     sqlx::query(
         "INSERT INTO resources (id, business_id, name, aliases, concurrency_limit, active) \
          VALUES ('room_main', 'biz_other', 'Main', '', 1, 1)",
