@@ -5,9 +5,11 @@
 //! agent's own tools. The store part also runs on PostgreSQL when `KAV_TEST_POSTGRES_URL` is set.
 
 mod backends;
+mod console_forms;
 
 use std::sync::Arc;
 
+use console_forms::{form_value, set_cookie};
 use kav::agent::BookingRuntime;
 use kav::channels::twilio::call::CallDeps;
 use kav::config::{BookingConfig, Config};
@@ -106,21 +108,6 @@ struct Browser {
     session: String,
 }
 
-fn attr<'a>(html: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let at = html.find(&needle)? + needle.len();
-    html[at..].split('"').next()
-}
-
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or("").to_string())
-}
-
 impl Server {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
@@ -149,7 +136,7 @@ impl Server {
             .unwrap();
         let cookie = set_cookie(&page, "kav_login_csrf").expect("login csrf cookie");
         let html = page.text().await.unwrap();
-        let csrf = attr(&html, "csrf").unwrap().to_string();
+        let csrf = form_value(&html, "csrf").unwrap().to_string();
         assert_eq!(csrf, cookie, "double-submit token");
         self.http
             .post(self.url("/console/login"))
@@ -191,8 +178,8 @@ impl Server {
     async fn form_tokens(&self, b: &Browser, path: &str) -> (String, String) {
         let html = self.get(b, path).await.text().await.unwrap();
         (
-            attr(&html, "csrf").expect("csrf field").to_string(),
-            attr(&html, "version").unwrap_or("").to_string(),
+            form_value(&html, "csrf").expect("csrf field").to_string(),
+            form_value(&html, "version").unwrap_or("").to_string(),
         )
     }
 
@@ -1068,7 +1055,7 @@ async fn calendar_shows_the_week_and_books_moves_and_cancels_from_its_slots() {
             "id=\"start_iso\" placeholder=\"2026-12-24T10:00\" value=\"2026-11-24T18:00\""
         )
     );
-    let csrf = attr(&html, "csrf").unwrap().to_string();
+    let csrf = form_value(&html, "csrf").unwrap().to_string();
     // Book all three rooms at Tuesday 18:00 from the calendar: the slot is then full.
     let mut ids = Vec::new();
     for (room, name) in [
@@ -1514,7 +1501,7 @@ async fn numbers_rooms_and_documents_are_edited_validated_and_reach_the_agent() 
         "Hebrew RTL"
     );
     // Forms: a refused number keeps what was typed and says why, by the section.
-    let csrf = attr(&html, "csrf").unwrap().to_string();
+    let csrf = form_value(&html, "csrf").unwrap().to_string();
     let r = s
         .post_form(
             &b,

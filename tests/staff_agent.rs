@@ -3,10 +3,12 @@
 //! panel (sessions, CSRF, tenants), and isolation: no customer channel reaches it.
 
 mod backends;
+mod console_forms;
 mod wa_server;
 
 use std::sync::Arc;
 
+use console_forms::{form_value, set_cookie};
 use kav::agent::BookingRuntime;
 use kav::agent::tools::{self, ToolContext};
 use kav::config::{BookingConfig, LlmConfig, StaffAgentConfig};
@@ -1165,7 +1167,7 @@ impl Panel {
             .send()
             .await
             .unwrap();
-        let cookie = cookie_of(&page, "kav_login_csrf").unwrap();
+        let cookie = set_cookie(&page, "kav_login_csrf").unwrap();
         let r = self
             .http
             .post(format!("{}/console/login", self.url))
@@ -1180,7 +1182,7 @@ impl Panel {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 303);
-        cookie_of(&r, "kav_session").unwrap()
+        set_cookie(&r, "kav_session").unwrap()
     }
 
     async fn page(&self, session: &str, path: &str) -> (u16, String) {
@@ -1208,21 +1210,6 @@ impl Panel {
             .await
             .unwrap()
     }
-}
-
-fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or("").to_string())
-}
-
-fn field<'a>(html: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let at = html.find(&needle)? + needle.len();
-    html[at..].split('"').next()
 }
 
 #[tokio::test]
@@ -1335,7 +1322,7 @@ async fn the_panel_is_for_that_business_only_with_csrf_and_a_json_api() {
     let (status, html) = p.page(&session, &format!("/console/b/{A}/staff")).await;
     assert_eq!(status, 200);
     assert!(html.contains("id=\"staff-form\"") && html.contains("who is booked tomorrow?"));
-    let csrf = field(&html, "csrf").unwrap().to_string();
+    let csrf = form_value(&html, "csrf").unwrap().to_string();
     let path = format!("/console/b/{A}/staff");
     let r = p
         .post_form(&session, &path, &[("message", "בטל את כל התורים של מחר")])
