@@ -383,6 +383,27 @@ mod tests {
     }
 
     #[test]
+    fn upsampler_images_of_speech_are_far_down() {
+        // A tone f at 8 kHz leaves an image at 8 kHz - f after upsampling. Speech energy sits
+        // below 3 kHz; the band edge (3.4 kHz, image at 4.6 kHz) is inside the transition band.
+        for (f, floor_db) in [
+            (300.0, -90.0),
+            (1000.0, -90.0),
+            (2000.0, -90.0),
+            (3000.0, -85.0),
+        ] {
+            let out = upsample_all(&sine(f, 8000.0, 0.5, 0, 160 * 100));
+            let seg = &out[1600..1600 + 16000];
+            let image_db =
+                10.0 * (tone_power(seg, 8000.0 - f, 16000.0) / tone_power(seg, f, 16000.0)).log10();
+            assert!(
+                image_db < floor_db,
+                "{f} Hz: image only {image_db:.1} dB down"
+            );
+        }
+    }
+
+    #[test]
     fn upsampler_latency_is_exact() {
         let mut input = vec![0i16; 160 * 4];
         let k = 170; // second frame, to cross a frame boundary
