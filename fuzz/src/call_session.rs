@@ -78,6 +78,8 @@ struct Observer {
     bound: Duration,
     /// Frames fed and timers fired so far: one input stops after `MAX_WORK` (keeps exec/s up).
     work: u32,
+    /// `KAV_FUZZ_DEBUG` set: the start time, and every output is printed with its time.
+    debug: Option<Instant>,
 }
 
 /// Frames fed plus timers fired per input: 10 s of audio, room for a greeting, a turn and a
@@ -115,6 +117,13 @@ fn session_config(greeting: bool, pcm16k: bool) -> SessionConfig {
 impl Observer {
     fn drain(&mut self, s: &mut CallSession, now: Instant) {
         while let Some(out) = s.poll_output() {
+            if let Some(t0) = self.debug {
+                let shown = match &out {
+                    Output::Media(_) => "Media".to_string(),
+                    other => format!("{other:?}"),
+                };
+                eprintln!("{:>6} ms  {shown}", (now - t0).as_millis());
+            }
             assert!(!self.ended, "output after the session ended: {out:?}");
             match out {
                 Output::Media(frame) => {
@@ -197,7 +206,8 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    if std::env::var_os("KAV_FUZZ_DEBUG").is_some() {
+    let debug = std::env::var_os("KAV_FUZZ_DEBUG").is_some();
+    if debug {
         eprintln!("{input:#?}");
     }
     let scfg = session_config(input.greeting, input.pcm16k);
@@ -207,6 +217,7 @@ pub fn run(data: &[u8]) {
     };
     let t0 = Instant::now();
     let mut now = t0;
+    obs.debug = debug.then_some(t0);
     let mut s = CallSession::new(now, scfg);
     obs.drain(&mut s, now);
     let frame_step = Duration::from_millis(20);
@@ -215,6 +226,9 @@ pub fn run(data: &[u8]) {
     for step in input.steps.into_iter().take(500) {
         if obs.work > MAX_WORK {
             break;
+        }
+        if debug {
+            eprintln!("{:>6} ms step {step:?}", (now - t0).as_millis());
         }
         match step {
             Step::Media(bytes) => s.handle_media(now, &bytes),

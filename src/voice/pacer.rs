@@ -398,6 +398,19 @@ impl Pacer {
         }
         self.holding = false;
         let anchor = match self.anchor {
+            // Twilio has played everything sent (by the schedule) and audio is waiting: it was
+            // held at the cap, or the driver woke late. Frames due by the old schedule would all
+            // leave at once and queue more than the lead at Twilio (found by the `call_session`
+            // fuzzer: 140 ms queued after a hold released by late echoes), so re-prime with a
+            // fresh lead from now, as after an underrun. The caller heard silence meanwhile:
+            // counted as an underrun.
+            Some(anchor) if self.has_frame() && now > self.play_end(anchor) => {
+                self.stats.underrun_events += 1;
+                self.stats.underrun_ms += now
+                    .saturating_duration_since(self.play_end(anchor))
+                    .as_millis() as u64;
+                *self.anchor.insert((now, self.sent))
+            }
             Some(anchor) => anchor,
             None if self.has_frame() => *self.anchor.insert((now, self.sent)),
             None => return None,
@@ -527,12 +540,23 @@ mod tests {
             0
         );
         assert_eq!(frames(&drain(&mut p, t0 + FRAME)), 1);
-        // A late wake-up catches up on the absolute schedule, never more than the lead ahead of it.
-        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 20)), 19);
+        // A late wake-up while Twilio still has audio catches up on the absolute schedule, never
+        // more than the lead ahead of it: the 4 frames sent play until t0 + 80 ms.
+        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 3)), 2);
         assert_eq!(p.stats().lead_max_ms, 60);
         assert_eq!(p.stats().priming_frames, 3);
-        // The late wake-up sent 19 steady frames behind their time: 18 over 5 ms, 17 over 20 ms.
-        assert_eq!((p.stats().late_5ms, p.stats().late_20ms), (18, 17));
+        // The frame due at t0 + 40 ms left 20 ms late (over 5 ms, not over 20 ms).
+        assert_eq!((p.stats().late_5ms, p.stats().late_20ms), (1, 0));
+        assert_eq!(p.stats().underrun_events, 0);
+        // A wake-up after Twilio ran dry (6 frames played by t0 + 120 ms) does not send the whole
+        // backlog the old schedule says is due, which would queue 380 ms at Twilio: it re-primes
+        // with the lead, and the gap the caller heard (120 → 400 ms) is an underrun.
+        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 20)), 3);
+        assert_eq!(p.stats().priming_frames, 6);
+        assert_eq!(p.stats().underrun_events, 1);
+        assert_eq!(p.stats().underrun_ms, 280);
+        assert_eq!(p.stats().lead_max_ms, 60);
+        assert_eq!(frames(&drain(&mut p, t0 + FRAME * 21)), 1);
         assert_eq!(p.stats().lead_holds, 0);
     }
 
@@ -788,6 +812,38 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_released_after_twilio_ran_dry_sends_only_the_lead() {
+        // The `call_session` fuzzer's case: echoes stop, the cap holds playout, Twilio plays
+        // everything it has; then the late echoes all arrive at once.
+        let t0 = Instant::now();
+        let limits = PacerLimits {
+            cap_max: Duration::from_millis(200),
+            ..PacerLimits::default()
+        };
+        let mut p = Pacer::with_limits(10_000, 5, 5, limits);
+        p.push(&[1; 160 * 100]);
+        let mut marks = Vec::new();
+        for ms in (0..=600).step_by(20) {
+            for out in drain(&mut p, t0 + Duration::from_millis(ms)) {
+                if let PacerOutput::Mark(id) = out {
+                    marks.push(id);
+                }
+            }
+        }
+        assert_eq!(p.sent_frames(), 10, "held at the 200 ms cap");
+        assert_eq!(p.stats().lead_holds, 1);
+        let now = t0 + Duration::from_millis(600);
+        for id in marks {
+            p.on_mark(now, id);
+        }
+        // Twilio went dry at t0 + 200 ms: a fresh lead of 5 frames, not 20 frames of backlog.
+        assert_eq!(frames(&drain(&mut p, now)), 5);
+        assert_eq!(p.stats().underrun_events, 1);
+        assert_eq!(p.stats().underrun_ms, 400);
+        assert_eq!(frames(&drain(&mut p, now + FRAME)), 1);
+    }
+
+    #[test]
     fn out_of_order_unknown_and_very_late_echoes_are_counted_not_trusted() {
         let t0 = Instant::now();
         let mut p = Pacer::new(1000, 2, 1);
@@ -855,6 +911,9 @@ mod tests {
         p.push(&[1; 160 * 20]);
         drain(&mut p, t0);
         assert_eq!(p.heard_frames(t0), 0);
+        for ms in (20..=120).step_by(20) {
+            drain(&mut p, t0 + Duration::from_millis(ms));
+        }
         drain(&mut p, t0 + Duration::from_millis(130));
         assert_eq!(p.heard_frames(t0 + Duration::from_millis(130)), 6);
         // Never more than was sent.
