@@ -185,6 +185,8 @@ struct Options {
     twiml: bool,
     /// whatsapp.insecure_skip_signature (development only).
     insecure: bool,
+    /// The service's wall clock (default: the system's).
+    clock: Option<kav::clock::Clock>,
 }
 
 impl Default for Options {
@@ -197,6 +199,7 @@ impl Default for Options {
             store_url: None,
             twiml: false,
             insecure: false,
+            clock: None,
         }
     }
 }
@@ -312,13 +315,14 @@ async fn start(opts: Options) -> Harness {
         twilio_auth_token: Some(TWILIO_TOKEN.into()),
         admin_token: opts.admin_token.then(|| ADMIN_TOKEN.into()),
     };
-    let svc = WhatsAppService::new(
+    let svc = WhatsAppService::with_clock(
         store.clone(),
         agent.clone(),
         stt,
         Arc::new(ConfigDirectory::new(cfg.whatsapp.numbers.clone())),
         cfg.whatsapp.clone(),
         secrets,
+        opts.clock.clone().unwrap_or_else(kav::clock::system_clock),
     )
     .expect("service");
     let workers = if opts.workers {
@@ -804,6 +808,43 @@ async fn agent_failure_is_retried_then_answered_once() {
     // The user message is stored once despite three attempts.
     let conv = kav::store::whatsapp::conversation_id("biz-ny", CUSTOMER);
     assert_eq!(h.store.whatsapp_history(&conv, 10).await.unwrap().len(), 2);
+}
+
+/// The inbox's timing on a manual clock, with no workers: each pass is run by the test.
+#[tokio::test]
+async fn agent_failures_are_retried_on_the_backoff_schedule_in_virtual_time() {
+    let clock = kav::testing::clock::ManualClock::new(1_800_000_000_000);
+    let h = start(Options {
+        workers: false,
+        clock: Some(clock.clock()),
+        ..Options::default()
+    })
+    .await;
+    h.agent
+        .failures
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
+        200
+    );
+    // This harness's policy: 5 ms doubling, jittered into the upper half: [2, 5], then [5, 10].
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 1 fails");
+    clock.advance(1);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "not before 2 ms");
+    clock.advance(4);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 2 fails");
+    clock.advance(4);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "not before 5 ms");
+    clock.advance(6);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 3 answers");
+    assert_eq!(h.agent.calls(), 3);
+    assert_eq!(h.graph.sends().len(), 1);
+    clock.advance(60_000);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "done rows stay done");
+    assert_eq!(
+        h.store.whatsapp_inbox_counts().await.unwrap(),
+        vec![("done".to_string(), 1)]
+    );
 }
 
 #[tokio::test]
