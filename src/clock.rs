@@ -9,14 +9,16 @@ use std::time::Duration;
 /// Unix milliseconds "now".
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// The system's wall clock, read once.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The system's wall clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
+    Arc::new(unix_ms)
 }
 
 /// How long a shell sleeps from `now_ms` until `at_ms` (zero if it has passed).

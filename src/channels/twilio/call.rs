@@ -11,7 +11,7 @@
 use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::{Bytes, BytesMut};
@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::channels::live::{LiveCalls, LiveGuard, LiveSnapshot, phase_name};
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::metrics::{Counter, Metrics};
 use crate::providers::*;
@@ -162,13 +163,6 @@ const MAX_STT_RESTARTS: u32 = 3;
 /// Reopening a failed recogniser stream: the shared policy (jitter, the server's retry-after).
 const STT_REOPEN: crate::retry::Backoff =
     crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs one Media Streams connection to completion. Generic over the socket so tests can drive it
 /// with in-memory channels.
