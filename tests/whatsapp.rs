@@ -315,7 +315,7 @@ async fn start(opts: Options) -> Harness {
         twilio_auth_token: Some(TWILIO_TOKEN.into()),
         admin_token: opts.admin_token.then(|| ADMIN_TOKEN.into()),
     };
-    let svc = WhatsAppService::with_clock(
+    let svc = WhatsAppService::new(
         store.clone(),
         agent.clone(),
         stt,
@@ -375,6 +375,18 @@ impl Harness {
     }
 
     /// Waits until the inbox has nothing queued or in progress.
+    /// The agent fails its next `failures` calls; then the customer's text message arrives.
+    async fn text_with_agent_failures(&self, failures: u32) {
+        self.agent
+            .failures
+            .store(failures, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            self.post_signed(&fixture("whatsapp/text_webhook.json"))
+                .await,
+            200
+        );
+    }
+
     async fn drained(&self) {
         eventually("inbox drained", || async {
             let counts = self.store.whatsapp_inbox_counts().await.unwrap();
@@ -793,13 +805,7 @@ async fn throttling_beyond_the_send_retries_requeues_and_reuses_the_stored_reply
 #[tokio::test]
 async fn agent_failure_is_retried_then_answered_once() {
     let h = start(Options::default()).await;
-    h.agent
-        .failures
-        .store(2, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
-        200
-    );
+    h.text_with_agent_failures(2).await;
     h.drained().await;
     assert_eq!(h.agent.calls(), 3);
     let sends = h.graph.sends();
@@ -820,13 +826,7 @@ async fn agent_failures_are_retried_on_the_backoff_schedule_in_virtual_time() {
         ..Options::default()
     })
     .await;
-    h.agent
-        .failures
-        .store(2, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
-        200
-    );
+    h.text_with_agent_failures(2).await;
     // This harness's policy: 5 ms doubling, jittered into the upper half: [2, 5], then [5, 10].
     assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 1 fails");
     clock.advance(1);
@@ -850,13 +850,7 @@ async fn agent_failures_are_retried_on_the_backoff_schedule_in_virtual_time() {
 #[tokio::test]
 async fn agent_failing_every_attempt_gets_the_fallback_reply() {
     let h = start(Options::default()).await;
-    h.agent
-        .failures
-        .store(1000, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
-        200
-    );
+    h.text_with_agent_failures(1000).await;
     h.drained().await;
     assert_eq!(h.agent.calls(), 5, "max_attempts");
     let sends = h.graph.sends();

@@ -331,28 +331,9 @@ fn merge_history(
 }
 
 impl WhatsAppService {
-    /// Builds the channel. Senders exist when their secrets are set (or in mock mode).
+    /// Builds the channel on the wall clock `clock` (`clock::system_clock()`; tests pass a manual
+    /// one). Senders exist when their secrets are set (or in mock mode).
     pub fn new(
-        store: Store,
-        agent: Arc<dyn Agent>,
-        stt: Arc<dyn SpeechToText>,
-        directory: Arc<dyn BusinessDirectory>,
-        config: WhatsAppConfig,
-        secrets: WhatsAppSecrets,
-    ) -> Result<Arc<Self>, WhatsAppError> {
-        Self::with_clock(
-            store,
-            agent,
-            stt,
-            directory,
-            config,
-            secrets,
-            crate::clock::system_clock(),
-        )
-    }
-
-    /// [`WhatsAppService::new`] on the given wall clock (tests run it on a manual one).
-    pub fn with_clock(
         store: Store,
         agent: Arc<dyn Agent>,
         stt: Arc<dyn SpeechToText>,
