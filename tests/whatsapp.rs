@@ -848,6 +848,35 @@ async fn agent_failures_are_retried_on_the_backoff_schedule_in_virtual_time() {
 }
 
 #[tokio::test]
+async fn a_row_whose_worker_died_is_taken_by_another_after_its_lease() {
+    let t0 = 1_800_000_000_000;
+    let clock = kav::testing::clock::ManualClock::new(t0);
+    let h = start(Options {
+        workers: false,
+        clock: Some(clock.clock()),
+        ..Options::default()
+    })
+    .await;
+    h.text_with_agent_failures(0).await;
+    let lease = h.svc.config.lease_ms as i64;
+    let max = i64::from(h.svc.config.max_attempts);
+    // Worker A claims the message and dies before finishing it.
+    let claimed = h.store.whatsapp_claim(t0, lease, max).await.unwrap();
+    assert!(claimed.is_some());
+    clock.set(t0 + lease);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "still A's");
+    assert_eq!(h.agent.calls(), 0);
+    clock.set(t0 + lease + 1);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "the lease ran out");
+    assert_eq!(h.agent.calls(), 1);
+    assert_eq!(h.graph.sends().len(), 1, "answered once");
+    assert_eq!(
+        h.store.whatsapp_inbox_counts().await.unwrap(),
+        vec![("done".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
 async fn agent_failing_every_attempt_gets_the_fallback_reply() {
     let h = start(Options::default()).await;
     h.text_with_agent_failures(1000).await;
