@@ -262,6 +262,7 @@ fn start_whatsapp(
         )),
         whatsapp_cfg,
         secrets,
+        kav::clock::system_clock(),
     )?;
     // Workers live as long as the process.
     drop(service.spawn_workers());

@@ -722,6 +722,145 @@ async fn booking_tables_work_on_postgres() {
     assert_eq!(texts, ["hello from postgres", "hi"]);
 }
 
+/// A `whatsapp.send` outbox event with idempotency key `key`, due at `now`.
+fn send_event(key: &str, now: i64) -> kav::store::booking::NewOutboxEvent {
+    let payload = outbox::SendPayload {
+        message: kav::providers::OutboundMessage {
+            phone_number_id: "100200300400500".into(),
+            to: "972501234567".into(),
+            body: kav::providers::OutboundBody::Text { text: "hi".into() },
+            idempotency_key: key.into(),
+        },
+        template_fallback: None,
+    };
+    kav::store::booking::NewOutboxEvent {
+        business_id: BUSINESS.into(),
+        kind: outbox::KIND_WHATSAPP_SEND.into(),
+        payload_json: serde_json::to_string(&payload).unwrap(),
+        idempotency_key: key.into(),
+        not_before_ms: now,
+    }
+}
+
+/// A sender whose sends never answer: a worker stuck in one is as good as dead.
+struct HangingSender;
+
+impl kav::providers::WhatsAppSender for HangingSender {
+    fn name(&self) -> &'static str {
+        "hanging"
+    }
+    fn send(
+        &self,
+        _: kav::providers::OutboundMessage,
+    ) -> kav::providers::BoxFuture<
+        'static,
+        Result<kav::providers::SendReceipt, kav::providers::SendError>,
+    > {
+        Box::pin(std::future::pending())
+    }
+}
+
+async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+    let url = format!("sqlite://{}", dir.path().join("kav.db").display());
+    Store::connect(&url).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_mid_delivery_leaves_the_event_to_another_after_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let now = monday_noon_ms();
+    let clock = ManualClock::new(now);
+    store
+        .enqueue(&send_event("k-dies", now), now)
+        .await
+        .unwrap();
+    let stuck = BookingRuntime::new(
+        store.clone(),
+        Arc::new(HangingSender),
+        clock.clock(),
+        BookingConfig::default(),
+    );
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = outbox::spawn_worker(stuck, stop_rx);
+    // Once the worker holds the lease, the event is no longer due for anyone else.
+    for _ in 0..500 {
+        if store.outbox_due(now, 10).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        store.outbox_due(now, 10).await.unwrap().is_empty(),
+        "leased"
+    );
+    worker.abort(); // dies mid-send
+
+    let sender = Arc::new(SwitchableSender::new());
+    let other = BookingRuntime::new(
+        store.clone(),
+        sender.clone(),
+        clock.clock(),
+        BookingConfig::default(),
+    );
+    clock.set(now + outbox::LEASE_MS - 1);
+    assert_eq!(outbox::run_once(&other).await.unwrap(), 0, "still leased");
+    clock.set(now + outbox::LEASE_MS);
+    assert_eq!(outbox::run_once(&other).await.unwrap(), 1, "lease ran out");
+    assert_eq!(sender.delivered().len(), 1);
+    let row = store.outbox_by_key("k-dies").await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("delivered", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_over_one_outbox_deliver_every_event_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let clock = kav::clock::system_clock();
+    let now = clock();
+    let keys: Vec<String> = (0..40).map(|i| format!("k-{i:02}")).collect();
+    for key in &keys {
+        store.enqueue(&send_event(key, now), now).await.unwrap();
+    }
+    let sender = Arc::new(SwitchableSender::new());
+    let config = BookingConfig {
+        outbox_poll_ms: 10,
+        ..BookingConfig::default()
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let rt =
+                BookingRuntime::new(store.clone(), sender.clone(), clock.clone(), config.clone());
+            outbox::spawn_worker(rt, stop_rx.clone())
+        })
+        .collect();
+    for _ in 0..1_000 {
+        let rows = store.outbox_all().await.unwrap();
+        if rows.iter().all(|r| r.status == "delivered") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let rows = store.outbox_all().await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "delivered" && r.attempts == 1),
+        "{rows:?}"
+    );
+    let mut sent: Vec<String> = sender
+        .delivered()
+        .into_iter()
+        .map(|m| m.idempotency_key)
+        .collect();
+    sent.sort();
+    assert_eq!(sent, keys, "each event sent once, none twice");
+}
+
 #[tokio::test]
 async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
     let dir = tempfile::tempdir().unwrap();
@@ -735,22 +874,7 @@ async fn an_outbox_event_is_leased_to_one_worker_and_dies_after_max_attempts() {
         ..BookingConfig::default()
     };
     let rt = BookingRuntime::new(store.clone(), sender.clone(), clock.clock(), config);
-    let payload = outbox::SendPayload {
-        message: kav::providers::OutboundMessage {
-            phone_number_id: "100200300400500".into(),
-            to: "972501234567".into(),
-            body: kav::providers::OutboundBody::Text { text: "hi".into() },
-            idempotency_key: "k1".into(),
-        },
-        template_fallback: None,
-    };
-    let ev = kav::store::booking::NewOutboxEvent {
-        business_id: BUSINESS.into(),
-        kind: outbox::KIND_WHATSAPP_SEND.into(),
-        payload_json: serde_json::to_string(&payload).unwrap(),
-        idempotency_key: "k1".into(),
-        not_before_ms: now,
-    };
+    let ev = send_event("k1", now);
     store.enqueue(&ev, now).await.unwrap();
     store.enqueue(&ev, now).await.unwrap(); // same key: still one event
     assert_eq!(store.outbox_all().await.unwrap().len(), 1);

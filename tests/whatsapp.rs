@@ -185,6 +185,8 @@ struct Options {
     twiml: bool,
     /// whatsapp.insecure_skip_signature (development only).
     insecure: bool,
+    /// The service's wall clock (default: the system's).
+    clock: Option<kav::clock::Clock>,
 }
 
 impl Default for Options {
@@ -197,6 +199,7 @@ impl Default for Options {
             store_url: None,
             twiml: false,
             insecure: false,
+            clock: None,
         }
     }
 }
@@ -319,6 +322,7 @@ async fn start(opts: Options) -> Harness {
         Arc::new(ConfigDirectory::new(cfg.whatsapp.numbers.clone())),
         cfg.whatsapp.clone(),
         secrets,
+        opts.clock.clone().unwrap_or_else(kav::clock::system_clock),
     )
     .expect("service");
     let workers = if opts.workers {
@@ -371,6 +375,18 @@ impl Harness {
     }
 
     /// Waits until the inbox has nothing queued or in progress.
+    /// The agent fails its next `failures` calls; then the customer's text message arrives.
+    async fn text_with_agent_failures(&self, failures: u32) {
+        self.agent
+            .failures
+            .store(failures, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            self.post_signed(&fixture("whatsapp/text_webhook.json"))
+                .await,
+            200
+        );
+    }
+
     async fn drained(&self) {
         eventually("inbox drained", || async {
             let counts = self.store.whatsapp_inbox_counts().await.unwrap();
@@ -789,13 +805,7 @@ async fn throttling_beyond_the_send_retries_requeues_and_reuses_the_stored_reply
 #[tokio::test]
 async fn agent_failure_is_retried_then_answered_once() {
     let h = start(Options::default()).await;
-    h.agent
-        .failures
-        .store(2, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
-        200
-    );
+    h.text_with_agent_failures(2).await;
     h.drained().await;
     assert_eq!(h.agent.calls(), 3);
     let sends = h.graph.sends();
@@ -806,16 +816,70 @@ async fn agent_failure_is_retried_then_answered_once() {
     assert_eq!(h.store.whatsapp_history(&conv, 10).await.unwrap().len(), 2);
 }
 
+/// The inbox's timing on a manual clock, with no workers: each pass is run by the test.
+#[tokio::test]
+async fn agent_failures_are_retried_on_the_backoff_schedule_in_virtual_time() {
+    let clock = kav::testing::clock::ManualClock::new(1_800_000_000_000);
+    let h = start(Options {
+        workers: false,
+        clock: Some(clock.clock()),
+        ..Options::default()
+    })
+    .await;
+    h.text_with_agent_failures(2).await;
+    // This harness's policy: 5 ms doubling, jittered into the upper half: [2, 5], then [5, 10].
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 1 fails");
+    clock.advance(1);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "not before 2 ms");
+    clock.advance(4);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 2 fails");
+    clock.advance(4);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "not before 5 ms");
+    clock.advance(6);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "attempt 3 answers");
+    assert_eq!(h.agent.calls(), 3);
+    assert_eq!(h.graph.sends().len(), 1);
+    clock.advance(60_000);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "done rows stay done");
+    assert_eq!(
+        h.store.whatsapp_inbox_counts().await.unwrap(),
+        vec![("done".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_row_whose_worker_died_is_taken_by_another_after_its_lease() {
+    let t0 = 1_800_000_000_000;
+    let clock = kav::testing::clock::ManualClock::new(t0);
+    let h = start(Options {
+        workers: false,
+        clock: Some(clock.clock()),
+        ..Options::default()
+    })
+    .await;
+    h.text_with_agent_failures(0).await;
+    let lease = h.svc.config.lease_ms as i64;
+    let max = i64::from(h.svc.config.max_attempts);
+    // Worker A claims the message and dies before finishing it.
+    let claimed = h.store.whatsapp_claim(t0, lease, max).await.unwrap();
+    assert!(claimed.is_some());
+    clock.set(t0 + lease);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 0, "still A's");
+    assert_eq!(h.agent.calls(), 0);
+    clock.set(t0 + lease + 1);
+    assert_eq!(h.svc.run_pending().await.unwrap(), 1, "the lease ran out");
+    assert_eq!(h.agent.calls(), 1);
+    assert_eq!(h.graph.sends().len(), 1, "answered once");
+    assert_eq!(
+        h.store.whatsapp_inbox_counts().await.unwrap(),
+        vec![("done".to_string(), 1)]
+    );
+}
+
 #[tokio::test]
 async fn agent_failing_every_attempt_gets_the_fallback_reply() {
     let h = start(Options::default()).await;
-    h.agent
-        .failures
-        .store(1000, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        h.post_signed(&fixture("whatsapp/text_webhook.json")).await,
-        200
-    );
+    h.text_with_agent_failures(1000).await;
     h.drained().await;
     assert_eq!(h.agent.calls(), 5, "max_attempts");
     let sends = h.graph.sends();

@@ -20,17 +20,8 @@ use crate::providers::{AgentRequest, Channel, WhatsAppSender};
 use crate::store::booking::{Business, Resource};
 use crate::store::{Store, StoreError};
 
-/// Unix milliseconds "now". Injected so tests and the outbox worker run on a controlled clock.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
-}
+/// Unix milliseconds "now", injected so tests and the outbox worker run on a controlled clock.
+pub use crate::clock::{Clock, system_clock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookingError {

@@ -4,13 +4,21 @@
 //! * `appointment.created` / `whatsapp.send` → one WhatsApp message (`payload.message`);
 //! * `call.ended` → a conversation summary stored with the call, optionally sent on WhatsApp.
 //!
-//! Delivery leases the row first (`outbox_claim`), so the immediate attempt made by a tool and the
-//! background worker never send the same event at the same time. A retryable failure schedules
-//! the next attempt with exponential backoff (or the provider's retry-after, if longer); a
-//! permanent failure or too many attempts marks the event `dead`. The idempotency key goes to the
-//! sender with every attempt, so a send that succeeded but whose bookkeeping failed is one message
-//! to a provider that de-duplicates (WhatsApp Cloud API does not; see the report).
+//! When and how often is decided by the sans-IO [`crate::scheduler::Scheduler`]; this module is
+//! its shell (database, sender). Invariants:
+//! * Delivery leases the row first (`outbox_claim`, [`LEASE_MS`]), so the immediate attempt made
+//!   by a tool and the background workers never send the same event at the same time; an event
+//!   whose worker died is taken by another once the lease has run out.
+//! * A worker makes a pass every `outbox_poll_ms`: one fetch of up to 64 due events, delivered
+//!   one at a time.
+//! * A retryable failure schedules the next attempt by the one retry policy (exponential with
+//!   jitter, raised to the provider's retry-after); a permanent failure, or a retryable one on
+//!   attempt `outbox_max_attempts`, marks the event `dead`.
+//! * The idempotency key goes to the sender with every attempt, so a send that succeeded but whose
+//!   bookkeeping failed is one message to a provider that de-duplicates (WhatsApp Cloud API does
+//!   not; see the report).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BookingConfig;
 use crate::providers::{OutboundBody, OutboundMessage, SendError, WhatsAppSender};
+use crate::retry::Backoff;
+use crate::scheduler::{
+    Claimed, Failure, Scheduler, Settings, Step, Verdict, run_leased, shell_wait,
+};
 use crate::store::booking::OutboxRow;
 use crate::store::{Store, StoreError};
 
@@ -71,6 +83,7 @@ pub struct CallEndedPayload {
     pub phone_number_id: Option<String>,
 }
 
+/// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Delivered,
@@ -86,16 +99,35 @@ pub enum Delivery {
     NotClaimed,
 }
 
-/// The one retry policy ([`crate::retry::Backoff`]) as a function of the attempts so far.
-fn backoff_ms(rt: &dyn OutboxPorts, attempts_before: i64, retry_after_ms: Option<u64>) -> i64 {
-    let policy = crate::retry::Backoff::new(
-        std::time::Duration::from_millis(rt.config().outbox_backoff_base_ms),
-        std::time::Duration::from_millis(rt.config().outbox_backoff_max_ms),
-    );
-    let retry = u32::try_from(attempts_before.max(0)).unwrap_or(u32::MAX);
-    policy
-        .delay(retry, retry_after_ms.map(std::time::Duration::from_millis))
-        .as_millis() as i64
+impl From<&Verdict> for Delivery {
+    fn from(verdict: &Verdict) -> Self {
+        match verdict {
+            Verdict::Done { .. } => Delivery::Delivered,
+            Verdict::Retry { error, .. } => Delivery::Retrying {
+                error: error.clone(),
+            },
+            Verdict::GiveUp { error } => Delivery::Dead {
+                error: error.clone(),
+            },
+        }
+    }
+}
+
+/// Due events fetched per pass.
+const BATCH: i64 = 64;
+
+/// The outbox worker's schedule (`[booking] outbox_*`), under the one retry policy.
+pub fn schedule(config: &BookingConfig) -> Settings {
+    let ms = Duration::from_millis;
+    Settings {
+        poll_ms: config.outbox_poll_ms.max(10) as i64,
+        lease_ms: LEASE_MS,
+        max_attempts: config.outbox_max_attempts,
+        backoff: Backoff::new(
+            ms(config.outbox_backoff_base_ms),
+            ms(config.outbox_backoff_max_ms),
+        ),
+    }
 }
 
 /// Delivers the event with this idempotency key now (one attempt), if it is pending.
@@ -107,49 +139,176 @@ pub async fn deliver_key_now(rt: &dyn OutboxPorts, key: &str) -> Result<Delivery
     }
 }
 
-/// One delivery attempt of `row`: lease, act, record the outcome.
+/// One delivery attempt of `row` outside the worker's loop: lease, act, record the outcome.
 pub async fn deliver(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<Delivery, StoreError> {
     let now = rt.now_ms();
     if !rt.store().outbox_claim(&row.id, now, LEASE_MS).await? {
         return Ok(Delivery::NotClaimed);
     }
-    let outcome = act(rt, row).await;
+    let mut shell = Shell::new(rt, i64::MAX);
+    shell.running = Some(row.clone());
+    shell.machine.handle_claimed(now, Some(claimed(row)));
+    shell.drain(rt).await?;
+    Ok(shell
+        .last
+        .as_ref()
+        .map_or(Delivery::NotClaimed, Delivery::from))
+}
+
+/// One pass over due events; returns how many were attempted.
+pub async fn run_once(rt: &dyn OutboxPorts) -> Result<usize, StoreError> {
     let now = rt.now_ms();
-    match outcome {
-        Ok(result) => {
-            rt.store().outbox_delivered(&row.id, &result, now).await?;
-            Ok(Delivery::Delivered)
-        }
-        Err(Failure::Retry {
-            error,
-            retry_after_ms,
-        }) => {
-            if row.attempts + 1 >= rt.config().outbox_max_attempts as i64 {
-                rt.store().outbox_failed(&row.id, &error, None, now).await?;
-                tracing::warn!(event = %row.id, kind = %row.kind, %error, "outbox event given up");
-                return Ok(Delivery::Dead { error });
+    let mut shell = Shell::new(rt, now);
+    shell.machine.handle_timeout(now);
+    shell.drain(rt).await?;
+    Ok(shell.finished)
+}
+
+/// The background worker: a pass every `outbox_poll_ms` until `shutdown` turns true. If the
+/// sender side is dropped without saying stop, the worker runs for the life of the process.
+pub fn spawn_worker(
+    rt: Arc<dyn OutboxPorts>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shell = Shell::new(&*rt, rt.now_ms());
+        let mut watching = true;
+        loop {
+            if let Err(e) = shell.drain(&*rt).await {
+                tracing::warn!(error = %e, "outbox pass failed");
             }
-            let at = now + backoff_ms(rt, row.attempts, retry_after_ms);
-            rt.store()
-                .outbox_failed(&row.id, &error, Some(at), now)
-                .await?;
-            tracing::info!(event = %row.id, kind = %row.kind, %error, retry_at_ms = at, "outbox event will be retried");
-            Ok(Delivery::Retrying { error })
+            let wait = shell_wait(&shell.machine, rt.now_ms());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {
+                    shell.machine.handle_timeout(rt.now_ms());
+                }
+                changed = shutdown.changed(), if watching => {
+                    match changed {
+                        Ok(()) if *shutdown.borrow() => break,
+                        Ok(()) => {}
+                        Err(_) => watching = false,
+                    }
+                }
+            }
         }
-        Err(Failure::Permanent(error)) => {
-            rt.store().outbox_failed(&row.id, &error, None, now).await?;
-            tracing::warn!(event = %row.id, kind = %row.kind, %error, "outbox event failed permanently");
-            Ok(Delivery::Dead { error })
-        }
+    })
+}
+
+fn claimed(row: &OutboxRow) -> Claimed {
+    Claimed {
+        id: row.id.clone(),
+        attempt: u32::try_from(row.attempts.max(0) + 1).unwrap_or(u32::MAX),
     }
 }
 
-enum Failure {
-    Retry {
-        error: String,
-        retry_after_ms: Option<u64>,
-    },
-    Permanent(String),
+/// The outbox's shell around the [`Scheduler`]: the rows of the current pass, the one being
+/// delivered, and what the attempts came to. All database and sender work happens here.
+struct Shell {
+    machine: Scheduler,
+    /// Due rows of the current pass not claimed yet; `None` between passes (one fetch a pass).
+    pass: Option<VecDeque<OutboxRow>>,
+    running: Option<OutboxRow>,
+    finished: usize,
+    last: Option<Verdict>,
+}
+
+impl Shell {
+    fn new(rt: &dyn OutboxPorts, first_poll_ms: i64) -> Self {
+        Self {
+            machine: Scheduler::new(schedule(rt.config()), first_poll_ms),
+            pass: None,
+            running: None,
+            finished: 0,
+            last: None,
+        }
+    }
+
+    /// Carries out the machine's steps until it waits for time. A database error ends the pass.
+    async fn drain(&mut self, rt: &dyn OutboxPorts) -> Result<(), StoreError> {
+        while let Some(step) = self.machine.poll_output() {
+            if let Err(e) = self.step(rt, step).await {
+                self.machine.handle_store_error(rt.now_ms());
+                self.pass = None;
+                self.running = None;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, rt: &dyn OutboxPorts, step: Step) -> Result<(), StoreError> {
+        match step {
+            Step::Claim { lease_ms } => {
+                let now = rt.now_ms();
+                self.running = self.claim(rt, now, lease_ms).await?;
+                let job = self.running.as_ref().map(claimed);
+                self.machine.handle_claimed(now, job);
+            }
+            Step::Run { id, .. } => {
+                if let Some(row) = &self.running {
+                    let outcome =
+                        run_leased(&mut self.machine, &|| rt.now_ms(), act(rt, row)).await;
+                    self.machine.handle_outcome(rt.now_ms(), &id, outcome);
+                }
+            }
+            Step::Finish { id, verdict, .. } => {
+                let kind = self.running.take().map(|r| r.kind).unwrap_or_default();
+                record(rt, &id, &kind, &verdict).await?;
+                self.finished += 1;
+                self.last = Some(verdict);
+            }
+            Step::LeaseExpired { id } => {
+                tracing::warn!(event = %id, lease_ms = LEASE_MS, "outbox delivery outlived its lease; another worker may deliver it too");
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases the next due row of this pass (fetching the pass's rows first), or ends the pass.
+    async fn claim(
+        &mut self,
+        rt: &dyn OutboxPorts,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        let pass = match &mut self.pass {
+            Some(pass) => pass,
+            None => self
+                .pass
+                .insert(rt.store().outbox_due(now, BATCH).await?.into()),
+        };
+        while let Some(row) = pass.pop_front() {
+            if rt.store().outbox_claim(&row.id, now, lease_ms).await? {
+                return Ok(Some(row));
+            }
+        }
+        self.pass = None;
+        Ok(None)
+    }
+}
+
+async fn record(
+    rt: &dyn OutboxPorts,
+    id: &str,
+    kind: &str,
+    verdict: &Verdict,
+) -> Result<(), StoreError> {
+    let now = rt.now_ms();
+    match verdict {
+        Verdict::Done { result } => rt.store().outbox_delivered(id, result, now).await,
+        Verdict::Retry { error, at_ms } => {
+            rt.store()
+                .outbox_failed(id, error, Some(*at_ms), now)
+                .await?;
+            tracing::info!(event = %id, %kind, %error, retry_at_ms = at_ms, "outbox event will be retried");
+            Ok(())
+        }
+        Verdict::GiveUp { error } => {
+            rt.store().outbox_failed(id, error, None, now).await?;
+            tracing::warn!(event = %id, %kind, %error, "outbox event given up (dead)");
+            Ok(())
+        }
+    }
 }
 
 async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
@@ -163,7 +322,7 @@ async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
                     code,
                     message,
                     retry_after_ms,
-                }) => Err(Failure::Retry {
+                }) => Err(Failure::Retryable {
                     error: format!("{code}: {message}"),
                     retry_after_ms,
                 }),
@@ -177,11 +336,11 @@ async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
                         rt.store()
                             .outbox_set_payload(&row.id, &json)
                             .await
-                            .map_err(|e| Failure::Retry {
+                            .map_err(|e| Failure::Retryable {
                                 error: e.to_string(),
                                 retry_after_ms: None,
                             })?;
-                        Err(Failure::Retry {
+                        Err(Failure::Retryable {
                             error: format!("outside 24h window, switching to template: {message}"),
                             retry_after_ms: Some(0),
                         })
@@ -196,7 +355,7 @@ async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
         KIND_CALL_ENDED => {
             let payload: CallEndedPayload = serde_json::from_str(&row.payload_json)
                 .map_err(|e| Failure::Permanent(format!("bad payload: {e}")))?;
-            let retry = |e: StoreError| Failure::Retry {
+            let retry = |e: StoreError| Failure::Retryable {
                 error: e.to_string(),
                 retry_after_ms: None,
             };
@@ -225,7 +384,7 @@ async fn act(rt: &dyn OutboxPorts, row: &OutboxRow) -> Result<String, Failure> {
                 };
                 if let Err(e) = rt.sender().send(message).await {
                     return Err(match e {
-                        SendError::Retryable { retry_after_ms, .. } => Failure::Retry {
+                        SendError::Retryable { retry_after_ms, .. } => Failure::Retryable {
                             error: e.to_string(),
                             retry_after_ms,
                         },
@@ -281,46 +440,4 @@ async fn summarize(rt: &dyn OutboxPorts, p: &CallEndedPayload) -> Result<String,
         out.push_str(&format!(" Last customer message: \"{}\".", last.text));
     }
     Ok(out)
-}
-
-/// One pass over due events; returns how many were attempted.
-pub async fn run_once(rt: &dyn OutboxPorts) -> Result<usize, StoreError> {
-    let due = rt.store().outbox_due(rt.now_ms(), 64).await?;
-    let mut attempted = 0;
-    for row in &due {
-        if deliver(rt, row).await? != Delivery::NotClaimed {
-            attempted += 1;
-        }
-    }
-    Ok(attempted)
-}
-
-/// The background worker: a pass every `outbox_poll_ms` until `shutdown` turns true. If the
-/// sender side is dropped without saying stop, the worker runs for the life of the process.
-pub fn spawn_worker(
-    rt: Arc<dyn OutboxPorts>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(rt.config().outbox_poll_ms.max(10)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut watching = true;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = run_once(&*rt).await {
-                        tracing::warn!(error = %e, "outbox pass failed");
-                    }
-                }
-                changed = shutdown.changed(), if watching => {
-                    match changed {
-                        Ok(()) if *shutdown.borrow() => break,
-                        Ok(()) => {}
-                        Err(_) => watching = false,
-                    }
-                }
-            }
-        }
-    })
 }

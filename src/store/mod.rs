@@ -627,6 +627,9 @@ async fn write_one(conn: &mut AnyConnection, pending: &Pending) -> Result<Applie
                     json!({ "digits": digits, "committed_by": committed_by })
                 }
                 CallEvent::Warning { detail, .. } => json!({ "warning": true, "detail": detail }),
+                CallEvent::Timer { reason, late_ms } => {
+                    json!({ "reason": reason.as_str(), "late_ms": late_ms })
+                }
             };
             sqlx::query(
                 "INSERT INTO call_events (id, call_id, at_ms, kind, detail_json) VALUES ($1, $2, $3, $4, $5) \

@@ -28,11 +28,7 @@ pub const REDACTED_JSON: &str = "{\"redacted\":true}";
 pub const REDACTED_NAME: &str = "(forgotten)";
 
 /// The wall clock in unix ms (for the sweep loop, the CLI and the API; the plan itself takes `now`).
-pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::unix_ms as unix_now_ms;
 
 /// Cut-offs (unix ms): rows older than these are removed. `None` = kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

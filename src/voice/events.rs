@@ -83,6 +83,12 @@ pub enum CallEvent {
         kind: &'static str,
         detail: String,
     },
+    /// The driver woke the session for a turn-deciding deadline (not the 20 ms playout clock,
+    /// which is only counted): the reason `poll_timeout` gave, and how late the wake-up was.
+    Timer {
+        reason: crate::voice::session::TimerReason,
+        late_ms: u32,
+    },
 }
 
 impl CallEvent {
@@ -92,6 +98,7 @@ impl CallEvent {
             CallEvent::BargeIn { .. } => "barge_in",
             CallEvent::Digits { .. } => "digits",
             CallEvent::Warning { kind, .. } => kind,
+            CallEvent::Timer { .. } => "timer",
         }
     }
 }

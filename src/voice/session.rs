@@ -113,6 +113,25 @@ pub enum TimerReason {
     Digits,
 }
 
+impl TimerReason {
+    pub const ALL: [TimerReason; 4] = [
+        TimerReason::Playout,
+        TimerReason::SttFinal,
+        TimerReason::AgentFirstWords,
+        TimerReason::Digits,
+    ];
+
+    /// Stable label for traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerReason::Playout => "playout",
+            TimerReason::SttFinal => "stt_final",
+            TimerReason::AgentFirstWords => "agent_first_words",
+            TimerReason::Digits => "digits",
+        }
+    }
+}
+
 /// Per-call counters, folded into the global metrics by the driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionCounters {

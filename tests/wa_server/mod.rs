@@ -102,6 +102,7 @@ pub async fn serve(
         Arc::new(StoreDirectory::new(store.clone(), Vec::new())),
         cfg.whatsapp.clone(),
         secrets,
+        kav::clock::system_clock(),
     )
     .unwrap();
     let mut tasks = svc.spawn_workers();

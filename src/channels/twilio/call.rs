@@ -11,7 +11,7 @@
 use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::{Bytes, BytesMut};
@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::channels::live::{LiveCalls, LiveGuard, LiveSnapshot, phase_name};
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::metrics::{Counter, Metrics};
 use crate::providers::*;
@@ -28,7 +29,7 @@ use crate::store::{Record, Recorder};
 use crate::voice::events::CallEvent;
 use crate::voice::pacer::PacerStats;
 use crate::voice::session::{
-    CallSession, Output, SessionConfig, SessionCounters, SttFrame, mark_name,
+    CallSession, Output, SessionConfig, SessionCounters, SttFrame, TimerReason, mark_name,
 };
 use crate::voice::twilio::{self, Inbound};
 
@@ -71,6 +72,29 @@ pub struct CallSummary {
     pub counters: SessionCounters,
     pub pacer: PacerStats,
     pub wire: WireCounters,
+    pub timers: TimerCounts,
+}
+
+/// How often the session's timer woke the driver, by the reason `poll_timeout` gave. Counted on
+/// every wake-up (the playout clock fires every 20 ms, so it is counted, never traced); the
+/// turn-deciding reasons are also traced one by one as `CallEvent::Timer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TimerCounts {
+    pub playout: u64,
+    pub stt_final: u64,
+    pub agent_first_words: u64,
+    pub digits: u64,
+}
+
+impl TimerCounts {
+    fn count(&mut self, reason: TimerReason) {
+        match reason {
+            TimerReason::Playout => self.playout += 1,
+            TimerReason::SttFinal => self.stt_final += 1,
+            TimerReason::AgentFirstWords => self.agent_first_words += 1,
+            TimerReason::Digits => self.digits += 1,
+        }
+    }
 }
 
 /// Problems on the wire, per call.
@@ -139,13 +163,6 @@ const MAX_STT_RESTARTS: u32 = 3;
 /// Reopening a failed recogniser stream: the shared policy (jitter, the server's retry-after).
 const STT_REOPEN: crate::retry::Backoff =
     crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs one Media Streams connection to completion. Generic over the socket so tests can drive it
 /// with in-memory channels.
@@ -477,8 +494,8 @@ impl CallDriver {
             let deadline = self
                 .session
                 .poll_timeout()
-                .map(|(at, _)| Instant::from_std(at));
-            let wanted = deadline.unwrap_or(far);
+                .map(|(at, reason)| (Instant::from_std(at), reason));
+            let wanted = deadline.map_or(far, |(at, _)| at);
             if wanted != armed {
                 timer.as_mut().reset(wanted);
                 armed = wanted;
@@ -494,7 +511,9 @@ impl CallDriver {
                 biased;
                 _ = &mut timer, if deadline.is_some() => {
                     armed = far; // fired: re-arm next turn, even for the same instant
-                    self.session.handle_timeout(Instant::now().into_std());
+                    if let Some((at, reason)) = deadline {
+                        self.on_timer(at, reason);
+                    }
                 }
                 msg = stream.next() => self.on_socket(msg),
                 _ = sleep_until(slow_at.unwrap_or_else(Instant::now)), if slow_at.is_some() => {
@@ -533,6 +552,21 @@ impl CallDriver {
                 self.last_fold = now;
             }
         }
+    }
+
+    /// The session's timer fired for `reason` (its deadline was `at`): counted, traced unless it
+    /// is the playout clock (no allocation on that per-frame path), then handed to the session.
+    fn on_timer(&mut self, at: Instant, reason: TimerReason) {
+        let now = Instant::now();
+        self.summary.timers.count(reason);
+        if reason != TimerReason::Playout {
+            let late_ms = now.saturating_duration_since(at).as_millis();
+            self.record_event(CallEvent::Timer {
+                reason,
+                late_ms: u32::try_from(late_ms).unwrap_or(u32::MAX),
+            });
+        }
+        self.session.handle_timeout(now.into_std());
     }
 
     fn end(&mut self, reason: &'static str) {
@@ -973,6 +1007,7 @@ impl CallDriver {
                 "session": format!("{:?}", self.summary.counters),
                 "pacer": format!("{:?}", self.summary.pacer),
                 "wire": self.summary.wire,
+                "timers": self.summary.timers,
             });
             rec.record(Record::CallEnded {
                 call_id: self.call_id.clone(),
@@ -1216,9 +1251,23 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             live: crate::channels::live::LiveCalls::new(1),
         });
+        let call_started = Instant::now();
+        let summary = scripted_call(deps, &[], Duration::from_secs(3)).await;
+        let started = started.lock().unwrap().clone();
+        let spoken = spoken.lock().unwrap().clone();
+        Outcome {
+            started,
+            call_started,
+            spoken,
+            summary,
+        }
+    }
+
+    /// Plays a call of `CA1` lasting `length` (virtual time): `start`, then the keys in `keys`
+    /// (Twilio `dtmf` events) at once.
+    async fn scripted_call(deps: Arc<CallDeps>, keys: &[char], length: Duration) -> CallSummary {
         let (tx, rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let call_started = Instant::now();
         let call = tokio::spawn(run_call(Peer(rx), deps, stop_rx));
         let mut start = BytesMut::new();
         twilio::write_start(
@@ -1230,19 +1279,85 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = Utf8Bytes::try_from(start.freeze()).unwrap();
-        tx.send(Message::Text(text)).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        drop(tx);
-        let summary = call.await.unwrap();
-        let started = started.lock().unwrap().clone();
-        let spoken = spoken.lock().unwrap().clone();
-        Outcome {
-            started,
-            call_started,
-            spoken,
-            summary,
+        let mut messages = vec![start.freeze()];
+        for (i, key) in keys.iter().enumerate() {
+            let mut dtmf = BytesMut::new();
+            twilio::write_dtmf(&mut dtmf, "MZ1", i as u64 + 2, *key);
+            messages.push(dtmf.freeze());
         }
+        for text in messages {
+            let text = Utf8Bytes::try_from(text).unwrap();
+            tx.send(Message::Text(text)).await.unwrap();
+        }
+        tokio::time::sleep(length).await;
+        drop(tx);
+        call.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_that_ends_a_turn_is_traced_with_its_reason() {
+        // The database runs on a runtime of its own in real time: the pool's timeouts must not
+        // see this test's virtual clock jump.
+        let db = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (store, recorder) = db
+            .spawn(async {
+                let store = crate::store::Store::connect("sqlite::memory:")
+                    .await
+                    .unwrap();
+                let (recorder, _writer) = store.recorder(256);
+                (store, recorder)
+            })
+            .await
+            .unwrap();
+        let deps = Arc::new(CallDeps {
+            config: Arc::new(Config::default()),
+            stt: Arc::new(FailingStt {
+                error: SttError::fatal("unused"),
+                failures: 0,
+                started: Default::default(),
+            }),
+            agent: Arc::new(SilentAgent),
+            tts: Arc::new(RecordingTts(Default::default())),
+            recorder: Some(recorder.clone()),
+            metrics: Arc::new(Metrics::new()),
+            live: crate::channels::live::LiveCalls::new(1),
+        });
+        // Two keys and no '#': only the inter-digit deadline (5 s) can end this input.
+        let summary = scripted_call(deps, &['4', '2'], Duration::from_secs(8)).await;
+        recorder.flush().await;
+        let events = db
+            .spawn(async move { store.call_events("CA1").await.unwrap() })
+            .await
+            .unwrap();
+        db.shutdown_background();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let timer = events
+            .iter()
+            .position(|e| e.kind == "timer")
+            .unwrap_or_else(|| panic!("no timer event in {kinds:?}"));
+        let detail: serde_json::Value = serde_json::from_str(&events[timer].detail_json).unwrap();
+        assert_eq!(detail["reason"], "digits", "{detail}");
+        assert!(detail["late_ms"].as_u64().is_some(), "{detail}");
+        // The wake-up comes first, then what it decided: the digits committed by the timeout.
+        let digits = events
+            .iter()
+            .position(|e| e.kind == "digits")
+            .unwrap_or_else(|| panic!("no digits event in {kinds:?}"));
+        assert!(timer < digits, "{kinds:?}");
+        assert!(
+            events[digits].detail_json.contains("\"42\""),
+            "{:?}",
+            events[digits]
+        );
+        assert_eq!(summary.timers.digits, 1, "{:?}", summary.timers);
+        assert_eq!(
+            summary.timers.stt_final + summary.timers.agent_first_words,
+            0
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,13 +12,26 @@
 //!                    └► store.whatsapp_finish
 //! ```
 //!
+//! When a worker claims, how long its lease lasts and whether a failed row is retried (and when)
+//! is decided by the sans-IO [`crate::scheduler::Scheduler`]; the worker here is its shell
+//! (database, agent, sends), on the service's [`Clock`]. Invariants:
+//! * A row is claimed by one worker at a time (`whatsapp_claim` leases it for `lease_ms`); a row
+//!   whose worker died is claimed again once the lease has run out.
+//! * One conversation is processed by one worker at a time, oldest message first, and a message
+//!   waiting for a retry holds back the later messages of its conversation.
+//! * An idle worker claims every `poll_ms`, or at once when a webhook queued something; after a
+//!   row it claims the next at once.
+//! * An agent failure or a throttled send is retried by the one retry policy (`retry_*_ms`)
+//!   until `max_attempts`; the last attempt answers with the fallback reply instead of failing.
+//!   Anything else fails the row at once (kept for operators).
+//!
 //! Business routing goes through [`BusinessDirectory`]; [`ConfigDirectory`] serves
 //! `[[whatsapp.numbers]]` until the booking tables provide one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -29,10 +42,15 @@ use crate::channels::whatsapp::model::{
     InboundEvent, InboundMessage, MediaDigest, MessageContent, StatusUpdate, check_media_sha256,
     log_id, markdown_to_whatsapp, split_message,
 };
+use crate::clock::Clock;
 use crate::config::{WhatsAppConfig, WhatsAppNumber};
 use crate::providers::{
     Agent, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel, Message, OutboundBody,
     OutboundMessage, Role, SendError, SpeechToText, WhatsAppSender,
+};
+use crate::retry::Backoff;
+use crate::scheduler::{
+    Claimed, Failure, Scheduler, Settings, Step, Verdict, run_leased, shell_wait,
 };
 use crate::store::whatsapp::{
     ConversationKey, InboxItem, InboxOutcome, StoredMessage, conversation_id,
@@ -291,6 +309,7 @@ pub struct WhatsAppService {
     pub stats: WhatsAppStats,
     /// The mock sender when `mock_sends` is on (tests read what it logged).
     pub mock: Option<Arc<LogSender>>,
+    clock: Clock,
 }
 
 /// Marks turns that happened on a phone call in the WhatsApp agent's history.
@@ -311,15 +330,9 @@ fn merge_history(
     all
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl WhatsAppService {
-    /// Builds the channel. Senders exist when their secrets are set (or in mock mode).
+    /// Builds the channel on the wall clock `clock` (`clock::system_clock()`; tests pass a manual
+    /// one). Senders exist when their secrets are set (or in mock mode).
     pub fn new(
         store: Store,
         agent: Arc<dyn Agent>,
@@ -327,6 +340,7 @@ impl WhatsAppService {
         directory: Arc<dyn BusinessDirectory>,
         config: WhatsAppConfig,
         secrets: WhatsAppSecrets,
+        clock: Clock,
     ) -> Result<Arc<Self>, WhatsAppError> {
         check_insecure_allowed(config.insecure_skip_signature, !cfg!(debug_assertions))?;
         if !matches!(config.twilio_reply.as_str(), "rest" | "twiml") {
@@ -389,7 +403,13 @@ impl WhatsAppService {
             wake: Notify::new(),
             stats: WhatsAppStats::default(),
             mock,
+            clock,
         }))
+    }
+
+    /// Unix milliseconds from the service's clock.
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Counters for `/metrics`, read at scrape time.
@@ -537,7 +557,7 @@ impl WhatsAppService {
                 &business.id,
                 &conversation,
                 &payload,
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         if new {
@@ -568,84 +588,53 @@ impl WhatsAppService {
             .collect()
     }
 
+    /// The inbox worker's schedule (`[whatsapp] poll_ms`, `lease_ms`, `max_attempts`,
+    /// `retry_*_ms`): the sans-IO [`Scheduler`] decides when to claim, retry or give up.
+    pub fn schedule(&self) -> Settings {
+        let ms = Duration::from_millis;
+        Settings {
+            poll_ms: self.config.poll_ms.max(10) as i64,
+            lease_ms: self.config.lease_ms as i64,
+            max_attempts: self.config.max_attempts.max(1),
+            backoff: Backoff::new(ms(self.config.retry_base_ms), ms(self.config.retry_max_ms)),
+        }
+    }
+
+    /// The shell of one worker: the machine's deadline, or a webhook's wake-up, then its steps.
     async fn worker_loop(self: Arc<Self>) {
-        let poll = Duration::from_millis(self.config.poll_ms.max(10));
+        let mut worker = InboxWorker::new(self.schedule(), self.now_ms());
         loop {
             // Register interest before looking, so a webhook arriving in between is not missed.
             let woken = self.wake.notified();
-            match self.run_once().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "WhatsApp inbox worker error"),
+            if let Err(e) = worker.drain(&self).await {
+                tracing::warn!(error = %e, "WhatsApp inbox worker error");
             }
-            let _ = tokio::time::timeout(poll, woken).await;
+            let wait = shell_wait(&worker.machine, self.now_ms());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => worker.machine.handle_timeout(self.now_ms()),
+                _ = woken => worker.machine.handle_wake(self.now_ms()),
+            }
         }
     }
 
-    /// Claims and processes one inbox row. Returns whether there was one.
-    pub async fn run_once(&self) -> Result<bool, WhatsAppError> {
-        let Some(item) = self
-            .store
-            .whatsapp_claim(
-                now_ms(),
-                self.config.lease_ms as i64,
-                i64::from(self.config.max_attempts.max(1)),
-            )
-            .await?
-        else {
-            return Ok(false);
-        };
-        let outcome = self.process(&item).await;
-        let now = now_ms();
-        match outcome {
-            Ok(()) => {
-                self.store
-                    .whatsapp_finish(&item.id, InboxOutcome::Done, now)
-                    .await?
-            }
-            Err(e @ (WhatsAppError::SendRetryable(_) | WhatsAppError::Agent(_)))
-                if item.attempts < i64::from(self.config.max_attempts) =>
-            {
-                // The one retry policy between processing attempts, as for sends.
-                let retry = u32::try_from(item.attempts.saturating_sub(1)).unwrap_or(0);
-                let backoff = crate::retry::Backoff::new(
-                    Duration::from_millis(self.config.retry_base_ms),
-                    Duration::from_millis(self.config.retry_max_ms),
-                )
-                .delay(retry, None)
-                .as_millis() as i64;
-                tracing::warn!(id = %item.id, attempts = item.attempts, backoff_ms = backoff, error = %e, "WhatsApp event will be retried");
-                let error = e.to_string();
-                self.store
-                    .whatsapp_finish(
-                        &item.id,
-                        InboxOutcome::Retry {
-                            error: &error,
-                            not_before_ms: now + backoff,
-                        },
-                        now,
-                    )
-                    .await?
-            }
-            Err(e) => {
-                tracing::warn!(id = %item.id, error = %e, "WhatsApp event failed");
-                self.store
-                    .whatsapp_finish(&item.id, InboxOutcome::Failed(&e.to_string()), now)
-                    .await?
-            }
-        }
-        self.stats.processed.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+    /// Processes every inbox row runnable now, one after the other, as a worker's pass does;
+    /// returns how many were processed. (Tests and tools on a manual clock; the workers loop.)
+    pub async fn run_pending(&self) -> Result<usize, WhatsAppError> {
+        let now = self.now_ms();
+        let mut worker = InboxWorker::new(self.schedule(), now);
+        worker.machine.handle_timeout(now);
+        worker.drain(self).await?;
+        Ok(worker.finished)
     }
 
-    async fn process(&self, item: &InboxItem) -> Result<(), WhatsAppError> {
+    async fn process(&self, item: &InboxItem, last_attempt: bool) -> Result<(), WhatsAppError> {
         let event: InboundEvent = serde_json::from_str(&item.payload_json)?;
         match event {
             InboundEvent::Status(s) => {
                 let at = if s.timestamp_s > 0 {
                     s.timestamp_s * 1000
                 } else {
-                    now_ms()
+                    self.now_ms()
                 };
                 let now = self
                     .store
@@ -670,7 +659,6 @@ impl WhatsAppService {
                     tracing::warn!(business_id = %item.business_id, "business vanished; message dropped");
                     return Ok(());
                 };
-                let last_attempt = item.attempts >= i64::from(self.config.max_attempts);
                 self.handle_inbound(&business, &m, &item.provider, last_attempt)
                     .await
                     .map(|_| ())
@@ -718,7 +706,7 @@ impl WhatsAppService {
                     profile_name: message.sender.profile_name.as_deref(),
                     channel: "whatsapp",
                 },
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         tracing::info!(
@@ -778,7 +766,7 @@ impl WhatsAppService {
                         &customer,
                         "assistant",
                         &reply,
-                        now_ms(),
+                        self.now_ms(),
                         None,
                         Some(&message.message_id),
                     )
@@ -827,7 +815,7 @@ impl WhatsAppService {
                 customer,
                 "user",
                 text,
-                now_ms(),
+                self.now_ms(),
                 Some(&message.message_id),
                 None,
             )
@@ -1018,7 +1006,7 @@ impl WhatsAppService {
                 &business.id,
                 recipient,
                 &body_json,
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         if row.status != "pending" {
@@ -1060,7 +1048,12 @@ impl WhatsAppService {
         match result {
             Ok(receipt) => {
                 self.store
-                    .whatsapp_outbound_result(key, &body_json, Ok(&receipt.message_id), now_ms())
+                    .whatsapp_outbound_result(
+                        key,
+                        &body_json,
+                        Ok(&receipt.message_id),
+                        self.now_ms(),
+                    )
                     .await?;
                 Ok(())
             }
@@ -1088,7 +1081,7 @@ impl WhatsAppService {
                         key,
                         &body_json,
                         Err((code, &e.to_string())),
-                        now_ms(),
+                        self.now_ms(),
                     )
                     .await?;
                 Ok(())
@@ -1126,7 +1119,7 @@ impl WhatsAppService {
                 &business.id,
                 &conversation_id(&business.id, key),
                 &serde_json::to_string(&event)?,
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         if !new {
@@ -1144,7 +1137,7 @@ impl WhatsAppService {
                 Delivery::Collect,
             )
             .await;
-        let now = now_ms();
+        let now = self.now_ms();
         match &parts {
             Ok(_) => {
                 self.store
@@ -1191,12 +1184,12 @@ impl WhatsAppService {
                     profile_name: None,
                     channel: "test",
                 },
-                now_ms(),
+                self.now_ms(),
             )
             .await?;
         let message_id = format!(
             "test.{}.{}",
-            now_ms(),
+            self.now_ms(),
             TEST_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let message = InboundMessage {
@@ -1208,7 +1201,7 @@ impl WhatsAppService {
                 user_id: None,
                 profile_name: None,
             },
-            timestamp_s: now_ms() / 1000,
+            timestamp_s: self.now_ms() / 1000,
             content: MessageContent::Text { body: text.into() },
         };
         let reply = self
@@ -1222,7 +1215,7 @@ impl WhatsAppService {
                 &customer,
                 "assistant",
                 &reply,
-                now_ms(),
+                self.now_ms(),
                 None,
                 Some(&message_id),
             )
@@ -1232,6 +1225,104 @@ impl WhatsAppService {
 }
 
 static TEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One inbox worker: the [`Scheduler`] and the row it is processing. All database, agent and
+/// send work happens here, in the shell.
+struct InboxWorker {
+    machine: Scheduler,
+    running: Option<InboxItem>,
+    finished: usize,
+}
+
+impl InboxWorker {
+    fn new(settings: Settings, first_poll_ms: i64) -> Self {
+        Self {
+            machine: Scheduler::new(settings, first_poll_ms),
+            running: None,
+            finished: 0,
+        }
+    }
+
+    /// Carries out the machine's steps until it waits for time or a wake-up.
+    async fn drain(&mut self, svc: &WhatsAppService) -> Result<(), WhatsAppError> {
+        while let Some(step) = self.machine.poll_output() {
+            if let Err(e) = self.step(svc, step).await {
+                self.machine.handle_store_error(svc.now_ms());
+                self.running = None;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, svc: &WhatsAppService, step: Step) -> Result<(), WhatsAppError> {
+        match step {
+            Step::Claim { lease_ms } => {
+                let now = svc.now_ms();
+                let max_attempts = i64::from(self.machine.settings().max_attempts);
+                self.running = svc
+                    .store
+                    .whatsapp_claim(now, lease_ms, max_attempts)
+                    .await?;
+                let job = self.running.as_ref().map(|item| Claimed {
+                    id: item.id.clone(),
+                    attempt: u32::try_from(item.attempts).unwrap_or(u32::MAX),
+                });
+                self.machine.handle_claimed(now, job);
+            }
+            Step::Run {
+                id, last_attempt, ..
+            } => {
+                if let Some(item) = &self.running {
+                    let work = svc.process(item, last_attempt);
+                    let outcome = run_leased(&mut self.machine, &|| svc.now_ms(), work).await;
+                    let outcome = outcome.map(|()| String::new()).map_err(failure);
+                    self.machine.handle_outcome(svc.now_ms(), &id, outcome);
+                }
+            }
+            Step::Finish {
+                id,
+                attempt,
+                verdict,
+            } => {
+                self.running = None;
+                let now = svc.now_ms();
+                let outcome = match &verdict {
+                    Verdict::Done { .. } => InboxOutcome::Done,
+                    Verdict::Retry { error, at_ms } => {
+                        tracing::warn!(%id, attempts = attempt, backoff_ms = at_ms - now, %error, "WhatsApp event will be retried");
+                        InboxOutcome::Retry {
+                            error,
+                            not_before_ms: *at_ms,
+                        }
+                    }
+                    Verdict::GiveUp { error } => {
+                        tracing::warn!(%id, %error, "WhatsApp event failed");
+                        InboxOutcome::Failed(error)
+                    }
+                };
+                svc.store.whatsapp_finish(&id, outcome, now).await?;
+                svc.stats.processed.fetch_add(1, Ordering::Relaxed);
+                self.finished += 1;
+            }
+            Step::LeaseExpired { id } => {
+                tracing::warn!(%id, "WhatsApp event outlived its lease; another worker may take it too");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Agent failures and throttled sends are worth another attempt; anything else is not.
+fn failure(e: WhatsAppError) -> Failure {
+    match e {
+        WhatsAppError::SendRetryable(_) | WhatsAppError::Agent(_) => Failure::Retryable {
+            error: e.to_string(),
+            retry_after_ms: None,
+        },
+        other => Failure::Permanent(other.to_string()),
+    }
+}
 
 /// Unsigned webhooks are a development convenience: a release (production) build refuses them.
 pub fn check_insecure_allowed(
