@@ -35,6 +35,7 @@
 //! (synthesis and the fixed-phrase cache), `stats.rs` (their measurements on `/metrics`).
 
 mod grpc;
+mod manager;
 mod stats;
 mod stt;
 mod synthesis;
@@ -66,11 +67,12 @@ use crate::voice::g711;
 
 pub use grpc::GoogleInitError;
 use grpc::*;
+pub use manager::PartialDebouncer;
+#[cfg(test)]
+use manager::{is_silent, join_text};
 pub use stats::GoogleStats;
 use stats::*;
-#[cfg(test)]
-use stt::*;
-pub use stt::{GoogleStt, PartialDebouncer};
+pub use stt::GoogleStt;
 pub use synthesis::GoogleTts;
 pub use wav::{WavError, wav_to_mulaw};
 
