@@ -804,3 +804,6 @@ fn duration_ms(d: &Option<prost_types::Duration>) -> Option<u64> {
     d.as_ref()
         .map(|d| d.seconds.max(0) as u64 * 1000 + d.nanos.max(0) as u64 / 1_000_000)
 }
+
+#[cfg(test)]
+mod tests;

@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn debouncer_delivers_the_newest_partial_once_per_window() {
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let mut d = PartialDebouncer::new(Duration::from_millis(50));
         assert_eq!(d.push(t0, "a".into()), None);
         assert_eq!(d.push(t0 + Duration::from_millis(10), "ab".into()), None);
