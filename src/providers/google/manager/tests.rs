@@ -407,11 +407,11 @@ fn partials_are_debounced_in_virtual_time() {
     assert_eq!(h.partials(), vec![(h.now - h.t0, "שלום")]);
 }
 
+/// How a stream ends.
+type Ending = fn() -> Result<(), tonic::Status>;
+
 /// The active stream fails `times` in a row before giving any result.
-fn fail_mid_utterance(
-    times: u32,
-    status: impl Fn() -> Result<(), tonic::Status>,
-) -> Result<(), SttError> {
+fn fail_mid_utterance(times: u32, status: Ending) -> Result<(), SttError> {
     let mut l = limits();
     l.reconnect_attempts = 2;
     let mut h = Harness::new(l);
@@ -427,7 +427,7 @@ fn fail_mid_utterance(
 #[test]
 fn a_stream_failing_mid_utterance_reports_the_kind_of_its_last_status() {
     use tonic::Status;
-    let cases: [(&str, fn() -> Result<(), Status>, FailureKind); 4] = [
+    let cases: [(&str, Ending, FailureKind); 4] = [
         (
             "unavailable",
             || Err(Status::unavailable("reset")),
