@@ -29,10 +29,18 @@
 //! overtaken by its successor's. A half-closed stream that gives no final within
 //! `[turn] stt_timeout_ms` is given up (the engine has used the last partial by then).
 //!
+//! All of the above is decided by one sans-IO machine per call, `manager.rs`, which never reads
+//! the clock: it takes `now` with every input (a caller frame, utterance end or discard, a
+//! response or the end of stream N, a timer) and answers with outputs (open, send audio on,
+//! half-close or release stream N; deliver an `SttEvent`) and its next deadline with a reason.
+//! The tokio shell in `stt.rs` owns the gRPC streams, reads the clock and traces each wake-up's
+//! reason; the manager's tests run in virtual time.
+//!
 //! # Files
-//! `grpc.rs` (one gRPC service: endpoint, channel, auth, status → failure kind), `stt.rs` (the
-//! recogniser stream manager), `wav.rs` (Google's WAV-wrapped audio → mu-law), `synthesis.rs`
-//! (synthesis and the fixed-phrase cache), `stats.rs` (their measurements on `/metrics`).
+//! `grpc.rs` (one gRPC service: endpoint, channel, auth, status → failure kind), `manager.rs`
+//! (the recogniser's stream manager), `stt.rs` (its tokio shell and the streams parked at the
+//! webhook), `wav.rs` (Google's WAV-wrapped audio → mu-law), `synthesis.rs` (synthesis and the
+//! fixed-phrase cache), `stats.rs` (their measurements on `/metrics`).
 
 mod grpc;
 mod manager;
