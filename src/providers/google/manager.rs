@@ -294,28 +294,25 @@ impl StreamManager {
 
     /// The next deadline and why; `None` while nothing is timed.
     pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {
-        let mut best: Option<(Instant, Reason)> = None;
-        let mut consider = |at: Option<Instant>, why| {
-            if let Some(at) = at
-                && best.is_none_or(|(b, _)| at < b)
-            {
-                best = Some((at, why));
-            }
-        };
-        consider(self.debouncer.deadline(), Reason::PartialDebounce);
-        consider(self.standby_retry_at, Reason::StandbyRetry);
-        consider(
-            self.standby
-                .as_ref()
-                .map(|s| s.opened + self.limits.standby_max_age()),
-            Reason::StandbyRefresh,
-        );
-        for seg in self.segments.values() {
-            if let (Some(at), false) = (seg.half_closed_at, seg.done) {
-                consider(Some(at + self.limits.finish_timeout), Reason::FinalWait);
-            }
-        }
-        best
+        let finish = self.limits.finish_timeout;
+        let final_waits = self
+            .segments
+            .values()
+            .filter(|s| !s.done)
+            .map(move |s| (s.half_closed_at.map(|at| at + finish), Reason::FinalWait));
+        let refresh = self
+            .standby
+            .as_ref()
+            .map(|s| s.opened + self.limits.standby_max_age());
+        [
+            (self.debouncer.deadline(), Reason::PartialDebounce),
+            (self.standby_retry_at, Reason::StandbyRetry),
+            (refresh, Reason::StandbyRefresh),
+        ]
+        .into_iter()
+        .chain(final_waits)
+        .filter_map(|(at, why)| Some((at?, why)))
+        .min_by_key(|&(at, _)| at)
     }
 
     pub fn totals(&self) -> Totals {

@@ -47,6 +47,13 @@ fn limits() -> Limits {
     Limits::new(&crate::config::GoogleConfig::default(), ms(1500))
 }
 
+fn debounced(window: Duration) -> Limits {
+    Limits {
+        partial_debounce: window,
+        ..limits()
+    }
+}
+
 impl Harness {
     fn new(limits: Limits) -> Self {
         let stats = Arc::new(GoogleStats::default());
@@ -304,11 +311,10 @@ fn a_stream_that_dies_mid_utterance_is_replayed_from_its_last_final() {
     assert_eq!(h.finals(), vec!["אני רוצה תור למחר", " כן"]);
 }
 
-#[test]
-fn a_final_arriving_on_the_old_stream_after_rotation_is_delivered_once() {
-    let mut l = limits();
+/// 0.5 s of speech, then a pause past the rotation age (300 ms): the utterance moves from
+/// stream `a` to stream `b`.
+fn rotated_at_a_pause(mut l: Limits) -> (Harness, StreamId, StreamId) {
     l.rotate_after = ms(300);
-    l.partial_debounce = ms(50);
     let mut h = Harness::new(l);
     h.speak(25);
     let a = h.active();
@@ -316,6 +322,12 @@ fn a_final_arriving_on_the_old_stream_after_rotation_is_delivered_once() {
     let b = h.active();
     assert_ne!(a, b, "rotated at the pause");
     assert_eq!(h.wires[&a].half_closed, Some(h.now));
+    (h, a, b)
+}
+
+#[test]
+fn a_final_arriving_on_the_old_stream_after_rotation_is_delivered_once() {
+    let (mut h, a, b) = rotated_at_a_pause(debounced(ms(50)));
     h.speak(15);
     // B's partial and final arrive before A's final.
     h.respond(b, "תור", false, 200);
@@ -345,13 +357,7 @@ fn a_final_arriving_on_the_old_stream_after_rotation_is_delivered_once() {
 
 #[test]
 fn the_old_streams_final_waits_for_the_new_one_in_stream_order() {
-    let mut l = limits();
-    l.rotate_after = ms(300);
-    let mut h = Harness::new(l);
-    h.speak(25);
-    let a = h.active();
-    h.frame(SILENT_FRAME);
-    let b = h.active();
+    let (mut h, a, b) = rotated_at_a_pause(limits());
     h.speak(10);
     h.input(SttInput::UtteranceEnd).unwrap();
     // The new stream finishes first; the old one is still finalising.
@@ -365,9 +371,7 @@ fn the_old_streams_final_waits_for_the_new_one_in_stream_order() {
 
 #[test]
 fn partials_are_debounced_in_virtual_time() {
-    let mut l = limits();
-    l.partial_debounce = ms(50);
-    let mut h = Harness::new(l);
+    let mut h = Harness::new(debounced(ms(50)));
     h.speak(5);
     let a = h.active();
     let first = h.now;
@@ -398,9 +402,7 @@ fn partials_are_debounced_in_virtual_time() {
     assert_eq!(h.finals(), vec!["I would like a room"]);
 
     // A zero window delivers at once.
-    let mut l = limits();
-    l.partial_debounce = Duration::ZERO;
-    let mut h = Harness::new(l);
+    let mut h = Harness::new(debounced(Duration::ZERO));
     h.speak(5);
     let a = h.active();
     h.respond(a, "שלום", false, 60);
@@ -565,9 +567,7 @@ fn a_half_closed_stream_with_no_final_is_given_up_after_the_stt_timeout() {
 
 #[test]
 fn a_discarded_utterance_releases_its_streams_and_delivers_nothing() {
-    let mut l = limits();
-    l.partial_debounce = ms(50);
-    let mut h = Harness::new(l);
+    let mut h = Harness::new(debounced(ms(50)));
     h.speak(10);
     let noise = h.active();
     h.respond(noise, "רעש", false, 100);
