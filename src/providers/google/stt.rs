@@ -26,10 +26,12 @@ pub(super) enum StreamMsg {
 }
 
 pub(super) type StreamRx = mpsc::Receiver<StreamMsg>;
+/// A stream's messages, tagged with the manager's id for it.
 pub(super) type Tagged = Pin<Box<dyn Stream<Item = (StreamId, StreamMsg)> + Send>>;
 
 /// Our side of one `StreamingRecognize` call. Dropping it cancels the call.
 pub(super) struct StreamHandle {
+    /// Process-wide, for the parked-stream expiry; a call's manager numbers its streams itself.
     pub(super) id: u64,
     /// Requests to the server; `None` once half-closed.
     pub(super) tx: Option<mpsc::Sender<speech::StreamingRecognizeRequest>>,
@@ -259,6 +261,7 @@ impl SpeechToText for GoogleStt {
         )
     }
 }
+
 /// The tokio shell around the [`StreamManager`]: it owns the gRPC streams, reads the clock and
 /// waits; every decision is the manager's (see `manager.rs` for the run loop).
 struct Shell {
