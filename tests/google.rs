@@ -13,7 +13,10 @@ use kav::caller::{self, Step, synthetic_speech};
 use kav::config::Config;
 use kav::providers::google::{GoogleStats, GoogleStt, GoogleTts};
 use kav::providers::*;
-use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig, StreamFault};
+use kav::testing::fake_google::{
+    FakeGoogle, SILENT_FRAME, ScriptedUtterance, SpeechFakeConfig, StreamFault,
+    numbered_speech_frame as speech_frame,
+};
 use kav::voice::g711;
 use support::*;
 use tokio::sync::mpsc;
@@ -39,21 +42,6 @@ fn google_config(fake: &FakeGoogle) -> Config {
     cfg.google.phrase_hints = vec!["תספורת".into()];
     cfg
 }
-
-/// A loud 20 ms frame whose bytes also encode its sequence number, so lost, duplicated or
-/// reordered audio shows up in the comparison.
-fn speech_frame(n: usize) -> [u8; 160] {
-    let mut f = [0u8; 160];
-    for (i, b) in f.iter_mut().enumerate() {
-        let s = if i % 2 == 0 { 9000 } else { -9000 };
-        *b = g711::encode(s);
-    }
-    f[0] = (n % 256) as u8;
-    f[1] = (n / 256) as u8;
-    f
-}
-
-const SILENT_FRAME: [u8; 160] = [0xFF; 160];
 
 struct Running {
     input: mpsc::Sender<SttInput>,

@@ -35,7 +35,8 @@ fn imports() -> Vec<Import> {
             .to_string_lossy()
             .replace('\\', "/");
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut in_tests = false;
+        // A `tests.rs` beside a module is its `#[cfg(test)] mod tests;`.
+        let mut in_tests = file.ends_with("/tests.rs");
         for (i, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("#[cfg(test)]") {
                 in_tests = true;

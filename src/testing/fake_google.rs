@@ -348,7 +348,8 @@ impl Service<Request<Streaming<speech::StreamingRecognizeRequest>>> for Recogniz
     }
 }
 
-fn transcript_result(
+/// One recognition result as Google sends it: a transcript ending at `end_ms` of stream audio.
+pub fn transcript_result(
     text: &str,
     is_final: bool,
     end_ms: u64,
@@ -374,12 +375,29 @@ fn prost_types_duration(ms: u64) -> prost_types::Duration {
     }
 }
 
-fn response(result: speech::StreamingRecognitionResult) -> speech::StreamingRecognizeResponse {
+pub fn response(result: speech::StreamingRecognitionResult) -> speech::StreamingRecognizeResponse {
     speech::StreamingRecognizeResponse {
         results: vec![result],
         ..Default::default()
     }
 }
+
+/// A loud 20 ms mu-law frame whose first two bytes encode its sequence number, so lost,
+/// duplicated or reordered audio shows up when what a recogniser received is compared with what
+/// was sent.
+pub fn numbered_speech_frame(n: usize) -> [u8; 160] {
+    let mut f = [0u8; 160];
+    for (i, b) in f.iter_mut().enumerate() {
+        let s = if i % 2 == 0 { 9000 } else { -9000 };
+        *b = crate::voice::g711::encode(s);
+    }
+    f[0] = (n % 256) as u8;
+    f[1] = (n / 256) as u8;
+    f
+}
+
+/// 20 ms of mu-law silence.
+pub const SILENT_FRAME: [u8; 160] = [0xFF; 160];
 
 /// One stream's life: validate requests, recognise the script, obey faults and the duration limit.
 async fn recognize(

@@ -29,12 +29,21 @@
 //! overtaken by its successor's. A half-closed stream that gives no final within
 //! `[turn] stt_timeout_ms` is given up (the engine has used the last partial by then).
 //!
+//! All of the above is decided by one sans-IO machine per call, `manager.rs`, which never reads
+//! the clock: it takes `now` with every input (a caller frame, utterance end or discard, a
+//! response or the end of stream N, a timer) and answers with outputs (open, send audio on,
+//! half-close or release stream N; deliver an `SttEvent`) and its next deadline with a reason.
+//! The tokio shell in `stt.rs` owns the gRPC streams, reads the clock and traces each wake-up's
+//! reason; the manager's tests run in virtual time.
+//!
 //! # Files
-//! `grpc.rs` (one gRPC service: endpoint, channel, auth, status → failure kind), `stt.rs` (the
-//! recogniser stream manager), `wav.rs` (Google's WAV-wrapped audio → mu-law), `synthesis.rs`
-//! (synthesis and the fixed-phrase cache), `stats.rs` (their measurements on `/metrics`).
+//! `grpc.rs` (one gRPC service: endpoint, channel, auth, status → failure kind), `manager.rs`
+//! (the recogniser's stream manager), `stt.rs` (its tokio shell and the streams parked at the
+//! webhook), `wav.rs` (Google's WAV-wrapped audio → mu-law), `synthesis.rs` (synthesis and the
+//! fixed-phrase cache), `stats.rs` (their measurements on `/metrics`).
 
 mod grpc;
+mod manager;
 mod stats;
 mod stt;
 mod synthesis;
@@ -66,11 +75,12 @@ use crate::voice::g711;
 
 pub use grpc::GoogleInitError;
 use grpc::*;
+pub use manager::PartialDebouncer;
+#[cfg(test)]
+use manager::{is_silent, join_text};
 pub use stats::GoogleStats;
 use stats::*;
-#[cfg(test)]
-use stt::*;
-pub use stt::{GoogleStt, PartialDebouncer};
+pub use stt::GoogleStt;
 pub use synthesis::GoogleTts;
 pub use wav::{WavError, wav_to_mulaw};
 
@@ -193,7 +203,7 @@ mod tests {
 
     #[test]
     fn debouncer_delivers_the_newest_partial_once_per_window() {
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let mut d = PartialDebouncer::new(Duration::from_millis(50));
         assert_eq!(d.push(t0, "a".into()), None);
         assert_eq!(d.push(t0 + Duration::from_millis(10), "ab".into()), None);
