@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kav::caller::{self, CallReport, Step, synthetic_speech};
+use kav::caller::{self, CallReport, Step};
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
 use support::*;
@@ -120,19 +120,6 @@ async fn relay(
     upstream.abort();
 }
 
-fn say(transcript: &str) -> Step {
-    Step::Say {
-        audio: Arc::new(synthetic_speech(ms(800))),
-        transcript: transcript.into(),
-    }
-}
-
-fn wait_for_bot() -> Step {
-    Step::WaitForBot {
-        max: Duration::from_secs(15),
-    }
-}
-
 /// 20 ms frames of the fake synthesiser's tone the caller received (silence frames not counted).
 fn tone_frames(report: &CallReport) -> usize {
     report
@@ -202,10 +189,10 @@ async fn sentence_two_fails(fault: Fault) {
 
     let sid = "CA00000000000000000000000000000f15";
     let steps = vec![
-        say(ASK),
+        say(800, ASK),
         wait_for_bot(),
         Step::Pause(ms(400)),
-        say(THANKS),
+        say(800, THANKS),
         wait_for_bot(),
     ];
     let mut options = srv.caller(sid);
