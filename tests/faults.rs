@@ -323,6 +323,25 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault, disk: 
         }
     }
 
+    if fault == DbFault::RealDiskFull {
+        // Counted where operators look, by the instance that met the full disk and is still up.
+        let metrics = reqwest::get(format!("http://{during}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("kav_webhooks_not_stored_total 2"),
+            "{what}: {}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("webhooks_not_stored"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
     // The fault clears: the lock is released / the instance restarts on a healthy database.
     if let Some(mut conn) = lock.take() {
         sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
