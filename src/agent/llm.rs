@@ -37,6 +37,8 @@ pub struct BookingAgent {
 
 /// Earlier tool calls remembered per conversation, newest kept.
 const TOOL_MEMORY_LINES: usize = 8;
+/// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
+const TOOL_MEMORY_RESULT_CHARS: usize = 600;
 /// Bookings a conversation made or changed that the agent is reminded of, newest kept.
 const TOOL_MEMORY_BOOKINGS: usize = 8;
 
@@ -66,8 +68,6 @@ impl ToolMemory {
         self.bookings.drain(..excess);
     }
 }
-/// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
-const TOOL_MEMORY_RESULT_CHARS: usize = 600;
 
 /// One remembered call: `tool {args} -> {result}`. The history carries only text, so without this
 /// the model would see its own "21:00 is free, shall I book?" on the next turn but not the slot,
