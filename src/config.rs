@@ -586,6 +586,12 @@ pub struct BookingConfig {
     pub outbox_max_attempts: u32,
     /// Also send the call summary to the customer on WhatsApp when a call ends.
     pub send_call_summary: bool,
+    /// Conversation history kept for the agent (calls and WhatsApp): at most this many messages,
+    /// newest first ...
+    pub history_max_messages: u32,
+    /// ... and at most this many characters of them. Bookings made earlier are kept apart, as
+    /// conversation state.
+    pub history_max_chars: u32,
 }
 
 impl Default for BookingConfig {
@@ -600,6 +606,8 @@ impl Default for BookingConfig {
             outbox_backoff_max_ms: 300_000,
             outbox_max_attempts: 12,
             send_call_summary: false,
+            history_max_messages: 24,
+            history_max_chars: 6_000,
         }
     }
 }

@@ -97,6 +97,7 @@ counters! {
     RequestTimeouts => "request_timeouts", "Requests answered 408: not done within limits.request_timeout_ms";
     RateLimited => "rate_limited", "Webhook requests refused 429 by the per-IP rate limit";
     CallsRefused => "calls_refused", "New calls answered with the overflow TwiML (admission control)";
+    WebhooksNotStored => "webhooks_not_stored", "WhatsApp webhooks answered 5xx because they could not be stored (the vendor retries them)";
 }
 
 pub const MARK_NAMES: [&str; 7] = [

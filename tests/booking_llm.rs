@@ -81,18 +81,29 @@ async fn turn(f: &Fixture, sid: &str, from: Option<&str>, user: &[&str]) -> Hear
 }
 
 async fn turn_on(agent: &BookingAgent, sid: &str, from: Option<&str>, user: &[&str]) -> Heard {
+    let history = user.iter().map(|t| message(Role::User, t)).collect();
+    respond(agent, sid, from, history).await
+}
+
+fn message(role: Role, text: &str) -> Message {
+    Message {
+        role,
+        text: text.to_string(),
+        interrupted: false,
+    }
+}
+
+/// One turn whose request carries `history` (ending with the user's message).
+async fn respond(
+    agent: &BookingAgent,
+    sid: &str,
+    from: Option<&str>,
+    history: Vec<Message>,
+) -> Heard {
     let mut parameters = BTreeMap::new();
     if let Some(from) = from {
         parameters.insert("From".to_string(), from.to_string());
     }
-    let history = user
-        .iter()
-        .map(|t| Message {
-            role: Role::User,
-            text: t.to_string(),
-            interrupted: false,
-        })
-        .collect();
     let request = AgentRequest {
         channel: Channel::Phone,
         call: CallContext {
@@ -101,7 +112,7 @@ async fn turn_on(agent: &BookingAgent, sid: &str, from: Option<&str>, user: &[&s
             language: "en-US".into(),
             parameters,
         },
-        turn: user.len() as u32,
+        turn: history.iter().filter(|m| m.role == Role::User).count() as u32,
         history,
         digits: false,
     };
@@ -767,4 +778,132 @@ async fn a_retried_create_after_a_failure_does_not_book_twice() {
         "{}",
         heard.text
     );
+}
+
+/// A long conversation (41 turns, a booking in the first, slot searches after it): every request
+/// the model gets carries at most the capped history (`[booking] history_max_messages` 24,
+/// `history_max_chars` 6,000), its body stops growing once the cap is reached, and the booking of
+/// the first turn is still known at the end, from the conversation's state (the booking system's
+/// row), though its turn and its tool line are long gone from what the model is shown.
+#[tokio::test]
+async fn a_long_conversation_stays_under_the_cap_and_an_early_booking_stays_known() {
+    let create =
+        json!({"start_iso": "2026-11-24T10:00", "resource": "Dubai", "customer_name": "Dana"});
+    let mut script = vec![
+        FakeReply::tool_calls(vec![call("c1", "calendar_create_appointment", create)], 3),
+        FakeReply::text("You're booked for tomorrow at 10:00 in the Dubai room.", 3),
+    ];
+    const LATER_TURNS: usize = 40;
+    for _ in 0..LATER_TURNS {
+        script.push(find_dubai_tomorrow());
+        script.push(FakeReply::text(
+            "I have looked at the calendar for you. Which hour suits you best?",
+            3,
+        ));
+    }
+    let f = fixture(script).await;
+    let cap = f.rt.config.history_cap();
+    assert_eq!((cap.max_messages, cap.max_chars), (24, 6_000));
+
+    // Customer wording of varying length, Hebrew and English.
+    let asks = [
+        "תגיד, יש משהו פנוי מחר בערב בחדר דובאי? אנחנו חבורה של שישה חברים מהעבודה ורוצים לחגוג יום הולדת",
+        "and what about the day after, around seven or eight in the evening, for the same room please?",
+        "רגע, ומה עם שבוע הבא? אני לא בטוח שכולם יכולים להגיע מחר, אז אולי עדיף לבדוק גם אפשרויות אחרות",
+        "ok",
+    ];
+    let mut history = vec![message(
+        Role::User,
+        "Dubai tomorrow at 10 for Dana please, yes book it",
+    )];
+    let first = respond(&f.agent, "CA_long", Some(CALLER), history.clone()).await;
+    assert_eq!(
+        first.text,
+        "You're booked for tomorrow at 10:00 in the Dubai room."
+    );
+    history.push(message(Role::Assistant, &first.text));
+    let mut first_round_bodies = Vec::new();
+    for i in 0..LATER_TURNS {
+        history.push(message(Role::User, asks[i % asks.len()]));
+        let before = f.fake.requests().len();
+        let heard = respond(&f.agent, "CA_long", Some(CALLER), history.clone()).await;
+        history.push(message(Role::Assistant, &heard.text));
+        let requests = f.fake.requests();
+        assert_eq!(
+            requests.len(),
+            before + 2,
+            "turn {i}: find slots, then the answer"
+        );
+        let body = &requests[before];
+        first_round_bodies.push(body.to_string().len());
+        // What the model sees of the conversation: the newest messages within the cap, ending
+        // with this turn's question, starting with a question.
+        let shown: Vec<&Value> = body["messages"].as_array().unwrap()[1..].iter().collect();
+        let chars: usize = shown
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or("").chars().count())
+            .sum();
+        assert!(
+            shown.len() <= cap.max_messages,
+            "turn {i}: {} messages",
+            shown.len()
+        );
+        assert!(chars <= cap.max_chars, "turn {i}: {chars} characters");
+        assert_eq!(shown[0]["role"], "user", "turn {i}");
+        assert_eq!(
+            shown.last().unwrap()["content"],
+            asks[i % asks.len()],
+            "turn {i}"
+        );
+    }
+    // The whole history is 82 messages; the model was shown a bounded part of it.
+    assert_eq!(history.len(), 2 + 2 * LATER_TURNS);
+    let last = f.fake.requests()[f.fake.requests().len() - 2].clone();
+    let shown = last["messages"].as_array().unwrap();
+    assert!(
+        shown
+            .iter()
+            .all(|m| !m["content"].as_str().unwrap_or("").contains("book it")),
+        "the booking's turn is no longer shown"
+    );
+    // The request body is flat once the cap is reached (it grows by tens of kilobytes without).
+    let plateau = &first_round_bodies[15..];
+    let (lo, hi) = (
+        *plateau.iter().min().unwrap(),
+        *plateau.iter().max().unwrap(),
+    );
+    assert!(hi - lo < 1_000, "bodies {first_round_bodies:?}");
+    assert!(hi < 20_000, "bodies {first_round_bodies:?}");
+
+    // The booking is known from state: the tool lines hold only slot searches now, and the
+    // prompt names the appointment as the booking system has it.
+    let appointments = f.store.appointments_for_business(BUSINESS).await.unwrap();
+    assert_eq!(appointments.len(), 1);
+    let id = &appointments[0].id;
+    let prompt = last["messages"][0]["content"].as_str().unwrap();
+    let (booked, tools) = prompt
+        .split_once("earlier turns")
+        .expect("tool memory in the prompt");
+    assert!(!tools.contains("calendar_create_appointment"), "{tools}");
+    assert!(
+        booked.contains(&format!(
+            "{id}: 2026-11-24 10:00, room Dubai, under the name \"Dana\", status booked"
+        )),
+        "{booked}"
+    );
+
+    // Cancelled behind the agent's back (e.g. by staff): the next turn says so.
+    f.store
+        .cancel_appointment(id, kav::testing::clock::monday_noon_ms())
+        .await
+        .unwrap();
+    f.fake.push(FakeReply::text("Anything else?", 1));
+    history.push(message(Role::User, "is my booking still on?"));
+    respond(&f.agent, "CA_long", Some(CALLER), history).await;
+    let prompt = system_prompts(&f).pop().unwrap();
+    assert!(
+        prompt.contains(&format!("{id}: 2026-11-24 10:00")),
+        "{prompt}"
+    );
+    assert!(prompt.contains("status cancelled"), "{prompt}");
 }

@@ -2,7 +2,8 @@
 //! and hung, and the database busy (another connection holds a write lock), read-only, full and
 //! (PostgreSQL) its connection dropped mid-statement — on SQLite always and on PostgreSQL too when
 //! `KAV_TEST_POSTGRES_URL` is set (`tests/backends`, `scripts/ci-postgres.sh`; see `DbFault` for
-//! how each is made on each). Each checks its promise:
+//! how each is made on each) — and a real full disk: a small tmpfs under a SQLite file and under a
+//! PostgreSQL tablespace, filled to the last page (`Tmpfs`). Each checks its promise:
 //! a booking still succeeds and nothing blocks the call; every confirmation is delivered exactly
 //! once after the fault; a webhook is acknowledged (2xx) only once durably stored, so the vendor
 //! retries it, and no booking is lost or doubled when the fault clears. The SIGKILL cases are in
@@ -12,7 +13,10 @@ mod backends;
 mod dialog;
 mod wa_server;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use kav::agent::offline::OfflineBookingAgent;
@@ -53,8 +57,9 @@ async fn serve(store: Store, cfg: Config) -> wa_server::Server {
     wa_server::serve(store, cfg, APP_SECRET, ACCESS_TOKEN, SEND_TIMEOUT).await
 }
 
-/// A signed Cloud API text webhook; `padding` long profile name makes the stored event need new
-/// database pages.
+/// A signed Cloud API text webhook; a `padding` characters long profile name makes the stored
+/// event need new database pages. The name is pseudo-random letters, so PostgreSQL cannot
+/// compress it into the page it has.
 fn webhook(wamid: &str, text: &str, padding: usize) -> Vec<u8> {
     let body = kav::testing::fake_graph::text_webhook(
         wamid,
@@ -64,15 +69,37 @@ fn webhook(wamid: &str, text: &str, padding: usize) -> Vec<u8> {
         text,
     );
     let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut rng = fastrand::Rng::with_seed(padding as u64);
     if padding > 0 {
-        v["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] =
-            serde_json::json!("N".repeat(padding));
+        v["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = serde_json::json!(
+            std::iter::repeat_with(|| rng.alphabetic())
+                .take(padding)
+                .collect::<String>()
+        );
     }
     v.to_string().into_bytes()
 }
 
 async fn post(addr: SocketAddr, body: &[u8]) -> u16 {
     post_signed_webhook(&format!("http://{addr}/whatsapp/webhook"), APP_SECRET, body).await
+}
+
+/// As [`post`], with the response's body (what the vendor is told).
+async fn post_answer(addr: SocketAddr, body: &[u8]) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/whatsapp/webhook"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            kav::channels::signature::hub_signature_256(APP_SECRET, body),
+        )
+        .body(body.to_vec())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("webhook post");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
 }
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -120,13 +147,16 @@ enum DbFault {
     /// PostgreSQL only: the server ends the connection a webhook's insert is running on
     /// (`pg_terminate_backend` while the insert waits on a lock).
     ConnectionDropped,
+    /// A real full file system: the database's files are on a small tmpfs ([`Tmpfs`]), filled
+    /// by a file of its own until the kernel says ENOSPC; the running instance meets it as is.
+    RealDiskFull,
 }
 
 /// Runs the fault on every backend: SQLite always, PostgreSQL when `KAV_TEST_POSTGRES_URL` is set.
 async fn booking_survives(fault: DbFault) {
     for backend in backends::backends().await {
         if backend.name == "postgres" || fault != DbFault::ConnectionDropped {
-            booking_survives_on(&backend, fault).await;
+            booking_survives_on(&backend, fault, None).await;
         }
         backend.cleanup().await;
     }
@@ -203,7 +233,7 @@ async fn post_and_drop_connection(side: &AnyPool, addr: SocketAddr, body: &[u8])
 
 /// The customer's "yes" (the message that books) arrives while the database fails: it is not
 /// acknowledged; the vendor's retries once the fault clears book exactly once and answer once.
-async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
+async fn booking_survives_on(backend: &backends::Backend, fault: DbFault, disk: Option<&Tmpfs>) {
     let postgres = backend.name == "postgres";
     let what = format!("{fault:?} on {}", backend.name);
     let (store, side) = database(backend).await;
@@ -221,7 +251,14 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
         );
         graph.wait_accepted(i + 1, WAIT).await;
     }
-    let yes = webhook("wamid.Fyes", "yes", 6_000);
+    // On a real disk the event must need more pages than a page's free space or a table's
+    // free pages can give (TOAST chunks of a 64 KB name).
+    let padding = if fault == DbFault::RealDiskFull {
+        64_000
+    } else {
+        6_000
+    };
+    let yes = webhook("wamid.Fyes", "yes", padding);
 
     // The fault, and the webhook during it: not acknowledged, nothing stored.
     let mut healthy = Some(healthy);
@@ -232,6 +269,17 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
             lock = Some(hold_write_lock(&side, postgres).await);
         }
         (DbFault::DiskFull, true) => postgres_disk_full(&side, true).await,
+        (DbFault::RealDiskFull, _) => {
+            if !postgres {
+                // Committed pages move from the WAL into the database file, so the next write
+                // has to grow the WAL again.
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&side)
+                    .await
+                    .unwrap();
+            }
+            disk.expect("a tmpfs for the real disk").fill();
+        }
         (DbFault::ReadOnly | DbFault::DiskFull, _) => {
             // The instance restarts on a database that refuses writes.
             healthy = None;
@@ -255,14 +303,42 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
     }
     let during = healthy.as_ref().or(faulty.as_ref()).unwrap().addr;
     for _ in 0..2 {
-        let status = if fault == DbFault::ConnectionDropped {
-            post_and_drop_connection(&side, during, &yes).await
+        let (status, answer) = if fault == DbFault::ConnectionDropped {
+            (post_and_drop_connection(&side, during, &yes).await, None)
         } else {
-            post(during, &yes).await
+            let (status, answer) = post_answer(during, &yes).await;
+            (status, Some(answer))
         };
         assert!(
             !(200..300).contains(&status),
             "{what}: a webhook that was not stored was acknowledged ({status})"
+        );
+        if fault == DbFault::RealDiskFull {
+            // The vendor (and the log: the same text is logged at warn) is told why.
+            let answer = answer.unwrap_or_default();
+            assert!(
+                answer.contains("disk is full") || answer.contains("No space left on device"),
+                "{what}: {status} {answer:?}"
+            );
+        }
+    }
+
+    if fault == DbFault::RealDiskFull {
+        // Counted where operators look, by the instance that met the full disk and is still up.
+        let metrics = reqwest::get(format!("http://{during}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("kav_webhooks_not_stored_total 2"),
+            "{what}: {}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("webhooks_not_stored"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 
@@ -272,6 +348,9 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault) {
     }
     if postgres && fault == DbFault::DiskFull {
         postgres_disk_full(&side, false).await;
+    }
+    if fault == DbFault::RealDiskFull {
+        disk.unwrap().free();
     }
     drop(faulty);
     let healthy = match healthy {
@@ -339,6 +418,219 @@ async fn database_read_only_webhook_not_acknowledged_then_booked_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_webhook_not_acknowledged_then_booked_once() {
     booking_survives(DbFault::DiskFull).await;
+}
+
+/// A small tmpfs mounted for one test (mounting needs root, which this machine and CI give);
+/// unmounted when dropped, also when the test fails.
+struct Tmpfs {
+    mnt: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `size` as `mount -o size=` takes it; `owner` (uid, gid) owns the file system's root.
+    /// `None` when mounting is not permitted here (the reason printed); under `CI` it panics
+    /// instead, so the test cannot pass by skipping.
+    fn mount(size: &str, owner: Option<(u32, u32)>) -> Option<Self> {
+        let parent = tempfile::Builder::new()
+            .prefix("kav-disk-")
+            .tempdir()
+            .unwrap();
+        // Others (the postgres user) must reach the mount point.
+        std::fs::set_permissions(
+            parent.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mnt = parent.path().join("fs");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut options = format!("size={size},mode=0700");
+        if let Some((uid, gid)) = owner {
+            options.push_str(&format!(",uid={uid},gid={gid}"));
+        }
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(&mnt)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Self {
+                mnt,
+                _parent: parent,
+            }),
+            other => {
+                let reason = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                skip_or_fail(&format!("cannot mount a tmpfs ({reason})"));
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.mnt
+    }
+
+    /// Fills the file system to its last page; returns the bytes written.
+    fn fill(&self) -> usize {
+        let mut file = std::fs::File::create(self.mnt.join("filler")).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        let mut written = 0;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", self.mnt.display()),
+            }
+        }
+        assert!(written > 0, "the tmpfs was already full");
+        written
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.mnt.join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.mnt.join("filler"));
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Still in use (a process holds a file open): detach it now, freed when released.
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// A test that cannot run here says why; under `CI` that is a failure.
+fn skip_or_fail(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI: {reason}");
+    }
+    eprintln!("note: skipped: {reason}");
+}
+
+/// A PostgreSQL database whose default tablespace lives on its own tmpfs: made through `psql` as
+/// the `postgres` superuser (tablespaces need one), owned by the test's role; dropped with its
+/// tablespace, then unmounted, when this is dropped.
+struct PgOnTmpfs {
+    port: u16,
+    name: String,
+    url: String,
+    disk: Tmpfs,
+}
+
+fn psql_as_postgres(port: u16, sql: &str) -> Result<(), String> {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-p", &port.to_string()])
+        .args(["-v", "ON_ERROR_STOP=1", "-qtA", "-c", sql])
+        .output()
+        .map_err(|e| format!("runuser psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn id_of(flag: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+impl PgOnTmpfs {
+    /// `None` when there is no PostgreSQL (`KAV_TEST_POSTGRES_URL` unset), or no way to make the
+    /// tablespace here (printed; a failure under `CI`).
+    fn create(base: &str) -> Option<Self> {
+        let mut url = reqwest::Url::parse(base).expect("KAV_TEST_POSTGRES_URL is a URL");
+        let port = url.port().unwrap_or(5432);
+        let owner = url.username().to_string();
+        let (Some(uid), Some(gid)) = (id_of("-u"), id_of("-g")) else {
+            skip_or_fail("no local `postgres` user to own a tablespace");
+            return None;
+        };
+        let disk = Tmpfs::mount("24m", Some((uid, gid)))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("kav_disk_{}_{nanos}", std::process::id());
+        let made = psql_as_postgres(
+            port,
+            &format!(
+                "CREATE TABLESPACE {name} LOCATION '{}'",
+                disk.path().display()
+            ),
+        )
+        .and_then(|()| {
+            psql_as_postgres(
+                port,
+                &format!("CREATE DATABASE {name} OWNER \"{owner}\" TABLESPACE {name}"),
+            )
+        });
+        url.set_path(&format!("/{name}"));
+        let this = Self {
+            port,
+            name,
+            url: url.to_string(),
+            disk,
+        };
+        match made {
+            Ok(()) => Some(this),
+            Err(reason) => {
+                skip_or_fail(&format!("cannot make a tablespace on a tmpfs: {reason}"));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for PgOnTmpfs {
+    fn drop(&mut self) {
+        let name = &self.name;
+        let _ = psql_as_postgres(
+            self.port,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        let _ = psql_as_postgres(self.port, &format!("DROP TABLESPACE IF EXISTS {name}"));
+    }
+}
+
+/// SQLite's file on a real, full file system: the running instance answers the "yes" webhook
+/// non-2xx (SQLITE_FULL, said in the answer), does not crash, and once space is freed the
+/// vendor's retries book once, answer once and confirm once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_full_disk_sqlite_webhook_not_acknowledged_then_booked_once() {
+    let Some(disk) = Tmpfs::mount("4m", None) else {
+        return;
+    };
+    let url = format!("sqlite://{}", disk.path().join("kav.db").display());
+    let backend = backends::Backend::at("sqlite", url);
+    booking_survives_on(&backend, DbFault::RealDiskFull, Some(&disk)).await;
+}
+
+/// PostgreSQL with the database's tablespace on a real, full file system (ENOSPC when a table
+/// grows; the server's own WAL is elsewhere and keeps working): same promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_full_disk_postgres_tablespace_webhook_not_acknowledged_then_booked_once() {
+    let base = match std::env::var("KAV_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => base,
+        _ => {
+            eprintln!("note: KAV_TEST_POSTGRES_URL unset; PostgreSQL full-disk case skipped");
+            return;
+        }
+    };
+    let Some(pg) = PgOnTmpfs::create(&base) else {
+        return;
+    };
+    let backend = backends::Backend::at("postgres", pg.url.clone());
+    booking_survives_on(&backend, DbFault::RealDiskFull, Some(&pg.disk)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

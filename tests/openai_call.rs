@@ -19,19 +19,6 @@ async fn bounded<F: Future>(secs: u64, f: F) -> F::Output {
         .expect("test exceeded its time bound")
 }
 
-fn say(len_ms: u64, transcript: &str) -> Step {
-    Step::Say {
-        audio: Arc::new(synthetic_speech(ms(len_ms))),
-        transcript: transcript.into(),
-    }
-}
-
-fn wait_for_bot() -> Step {
-    Step::WaitForBot {
-        max: Duration::from_secs(15),
-    }
-}
-
 async fn server_with_llm(fake: &FakeOpenAi, timeout_ms: u64) -> TestServer {
     let base_url = fake.base_url();
     TestServer::start(move |cfg, _| {

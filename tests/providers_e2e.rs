@@ -6,10 +6,9 @@
 mod support;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use kav::caller::{self, Step, synthetic_speech};
+use kav::caller::{self, Step};
 use kav::testing::fake_google::{FakeGoogle, ScriptedUtterance, SpeechFakeConfig};
 use kav::testing::fake_openai::{FakeOpenAi, FakeReply};
 use support::*;
@@ -18,19 +17,6 @@ async fn bounded<F: Future>(secs: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .expect("test exceeded its time bound")
-}
-
-fn say(transcript: &str) -> Step {
-    Step::Say {
-        audio: Arc::new(synthetic_speech(ms(800))),
-        transcript: transcript.into(),
-    }
-}
-
-fn wait_for_bot() -> Step {
-    Step::WaitForBot {
-        max: Duration::from_secs(15),
-    }
 }
 
 async fn server(google: &FakeGoogle, llm: &FakeOpenAi) -> TestServer {
@@ -72,7 +58,7 @@ async fn a_call_with_google_stt_llm_and_google_tts() {
             );
         }
         let sid = "CA00000000000000000000000000000951";
-        let report = caller::run_call(&srv.caller(sid), vec![say(said), wait_for_bot()])
+        let report = caller::run_call(&srv.caller(sid), vec![say(800, said), wait_for_bot()])
             .await
             .unwrap();
         srv.settle().await;
@@ -134,10 +120,10 @@ async fn llm_failure_leaves_the_call_alive_with_the_offline_dialog_answering() {
         let srv = server(&google, &llm).await;
         let sid = "CA00000000000000000000000000000952";
         let steps = vec![
-            say("first question"),
+            say(800, "first question"),
             wait_for_bot(),
             Step::Pause(ms(400)),
-            say("second question"),
+            say(800, "second question"),
             wait_for_bot(),
         ];
         caller::run_call(&srv.caller(sid), steps).await.unwrap();

@@ -820,3 +820,52 @@ fn reply_sent_whole_before_synthesis_ends_still_finishes() {
         assert_eq!(h.session.phase(), Phase::Listening);
     }
 }
+
+/// A long call keeps only the newest part of its conversation (`[booking] history_max_messages`
+/// and `history_max_chars`): every agent request carries at most the cap, ending with the
+/// caller's words of that turn and starting with a caller's message, and the session itself
+/// holds no more.
+#[test]
+fn a_long_call_keeps_its_history_under_the_cap() {
+    let mut cfg = test_config();
+    cfg.booking.history_max_messages = 6;
+    cfg.booking.history_max_chars = 400;
+    const TURNS: usize = 25;
+    let mut steps = Vec::new();
+    for _ in 0..TURNS {
+        steps.push(Speak(ms(600)));
+        steps.push(WaitForBot);
+        steps.push(Silence(ms(300)));
+    }
+    let said: Vec<String> = (0..TURNS)
+        .map(|i| match i % 3 {
+            0 => format!("question number {i} about the opening hours"),
+            1 => format!("שאלה מספר {i}: כמה עולה חדר לשישה אנשים בערב?"),
+            _ => format!("{i}"),
+        })
+        .collect();
+    let said_refs: Vec<&str> = said.iter().map(String::as_str).collect();
+    let mut h = Harness::new(&cfg, steps).transcripts(&said_refs);
+    h.replies = Box::new(|_, _| ScriptedReply::text("We are open every day from nine until late."));
+    h.run(Duration::from_secs(30 * TURNS as u64));
+
+    assert_eq!(h.agent_requests.len(), TURNS, "{:?}", h.events);
+    for (i, (_, _, history)) in h.agent_requests.iter().enumerate() {
+        let chars: usize = history.iter().map(|m| m.text.chars().count()).sum();
+        assert!(history.len() <= 6, "turn {i}: {history:?}");
+        assert!(chars <= 400, "turn {i}: {chars}");
+        assert_eq!(history.last().unwrap().text, said[i], "turn {i}");
+        assert_eq!(history[0].role, Role::User, "turn {i}");
+    }
+    // Early on the whole conversation fits; at the end only the newest part is kept.
+    assert_eq!(h.agent_requests[1].2.len(), 3);
+    assert!(h.session.history().len() <= 6);
+    assert!(
+        h.session
+            .history()
+            .iter()
+            .all(|m| !m.text.contains("number 0 ")),
+        "{:?}",
+        h.session.history()
+    );
+}

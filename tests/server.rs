@@ -35,12 +35,6 @@ fn say(len_ms: u64, transcript: &str) -> Step {
     }
 }
 
-fn wait_for_bot() -> Step {
-    Step::WaitForBot {
-        max: Duration::from_secs(15),
-    }
-}
-
 /// Speech, a digit prompt, keypad entry: turns, latency marks, media, marks, health and metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_over_real_sockets() {

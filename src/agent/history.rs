@@ -1,16 +1,57 @@
-//! The conversation as the model sees it: what the engine's history says, plus what the text alone
-//! would hide (the caller cut the assistant off; the user typed on the keypad).
+//! The conversation as the model sees it: the newest part of what the engine's history says,
+//! within the cap (`[booking] history_max_messages`, `history_max_chars`), plus what the text
+//! alone would hide (the caller cut the assistant off; the user typed on the keypad).
 
+use crate::config::BookingConfig;
 use crate::providers::{AgentRequest, ChatMessage, Message, Role};
+use crate::voice::ports::HistoryCap;
 
-/// The history of `request` as chat messages, oldest first.
-pub fn chat_messages(request: &AgentRequest) -> impl Iterator<Item = ChatMessage> + '_ {
+impl BookingConfig {
+    /// The history cap both the call session and the agent apply.
+    pub fn history_cap(&self) -> HistoryCap {
+        HistoryCap {
+            max_messages: self.history_max_messages as usize,
+            max_chars: self.history_max_chars as usize,
+        }
+    }
+}
+
+/// The newest part of the history of `request` within `cap`, as chat messages, oldest first.
+/// A newest message longer than the cap alone is cut to it.
+pub fn chat_messages(
+    request: &AgentRequest,
+    cap: HistoryCap,
+) -> impl Iterator<Item = ChatMessage> + '_ {
     let last = request.history.len().saturating_sub(1);
-    request
-        .history
+    let first = cap.first_kept(&request.history);
+    request.history[first..]
         .iter()
         .enumerate()
-        .map(move |(i, m)| chat_message(m, request.digits && i == last))
+        .map(move |(i, m)| {
+            let newest = first + i == last;
+            let message = chat_message(m, request.digits && newest);
+            if newest {
+                cut(message, cap.max_chars)
+            } else {
+                message
+            }
+        })
+}
+
+/// Cuts a message's text to `max_chars` characters (an ellipsis marks the cut).
+fn cut(message: ChatMessage, max_chars: usize) -> ChatMessage {
+    let shorten = |text: String| match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    };
+    match message {
+        ChatMessage::User(text) => ChatMessage::User(shorten(text)),
+        ChatMessage::Assistant { text, tool_calls } => ChatMessage::Assistant {
+            text: shorten(text),
+            tool_calls,
+        },
+        other => other,
+    }
 }
 
 fn chat_message(message: &Message, typed_digits: bool) -> ChatMessage {
@@ -57,7 +98,8 @@ mod tests {
             ],
             digits: true,
         };
-        let messages: Vec<ChatMessage> = chat_messages(&request).collect();
+        let messages: Vec<ChatMessage> =
+            chat_messages(&request, BookingConfig::default().history_cap()).collect();
         assert_eq!(
             messages,
             vec![

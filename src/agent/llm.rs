@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::offline::{OfflineBookingAgent, PHONE_MAX_DIGITS, confirmation_reply, emit};
 use super::tools::{self, ToolContext};
+use super::usecases::Bookings;
 use super::{BookingRuntime, GUARD_TRACE, TOOL_MEMORY};
 use crate::booking::guard::{self, Evidence, SentenceBuffer, is_hebrew};
 use crate::providers::{
@@ -38,6 +39,35 @@ pub struct BookingAgent {
 const TOOL_MEMORY_LINES: usize = 8;
 /// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
 const TOOL_MEMORY_RESULT_CHARS: usize = 600;
+/// Bookings a conversation made or changed that the agent is reminded of, newest kept.
+const TOOL_MEMORY_BOOKINGS: usize = 8;
+
+/// What the LLM agent remembers of a conversation between turns (`TOOL_MEMORY`, in the
+/// database): its recent tool calls with their results, and apart from them the appointments the
+/// conversation booked, moved or cancelled. The history the model sees is capped (see
+/// `super::history`), and so are the tool lines; the bookings are kept apart so that a booking
+/// made early is still known however long the conversation runs.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ToolMemory {
+    lines: Vec<String>,
+    /// Appointment ids, oldest first.
+    bookings: Vec<String>,
+}
+
+impl ToolMemory {
+    /// Adds one turn's tool lines and touched appointments; forgets the oldest beyond the caps.
+    fn add(&mut self, lines: Vec<String>, bookings: Vec<String>) {
+        self.lines.extend(lines);
+        let excess = self.lines.len().saturating_sub(TOOL_MEMORY_LINES);
+        self.lines.drain(..excess);
+        for id in bookings {
+            self.bookings.retain(|b| *b != id);
+            self.bookings.push(id);
+        }
+        let excess = self.bookings.len().saturating_sub(TOOL_MEMORY_BOOKINGS);
+        self.bookings.drain(..excess);
+    }
+}
 
 /// One remembered call: `tool {args} -> {result}`. The history carries only text, so without this
 /// the model would see its own "21:00 is free, shall I book?" on the next turn but not the slot,
@@ -247,6 +277,8 @@ struct CustomerTools<'a> {
     speaker: Speaker<'a>,
     user: &'a str,
     this_turn_tools: Vec<String>,
+    /// Appointments this turn's tools booked, moved or cancelled.
+    this_turn_bookings: Vec<String>,
     /// If the model fails after a booking was made this turn, we still say so truthfully.
     booked_reply: Option<String>,
     collect_digits: bool,
@@ -270,6 +302,12 @@ impl ToolHost for CustomerTools<'_> {
             &out.value.to_string(),
         ));
         out.add_evidence(&mut self.speaker.evidence);
+        if out.ok
+            && [tools::CREATE, tools::UPDATE, tools::CANCEL].contains(&out.tool.as_str())
+            && let Some(id) = out.value["appointment_id"].as_str()
+        {
+            self.this_turn_bookings.push(id.to_string());
+        }
         if out.ok && out.tool == tools::CREATE {
             let v = &out.value;
             let when = format!(
@@ -302,7 +340,39 @@ impl BookingAgent {
         Self { rt, model, offline }
     }
 
-    fn system_prompt(&self, ctx: &ToolContext, earlier_tools: &[String]) -> String {
+    /// The conversation's bookings as the booking system has them now, one line each.
+    async fn bookings_known(
+        &self,
+        ctx: &ToolContext,
+        ids: &[String],
+    ) -> Result<Vec<String>, AgentError> {
+        let p = &ctx.settings.policy;
+        let rooms = Bookings::new(&self.rt, &ctx.settings);
+        let mut lines = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(a) = self.rt.store.appointment(id).await? else {
+                continue;
+            };
+            lines.push(format!(
+                "{id}: {} {}, room {}, under the name {:?}, status {}",
+                p.date_iso(a.start_ms),
+                p.time_display(a.start_ms),
+                rooms
+                    .resource_name(a.resource_id.as_deref())
+                    .unwrap_or_else(|| "any".into()),
+                a.customer_name,
+                a.status,
+            ));
+        }
+        Ok(lines)
+    }
+
+    fn system_prompt(
+        &self,
+        ctx: &ToolContext,
+        bookings: &[String],
+        earlier_tools: &[String],
+    ) -> String {
         let p = &ctx.settings.policy;
         let now = self.rt.now_ms();
         let local = p.local(now);
@@ -325,6 +395,16 @@ impl BookingAgent {
             ctx.settings.business.timezone,
             rooms.join(", "),
         );
+        if !bookings.is_empty() {
+            prompt.push_str(
+                "\n\nAppointments this conversation booked, moved or cancelled, as the booking \
+                 system has them now (earlier messages may no longer be shown):",
+            );
+            for line in bookings {
+                prompt.push_str("\n- ");
+                prompt.push_str(line);
+            }
+        }
         if !earlier_tools.is_empty() {
             prompt.push_str(
                 "\n\nYour tool calls in earlier turns of this conversation, oldest first. They \
@@ -346,15 +426,21 @@ impl BookingAgent {
         let ctx = self.rt.turn_context(&request).await?;
         let user = super::user_text(&request);
         let memory_key = request.call.call_sid.clone();
-        let earlier_tools: Vec<String> = self
+        let mut memory: ToolMemory = self
             .rt
             .load_state(&memory_key, TOOL_MEMORY)
             .await?
             .unwrap_or_default();
-        let mut messages = vec![ChatMessage::System(
-            self.system_prompt(&ctx, &earlier_tools),
-        )];
-        messages.extend(super::history::chat_messages(&request));
+        let bookings = self.bookings_known(&ctx, &memory.bookings).await?;
+        let mut messages = vec![ChatMessage::System(self.system_prompt(
+            &ctx,
+            &bookings,
+            &memory.lines,
+        ))];
+        messages.extend(super::history::chat_messages(
+            &request,
+            self.rt.config.history_cap(),
+        ));
         let first_reply = request.turn <= 1;
         let speaker = Speaker {
             events: &events,
@@ -369,6 +455,7 @@ impl BookingAgent {
             speaker,
             user: &user,
             this_turn_tools: Vec::new(),
+            this_turn_bookings: Vec::new(),
             booked_reply: None,
             collect_digits: false,
         };
@@ -382,16 +469,14 @@ impl BookingAgent {
         let CustomerTools {
             mut speaker,
             this_turn_tools,
+            this_turn_bookings,
             booked_reply,
             collect_digits,
             ..
         } = host;
         if !this_turn_tools.is_empty() {
-            let mut lines = earlier_tools;
-            lines.extend(this_turn_tools);
-            let excess = lines.len().saturating_sub(TOOL_MEMORY_LINES);
-            lines.drain(..excess);
-            self.rt.save_state(&memory_key, TOOL_MEMORY, &lines).await;
+            memory.add(this_turn_tools, this_turn_bookings);
+            self.rt.save_state(&memory_key, TOOL_MEMORY, &memory).await;
         }
         match end {
             LoopEnd::Done => {

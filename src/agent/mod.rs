@@ -84,10 +84,11 @@ pub(crate) const OFFLINE_DIALOG: StateKind = StateKind {
     name: "offline_dialog",
     version: 1,
 };
-/// The LLM agent's recent tool calls with their results.
+/// The LLM agent's recent tool calls with their results, and the appointments the conversation
+/// touched (version 2; version 1 held the tool lines only).
 pub(crate) const TOOL_MEMORY: StateKind = StateKind {
     name: "tool_memory",
-    version: 1,
+    version: 2,
 };
 
 /// The fixed rules every business prompt is appended to. Business text can add tone and facts,

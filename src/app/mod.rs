@@ -26,6 +26,7 @@ impl crate::voice::session::SessionConfig {
             stt_format,
             greeting: cfg.call.greeting.clone(),
             fallback_reply: cfg.call.fallback_reply.clone(),
+            history: cfg.booking.history_cap(),
         }
     }
 }

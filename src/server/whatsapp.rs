@@ -22,6 +22,7 @@ use crate::channels::whatsapp::inbox::{WhatsAppError, WhatsAppService};
 use crate::channels::whatsapp::model::{
     is_twilio_status_callback, parse_twilio_form, parse_twilio_status, parse_webhook,
 };
+use crate::metrics::Counter;
 
 pub const META_WEBHOOK_PATH: &str = "/whatsapp/webhook";
 pub const TWILIO_WHATSAPP_PATH: &str = "/twilio/whatsapp";
@@ -136,6 +137,18 @@ async fn meta_verify(
     }
 }
 
+/// A webhook that could not be stored is answered 5xx, so the vendor retries it, and counted
+/// (`kav_webhooks_not_stored_total`); the cause is in the answer and in the log.
+fn unstored<T>(
+    state: &AppState,
+    accepted: Result<T, WhatsAppError>,
+) -> Result<T, WhatsAppHttpError> {
+    accepted.map_err(|e| {
+        state.deps.metrics.add(Counter::WebhooksNotStored, 1);
+        WhatsAppHttpError::Channel(e)
+    })
+}
+
 async fn meta_webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -157,7 +170,7 @@ async fn meta_webhook(
         }
     }
     let events = parse_webhook(&body).map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
-    let report = svc.accept_meta(events).await?;
+    let report = unstored(&state, svc.accept_meta(events).await)?;
     tracing::debug!(?report, "Meta webhook accepted");
     Ok((StatusCode::OK, "EVENT_RECEIVED").into_response())
 }
@@ -191,7 +204,10 @@ async fn twilio_webhook(
     if uri.path() == TWILIO_STATUS_PATH || is_twilio_status_callback(&params) {
         let (update, business_number) = parse_twilio_status(&params)
             .map_err(|e| WhatsAppHttpError::BadRequest(e.to_string()))?;
-        let report = svc.accept_twilio_status(update, &business_number).await?;
+        let report = unstored(
+            &state,
+            svc.accept_twilio_status(update, &business_number).await,
+        )?;
         tracing::debug!(?report, "Twilio status callback accepted");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -208,7 +224,7 @@ async fn twilio_webhook(
         twiml.push_str("</Response>\n");
         return Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twiml).into_response());
     }
-    let report = svc.accept_twilio(message).await?;
+    let report = unstored(&state, svc.accept_twilio(message).await)?;
     tracing::debug!(?report, "Twilio WhatsApp webhook accepted");
     // The reply goes out through the REST API from the worker; an empty TwiML says "no reply".
     Ok((

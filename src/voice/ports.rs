@@ -62,6 +62,45 @@ pub struct Message {
     pub interrupted: bool,
 }
 
+/// How much of a conversation is kept for the agent: the newest messages, at most
+/// `max_messages` of them and `max_chars` characters of text in all (`[booking]
+/// history_max_messages`, `history_max_chars`). The call session keeps no more than this, and the
+/// agent hands no more than this to a model, so a long call or chat costs the same per turn as a
+/// short one. What was booked is not lost with the dropped turns: the agent keeps it as state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCap {
+    pub max_messages: usize,
+    pub max_chars: usize,
+}
+
+impl HistoryCap {
+    /// Index of the first message of `history` to keep. The newest message is always kept (the
+    /// agent cuts its text if it alone is over `max_chars`); older ones while both limits allow.
+    /// When anything is dropped the kept part starts at a user message, so the model never sees
+    /// an answer without the question it answered.
+    pub fn first_kept(&self, history: &[Message]) -> usize {
+        let Some(newest) = history.len().checked_sub(1) else {
+            return 0;
+        };
+        let mut first = newest;
+        let mut chars = history[newest].text.chars().count();
+        while first > 0 && history.len() - first < self.max_messages.max(1) {
+            let older = history[first - 1].text.chars().count();
+            if chars + older > self.max_chars {
+                break;
+            }
+            chars += older;
+            first -= 1;
+        }
+        if first > 0 {
+            while first < newest && history[first].role != Role::User {
+                first += 1;
+            }
+        }
+        first
+    }
+}
+
 /// Where a conversation happens. The agent picks its prompt, reply length and tools by channel.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
@@ -200,5 +239,83 @@ impl ProviderError {
             | ProviderError::Fatal { reason }
             | ProviderError::Timeout { reason } => reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(role: Role, text: &str) -> Message {
+        Message {
+            role,
+            text: text.into(),
+            interrupted: false,
+        }
+    }
+
+    fn conversation(turns: usize) -> Vec<Message> {
+        let mut history = vec![say(Role::Assistant, "Hello, how can I help?")];
+        for i in 0..turns {
+            history.push(say(Role::User, &format!("question {i}")));
+            history.push(say(Role::Assistant, &format!("answer {i}")));
+        }
+        history.push(say(Role::User, "and the last one"));
+        history
+    }
+
+    #[test]
+    fn a_short_conversation_is_kept_whole() {
+        let cap = HistoryCap {
+            max_messages: 24,
+            max_chars: 6_000,
+        };
+        assert_eq!(cap.first_kept(&conversation(3)), 0);
+        assert_eq!(cap.first_kept(&[]), 0);
+    }
+
+    #[test]
+    fn the_newest_messages_within_both_limits_are_kept_from_a_user_message() {
+        let history = conversation(30);
+        let five = HistoryCap {
+            max_messages: 5,
+            max_chars: 100_000,
+        };
+        let first = five.first_kept(&history);
+        assert_eq!(history.len() - first, 5);
+        assert_eq!(history[first].text, "question 28");
+        // The four newest would start at an answer: the kept part starts at the next question.
+        let four = HistoryCap {
+            max_messages: 4,
+            ..five
+        };
+        let first = four.first_kept(&history);
+        assert_eq!(history.len() - first, 3);
+        assert_eq!(history[first].text, "question 29");
+
+        let by_chars = HistoryCap {
+            max_messages: 100,
+            max_chars: 40,
+        };
+        let first = by_chars.first_kept(&history);
+        let kept: usize = history[first..]
+            .iter()
+            .map(|m| m.text.chars().count())
+            .sum();
+        assert!(kept <= 40, "{kept}");
+        assert_eq!(history[first].role, Role::User);
+        assert_eq!(history.last().unwrap().text, "and the last one");
+    }
+
+    #[test]
+    fn an_oversized_newest_message_is_kept_alone() {
+        let mut history = conversation(2);
+        history.push(say(Role::Assistant, "ok"));
+        history.push(say(Role::User, &"א".repeat(500)));
+        let cap = HistoryCap {
+            max_messages: 10,
+            max_chars: 100,
+        };
+        assert_eq!(cap.first_kept(&history), history.len() - 1);
     }
 }

@@ -26,7 +26,9 @@ use crate::voice::digits::{DigitCollector, DigitOutcome};
 use crate::voice::dtmf::{DigitSource, DtmfMerger};
 use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use crate::voice::pacer::{MarkOutcome, Pacer, PacerOutput, PacerStats, RttEstimator};
-use crate::voice::ports::{AgentEvent, Message, ProviderError, Role, SttAudioFormat, SttEvent};
+use crate::voice::ports::{
+    AgentEvent, HistoryCap, Message, ProviderError, Role, SttAudioFormat, SttEvent,
+};
 use crate::voice::twilio::FRAME_BYTES;
 use crate::voice::vad::{FRAME_MS, SpeechEvent, SpeechSegmenter};
 
@@ -41,6 +43,8 @@ pub struct SessionConfig {
     pub stt_format: SttAudioFormat,
     pub greeting: String,
     pub fallback_reply: String,
+    /// How much of the conversation the session keeps (and so hands to the agent).
+    pub history: HistoryCap,
 }
 
 /// One 20 ms frame for the recogniser, in the format it asked for.
@@ -337,9 +341,18 @@ impl CallSession {
         self.pacer.rtt()
     }
 
-    /// The conversation so far, as the agent should see it.
+    /// The conversation so far, as the agent should see it: its newest part, within
+    /// `cfg.history`.
     pub fn history(&self) -> &[Message] {
         &self.history
+    }
+
+    /// Adds a message to the history and forgets the oldest beyond the cap. Once per turn, never
+    /// on the per-frame path.
+    fn remember(&mut self, message: Message) {
+        self.history.push(message);
+        let first = self.cfg.history.first_kept(&self.history);
+        self.history.drain(..first);
     }
 
     /// The driver takes TTS audio only while this is true (backpressure on synthesis).
@@ -944,7 +957,7 @@ impl CallSession {
         input_end: Instant,
         marks: LatencyMarks,
     ) {
-        self.history.push(Message {
+        self.remember(Message {
             role: Role::User,
             text: user_text.clone(),
             interrupted: false,
@@ -972,7 +985,7 @@ impl CallSession {
         text: &str,
     ) {
         if !user_text.is_empty() {
-            self.history.push(Message {
+            self.remember(Message {
                 role: Role::User,
                 text: user_text.clone(),
                 interrupted: false,
@@ -1120,7 +1133,7 @@ impl CallSession {
 
     fn record_turn(&mut self, reply: &Reply, bot_text: String, interrupted: bool) {
         if !bot_text.is_empty() {
-            self.history.push(Message {
+            self.remember(Message {
                 role: Role::Assistant,
                 text: bot_text.clone(),
                 interrupted,

@@ -15,6 +15,17 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A database the test made itself at `url` (`name`: "sqlite" or "postgres"); `cleanup`
+    /// leaves it to its maker.
+    pub fn at(name: &'static str, url: String) -> Self {
+        Self {
+            name,
+            url,
+            _dir: None,
+            pg: None,
+        }
+    }
+
     /// A second, independent pool on the same database (for poking at it behind the store's back).
     pub async fn side_pool(&self) -> AnyPool {
         sqlx::any::install_default_drivers();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use kav::caller::CallOptions;
+use kav::caller::{CallOptions, Step, synthetic_speech};
 use kav::channels::twilio::call::CallDeps;
 use kav::config::Config;
 use kav::server::{self, AppState};
@@ -29,6 +29,21 @@ pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 
 pub fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
+}
+
+/// The simulated caller speaks `len_ms` of synthetic speech; the recogniser "hears" `transcript`.
+pub fn say(len_ms: u64, transcript: &str) -> Step {
+    Step::Say {
+        audio: Arc::new(synthetic_speech(ms(len_ms))),
+        transcript: transcript.into(),
+    }
+}
+
+/// The simulated caller stays silent until the bot has spoken and finished (at most 15 s).
+pub fn wait_for_bot() -> Step {
+    Step::WaitForBot {
+        max: Duration::from_secs(15),
+    }
 }
 
 /// `RUST_LOG=kav=debug cargo test --test server` shows the server's side of a failing test.
