@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::agent::schema::tool_spec;
+/// The one tool-failure value, shared with the customer tools.
+pub(super) use crate::agent::tools::fail;
 use crate::agent::usecases::Bookings;
 use crate::agent::{AgentSettings, BookingRuntime};
 use crate::config::StaffAgentConfig;
@@ -255,10 +257,6 @@ impl Cx<'_> {
     pub fn bookings(&self) -> Bookings<'_> {
         Bookings::new(self.rt, self.settings)
     }
-}
-
-pub(super) fn fail(error: &str, reason: impl Into<String>) -> Value {
-    json!({"ok": false, "error": error, "reason": reason.into()})
 }
 
 /// Strict arguments: unknown fields and wrong types are `bad_arguments` with serde's message.

@@ -94,7 +94,8 @@ impl ToolOutcome {
     }
 }
 
-fn fail(error: &str, reason: impl Into<String>) -> Value {
+/// A tool failure as a value: `{ok:false, error, reason}` (customer and staff tools alike).
+pub fn fail(error: &str, reason: impl Into<String>) -> Value {
     json!({"ok": false, "error": error, "reason": reason.into()})
 }
 
