@@ -7,6 +7,7 @@
 mod history;
 pub mod llm;
 pub mod offline;
+pub mod schema;
 pub mod tools;
 pub mod usecases;
 

@@ -9,6 +9,9 @@
 //! text: what the agent was waiting for (a name, digits, a yes) and the offered alternatives would
 //! have to be re-parsed from its own replies. A conversation whose state has expired starts again
 //! from the last user message, which still carries date, time and room if said together.
+//!
+//! This file is the dialog; `intent.rs` reads what the customer asks for besides booking, and
+//! `words.rs` says days, times and lists in the customer's language.
 
 use std::sync::Arc;
 
@@ -27,6 +30,13 @@ use crate::booking::temporal::{self, Ambiguity, PartOfDay};
 use crate::providers::{
     Agent, AgentError, AgentEvent, AgentRequest, BoxFuture, CallContext, Channel,
 };
+
+mod intent;
+mod words;
+
+pub use intent::Intent;
+use intent::{has_any, intent, question_topic};
+use words::{day_words, hhmm, in_language, join_or, say, short_day, weekday_label};
 
 /// Digits the keypad collection accepts; `#` commits earlier.
 pub const PHONE_MAX_DIGITS: u8 = 15;
@@ -151,58 +161,6 @@ fn first_document(result: &Value) -> String {
         .to_string()
 }
 
-/// The documents are bilingual ("English. Hebrew."): the half in the customer's language.
-fn in_language(body: &str, hebrew: bool) -> String {
-    body.split_once(". ")
-        .map(|(a, b)| if hebrew == is_hebrew(b) { b } else { a })
-        .unwrap_or(body)
-        .to_string()
-}
-
-fn say(hebrew: bool, en: &str, he: &str) -> String {
-    if hebrew { he.into() } else { en.into() }
-}
-
-fn day_words(state: &DialogState, today: Date, d: Date) -> String {
-    let he = state.hebrew;
-    if d == today {
-        say(he, "today", "היום")
-    } else if today.tomorrow().ok() == Some(d) {
-        say(he, "tomorrow", "מחר")
-    } else if he {
-        format!("ב-{}/{}", d.day(), d.month())
-    } else {
-        format!("on {} {}/{}", d.weekday_name_en(), d.day(), d.month())
-    }
-}
-
-/// "Thursday 26/11" / "יום חמישי 26/11"; "today", "tomorrow".
-fn short_day(he: bool, today: Date, d: Date) -> String {
-    if d == today {
-        return say(he, "today", "היום");
-    }
-    if today.tomorrow().ok() == Some(d) {
-        return say(he, "tomorrow", "מחר");
-    }
-    weekday_label(he, d)
-}
-
-/// "Friday 11/12" / "יום שישי 11/12".
-fn weekday_label(he: bool, d: Date) -> String {
-    let i = d.weekday().to_sunday_zero_offset() as usize;
-    if he {
-        let names = ["ראשון", "שני", "שלישי", "רביעי", "חמישי", "שישי", "שבת"];
-        let day = if i == 6 {
-            names[i].to_string()
-        } else {
-            format!("יום {}", names[i])
-        };
-        format!("{day} {}/{}", d.day(), d.month())
-    } else {
-        format!("{} {}/{}", d.weekday_name_en(), d.day(), d.month())
-    }
-}
-
 fn days_between(from: Date, to: Date) -> impl Iterator<Item = Date> {
     std::iter::successors(Some(from), move |d| d.tomorrow().ok().filter(|x| *x <= to))
 }
@@ -267,32 +225,6 @@ fn which_day(
     }
 }
 
-trait WeekdayName {
-    fn weekday_name_en(&self) -> &'static str;
-}
-
-impl WeekdayName for Date {
-    fn weekday_name_en(&self) -> &'static str {
-        [
-            "Sunday",
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-        ][self.weekday().to_sunday_zero_offset() as usize]
-    }
-}
-
-fn join_or(items: &[String], hebrew: bool) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} {} {last}", rest.join(", "), say(hebrew, "or", "או")),
-    }
-}
-
 fn text_reply(text: String) -> OfflineReply {
     OfflineReply {
         text,
@@ -330,10 +262,6 @@ fn slot_times(v: &Value) -> Vec<(String, Vec<String>)> {
         .unwrap_or_default()
 }
 
-fn hhmm(t: Time) -> String {
-    format!("{:02}:{:02}", t.hour(), t.minute())
-}
-
 /// Nearest two offered times to `want` (by minutes of the day).
 fn nearest_two(slots: &[(String, Vec<String>)], want: Time) -> Vec<String> {
     let minutes = |s: &str| {
@@ -347,170 +275,6 @@ fn nearest_two(slots: &[(String, Vec<String>)], want: Time) -> Vec<String> {
     let mut out: Vec<String> = v.into_iter().take(2).cloned().collect();
     out.sort_by_key(|t| minutes(t));
     out
-}
-
-/// What the customer wants besides booking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Intent {
-    Cancel,
-    List,
-    Move,
-}
-
-fn has_any(lower: &str, words: &[&str]) -> bool {
-    words.iter().any(|w| lower.contains(w))
-}
-
-fn intent(user: &str) -> Option<Intent> {
-    let lower = temporal::normalize(user);
-    if has_any(
-        &lower,
-        &[
-            "cancel",
-            "לבטל",
-            "ביטול",
-            "תבטל",
-            "בטל את",
-            "לא נגיע",
-            "can't make it",
-            "cant make it",
-        ],
-    ) {
-        return Some(Intent::Cancel);
-    }
-    if has_any(
-        &lower,
-        &[
-            "reschedule",
-            "move my",
-            "move the",
-            "move it",
-            "push it",
-            "push my",
-            "push the",
-            "postpone",
-            "change my booking",
-            "change my appointment",
-            "change my reservation",
-            "להזיז",
-            "תזיז",
-            "להעביר את",
-            "לשנות את התור",
-            "לשנות את ההזמנה",
-            "לדחות את",
-            "לדחות",
-            "להקדים",
-        ],
-    ) {
-        return Some(Intent::Move);
-    }
-    if has_any(
-        &lower,
-        &[
-            "my booking",
-            "my bookings",
-            "my appointment",
-            "my reservation",
-            "bookings do i have",
-            "any booking",
-            "any reservation",
-            "any appointment",
-            "did i book",
-            "when am i booked",
-            "anything booked",
-            "something booked",
-            "booked anything",
-            "booked something",
-            "have i booked",
-            "מתי קבעתי",
-            "מה קבעתי",
-            "קבעתי משהו",
-            "על מה קבעתי",
-            "התור שלי",
-            "התורים שלי",
-            "ההזמנה שלי",
-            "ההזמנות שלי",
-            "יש לי תור",
-            "יש לי הזמנה",
-            "מתי התור",
-            "מתי ההזמנה",
-            "מה הזמנתי",
-            "הזמנתי?",
-        ],
-    ) {
-        return Some(Intent::List);
-    }
-    None
-}
-
-/// A question about the business (prices, hours, rooms, facilities), by its topic.
-fn question_topic(user: &str) -> Option<&'static str> {
-    let lower = temporal::normalize(user);
-    let topics: [(&str, &[&str]); 4] = [
-        (
-            "prices",
-            &[
-                "price",
-                "cost",
-                "how much",
-                "כמה עולה",
-                "כמה זה עולה",
-                "מחיר",
-                "עלות",
-                "כמה כסף",
-            ],
-        ),
-        (
-            "hours",
-            &[
-                "hours",
-                "open",
-                "close",
-                "שעות",
-                "פתוחים",
-                "פתוח",
-                "סוגרים",
-                "עד איזו שעה",
-                "עד מתי",
-            ],
-        ),
-        (
-            "rooms",
-            &[
-                "what rooms",
-                "which rooms",
-                "rooms do you",
-                "איזה חדרים",
-                "אילו חדרים",
-                "מה החדרים",
-                "חדרים יש",
-            ],
-        ),
-        (
-            "faq",
-            &[
-                "parking",
-                "park",
-                "kids",
-                "children",
-                "child",
-                "age",
-                "accessible",
-                "wheelchair",
-                "חניה",
-                "חנייה",
-                "ילדים",
-                "ילד",
-                "גיל",
-                "נגיש",
-                "כיסא גלגלים",
-            ],
-        ),
-    ];
-    topics
-        .iter()
-        .find(|(_, words)| has_any(&lower, words))
-        .map(|(t, _)| *t)
 }
 
 fn past_date_reply(he: bool) -> OfflineReply {
