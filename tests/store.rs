@@ -263,7 +263,7 @@ async fn call_with_turns_and_events_round_trips() {
             (1, full_marks(), false)
         );
         assert_eq!(turns[0].user_text, "שלום");
-        assert_eq!(turns[0].input_kind, "speech");
+        assert_eq!(turns[0].input_kind.as_str(), "speech");
         assert_eq!(turns[0].at_ms, T0 + 1_000);
         assert_eq!(
             (turns[1].turn, turns[1].marks, turns[1].interrupted),

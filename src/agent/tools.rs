@@ -18,7 +18,7 @@ use crate::booking::parse::normalize_phone;
 use crate::booking::pii::hash_phone;
 use crate::booking::policy::{Refusal, ResourceCap};
 use crate::providers::{Channel, OutboundBody, OutboundMessage, ToolSpec};
-use crate::store::booking::{Appointment, NewOutboxEvent, ToolTraceRow};
+use crate::store::booking::{Appointment, NewOutboxEvent, OutboxStatus, ToolTraceRow};
 
 pub const FIND_SLOTS: &str = "calendar_find_slots";
 pub const CREATE: &str = "calendar_create_appointment";
@@ -569,7 +569,7 @@ impl ToolContext {
             .outbox_by_key(&format!("confirm:{}", a.id))
             .await
         {
-            Ok(Some(row)) if row.status == "delivered" => self.sent_status(),
+            Ok(Some(row)) if row.status == OutboxStatus::Delivered => self.sent_status(),
             Ok(Some(_)) => "failed",
             _ => "pending",
         }

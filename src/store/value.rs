@@ -1,0 +1,171 @@
+//! Typed column values: how a row's text and integer columns become Rust types.
+//!
+//! Rows are mapped with `#[derive(sqlx::FromRow)]` over the `Any` driver (one mapping per row
+//! shape, beside its column list). What the driver cannot decode by itself goes through this
+//! module, in one place:
+//!
+//! * a status or kind column into its enum: `#[sqlx(try_from = "String")]`, with the enum's
+//!   `TryFrom<String>` written by [`text_column!`] from the enum's own `as_str`;
+//! * a 0/1 `INTEGER` column into `bool`: `#[sqlx(try_from = "Flag")]` (the migrations store
+//!   booleans as integers on both backends);
+//! * a non-negative `INTEGER` into `u32`: `#[sqlx(try_from = "Count")]`.
+//!
+//! A value the type cannot hold is an [`UnexpectedValue`]; the store turns the decode error that
+//! carries it into [`super::StoreError::BadValue`] naming the column and the value. Never a
+//! panic, never a silent default.
+
+use sqlx::any::{Any, AnyTypeInfo, AnyValueRef};
+use sqlx::error::BoxDynError;
+use sqlx::{Decode, Type};
+
+/// A column's value that its Rust type cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not {expected}")]
+pub struct UnexpectedValue {
+    /// What the column should hold, e.g. "an appointment status".
+    pub expected: &'static str,
+    pub value: String,
+}
+
+/// Writes `TryFrom<String>` for an enum with `fn as_str(self) -> &'static str`: the variant
+/// whose text is the value, else [`UnexpectedValue`].
+macro_rules! text_column {
+    ($ty:ty, $expected:literal, [$($variant:expr),+ $(,)?]) => {
+        impl TryFrom<String> for $ty {
+            type Error = $crate::store::value::UnexpectedValue;
+
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                [$($variant),+]
+                    .into_iter()
+                    .find(|v: &$ty| v.as_str() == value)
+                    .ok_or($crate::store::value::UnexpectedValue { expected: $expected, value })
+            }
+        }
+    };
+}
+pub(crate) use text_column;
+
+text_column!(
+    crate::voice::events::InputKind,
+    "a turn input kind",
+    [
+        crate::voice::events::InputKind::Speech,
+        crate::voice::events::InputKind::Digits,
+        crate::voice::events::InputKind::Greeting,
+        crate::voice::events::InputKind::Notice,
+    ]
+);
+
+/// Decodes as `i64` (any integer width: SQLite and PostgreSQL differ).
+fn integer(value: AnyValueRef<'_>) -> Result<i64, BoxDynError> {
+    <i64 as Decode<Any>>::decode(value)
+}
+
+macro_rules! integer_type {
+    ($ty:ty) => {
+        impl Type<Any> for $ty {
+            fn type_info() -> AnyTypeInfo {
+                <i64 as Type<Any>>::type_info()
+            }
+
+            fn compatible(ty: &AnyTypeInfo) -> bool {
+                <i64 as Type<Any>>::compatible(ty)
+            }
+        }
+    };
+}
+
+/// A 0/1 `INTEGER` column read as `bool` (`#[sqlx(try_from = "Flag")]`). Any other number is an
+/// [`UnexpectedValue`].
+#[derive(Debug, Clone, Copy)]
+pub struct Flag(bool);
+
+integer_type!(Flag);
+
+impl<'r> Decode<'r, Any> for Flag {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        match integer(value)? {
+            0 => Ok(Flag(false)),
+            1 => Ok(Flag(true)),
+            other => Err(Box::new(UnexpectedValue {
+                expected: "0 or 1",
+                value: other.to_string(),
+            })),
+        }
+    }
+}
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        f.0
+    }
+}
+
+/// A non-negative `INTEGER` column read as `u32` (`#[sqlx(try_from = "Count")]`; `Option<Count>`
+/// for a nullable one). A negative or too large number is an [`UnexpectedValue`].
+#[derive(Debug, Clone, Copy)]
+pub struct Count(pub u32);
+
+integer_type!(Count);
+
+impl<'r> Decode<'r, Any> for Count {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        let n = integer(value)?;
+        u32::try_from(n).map(Count).map_err(|_| {
+            Box::new(UnexpectedValue {
+                expected: "a count from 0 to 4294967295",
+                value: n.to_string(),
+            }) as BoxDynError
+        })
+    }
+}
+
+impl From<Count> for u32 {
+    fn from(c: Count) -> u32 {
+        c.0
+    }
+}
+
+/// The [`UnexpectedValue`] inside a decode error, with the column it came from.
+pub(super) fn unexpected_in(e: &sqlx::Error) -> Option<(String, &UnexpectedValue)> {
+    let sqlx::Error::ColumnDecode { index, source } = e else {
+        return None;
+    };
+    let unexpected = source.downcast_ref::<UnexpectedValue>()?;
+    // `Row::try_get` names the column as `{:?}` of a `&str` (quoted), the derive's `try_from` as is.
+    Some((index.trim_matches('"').to_string(), unexpected))
+}
+
+/// A `|`-separated text column read as a list (`#[sqlx(try_from = "PipeList")]`): trimmed,
+/// empty entries dropped. Written with `join("|")`.
+#[derive(Debug, Clone)]
+pub struct PipeList(Vec<String>);
+
+impl Type<Any> for PipeList {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Any> for PipeList {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <String as Decode<Any>>::decode(value)?;
+        Ok(PipeList(
+            text.split('|')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ))
+    }
+}
+
+impl From<PipeList> for Vec<String> {
+    fn from(list: PipeList) -> Vec<String> {
+        list.0
+    }
+}
