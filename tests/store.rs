@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use kav::store::{Record, Store};
+use kav::store::booking::AppointmentStatus;
+use kav::store::{Record, Store, StoreError};
 use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use sqlx::{AnyPool, Row};
 
@@ -521,6 +522,127 @@ async fn writer_survives_a_failing_write() {
         rec.flush().await;
         assert_eq!((rec.written(), rec.failed()), (4, 1), "{}", b.name);
         assert_eq!(store.call_turns("CA-fail").await.unwrap().len(), 3);
+        b.cleanup().await;
+    }
+}
+
+/// What a read of a corrupted row must fail with: the column and the value it holds.
+fn bad_value(e: StoreError) -> (String, String, &'static str) {
+    match e {
+        StoreError::BadValue {
+            column,
+            value,
+            expected,
+        } => (column, value, expected),
+        other => panic!("expected BadValue, got {other:?}"),
+    }
+}
+
+/// A status, kind or flag the code does not know, written behind the store's back (an older or
+/// newer version, a hand edit), is a typed error naming the column and the value: not a panic,
+/// not a silent default, and the row is left as it is. Fixing the row makes it readable again.
+#[tokio::test]
+async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let side = b.side_pool().await;
+        let exec = |sql: &'static str| {
+            let side = side.clone();
+            async move { sqlx::query(sql).execute(&side).await.unwrap() }
+        };
+        exec(
+            "INSERT INTO appointments (id, business_id, resource_id, customer_id, customer_name, \
+             customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, \
+             created_at_ms, updated_at_ms) VALUES ('appt_odd', 'biz_escape_tlv', 'room_dubai', \
+             NULL, 'Dana', '+972501234567', 1000, 2000, 'archived', 'phone', 'CA1', 'k', 1, 1)",
+        )
+        .await;
+        let e = store.appointment("appt_odd").await.unwrap_err();
+        assert!(e.to_string().contains("\"archived\""), "{}: {e}", b.name);
+        assert_eq!(
+            bad_value(e),
+            ("status".into(), "archived".into(), "an appointment status"),
+            "{}",
+            b.name
+        );
+        // A list holding that row fails the same way rather than leaving it out unseen.
+        let e = store
+            .appointments_for_business("biz_escape_tlv")
+            .await
+            .unwrap_err();
+        assert_eq!(bad_value(e).1, "archived", "{}", b.name);
+        // The agent's tools see it as a fatal failure (retrying reads the same row again).
+        let e = store.appointment("appt_odd").await.unwrap_err();
+        assert_eq!(
+            kav::providers::ProviderError::from(e).kind(),
+            kav::providers::FailureKind::Fatal,
+            "{}",
+            b.name
+        );
+        exec("UPDATE appointments SET status = 'cancelled' WHERE id = 'appt_odd'").await;
+        let a = store.appointment("appt_odd").await.unwrap().unwrap();
+        assert_eq!(a.status, AppointmentStatus::Cancelled, "{}", b.name);
+        assert_eq!(a.customer_name, "Dana", "{}", b.name);
+
+        exec(
+            "INSERT INTO outbox (id, business_id, kind, payload_json, idempotency_key, status, \
+             attempts, next_attempt_at_ms, locked_until_ms, created_at_ms) VALUES ('evt_odd', \
+             'biz_escape_tlv', 'appointment.created', '{}', 'odd', 'sent', 0, 0, 0, 1)",
+        )
+        .await;
+        assert_eq!(
+            bad_value(store.outbox_by_key("odd").await.unwrap_err()),
+            ("status".into(), "sent".into(), "an outbox status"),
+            "{}",
+            b.name
+        );
+
+        exec(
+            "INSERT INTO calls (id, call_sid, stream_sid, account_sid, started_at_ms, \
+             parameters_json) VALUES ('c_odd', 'CA-odd', 'MZ', 'AC', 1, '{}')",
+        )
+        .await;
+        exec(
+            "INSERT INTO turns (call_id, turn, input_kind, user_text, bot_text, interrupted, at_ms) \
+             VALUES ('c_odd', 1, 'typing', 'hi', 'hello', 0, 1)",
+        )
+        .await;
+        assert_eq!(
+            bad_value(store.call_turns("CA-odd").await.unwrap_err()),
+            ("input_kind".into(), "typing".into(), "a turn input kind"),
+            "{}",
+            b.name
+        );
+        // A 0/1 flag holding 2, and a negative latency mark.
+        exec("UPDATE turns SET input_kind = 'speech', interrupted = 2 WHERE call_id = 'c_odd'")
+            .await;
+        assert_eq!(
+            bad_value(store.call_turns("CA-odd").await.unwrap_err()),
+            ("interrupted".into(), "2".into(), "0 or 1"),
+            "{}",
+            b.name
+        );
+        exec("UPDATE turns SET interrupted = 1, total_ms = -5 WHERE call_id = 'c_odd'").await;
+        let (column, value, _) = bad_value(store.call_turns("CA-odd").await.unwrap_err());
+        assert_eq!(
+            (column.as_str(), value.as_str()),
+            ("total_ms", "-5"),
+            "{}",
+            b.name
+        );
+        exec("UPDATE turns SET total_ms = 5 WHERE call_id = 'c_odd'").await;
+        let turns = store.call_turns("CA-odd").await.unwrap();
+        assert_eq!(
+            (
+                turns[0].input_kind,
+                turns[0].interrupted,
+                turns[0].marks.total_ms
+            ),
+            (InputKind::Speech, true, Some(5)),
+            "{}",
+            b.name
+        );
+        side.close().await;
         b.cleanup().await;
     }
 }

@@ -164,7 +164,6 @@ pub struct Appointment {
     pub customer_phone: Option<String>,
     pub start_ms: i64,
     pub end_ms: i64,
-    #[sqlx(try_from = "String")]
     pub status: AppointmentStatus,
     pub channel: String,
     pub conversation_id: String,
@@ -224,7 +223,6 @@ pub struct OutboxRow {
     pub kind: String,
     pub payload_json: String,
     pub idempotency_key: String,
-    #[sqlx(try_from = "String")]
     pub status: OutboxStatus,
     pub attempts: i64,
     pub next_attempt_at_ms: i64,

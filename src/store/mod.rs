@@ -110,7 +110,6 @@ pub struct TurnRow {
     pub call_id: String,
     #[sqlx(try_from = "Count")]
     pub turn: u32,
-    #[sqlx(try_from = "String")]
     pub input_kind: InputKind,
     pub user_text: String,
     pub bot_text: String,

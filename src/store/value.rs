@@ -4,8 +4,8 @@
 //! shape, beside its column list). What the driver cannot decode by itself goes through this
 //! module, in one place:
 //!
-//! * a status or kind column into its enum: `#[sqlx(try_from = "String")]`, with the enum's
-//!   `TryFrom<String>` written by [`text_column!`] from the enum's own `as_str`;
+//! * a status or kind column into its enum: the enum is a column type of its own (`Type` and
+//!   `Decode` for `Any`), written by [`text_column!`] from the enum's own `as_str`;
 //! * a 0/1 `INTEGER` column into `bool`: `#[sqlx(try_from = "Flag")]` (the migrations store
 //!   booleans as integers on both backends);
 //! * a non-negative `INTEGER` into `u32`: `#[sqlx(try_from = "Count")]`.
@@ -27,18 +27,36 @@ pub struct UnexpectedValue {
     pub value: String,
 }
 
-/// Writes `TryFrom<String>` for an enum with `fn as_str(self) -> &'static str`: the variant
-/// whose text is the value, else [`UnexpectedValue`].
+/// Makes an enum with `fn as_str(self) -> &'static str` a text column type: it decodes as the
+/// variant whose text is the column's value, else an [`UnexpectedValue`].
+///
+/// Through `Decode`, not the derive's `try_from`: sqlx 0.9's `FromRow` derive boxes a `try_from`
+/// error as "unprintable error" (its `__spec_error!` never picks the `Error` impl), which would
+/// lose the value; an error returned by `Decode` reaches the caller as it is.
 macro_rules! text_column {
     ($ty:ty, $expected:literal, [$($variant:expr),+ $(,)?]) => {
-        impl TryFrom<String> for $ty {
-            type Error = $crate::store::value::UnexpectedValue;
+        impl sqlx::Type<sqlx::Any> for $ty {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
 
-            fn try_from(value: String) -> Result<Self, Self::Error> {
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $ty {
+            fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<sqlx::Any>>::decode(value)?;
                 [$($variant),+]
                     .into_iter()
-                    .find(|v: &$ty| v.as_str() == value)
-                    .ok_or($crate::store::value::UnexpectedValue { expected: $expected, value })
+                    .find(|v: &$ty| v.as_str() == text)
+                    .ok_or_else(|| {
+                        Box::new($crate::store::value::UnexpectedValue {
+                            expected: $expected,
+                            value: text,
+                        }) as sqlx::error::BoxDynError
+                    })
             }
         }
     };
