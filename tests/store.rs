@@ -598,6 +598,30 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
         );
 
         exec(
+            "INSERT INTO whatsapp_outbound (id, conversation_id, business_id, recipient, \
+             body_json, provider_message_id, status, created_at_ms, updated_at_ms) VALUES \
+             ('out_odd', 'wa_1', 'biz_escape_tlv', '972501234567', '{}', 'wamid.odd', 'bounced', \
+             1, 1)",
+        )
+        .await;
+        assert_eq!(
+            bad_value(store.whatsapp_outbound("out_odd").await.unwrap_err()),
+            (
+                "status".into(),
+                "bounced".into(),
+                "a WhatsApp delivery status"
+            ),
+            "{}",
+            b.name
+        );
+        // A status webhook for it fails too, rather than treating the unknown state as "accepted".
+        let e = store
+            .whatsapp_apply_status("wamid.odd", "delivered", None, None, 2)
+            .await
+            .unwrap_err();
+        assert_eq!(bad_value(e).1, "bounced", "{}", b.name);
+
+        exec(
             "INSERT INTO calls (id, call_sid, stream_sid, account_sid, started_at_ms, \
              parameters_json) VALUES ('c_odd', 'CA-odd', 'MZ', 'AC', 1, '{}')",
         )

@@ -160,7 +160,7 @@ struct OutboundView {
 
 fn outbound_view(o: &OutboundRow) -> OutboundView {
     OutboundView {
-        status: o.status.clone(),
+        status: o.status.as_str().to_string(),
         error: match (o.error_code, &o.error_detail) {
             (None, None) => None,
             (code, detail) => Some(format!(

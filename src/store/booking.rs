@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::value::{Flag, PipeList, text_column};
+use super::value::{Flag, PipeList, text_enum};
 use super::{Store, StoreError};
 use crate::booking::policy::{
     Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
@@ -125,34 +125,13 @@ pub struct Document {
     pub body: String,
 }
 
-/// An appointment's state: `booked` until cancelled (migration 0002).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppointmentStatus {
-    Booked,
-    Cancelled,
-}
-
-impl AppointmentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Booked => "booked",
-            Self::Cancelled => "cancelled",
-        }
+text_enum! {
+    /// An appointment's state: `booked` until cancelled (migration 0002).
+    pub enum AppointmentStatus: "an appointment status" {
+        Booked = "booked",
+        Cancelled = "cancelled",
     }
 }
-
-impl std::fmt::Display for AppointmentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-text_column!(
-    AppointmentStatus,
-    "an appointment status",
-    [AppointmentStatus::Booked, AppointmentStatus::Cancelled]
-);
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct Appointment {
@@ -181,40 +160,14 @@ pub struct NewOutboxEvent {
     pub not_before_ms: i64,
 }
 
-/// Where an outbox event is: waiting for (another) attempt, done, or given up (migration 0002).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutboxStatus {
-    Pending,
-    Delivered,
-    Dead,
-}
-
-impl OutboxStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Dead => "dead",
-        }
+text_enum! {
+    /// Where an outbox event is: waiting for (another) attempt, done, or given up (migration 0002).
+    pub enum OutboxStatus: "an outbox status" {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
     }
 }
-
-impl std::fmt::Display for OutboxStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-text_column!(
-    OutboxStatus,
-    "an outbox status",
-    [
-        OutboxStatus::Pending,
-        OutboxStatus::Delivered,
-        OutboxStatus::Dead
-    ]
-);
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxRow {

@@ -63,6 +63,40 @@ macro_rules! text_column {
 }
 pub(crate) use text_column;
 
+/// Declares a status or kind enum owned by the store, each variant with the text its column
+/// holds: the enum, `as_str`, `Display` and serde (both the text), and [`text_column!`].
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $expected:literal {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        $crate::store::value::text_column!($name, $expected, [$($name::$variant),+]);
+    };
+}
+pub(crate) use text_enum;
+
 text_column!(
     crate::voice::events::InputKind,
     "a turn input kind",

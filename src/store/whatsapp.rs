@@ -16,6 +16,8 @@ use super::{Store, StoreError};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
+    /// Recorded before the send; not yet accepted by the provider (never in a webhook).
+    Pending,
     /// Accepted by our sender, no webhook yet.
     Accepted,
     Sent,
@@ -27,6 +29,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// A status as a webhook reports it (`pending` is ours alone, so it is not one).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "accepted" => Self::Accepted,
@@ -41,6 +44,7 @@ impl DeliveryStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
@@ -55,12 +59,13 @@ impl DeliveryStatus {
     /// (the customer saw it; a late failure cannot undo that).
     pub fn rank(self) -> u8 {
         match self {
-            Self::Accepted => 0,
-            Self::Sent => 1,
-            Self::Delivered => 2,
-            Self::Failed => 3,
-            Self::Read => 4,
-            Self::Played => 5,
+            Self::Pending => 0,
+            Self::Accepted => 1,
+            Self::Sent => 2,
+            Self::Delivered => 3,
+            Self::Failed => 4,
+            Self::Read => 5,
+            Self::Played => 6,
         }
     }
 
@@ -73,6 +78,20 @@ impl DeliveryStatus {
         }
     }
 }
+
+super::value::text_column!(
+    DeliveryStatus,
+    "a WhatsApp delivery status",
+    [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Accepted,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Read,
+        DeliveryStatus::Played,
+        DeliveryStatus::Failed,
+    ]
+);
 
 /// `SELECT` of the columns [`OutboundRow`] reads, followed by `$rest` (sqlx wants literal SQL).
 macro_rules! select_outbound {
@@ -140,7 +159,7 @@ pub struct OutboundRow {
     pub recipient: String,
     pub body_json: String,
     pub provider_message_id: Option<String>,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub error_code: Option<i64>,
     pub error_detail: Option<String>,
 }
@@ -475,14 +494,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let (status, provider_id, code, detail) = match result {
-            Ok(pid) => ("accepted", Some(pid), None, None),
-            Err((code, detail)) => ("failed", None, Some(code), Some(detail)),
+            Ok(pid) => (DeliveryStatus::Accepted, Some(pid), None, None),
+            Err((code, detail)) => (DeliveryStatus::Failed, None, Some(code), Some(detail)),
         };
         sqlx::query(
             "UPDATE whatsapp_outbound SET status = $1, provider_message_id = $2, error_code = $3, \
                  error_detail = $4, body_json = $5, updated_at_ms = $6 WHERE id = $7",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(provider_id)
         .bind(code)
         .bind(detail)
@@ -516,20 +535,19 @@ impl Store {
         .bind(error_code)
         .execute(&mut *tx)
         .await?;
-        let row: Option<(String, String)> = sqlx::query_as(
+        let row: Option<(String, DeliveryStatus)> = sqlx::query_as(
             "SELECT id, status FROM whatsapp_outbound WHERE provider_message_id = $1",
         )
         .bind(provider_message_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, current_text)) = row else {
+        let Some((id, current)) = row else {
             tx.commit().await?;
             return Ok(None);
         };
-        let current = DeliveryStatus::parse(&current_text).unwrap_or(DeliveryStatus::Accepted);
         let Some(incoming) = DeliveryStatus::parse(status) else {
             tx.commit().await?;
-            return Ok(Some(current_text));
+            return Ok(Some(current.as_str().to_string()));
         };
         let merged = current.merge(incoming);
         if merged != current || incoming == DeliveryStatus::Failed {

@@ -1021,7 +1021,7 @@ impl WhatsAppService {
                 now_ms(),
             )
             .await?;
-        if row.status != "pending" {
+        if row.status != crate::store::whatsapp::DeliveryStatus::Pending {
             return Ok(());
         }
         let (sender, from) = if provider == PROVIDER_TWILIO {
