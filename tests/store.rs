@@ -526,15 +526,24 @@ async fn writer_survives_a_failing_write() {
     }
 }
 
-/// What a read of a corrupted row must fail with: the column and the value it holds.
-fn bad_value(e: StoreError) -> (String, String, &'static str) {
-    match e {
-        StoreError::BadValue {
+/// A read of a corrupted row fails with `BadValue` naming this column, value and expectation.
+#[track_caller]
+fn assert_bad_value<T: std::fmt::Debug>(
+    backend: &str,
+    read: Result<T, StoreError>,
+    want: (&str, &str, &str),
+) {
+    match read {
+        Err(StoreError::BadValue {
             column,
             value,
             expected,
-        } => (column, value, expected),
-        other => panic!("expected BadValue, got {other:?}"),
+        }) => assert_eq!(
+            (column.as_str(), value.as_str(), expected),
+            want,
+            "{backend}"
+        ),
+        other => panic!("{backend}: expected BadValue {want:?}, got {other:?}"),
     }
 }
 
@@ -559,18 +568,11 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
         .await;
         let e = store.appointment("appt_odd").await.unwrap_err();
         assert!(e.to_string().contains("\"archived\""), "{}: {e}", b.name);
-        assert_eq!(
-            bad_value(e),
-            ("status".into(), "archived".into(), "an appointment status"),
-            "{}",
-            b.name
-        );
+        const APPT: (&str, &str, &str) = ("status", "archived", "an appointment status");
+        assert_bad_value(b.name, store.appointment("appt_odd").await, APPT);
         // A list holding that row fails the same way rather than leaving it out unseen.
-        let e = store
-            .appointments_for_business("biz_escape_tlv")
-            .await
-            .unwrap_err();
-        assert_eq!(bad_value(e).1, "archived", "{}", b.name);
+        let all = store.appointments_for_business("biz_escape_tlv").await;
+        assert_bad_value(b.name, all, APPT);
         // The agent's tools see it as a fatal failure (retrying reads the same row again).
         let e = store.appointment("appt_odd").await.unwrap_err();
         assert_eq!(
@@ -590,12 +592,8 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
              'biz_escape_tlv', 'appointment.created', '{}', 'odd', 'sent', 0, 0, 0, 1)",
         )
         .await;
-        assert_eq!(
-            bad_value(store.outbox_by_key("odd").await.unwrap_err()),
-            ("status".into(), "sent".into(), "an outbox status"),
-            "{}",
-            b.name
-        );
+        let want = ("status", "sent", "an outbox status");
+        assert_bad_value(b.name, store.outbox_by_key("odd").await, want);
 
         exec(
             "INSERT INTO whatsapp_outbound (id, conversation_id, business_id, recipient, \
@@ -604,22 +602,13 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
              1, 1)",
         )
         .await;
-        assert_eq!(
-            bad_value(store.whatsapp_outbound("out_odd").await.unwrap_err()),
-            (
-                "status".into(),
-                "bounced".into(),
-                "a WhatsApp delivery status"
-            ),
-            "{}",
-            b.name
-        );
+        let want = ("status", "bounced", "a WhatsApp delivery status");
+        assert_bad_value(b.name, store.whatsapp_outbound("out_odd").await, want);
         // A status webhook for it fails too, rather than treating the unknown state as "accepted".
-        let e = store
+        let applied = store
             .whatsapp_apply_status("wamid.odd", "delivered", None, None, 2)
-            .await
-            .unwrap_err();
-        assert_eq!(bad_value(e).1, "bounced", "{}", b.name);
+            .await;
+        assert_bad_value(b.name, applied, want);
 
         exec(
             "INSERT INTO calls (id, call_sid, stream_sid, account_sid, started_at_ms, \
@@ -631,41 +620,20 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
              VALUES ('c_odd', 1, 'typing', 'hi', 'hello', 0, 1)",
         )
         .await;
-        assert_eq!(
-            bad_value(store.call_turns("CA-odd").await.unwrap_err()),
-            ("input_kind".into(), "typing".into(), "a turn input kind"),
-            "{}",
-            b.name
-        );
+        let want = ("input_kind", "typing", "a turn input kind");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
         // A 0/1 flag holding 2, and a negative latency mark.
         exec("UPDATE turns SET input_kind = 'speech', interrupted = 2 WHERE call_id = 'c_odd'")
             .await;
-        assert_eq!(
-            bad_value(store.call_turns("CA-odd").await.unwrap_err()),
-            ("interrupted".into(), "2".into(), "0 or 1"),
-            "{}",
-            b.name
-        );
+        let want = ("interrupted", "2", "0 or 1");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
         exec("UPDATE turns SET interrupted = 1, total_ms = -5 WHERE call_id = 'c_odd'").await;
-        let (column, value, _) = bad_value(store.call_turns("CA-odd").await.unwrap_err());
-        assert_eq!(
-            (column.as_str(), value.as_str()),
-            ("total_ms", "-5"),
-            "{}",
-            b.name
-        );
+        let want = ("total_ms", "-5", "a count from 0 to 4294967295");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
         exec("UPDATE turns SET total_ms = 5 WHERE call_id = 'c_odd'").await;
-        let turns = store.call_turns("CA-odd").await.unwrap();
-        assert_eq!(
-            (
-                turns[0].input_kind,
-                turns[0].interrupted,
-                turns[0].marks.total_ms
-            ),
-            (InputKind::Speech, true, Some(5)),
-            "{}",
-            b.name
-        );
+        let t = &store.call_turns("CA-odd").await.unwrap()[0];
+        let read = (t.input_kind, t.interrupted, t.marks.total_ms);
+        assert_eq!(read, (InputKind::Speech, true, Some(5)), "{}", b.name);
         side.close().await;
         b.cleanup().await;
     }

@@ -535,13 +535,17 @@ impl Store {
         .bind(error_code)
         .execute(&mut *tx)
         .await?;
-        let row: Option<(String, DeliveryStatus)> = sqlx::query_as(
-            "SELECT id, status FROM whatsapp_outbound WHERE provider_message_id = $1",
-        )
-        .bind(provider_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, current)) = row else {
+        let row: Option<OutboundRow> =
+            sqlx::query_as(select_outbound!("WHERE provider_message_id = $1"))
+                .bind(provider_message_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(OutboundRow {
+            id,
+            status: current,
+            ..
+        }) = row
+        else {
             tx.commit().await?;
             return Ok(None);
         };
