@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::value::{Flag, PipeList, text_enum};
-use super::{Store, StoreError};
+use super::{Columns, Store, StoreError, select};
 use crate::booking::policy::{
     Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
 };
@@ -247,20 +247,31 @@ pub enum CapacityRule {
     Business { limit: i64 },
 }
 
-pub(super) const APPOINTMENT_COLUMNS: &str = "id, business_id, resource_id, customer_id, customer_name, \
-     customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, created_at_ms";
+impl Columns for Appointment {
+    const COLUMNS: &'static str = "id, business_id, resource_id, customer_id, customer_name, \
+         customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, \
+         created_at_ms";
+}
 
-pub(super) const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
-     attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
+impl Columns for OutboxRow {
+    const COLUMNS: &'static str = "id, business_id, kind, payload_json, idempotency_key, status, \
+         attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
+}
 
-pub(super) const CUSTOMER_COLUMNS: &str = "id, phone, name, status, first_channel, last_channel, \
-     created_at_ms, updated_at_ms";
+impl Columns for CustomerRow {
+    const COLUMNS: &'static str = "id, phone, name, status, first_channel, last_channel, \
+         created_at_ms, updated_at_ms";
+}
 
-const TOOL_TRACE_COLUMNS: &str = "business_id, conversation_id, channel, turn, tool, args_json, ok, \
-     error, reason, latency_ms, at_ms";
+impl Columns for ToolTraceRow {
+    const COLUMNS: &'static str = "business_id, conversation_id, channel, turn, tool, args_json, \
+         ok, error, reason, latency_ms, at_ms";
+}
 
-const MESSAGE_COLUMNS: &str = "business_id, customer_id, customer_phone, channel, conversation_id, \
-     role, text, at_ms";
+impl Columns for ConversationMessage {
+    const COLUMNS: &'static str = "business_id, customer_id, customer_phone, channel, \
+         conversation_id, role, text, at_ms";
+}
 
 /// Appointments created by the same request within this window are one appointment.
 pub const DEDUPE_WINDOW_MS: i64 = 5 * 60_000;
@@ -466,11 +477,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let existing: Option<Appointment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments \
+        let existing: Option<Appointment> = select::<Appointment>(
+            "FROM appointments \
              WHERE request_key = $1 AND status = 'booked' AND created_at_ms >= $2 \
-             ORDER BY created_at_ms LIMIT 1"
-        )))
+             ORDER BY created_at_ms LIMIT 1",
+        )
         .bind(&appt.request_key)
         .bind(appt.created_at_ms - DEDUPE_WINDOW_MS)
         .fetch_optional(&mut *tx)
@@ -538,12 +549,10 @@ impl Store {
     }
 
     pub async fn appointment(&self, id: &str) -> Result<Option<Appointment>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(select::<Appointment>("FROM appointments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Booked appointments of a customer (by phone) starting at or after `from_ms`.
@@ -553,10 +562,10 @@ impl Store {
         phone: &str,
         from_ms: i64,
     ) -> Result<Vec<Appointment>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             AND customer_phone = $2 AND status = 'booked' AND start_ms >= $3 ORDER BY start_ms"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             AND customer_phone = $2 AND status = 'booked' AND start_ms >= $3 ORDER BY start_ms",
+        )
         .bind(business_id)
         .bind(phone)
         .bind(from_ms)
@@ -568,10 +577,10 @@ impl Store {
         &self,
         business_id: &str,
     ) -> Result<Vec<Appointment>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             ORDER BY start_ms, created_at_ms"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             ORDER BY start_ms, created_at_ms",
+        )
         .bind(business_id)
         .fetch_all(&self.pool)
         .await?)
@@ -740,10 +749,10 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<ToolTraceRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TOOL_TRACE_COLUMNS} FROM tool_traces WHERE conversation_id = $1 \
-             ORDER BY at_ms, id"
-        )))
+        Ok(select::<ToolTraceRow>(
+            "FROM tool_traces WHERE conversation_id = $1 \
+             ORDER BY at_ms, id",
+        )
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?)
@@ -772,10 +781,10 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<ConversationMessage>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM conversation_messages WHERE conversation_id = $1 \
-             ORDER BY at_ms, id"
-        )))
+        Ok(select::<ConversationMessage>(
+            "FROM conversation_messages WHERE conversation_id = $1 \
+             ORDER BY at_ms, id",
+        )
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?)
@@ -790,11 +799,11 @@ impl Store {
         channel: &str,
         limit: u32,
     ) -> Result<Vec<ConversationMessage>, StoreError> {
-        let mut out: Vec<ConversationMessage> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM conversation_messages \
+        let mut out: Vec<ConversationMessage> = select::<ConversationMessage>(
+            "FROM conversation_messages \
              WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
-             ORDER BY at_ms DESC, id DESC LIMIT $4"
-        )))
+             ORDER BY at_ms DESC, id DESC LIMIT $4",
+        )
         .bind(business_id)
         .bind(customer_phone)
         .bind(channel)
@@ -906,29 +915,29 @@ impl Store {
     }
 
     pub async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = $1"
-        )))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(
+            select::<OutboxRow>("FROM outbox WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn outbox_all(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY created_at_ms, id"
-        )))
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(
+            select::<OutboxRow>("FROM outbox ORDER BY created_at_ms, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Pending events due at `now_ms` and not leased by another worker.
     pub async fn outbox_due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' \
+        Ok(select::<OutboxRow>(
+            "FROM outbox WHERE status = 'pending' \
              AND next_attempt_at_ms <= $1 AND locked_until_ms <= $1 \
-             ORDER BY next_attempt_at_ms, id LIMIT $2"
-        )))
+             ORDER BY next_attempt_at_ms, id LIMIT $2",
+        )
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)

@@ -9,10 +9,10 @@
 //! editor's input is kept). A successful edit moves `updated_at_ms`, which also makes the agent's
 //! settings cache rebuild on its next turn.
 
-use super::booking::{Business, CUSTOMER_COLUMNS, OUTBOX_COLUMNS, OutboxRow};
+use super::booking::{Business, OutboxRow};
 use super::value::Flag;
-use super::whatsapp::{STORED_MESSAGE_COLUMNS, ThreadMessage};
-use super::{Store, StoreError};
+use super::whatsapp::{StoredMessage, ThreadMessage};
+use super::{Columns, Store, StoreError, select};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AccountRow {
@@ -104,8 +104,11 @@ impl PolicyColumns {
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "a.id, a.email, a.password_hash, a.role, a.business_id, a.disabled, a.created_at_ms";
+/// Of `console_accounts a` (joins name the table `a`).
+impl Columns for AccountRow {
+    const COLUMNS: &'static str =
+        "a.id, a.email, a.password_hash, a.role, a.business_id, a.disabled, a.created_at_ms";
+}
 
 impl Store {
     /// Creates an account; `false` when the email is taken.
@@ -128,12 +131,12 @@ impl Store {
     }
 
     pub async fn account_by_email(&self, email: &str) -> Result<Option<AccountRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts a WHERE a.email = $1"
-        )))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(
+            select::<AccountRow>("FROM console_accounts a WHERE a.email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn insert_session(
@@ -166,9 +169,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS}, s.csrf_token, s.expires_at_ms \
+            "SELECT {}, s.csrf_token, s.expires_at_ms \
              FROM console_sessions s JOIN console_accounts a ON a.id = s.account_id \
-             WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = 0"
+             WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = 0",
+            AccountRow::COLUMNS
         )))
         .bind(id_hash)
         .bind(now_ms)
@@ -218,11 +222,11 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<AccountRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_api_tokens t \
+        Ok(select::<AccountRow>(
+            "FROM console_api_tokens t \
              JOIN console_accounts a ON a.id = t.account_id \
-             WHERE t.token_hash = $1 AND t.revoked_at_ms IS NULL AND a.disabled = 0"
-        )))
+             WHERE t.token_hash = $1 AND t.revoked_at_ms IS NULL AND a.disabled = 0",
+        )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?)
@@ -565,10 +569,10 @@ impl Store {
         business_id: &str,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE business_id = $1 \
-             ORDER BY created_at_ms DESC, id DESC LIMIT $2"
-        )))
+        Ok(select::<OutboxRow>(
+            "FROM outbox WHERE business_id = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2",
+        )
         .bind(business_id)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -618,11 +622,11 @@ impl Store {
         } else {
             format!("%{digits}%")
         };
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = $1 AND ($2 = '' \
+        Ok(select::<CustomerRow>(
+            "FROM customers WHERE business_id = $1 AND ($2 = '' \
              OR LOWER(COALESCE(name, '')) LIKE $3 OR ($4 <> '' AND phone LIKE $4)) \
-             ORDER BY updated_at_ms DESC, id LIMIT $5"
-        )))
+             ORDER BY updated_at_ms DESC, id LIMIT $5",
+        )
         .bind(business_id)
         .bind(search)
         .bind(name_like)
@@ -638,13 +642,13 @@ impl Store {
         business_id: &str,
         id: &str,
     ) -> Result<Option<CustomerRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = $1 AND id = $2"
-        )))
-        .bind(business_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(
+            select::<CustomerRow>("FROM customers WHERE business_id = $1 AND id = $2")
+                .bind(business_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Every appointment of a customer (by phone) with a business, any status, newest first.
@@ -703,8 +707,9 @@ impl Store {
         conversation_id: &str,
     ) -> Result<Vec<ThreadMessage>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {STORED_MESSAGE_COLUMNS}, reply_to FROM whatsapp_messages \
-             WHERE conversation_id = $1 ORDER BY at_ms, id"
+            "SELECT {}, reply_to FROM whatsapp_messages \
+             WHERE conversation_id = $1 ORDER BY at_ms, id",
+            StoredMessage::COLUMNS
         )))
         .bind(conversation_id)
         .fetch_all(&self.pool)

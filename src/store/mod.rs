@@ -81,6 +81,20 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// A row type with its one column list: every module reads the shape through
+/// `select::<T>("FROM …")`, so two readers of one table cannot drift apart.
+pub(crate) trait Columns: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> {
+    /// The `SELECT` list, in the names the row's `FromRow` reads.
+    const COLUMNS: &'static str;
+}
+
+/// `SELECT {T::COLUMNS} {rest}`, ready for binds.
+pub(crate) fn select<'q, T: Columns>(
+    rest: &str,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {} {rest}", T::COLUMNS)))
+}
+
 /// Handle to the database. Cheap to clone (a connection pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -101,8 +115,10 @@ pub struct CallRow {
     pub counters_json: Option<String>,
 }
 
-const CALL_COLUMNS: &str = "id, call_sid, stream_sid, account_sid, started_at_ms, ended_at_ms, \
-     end_reason, parameters_json, counters_json";
+impl Columns for CallRow {
+    const COLUMNS: &'static str = "id, call_sid, stream_sid, account_sid, started_at_ms, \
+         ended_at_ms, end_reason, parameters_json, counters_json";
+}
 
 /// One row of `turns`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
@@ -121,10 +137,12 @@ pub struct TurnRow {
     pub at_ms: i64,
 }
 
-/// The columns [`TurnRow`] reads, of `turns t` (joins name the table `t`).
-pub(crate) const TURN_COLUMNS: &str = "t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, \
-     t.interrupted, t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
-     t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms";
+/// Of `turns t` (joins name the table `t`).
+impl Columns for TurnRow {
+    const COLUMNS: &'static str = "t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, \
+         t.interrupted, t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
+         t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms";
+}
 
 /// The latency mark columns of `turns` (the engine's [`LatencyMarks`] knows no database).
 #[derive(sqlx::FromRow)]
@@ -297,10 +315,10 @@ impl Store {
 
     /// Turns of every stream of this call sid, in call start then turn order.
     pub async fn call_turns(&self, call_sid: &str) -> Result<Vec<TurnRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TURN_COLUMNS} FROM turns t JOIN calls c ON c.id = t.call_id \
-             WHERE c.call_sid = $1 ORDER BY c.started_at_ms, c.id, t.turn"
-        )))
+        Ok(select::<TurnRow>(
+            "FROM turns t JOIN calls c ON c.id = t.call_id \
+             WHERE c.call_sid = $1 ORDER BY c.started_at_ms, c.id, t.turn",
+        )
         .bind(call_sid)
         .fetch_all(&self.pool)
         .await?)
@@ -308,10 +326,10 @@ impl Store {
 
     /// The `limit` most recent turns of any call, newest first.
     pub async fn recent_turns(&self, limit: u32) -> Result<Vec<TurnRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TURN_COLUMNS} FROM turns t ORDER BY t.at_ms DESC, t.call_id, t.turn DESC \
-             LIMIT $1"
-        )))
+        Ok(select::<TurnRow>(
+            "FROM turns t ORDER BY t.at_ms DESC, t.call_id, t.turn DESC \
+             LIMIT $1",
+        )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)
@@ -319,10 +337,10 @@ impl Store {
 
     /// The call with this sid (the most recently started stream if there were several).
     pub async fn call(&self, call_sid: &str) -> Result<Option<CallRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1 \
-             ORDER BY started_at_ms DESC, id DESC LIMIT 1"
-        )))
+        Ok(select::<CallRow>(
+            "FROM calls WHERE call_sid = $1 \
+             ORDER BY started_at_ms DESC, id DESC LIMIT 1",
+        )
         .bind(call_sid)
         .fetch_optional(&self.pool)
         .await?)

@@ -3,7 +3,7 @@
 //! percentiles are computed by the caller over the rows, so no backend-specific percentile
 //! function is needed; the window read is bounded by a row limit (newest first).
 
-use super::{Store, StoreError, TURN_COLUMNS, TurnRow};
+use super::{Columns, Store, StoreError, TurnRow};
 
 /// A turn in a window, with what the ops view groups it by.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -38,10 +38,11 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<WindowTurn>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TURN_COLUMNS}, COALESCE(c.parameters_json, '{{}}') AS parameters_json, \
+            "SELECT {}, COALESCE(c.parameters_json, '{{}}') AS parameters_json, \
                     c.providers \
              FROM turns t LEFT JOIN calls c ON c.id = t.call_id \
-             WHERE t.at_ms >= $1 ORDER BY t.at_ms DESC LIMIT $2"
+             WHERE t.at_ms >= $1 ORDER BY t.at_ms DESC LIMIT $2",
+            TurnRow::COLUMNS
         )))
         .bind(since_ms)
         .bind(i64::from(limit))

@@ -2,8 +2,8 @@
 //! of large batches, plus the business-wide reads the staff tools need (appointments in a range,
 //! customers with their WhatsApp ids, message counts). Every query is scoped by `business_id`.
 
-use super::booking::{APPOINTMENT_COLUMNS, Appointment, CUSTOMER_COLUMNS, CustomerRow};
-use super::{Store, StoreError};
+use super::booking::{Appointment, CustomerRow};
+use super::{Store, StoreError, select};
 
 /// One staff batch call as recorded (see the migration for `outcome`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
@@ -180,10 +180,10 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Appointment>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, created_at_ms, id"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, created_at_ms, id",
+        )
         .bind(business_id)
         .bind(from_ms)
         .bind(to_ms)
@@ -214,12 +214,12 @@ impl Store {
     }
 
     pub async fn customers_of(&self, business_id: &str) -> Result<Vec<CustomerRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE business_id = $1 ORDER BY phone"
-        )))
-        .bind(business_id)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(
+            select::<CustomerRow>("FROM customers WHERE business_id = $1 ORDER BY phone")
+                .bind(business_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn whatsapp_contacts(

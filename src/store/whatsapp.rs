@@ -8,7 +8,7 @@
 //! idempotency-key id, so reprocessing after a crash does not ask the agent twice nor resend what
 //! was already accepted by the provider.
 
-use super::{Store, StoreError};
+use super::{Columns, Store, StoreError, select};
 
 /// Delivery state of one of our outbound messages, ordered by progress.
 #[derive(
@@ -93,17 +93,6 @@ super::value::text_column!(
     ]
 );
 
-/// `SELECT` of the columns [`OutboundRow`] reads, followed by `$rest` (sqlx wants literal SQL).
-macro_rules! select_outbound {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
-             error_code, error_detail FROM whatsapp_outbound ",
-            $rest
-        )
-    };
-}
-
 /// One claimed inbox row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InboxItem {
@@ -139,8 +128,10 @@ pub struct StoredMessage {
     pub at_ms: i64,
 }
 
-/// The columns [`StoredMessage`] reads from `whatsapp_messages`.
-pub(super) const STORED_MESSAGE_COLUMNS: &str = "role, text, at_ms";
+/// Of `whatsapp_messages`.
+impl Columns for StoredMessage {
+    const COLUMNS: &'static str = "role, text, at_ms";
+}
 
 /// A message of a WhatsApp thread as the console shows it: `reply_to` ties our replies to their
 /// outbound rows (`<reply_to>:<part>`).
@@ -150,6 +141,11 @@ pub struct ThreadMessage {
     #[sqlx(flatten)]
     pub message: StoredMessage,
     pub reply_to: Option<String>,
+}
+
+impl Columns for OutboundRow {
+    const COLUMNS: &'static str = "id, conversation_id, recipient, body_json, provider_message_id, \
+         status, error_code, error_detail";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
@@ -395,10 +391,10 @@ impl Store {
         conversation_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut out: Vec<StoredMessage> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {STORED_MESSAGE_COLUMNS} FROM whatsapp_messages WHERE conversation_id = $1 \
-             ORDER BY at_ms DESC, id DESC LIMIT $2"
-        )))
+        let mut out: Vec<StoredMessage> = select::<StoredMessage>(
+            "FROM whatsapp_messages WHERE conversation_id = $1 \
+             ORDER BY at_ms DESC, id DESC LIMIT $2",
+        )
         .bind(conversation_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -479,10 +475,12 @@ impl Store {
     }
 
     pub async fn whatsapp_outbound(&self, id: &str) -> Result<Option<OutboundRow>, StoreError> {
-        Ok(sqlx::query_as(select_outbound!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            select::<OutboundRow>("FROM whatsapp_outbound WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The provider accepted the part (or refused it for good).
@@ -536,7 +534,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let row: Option<OutboundRow> =
-            sqlx::query_as(select_outbound!("WHERE provider_message_id = $1"))
+            select::<OutboundRow>("FROM whatsapp_outbound WHERE provider_message_id = $1")
                 .bind(provider_message_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -583,9 +581,9 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<OutboundRow>, StoreError> {
-        Ok(sqlx::query_as(select_outbound!(
-            "WHERE conversation_id = $1 ORDER BY created_at_ms, id"
-        ))
+        Ok(select::<OutboundRow>(
+            "FROM whatsapp_outbound WHERE conversation_id = $1 ORDER BY created_at_ms, id",
+        )
         .bind(conversation_id)
         .fetch_all(&self.pool)
         .await?)
