@@ -273,6 +273,15 @@ impl Columns for ConversationMessage {
          conversation_id, role, text, at_ms";
 }
 
+/// The `businesses` column holding a channel's prompt (`None` or another channel: the default).
+pub(super) fn prompt_column(channel: Option<&str>) -> &'static str {
+    match channel {
+        Some("phone") => "prompt_phone",
+        Some("whatsapp") => "prompt_whatsapp",
+        _ => "prompt_default",
+    }
+}
+
 /// Appointments created by the same request within this window are one appointment.
 pub const DEDUPE_WINDOW_MS: i64 = 5 * 60_000;
 
@@ -325,11 +334,7 @@ impl Store {
         prompt: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let column = match channel {
-            Some("phone") => "prompt_phone",
-            Some("whatsapp") => "prompt_whatsapp",
-            _ => "prompt_default",
-        };
+        let column = prompt_column(channel);
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE businesses SET {column} = $1, updated_at_ms = $2 WHERE id = $3"
         )))

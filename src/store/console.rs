@@ -298,11 +298,7 @@ impl Store {
         prompt: &str,
         now_ms: i64,
     ) -> Result<EditOutcome, StoreError> {
-        let column = match channel {
-            Some("phone") => "prompt_phone",
-            Some("whatsapp") => "prompt_whatsapp",
-            _ => "prompt_default",
-        };
+        let column = super::booking::prompt_column(channel);
         let sql = format!(
             "UPDATE businesses SET {column} = $1, updated_at_ms = $2 \
              WHERE id = $3 AND updated_at_ms = $4"
