@@ -634,6 +634,15 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
         let t = &store.call_turns("CA-odd").await.unwrap()[0];
         let read = (t.input_kind, t.interrupted, t.marks.total_ms);
         assert_eq!(read, (InputKind::Speech, true, Some(5)), "{}", b.name);
+
+        // A business's scope used to fall back to per-room capacity for any other text.
+        exec("UPDATE businesses SET concurrency_scope = 'room' WHERE id = 'biz_escape_tlv'").await;
+        let want = (
+            "concurrency_scope",
+            "room",
+            "a concurrency scope (resource or business)",
+        );
+        assert_bad_value(b.name, store.business("biz_escape_tlv").await, want);
         side.close().await;
         b.cleanup().await;
     }

@@ -44,7 +44,7 @@ pub struct Business {
     pub booking_window_days: i64,
     #[sqlx(try_from = "Flag")]
     pub require_phone_before_booking: bool,
-    pub concurrency_scope: String,
+    pub concurrency_scope: ConcurrencyScope,
     pub concurrency_limit: i64,
     #[sqlx(try_from = "Flag")]
     pub trace_log_pii: bool,
@@ -61,11 +61,7 @@ impl Business {
             min_notice_min: self.min_notice_min,
             booking_window_days: self.booking_window_days,
             require_phone_before_booking: self.require_phone_before_booking,
-            scope: if self.concurrency_scope == "business" {
-                ConcurrencyScope::Business
-            } else {
-                ConcurrencyScope::Resource
-            },
+            scope: self.concurrency_scope,
             business_limit: self.concurrency_limit,
         };
         policy.validate()?;

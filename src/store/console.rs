@@ -13,6 +13,7 @@ use super::booking::{Business, OutboxRow};
 use super::value::Flag;
 use super::whatsapp::{StoredMessage, ThreadMessage};
 use super::{Columns, Store, StoreError, select};
+use crate::booking::policy::ConcurrencyScope;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AccountRow {
@@ -85,7 +86,7 @@ pub struct PolicyColumns {
     pub min_notice_min: i64,
     pub booking_window_days: i64,
     pub require_phone_before_booking: bool,
-    pub concurrency_scope: String,
+    pub concurrency_scope: ConcurrencyScope,
     pub concurrency_limit: i64,
 }
 
@@ -98,7 +99,7 @@ impl PolicyColumns {
             min_notice_min: b.min_notice_min,
             booking_window_days: b.booking_window_days,
             require_phone_before_booking: b.require_phone_before_booking,
-            concurrency_scope: b.concurrency_scope.clone(),
+            concurrency_scope: b.concurrency_scope,
             concurrency_limit: b.concurrency_limit,
         }
     }
@@ -328,7 +329,7 @@ impl Store {
         .bind(p.min_notice_min)
         .bind(p.booking_window_days)
         .bind(i64::from(p.require_phone_before_booking))
-        .bind(p.concurrency_scope.clone())
+        .bind(p.concurrency_scope.as_str())
         .bind(p.concurrency_limit);
         self.versioned(q, id, expected_version, now_ms).await
     }

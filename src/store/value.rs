@@ -108,6 +108,15 @@ text_column!(
     ]
 );
 
+text_column!(
+    crate::booking::policy::ConcurrencyScope,
+    "a concurrency scope (resource or business)",
+    [
+        crate::booking::policy::ConcurrencyScope::Resource,
+        crate::booking::policy::ConcurrencyScope::Business,
+    ]
+);
+
 /// Decodes as `i64` (any integer width: SQLite and PostgreSQL differ).
 fn integer(value: AnyValueRef<'_>) -> Result<i64, BoxDynError> {
     <i64 as Decode<Any>>::decode(value)
