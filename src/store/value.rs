@@ -5,10 +5,15 @@
 //! module, in one place:
 //!
 //! * a status or kind column into its enum: the enum is a column type of its own (`Type` and
-//!   `Decode` for `Any`), written by [`text_column!`] from the enum's own `as_str`;
+//!   `Decode` for `Any`), written by `text_column!` from the enum's own `as_str` (an enum the
+//!   store owns is declared with its column texts by `text_enum!`);
 //! * a 0/1 `INTEGER` column into `bool`: `#[sqlx(try_from = "Flag")]` (the migrations store
 //!   booleans as integers on both backends);
-//! * a non-negative `INTEGER` into `u32`: `#[sqlx(try_from = "Count")]`.
+//! * a non-negative `INTEGER` into `u32`: `#[sqlx(try_from = "Count")]`;
+//! * a `|`-separated text column into `Vec<String>`: `#[sqlx(try_from = "PipeList")]`.
+//!
+//! The fallible step is always the `Decode` (the `try_from` conversions cannot fail), so the
+//! error keeps its type; see `text_column!` for why.
 //!
 //! A value the type cannot hold is an [`UnexpectedValue`]; the store turns the decode error that
 //! carries it into [`super::StoreError::BadValue`] naming the column and the value. Never a
