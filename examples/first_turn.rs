@@ -91,7 +91,7 @@ async fn one_call(
     let turns = store.call_turns(&sid).await.expect("turns");
     let _ = stop_tx.send(());
     let _ = served.await;
-    let first = turns.iter().find(|t| t.input_kind == "speech");
+    let first = turns.iter().find(|t| t.input_kind.as_str() == "speech");
     (
         first.and_then(|t| t.marks.total_ms),
         first.and_then(|t| t.marks.ai_latency_ms),

@@ -232,7 +232,7 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     assert_eq!(delivered[0].phone_number_id, "100200300400500");
     assert_eq!(
         f.store.outbox_by_key(&key).await.unwrap().unwrap().status,
-        "delivered"
+        kav::store::booking::OutboxStatus::Delivered
     );
     assert_eq!(f.sender.attempts(), 3);
 

@@ -147,7 +147,7 @@ async fn phone_caller_books_with_keypad_number_while_whatsapp_is_down() {
     assert_eq!(turns.len(), 4, "{bot:#?}");
     assert!(bot[0].contains("What name"), "{bot:#?}");
     assert!(bot[1].contains("keypad"), "{bot:#?}");
-    assert_eq!(turns[2].input_kind, "digits");
+    assert_eq!(turns[2].input_kind.as_str(), "digits");
     assert_eq!(turns[2].user_text, "0521112222");
     assert!(
         bot[2].contains("Dubai room tomorrow at 10:00") && bot[2].contains("Dana"),

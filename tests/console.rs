@@ -499,7 +499,7 @@ async fn tenants_see_only_their_business() {
             .unwrap()
             .unwrap()
             .status,
-        "booked"
+        kav::store::booking::AppointmentStatus::Booked
     );
 
     // The turn API: all calls are the platform admin's; one call is its business's.
@@ -827,7 +827,7 @@ async fn staff_book_move_and_cancel_through_the_agent_tools() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         s.store.appointment(&id).await.unwrap().unwrap().status,
-        "cancelled"
+        kav::store::booking::AppointmentStatus::Cancelled
     );
     // The day view lists it, cancelled, with the Hebrew name as typed.
     let (_, day) = s
@@ -2073,7 +2073,7 @@ async fn console_data_on(store: &Store, name: &str) {
         customer_phone: Some("+972501234567".into()),
         start_ms: noon + 3_600_000,
         end_ms: noon + 7_200_000,
-        status: "booked".into(),
+        status: kav::store::booking::AppointmentStatus::Booked,
         channel: "phone".into(),
         conversation_id: "CA1".into(),
         request_key: "k".into(),

@@ -129,7 +129,13 @@ impl Fx {
     }
 
     async fn status(&self, id: &str) -> String {
-        self.store.appointment(id).await.unwrap().unwrap().status
+        self.store
+            .appointment(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .to_string()
     }
 
     /// Staff notices in the outbox (not the booking confirmations).
@@ -882,7 +888,7 @@ async fn moving_a_day_keeps_times_and_tells_each_customer_once() {
             let a = fx.store.appointment(id).await.unwrap().unwrap();
             assert_eq!(p.date_iso(a.start_ms), WED);
             assert_eq!(p.time_display(a.start_ms), time);
-            assert_eq!(a.status, "booked");
+            assert_eq!(a.status.as_str(), "booked");
         }
         let notices = fx.notices().await;
         assert_eq!(notices.len(), 2, "one per customer: {notices:#?}");

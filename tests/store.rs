@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use kav::store::{Record, Store};
+use kav::store::booking::AppointmentStatus;
+use kav::store::{Record, Store, StoreError};
 use kav::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
 use sqlx::{AnyPool, Row};
 
@@ -263,7 +264,7 @@ async fn call_with_turns_and_events_round_trips() {
             (1, full_marks(), false)
         );
         assert_eq!(turns[0].user_text, "שלום");
-        assert_eq!(turns[0].input_kind, "speech");
+        assert_eq!(turns[0].input_kind.as_str(), "speech");
         assert_eq!(turns[0].at_ms, T0 + 1_000);
         assert_eq!(
             (turns[1].turn, turns[1].marks, turns[1].interrupted),
@@ -521,6 +522,128 @@ async fn writer_survives_a_failing_write() {
         rec.flush().await;
         assert_eq!((rec.written(), rec.failed()), (4, 1), "{}", b.name);
         assert_eq!(store.call_turns("CA-fail").await.unwrap().len(), 3);
+        b.cleanup().await;
+    }
+}
+
+/// A read of a corrupted row fails with `BadValue` naming this column, value and expectation.
+#[track_caller]
+fn assert_bad_value<T: std::fmt::Debug>(
+    backend: &str,
+    read: Result<T, StoreError>,
+    want: (&str, &str, &str),
+) {
+    match read {
+        Err(StoreError::BadValue {
+            column,
+            value,
+            expected,
+        }) => assert_eq!(
+            (column.as_str(), value.as_str(), expected),
+            want,
+            "{backend}"
+        ),
+        other => panic!("{backend}: expected BadValue {want:?}, got {other:?}"),
+    }
+}
+
+/// A status, kind or flag the code does not know, written behind the store's back (an older or
+/// newer version, a hand edit), is a typed error naming the column and the value: not a panic,
+/// not a silent default, and the row is left as it is. Fixing the row makes it readable again.
+#[tokio::test]
+async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let side = b.side_pool().await;
+        let exec = |sql: &'static str| {
+            let side = side.clone();
+            async move { sqlx::query(sql).execute(&side).await.unwrap() }
+        };
+        exec(
+            "INSERT INTO appointments (id, business_id, resource_id, customer_id, customer_name, \
+             customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, \
+             created_at_ms, updated_at_ms) VALUES ('appt_odd', 'biz_escape_tlv', 'room_dubai', \
+             NULL, 'Dana', '+972501234567', 1000, 2000, 'archived', 'phone', 'CA1', 'k', 1, 1)",
+        )
+        .await;
+        let e = store.appointment("appt_odd").await.unwrap_err();
+        assert!(e.to_string().contains("\"archived\""), "{}: {e}", b.name);
+        const APPT: (&str, &str, &str) = ("status", "archived", "an appointment status");
+        assert_bad_value(b.name, store.appointment("appt_odd").await, APPT);
+        // A list holding that row fails the same way rather than leaving it out unseen.
+        let all = store.appointments_for_business("biz_escape_tlv").await;
+        assert_bad_value(b.name, all, APPT);
+        // The agent's tools see it as a fatal failure (retrying reads the same row again).
+        let e = store.appointment("appt_odd").await.unwrap_err();
+        assert_eq!(
+            kav::providers::ProviderError::from(e).kind(),
+            kav::providers::FailureKind::Fatal,
+            "{}",
+            b.name
+        );
+        exec("UPDATE appointments SET status = 'cancelled' WHERE id = 'appt_odd'").await;
+        let a = store.appointment("appt_odd").await.unwrap().unwrap();
+        assert_eq!(a.status, AppointmentStatus::Cancelled, "{}", b.name);
+        assert_eq!(a.customer_name, "Dana", "{}", b.name);
+
+        exec(
+            "INSERT INTO outbox (id, business_id, kind, payload_json, idempotency_key, status, \
+             attempts, next_attempt_at_ms, locked_until_ms, created_at_ms) VALUES ('evt_odd', \
+             'biz_escape_tlv', 'appointment.created', '{}', 'odd', 'sent', 0, 0, 0, 1)",
+        )
+        .await;
+        let want = ("status", "sent", "an outbox status");
+        assert_bad_value(b.name, store.outbox_by_key("odd").await, want);
+
+        exec(
+            "INSERT INTO whatsapp_outbound (id, conversation_id, business_id, recipient, \
+             body_json, provider_message_id, status, created_at_ms, updated_at_ms) VALUES \
+             ('out_odd', 'wa_1', 'biz_escape_tlv', '972501234567', '{}', 'wamid.odd', 'bounced', \
+             1, 1)",
+        )
+        .await;
+        let want = ("status", "bounced", "a WhatsApp delivery status");
+        assert_bad_value(b.name, store.whatsapp_outbound("out_odd").await, want);
+        // A status webhook for it fails too, rather than treating the unknown state as "accepted".
+        let applied = store
+            .whatsapp_apply_status("wamid.odd", "delivered", None, None, 2)
+            .await;
+        assert_bad_value(b.name, applied, want);
+
+        exec(
+            "INSERT INTO calls (id, call_sid, stream_sid, account_sid, started_at_ms, \
+             parameters_json) VALUES ('c_odd', 'CA-odd', 'MZ', 'AC', 1, '{}')",
+        )
+        .await;
+        exec(
+            "INSERT INTO turns (call_id, turn, input_kind, user_text, bot_text, interrupted, at_ms) \
+             VALUES ('c_odd', 1, 'typing', 'hi', 'hello', 0, 1)",
+        )
+        .await;
+        let want = ("input_kind", "typing", "a turn input kind");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
+        // A 0/1 flag holding 2, and a negative latency mark.
+        exec("UPDATE turns SET input_kind = 'speech', interrupted = 2 WHERE call_id = 'c_odd'")
+            .await;
+        let want = ("interrupted", "2", "0 or 1");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
+        exec("UPDATE turns SET interrupted = 1, total_ms = -5 WHERE call_id = 'c_odd'").await;
+        let want = ("total_ms", "-5", "a count from 0 to 4294967295");
+        assert_bad_value(b.name, store.call_turns("CA-odd").await, want);
+        exec("UPDATE turns SET total_ms = 5 WHERE call_id = 'c_odd'").await;
+        let t = &store.call_turns("CA-odd").await.unwrap()[0];
+        let read = (t.input_kind, t.interrupted, t.marks.total_ms);
+        assert_eq!(read, (InputKind::Speech, true, Some(5)), "{}", b.name);
+
+        // A business's scope used to fall back to per-room capacity for any other text.
+        exec("UPDATE businesses SET concurrency_scope = 'room' WHERE id = 'biz_escape_tlv'").await;
+        let want = (
+            "concurrency_scope",
+            "room",
+            "a concurrency scope (resource or business)",
+        );
+        assert_bad_value(b.name, store.business("biz_escape_tlv").await, want);
+        side.close().await;
         b.cleanup().await;
     }
 }

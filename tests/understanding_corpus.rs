@@ -190,7 +190,7 @@ async fn run(s: &Scenario) -> (Vec<String>, Vec<String>, Vec<String>) {
         let mine: Vec<_> = all.iter().filter(|a| a.conversation_id == sid).collect();
         let booked_here: Vec<String> = mine
             .iter()
-            .filter(|a| a.status == "booked")
+            .filter(|a| a.status == kav::store::booking::AppointmentStatus::Booked)
             .map(|a| local_start(&rt, a.start_ms))
             .collect();
         let upcoming = match &s.phone {

@@ -766,7 +766,7 @@ async fn rate_limit_130429_is_retried_then_succeeds() {
     );
     let rows = h.outbound(CUSTOMER, "biz-ny").await;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].status, "accepted");
+    assert_eq!(rows[0].status.as_str(), "accepted");
     assert_eq!(
         rows[0].provider_message_id.as_deref(),
         Some("wamid.FAKE000001")
@@ -920,7 +920,7 @@ async fn permanent_send_errors_are_recorded_not_retried() {
     h.drained().await;
     assert_eq!(h.graph.attempts().len(), 1);
     let rows = h.outbound(CUSTOMER, "biz-ny").await;
-    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].status.as_str(), "failed");
     assert_eq!(rows[0].error_code, Some(131026));
 }
 
@@ -944,7 +944,10 @@ async fn statuses_out_of_order_never_regress() {
         assert_eq!(h.post_signed(&status_webhook(id, status, ts)).await, 200);
     }
     h.drained().await;
-    assert_eq!(h.outbound(CUSTOMER, "biz-ny").await[0].status, "read");
+    assert_eq!(
+        h.outbound(CUSTOMER, "biz-ny").await[0].status.as_str(),
+        "read"
+    );
     assert_eq!(
         h.post_signed(&status_webhook(id, "delivered", 20)).await,
         200
@@ -952,7 +955,11 @@ async fn statuses_out_of_order_never_regress() {
     assert_eq!(h.post_signed(&status_webhook(id, "failed", 40)).await, 200);
     h.drained().await;
     let row = &h.outbound(CUSTOMER, "biz-ny").await[0];
-    assert_eq!(row.status, "read", "a late failure does not undo read");
+    assert_eq!(
+        row.status.as_str(),
+        "read",
+        "a late failure does not undo read"
+    );
     assert_eq!(row.error_code, Some(131026), "but it is recorded");
     assert_eq!(
         h.store.whatsapp_status_history(id).await.unwrap(),
@@ -1292,7 +1299,7 @@ async fn twilio_delivery_reports_update_our_message_and_never_regress() {
     assert_eq!(sends[0].body["StatusCallback"], STATUS_CALLBACK);
     let ours = h.outbound("558282136275", "biz-bcn").await;
     let sid = ours[0].provider_message_id.clone().expect("Twilio sid");
-    assert_eq!(ours[0].status, "accepted");
+    assert_eq!(ours[0].status.as_str(), "accepted");
 
     let post = |path: &'static str, params: Vec<(String, String)>, signed: bool| {
         let url = h.url(path);
@@ -1326,7 +1333,9 @@ async fn twilio_delivery_reports_update_our_message_and_never_regress() {
     }
     h.drained().await;
     assert_eq!(
-        h.outbound("558282136275", "biz-bcn").await[0].status,
+        h.outbound("558282136275", "biz-bcn").await[0]
+            .status
+            .as_str(),
         "read"
     );
     assert_eq!(
@@ -1340,7 +1349,11 @@ async fn twilio_delivery_reports_update_our_message_and_never_regress() {
     );
     h.drained().await;
     let row = &h.outbound("558282136275", "biz-bcn").await[0];
-    assert_eq!(row.status, "read", "a late failure does not undo read");
+    assert_eq!(
+        row.status.as_str(),
+        "read",
+        "a late failure does not undo read"
+    );
     assert_eq!(row.error_code, Some(63024), "but it is recorded");
     // Twilio's reports carry no timestamp: rows are stamped on arrival, so compare as a set.
     let mut history = h.store.whatsapp_status_history(&sid).await.unwrap();

@@ -229,7 +229,7 @@ async fn conversations_history_outbound_and_statuses() {
             .whatsapp_outbound_begin("w0:0", &conv, "biz", "16505551234", "{}", 3_000)
             .await
             .unwrap();
-        assert_eq!(row.status, "pending");
+        assert_eq!(row.status.as_str(), "pending");
         store
             .whatsapp_outbound_result("w0:0", "{}", Ok("wamid.X"), 3_001)
             .await
@@ -238,7 +238,11 @@ async fn conversations_history_outbound_and_statuses() {
             .whatsapp_outbound_begin("w0:0", &conv, "biz", "16505551234", "{}", 3_002)
             .await
             .unwrap();
-        assert_eq!(again.status, "accepted", "{n}: begin is idempotent");
+        assert_eq!(
+            again.status.as_str(),
+            "accepted",
+            "{n}: begin is idempotent"
+        );
         for (status, expect) in [
             ("delivered", "delivered"),
             ("sent", "delivered"),

@@ -17,7 +17,8 @@ use crate::booking::temporal::{self, Ambiguity};
 use crate::providers::{OutboundBody, OutboundMessage};
 use crate::store::StoreError;
 use crate::store::booking::{
-    Appointment, CapacityRule, CreateOutcome, DEDUPE_WINDOW_MS, NewOutboxEvent, Resource,
+    Appointment, AppointmentStatus, CapacityRule, CreateOutcome, DEDUPE_WINDOW_MS, NewOutboxEvent,
+    Resource,
 };
 
 /// Why a use case did not change anything. `code()` is the `error` of a tool's
@@ -322,7 +323,7 @@ impl<'a> Bookings<'a> {
             .ok()?;
         all.into_iter().find(|a| {
             a.request_key == key
-                && a.status == "booked"
+                && a.status == AppointmentStatus::Booked
                 && a.created_at_ms >= now - DEDUPE_WINDOW_MS
         })
     }
@@ -452,7 +453,7 @@ impl<'a> Bookings<'a> {
             customer_phone: req.phone.clone(),
             start_ms,
             end_ms,
-            status: "booked".into(),
+            status: AppointmentStatus::Booked,
             channel: req.channel.clone(),
             conversation_id: req.conversation_id.clone(),
             request_key: key,

@@ -30,7 +30,7 @@ use crate::retry::Backoff;
 use crate::scheduler::{
     Claimed, Failure, Scheduler, Settings, Step, Verdict, run_leased, shell_wait,
 };
-use crate::store::booking::OutboxRow;
+use crate::store::booking::{OutboxRow, OutboxStatus};
 use crate::store::{Store, StoreError};
 
 /// What delivering the outbox needs: the store, the sender, the clock and the settings. The
@@ -133,8 +133,8 @@ pub fn schedule(config: &BookingConfig) -> Settings {
 /// Delivers the event with this idempotency key now (one attempt), if it is pending.
 pub async fn deliver_key_now(rt: &dyn OutboxPorts, key: &str) -> Result<Delivery, StoreError> {
     match rt.store().outbox_by_key(key).await? {
-        Some(row) if row.status == "pending" => deliver(rt, &row).await,
-        Some(row) if row.status == "delivered" => Ok(Delivery::Delivered),
+        Some(row) if row.status == OutboxStatus::Pending => deliver(rt, &row).await,
+        Some(row) if row.status == OutboxStatus::Delivered => Ok(Delivery::Delivered),
         _ => Ok(Delivery::NotClaimed),
     }
 }

@@ -21,12 +21,28 @@ pub enum PolicyError {
 }
 
 /// Whose capacity a booking consumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConcurrencyScope {
     /// Each resource (room) takes up to its own limit at once.
     Resource,
     /// The whole business takes up to `concurrency_limit` at once, whatever the resource.
     Business,
+}
+
+impl ConcurrencyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyScope::Resource => "resource",
+            ConcurrencyScope::Business => "business",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ConcurrencyScope::Resource, ConcurrencyScope::Business]
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -79,7 +79,7 @@ impl AppointmentView {
             customer_phone: a
                 .customer_phone
                 .map(|p| ctx.shown_phone(&a.business_id, &p)),
-            status: a.status,
+            status: a.status.as_str().to_string(),
             channel: a.channel,
         }
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::pages::{Ctx, DateQuery, Fields, hhmm, parse_date, text_dir};
 use super::{Answer, Console, ConsoleError, Format};
-use crate::booking::policy::{Slot, WEEKDAY_KEYS};
+use crate::booking::policy::{ConcurrencyScope, Slot, WEEKDAY_KEYS};
 use crate::providers::Channel;
 use crate::store::booking::Business;
 use crate::store::console::{EditOutcome, PolicyColumns};
@@ -116,7 +116,10 @@ fn business_fields(b: &Business) -> BTreeMap<String, String> {
         "require_phone_before_booking".into(),
         flag(b.require_phone_before_booking),
     );
-    f.insert("concurrency_scope".into(), b.concurrency_scope.clone());
+    f.insert(
+        "concurrency_scope".into(),
+        b.concurrency_scope.as_str().into(),
+    );
     f.insert("concurrency_limit".into(), b.concurrency_limit.to_string());
     f
 }
@@ -519,16 +522,15 @@ pub(super) fn policy_from_fields(
             "the slot size must be at least 1 minute",
         ));
     }
-    let scope = fields
-        .get("concurrency_scope")
-        .unwrap_or(&current.concurrency_scope)
-        .to_string();
-    if scope != "resource" && scope != "business" {
-        return Err(ConsoleError::invalid(
-            "concurrency_scope",
-            format!("{scope:?}: want resource or business"),
-        ));
-    }
+    let scope = match fields.get("concurrency_scope") {
+        None => current.concurrency_scope,
+        Some(scope) => ConcurrencyScope::parse(scope).ok_or_else(|| {
+            ConsoleError::invalid(
+                "concurrency_scope",
+                format!("{scope:?}: want resource or business"),
+            )
+        })?,
+    };
     let columns = PolicyColumns {
         opening_hours_json: serde_json::Value::Object(hours).to_string(),
         allow_24_7: fields.flag("allow_24_7"),
@@ -553,7 +555,7 @@ pub(super) fn policy_from_fields(
         min_notice_min: columns.min_notice_min,
         booking_window_days: columns.booking_window_days,
         require_phone_before_booking: columns.require_phone_before_booking,
-        concurrency_scope: columns.concurrency_scope.clone(),
+        concurrency_scope: columns.concurrency_scope,
         concurrency_limit: columns.concurrency_limit,
         ..current.clone()
     };

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::bookings::AppointmentView;
 use super::pages::{Ctx, Fields, parse_date, text_dir};
 use super::{Answer, Console, ConsoleError};
-use crate::store::booking::Business;
+use crate::store::booking::{AppointmentStatus, Business};
 
 pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new().route("/b/{biz}/calendar", get(calendar))
@@ -192,7 +192,7 @@ pub(super) async fn calendar_view(
     let mut off_grid: Vec<Vec<AppointmentView>> = days.iter().map(|_| Vec::new()).collect();
     let dates: Vec<String> = days.iter().map(Date::to_string).collect();
     for a in store.appointments_between(&b.id, from_ms, to_ms).await? {
-        if a.status != "booked" {
+        if a.status != AppointmentStatus::Booked {
             continue;
         }
         let view = AppointmentView::new(ctx, &policy, &rooms, a);

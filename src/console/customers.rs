@@ -160,7 +160,7 @@ struct OutboundView {
 
 fn outbound_view(o: &OutboundRow) -> OutboundView {
     OutboundView {
-        status: o.status.clone(),
+        status: o.status.as_str().to_string(),
         error: match (o.error_code, &o.error_detail) {
             (None, None) => None,
             (code, detail) => Some(format!(
@@ -253,10 +253,10 @@ async fn customer(ctx: Ctx, Path((biz, id)): Path<(String, String)>) -> Answer {
                             .collect()
                     })
                     .unwrap_or_default(),
-                dir: super::business::content_dir(&m.text),
-                at: when(m.at_ms),
-                role: m.role,
-                text: m.text,
+                dir: super::business::content_dir(&m.message.text),
+                at: when(m.message.at_ms),
+                role: m.message.role,
+                text: m.message.text,
             })
             .collect();
         let other_outbound = outbound

@@ -686,7 +686,7 @@ async fn call_page(
             tools = rest;
             TurnView {
                 turn: r.turn,
-                input_kind: r.input_kind,
+                input_kind: r.input_kind.as_str().to_string(),
                 user_text: r.user_text,
                 bot_text: r.bot_text,
                 interrupted: r.interrupted,

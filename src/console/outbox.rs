@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::pages::{Ctx, text_dir};
 use super::{Answer, Console, ConsoleError};
-use crate::store::booking::OutboxRow;
+use crate::store::booking::{OutboxRow, OutboxStatus};
 
 pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
@@ -111,7 +111,8 @@ async fn outbox(ctx: Ctx, Path(biz): Path<String>, Query(q): Query<OutboxQuery>)
                 attempts: r.attempts,
                 last_error: r.last_error.clone(),
                 created: when(r.created_at_ms),
-                next_attempt: (r.status == "pending").then(|| when(r.next_attempt_at_ms)),
+                next_attempt: (r.status == OutboxStatus::Pending)
+                    .then(|| when(r.next_attempt_at_ms)),
                 done: r.done_at_ms.map(when),
                 retryable: matches!(state, "failed" | "dead"),
             }

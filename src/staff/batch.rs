@@ -17,7 +17,7 @@ use crate::booking::outbox::{KIND_WHATSAPP_SEND, SendPayload};
 use crate::booking::parse::normalize_phone;
 use crate::console::auth::{random_token, sha256_hex};
 use crate::providers::{OutboundBody, OutboundMessage};
-use crate::store::booking::{Appointment, NewOutboxEvent, new_id};
+use crate::store::booking::{Appointment, AppointmentStatus, NewOutboxEvent, new_id};
 use crate::store::staff::{AuditRow, ConfirmationRow, TokenUse};
 
 /// One thing a batch will do.
@@ -87,7 +87,7 @@ async fn explicit(cx: &Cx<'_>, ids: &[String]) -> Vec<Result<Appointment, Item>>
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         out.push(match b.appointment(id).await {
-            Ok(a) if a.status != "booked" => Err(Item::Invalid {
+            Ok(a) if a.status != AppointmentStatus::Booked => Err(Item::Invalid {
                 appointment_id: id.clone(),
                 error: "not_found",
                 reason: "that booking is already cancelled".into(),

@@ -13,7 +13,7 @@ use super::tools::{
 };
 use crate::agent::tools::day_bounds;
 use crate::agent::usecases::Refused;
-use crate::store::booking::Appointment;
+use crate::store::booking::{Appointment, AppointmentStatus};
 
 /// Longest `staff_free_slots` range, in days.
 const MAX_SLOT_DAYS: i32 = 31;
@@ -112,8 +112,8 @@ pub(super) async fn select(
     Ok(all
         .into_iter()
         .filter(|a| match status {
-            Status::Booked => a.status == "booked",
-            Status::Cancelled => a.status == "cancelled",
+            Status::Booked => a.status == AppointmentStatus::Booked,
+            Status::Cancelled => a.status == AppointmentStatus::Cancelled,
             Status::Any => true,
         })
         .filter(|a| !changeable || a.start_ms >= cx.now)
@@ -447,7 +447,7 @@ pub(super) async fn chat_stats(cx: &Cx<'_>, args: ChatStatsArgs) -> Value {
         let row = rows.entry(key).or_default();
         row.name.get_or_insert_with(|| a.customer_name.clone());
         *row.bookings.entry(a.channel.clone()).or_default() += 1;
-        if a.status == "cancelled" {
+        if a.status == AppointmentStatus::Cancelled {
             row.cancelled += 1;
         }
     }

@@ -12,10 +12,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
-use super::{Store, StoreError};
+use super::value::{Flag, PipeList, text_enum};
+use super::{Columns, Store, StoreError, select};
 use crate::booking::policy::{
     Busy, ConcurrencyScope, Policy, PolicyError, ResourceCap, parse_opening_hours, timezone,
 };
@@ -29,7 +27,7 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{process}{n:06x}")
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Business {
     pub id: String,
     pub name: String,
@@ -39,13 +37,16 @@ pub struct Business {
     pub prompt_phone: Option<String>,
     pub prompt_whatsapp: Option<String>,
     pub opening_hours_json: String,
+    #[sqlx(try_from = "Flag")]
     pub allow_24_7: bool,
     pub slot_size_min: i64,
     pub min_notice_min: i64,
     pub booking_window_days: i64,
+    #[sqlx(try_from = "Flag")]
     pub require_phone_before_booking: bool,
-    pub concurrency_scope: String,
+    pub concurrency_scope: ConcurrencyScope,
     pub concurrency_limit: i64,
+    #[sqlx(try_from = "Flag")]
     pub trace_log_pii: bool,
     pub updated_at_ms: i64,
 }
@@ -60,11 +61,7 @@ impl Business {
             min_notice_min: self.min_notice_min,
             booking_window_days: self.booking_window_days,
             require_phone_before_booking: self.require_phone_before_booking,
-            scope: if self.concurrency_scope == "business" {
-                ConcurrencyScope::Business
-            } else {
-                ConcurrencyScope::Resource
-            },
+            scope: self.concurrency_scope,
             business_limit: self.concurrency_limit,
         };
         policy.validate()?;
@@ -88,10 +85,11 @@ impl Business {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct Resource {
     pub id: String,
     pub name: String,
+    #[sqlx(try_from = "PipeList")]
     pub aliases: Vec<String>,
     pub concurrency_limit: i64,
 }
@@ -113,7 +111,7 @@ impl Resource {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct Document {
     /// Not shown to the agent (its tools serialise documents); the console edits by it.
     #[serde(skip)]
@@ -123,7 +121,15 @@ pub struct Document {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+text_enum! {
+    /// An appointment's state: `booked` until cancelled (migration 0002).
+    pub enum AppointmentStatus: "an appointment status" {
+        Booked = "booked",
+        Cancelled = "cancelled",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct Appointment {
     pub id: String,
     pub business_id: String,
@@ -133,7 +139,7 @@ pub struct Appointment {
     pub customer_phone: Option<String>,
     pub start_ms: i64,
     pub end_ms: i64,
-    pub status: String,
+    pub status: AppointmentStatus,
     pub channel: String,
     pub conversation_id: String,
     pub request_key: String,
@@ -150,14 +156,23 @@ pub struct NewOutboxEvent {
     pub not_before_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+text_enum! {
+    /// Where an outbox event is: waiting for (another) attempt, done, or given up (migration 0002).
+    pub enum OutboxStatus: "an outbox status" {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: String,
     pub business_id: String,
     pub kind: String,
     pub payload_json: String,
     pub idempotency_key: String,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub next_attempt_at_ms: i64,
     pub last_error: Option<String>,
@@ -166,7 +181,20 @@ pub struct OutboxRow {
     pub done_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One customer (lead) of a business: one per phone, across channels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct CustomerRow {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub first_channel: String,
+    pub last_channel: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ToolTraceRow {
     pub business_id: String,
     pub conversation_id: String,
@@ -174,6 +202,7 @@ pub struct ToolTraceRow {
     pub turn: i64,
     pub tool: String,
     pub args_json: String,
+    #[sqlx(try_from = "Flag")]
     pub ok: bool,
     pub error: Option<String>,
     pub reason: Option<String>,
@@ -181,7 +210,7 @@ pub struct ToolTraceRow {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ConversationMessage {
     pub business_id: String,
     pub customer_id: Option<String>,
@@ -214,71 +243,39 @@ pub enum CapacityRule {
     Business { limit: i64 },
 }
 
-fn b(v: i64) -> bool {
-    v != 0
+impl Columns for Appointment {
+    const COLUMNS: &'static str = "id, business_id, resource_id, customer_id, customer_name, \
+         customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, \
+         created_at_ms";
 }
 
-pub(super) fn business_row(r: &AnyRow) -> Result<Business, sqlx::Error> {
-    Ok(Business {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        timezone: r.try_get("timezone")?,
-        language: r.try_get("language")?,
-        prompt_default: r.try_get("prompt_default")?,
-        prompt_phone: r.try_get("prompt_phone")?,
-        prompt_whatsapp: r.try_get("prompt_whatsapp")?,
-        opening_hours_json: r.try_get("opening_hours_json")?,
-        allow_24_7: b(r.try_get("allow_24_7")?),
-        slot_size_min: r.try_get("slot_size_min")?,
-        min_notice_min: r.try_get("min_notice_min")?,
-        booking_window_days: r.try_get("booking_window_days")?,
-        require_phone_before_booking: b(r.try_get("require_phone_before_booking")?),
-        concurrency_scope: r.try_get("concurrency_scope")?,
-        concurrency_limit: r.try_get("concurrency_limit")?,
-        trace_log_pii: b(r.try_get("trace_log_pii")?),
-        updated_at_ms: r.try_get("updated_at_ms")?,
-    })
+impl Columns for OutboxRow {
+    const COLUMNS: &'static str = "id, business_id, kind, payload_json, idempotency_key, status, \
+         attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
 }
 
-pub(super) const APPOINTMENT_COLUMNS: &str = "id, business_id, resource_id, customer_id, customer_name, \
-     customer_phone, start_ms, end_ms, status, channel, conversation_id, request_key, created_at_ms";
-
-pub(super) fn appointment_row(r: &AnyRow) -> Result<Appointment, sqlx::Error> {
-    Ok(Appointment {
-        id: r.try_get("id")?,
-        business_id: r.try_get("business_id")?,
-        resource_id: r.try_get("resource_id")?,
-        customer_id: r.try_get("customer_id")?,
-        customer_name: r.try_get("customer_name")?,
-        customer_phone: r.try_get("customer_phone")?,
-        start_ms: r.try_get("start_ms")?,
-        end_ms: r.try_get("end_ms")?,
-        status: r.try_get("status")?,
-        channel: r.try_get("channel")?,
-        conversation_id: r.try_get("conversation_id")?,
-        request_key: r.try_get("request_key")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-    })
+impl Columns for CustomerRow {
+    const COLUMNS: &'static str = "id, phone, name, status, first_channel, last_channel, \
+         created_at_ms, updated_at_ms";
 }
 
-pub(super) const OUTBOX_COLUMNS: &str = "id, business_id, kind, payload_json, idempotency_key, status, \
-     attempts, next_attempt_at_ms, last_error, result, created_at_ms, done_at_ms";
+impl Columns for ToolTraceRow {
+    const COLUMNS: &'static str = "business_id, conversation_id, channel, turn, tool, args_json, \
+         ok, error, reason, latency_ms, at_ms";
+}
 
-pub(super) fn outbox_row(r: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
-    Ok(OutboxRow {
-        id: r.try_get("id")?,
-        business_id: r.try_get("business_id")?,
-        kind: r.try_get("kind")?,
-        payload_json: r.try_get("payload_json")?,
-        idempotency_key: r.try_get("idempotency_key")?,
-        status: r.try_get("status")?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at_ms: r.try_get("next_attempt_at_ms")?,
-        last_error: r.try_get("last_error")?,
-        result: r.try_get("result")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-        done_at_ms: r.try_get("done_at_ms")?,
-    })
+impl Columns for ConversationMessage {
+    const COLUMNS: &'static str = "business_id, customer_id, customer_phone, channel, \
+         conversation_id, role, text, at_ms";
+}
+
+/// The `businesses` column holding a channel's prompt (`None` or another channel: the default).
+pub(super) fn prompt_column(channel: Option<&str>) -> &'static str {
+    match channel {
+        Some("phone") => "prompt_phone",
+        Some("whatsapp") => "prompt_whatsapp",
+        _ => "prompt_default",
+    }
 }
 
 /// Appointments created by the same request within this window are one appointment.
@@ -294,11 +291,10 @@ impl Store {
     }
 
     pub async fn business(&self, id: &str) -> Result<Option<Business>, StoreError> {
-        let row = sqlx::query("SELECT * FROM businesses WHERE id = $1")
+        Ok(sqlx::query_as("SELECT * FROM businesses WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(business_row).transpose()?)
+            .await?)
     }
 
     /// The business reached at `address` on `channel` (Twilio number or WhatsApp phone_number_id).
@@ -307,23 +303,23 @@ impl Store {
         channel: &str,
         address: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT business_id FROM business_numbers WHERE channel = $1 AND address = $2",
         )
         .bind(channel)
         .bind(address)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("business_id")).transpose()?)
+        .await?)
     }
 
     /// Version stamp of a business's configuration; agents rebuild cached settings when it moves.
     pub async fn business_version(&self, id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT updated_at_ms FROM businesses WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("updated_at_ms")).transpose()?)
+        Ok(
+            sqlx::query_scalar("SELECT updated_at_ms FROM businesses WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Admin edit of a business's prompt (and the version stamp that invalidates caches).
@@ -334,11 +330,7 @@ impl Store {
         prompt: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let column = match channel {
-            Some("phone") => "prompt_phone",
-            Some("whatsapp") => "prompt_whatsapp",
-            _ => "prompt_default",
-        };
+        let column = prompt_column(channel);
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE businesses SET {column} = $1, updated_at_ms = $2 WHERE id = $3"
         )))
@@ -381,8 +373,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         crate::booking::policy::parse_opening_hours(opening_hours_json).map_err(|e| {
             StoreError::BadValue {
-                column: "opening_hours_json",
+                column: "opening_hours_json".into(),
                 value: e.to_string(),
+                expected: "valid opening hours",
             }
         })?;
         sqlx::query(
@@ -401,16 +394,13 @@ impl Store {
         &self,
         business_id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT channel, address FROM business_numbers WHERE business_id = $1 \
              ORDER BY channel, address",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("channel")?, r.try_get("address")?)))
-            .collect()
+        .await?)
     }
 
     /// The business's WhatsApp Cloud API phone_number_id (first one), if it has one.
@@ -418,61 +408,32 @@ impl Store {
         &self,
         business_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT address FROM business_numbers WHERE business_id = $1 AND channel = 'whatsapp' \
              ORDER BY address LIMIT 1",
         )
         .bind(business_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("address")).transpose()?)
+        .await?)
     }
 
     pub async fn resources(&self, business_id: &str) -> Result<Vec<Resource>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, aliases, concurrency_limit FROM resources \
              WHERE business_id = $1 AND active = 1 ORDER BY id",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let aliases: String = r.try_get("aliases")?;
-                Ok(Resource {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    aliases: aliases
-                        .split('|')
-                        .map(str::trim)
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                    concurrency_limit: r.try_get("concurrency_limit")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     pub async fn documents(&self, business_id: &str) -> Result<Vec<Document>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, kind, title, body FROM business_documents WHERE business_id = $1 ORDER BY id",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Document {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    title: r.try_get("title")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// Booked appointments overlapping `[from_ms, to_ms)`.
@@ -482,7 +443,7 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Busy>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
             "SELECT resource_id, start_ms, end_ms FROM appointments \
              WHERE business_id = $1 AND status = 'booked' AND start_ms < $2 AND end_ms > $3",
         )
@@ -491,16 +452,14 @@ impl Store {
         .bind(from_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Busy {
-                    resource_id: r.try_get("resource_id")?,
-                    start_ms: r.try_get("start_ms")?,
-                    end_ms: r.try_get("end_ms")?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|(resource_id, start_ms, end_ms)| Busy {
+                resource_id,
+                start_ms,
+                end_ms,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect())
     }
 
     /// Inserts an appointment and its outbox events in one transaction, unless the same request
@@ -519,18 +478,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments \
+        let existing: Option<Appointment> = select::<Appointment>(
+            "FROM appointments \
              WHERE request_key = $1 AND status = 'booked' AND created_at_ms >= $2 \
-             ORDER BY created_at_ms LIMIT 1"
-        )))
+             ORDER BY created_at_ms LIMIT 1",
+        )
         .bind(&appt.request_key)
         .bind(appt.created_at_ms - DEDUPE_WINDOW_MS)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(row) = existing {
+        if let Some(existing) = existing {
             tx.rollback().await?;
-            return Ok(CreateOutcome::Existing(appointment_row(&row)?));
+            return Ok(CreateOutcome::Existing(existing));
         }
         let (count_sql, limit, resource) = match &capacity {
             CapacityRule::Resource { resource_id, limit } => (
@@ -546,14 +505,14 @@ impl Store {
                 None,
             ),
         };
-        let mut q = sqlx::query(count_sql)
+        let mut q = sqlx::query_scalar(count_sql)
             .bind(&appt.business_id)
             .bind(appt.end_ms)
             .bind(appt.start_ms);
         if let Some(r) = &resource {
             q = q.bind(r.clone());
         }
-        let used: i64 = q.fetch_one(&mut *tx).await?.try_get("n")?;
+        let used: i64 = q.fetch_one(&mut *tx).await?;
         if used >= limit {
             tx.rollback().await?;
             return Ok(CreateOutcome::Full);
@@ -574,7 +533,7 @@ impl Store {
         .bind(&appt.customer_phone)
         .bind(appt.start_ms)
         .bind(appt.end_ms)
-        .bind(&appt.status)
+        .bind(appt.status.as_str())
         .bind(&appt.channel)
         .bind(&appt.conversation_id)
         .bind(&appt.request_key)
@@ -591,13 +550,10 @@ impl Store {
     }
 
     pub async fn appointment(&self, id: &str) -> Result<Option<Appointment>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(appointment_row).transpose()?)
+        Ok(select::<Appointment>("FROM appointments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Booked appointments of a customer (by phone) starting at or after `from_ms`.
@@ -607,30 +563,28 @@ impl Store {
         phone: &str,
         from_ms: i64,
     ) -> Result<Vec<Appointment>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             AND customer_phone = $2 AND status = 'booked' AND start_ms >= $3 ORDER BY start_ms"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             AND customer_phone = $2 AND status = 'booked' AND start_ms >= $3 ORDER BY start_ms",
+        )
         .bind(business_id)
         .bind(phone)
         .bind(from_ms)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     pub async fn appointments_for_business(
         &self,
         business_id: &str,
     ) -> Result<Vec<Appointment>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             ORDER BY start_ms, created_at_ms"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             ORDER BY start_ms, created_at_ms",
+        )
         .bind(business_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     pub async fn cancel_appointment(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
@@ -671,11 +625,11 @@ impl Store {
                 None,
             ),
         };
-        let mut q = sqlx::query(sql).bind(id).bind(end_ms).bind(start_ms);
+        let mut q = sqlx::query_scalar(sql).bind(id).bind(end_ms).bind(start_ms);
         if let Some(r) = &resource {
             q = q.bind(r.clone());
         }
-        let used: i64 = q.fetch_one(&mut *tx).await?.try_get("n")?;
+        let used: i64 = q.fetch_one(&mut *tx).await?;
         if used >= limit {
             tx.rollback().await?;
             return Ok(false);
@@ -722,12 +676,13 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT id FROM customers WHERE business_id = $1 AND phone = $2")
-            .bind(business_id)
-            .bind(phone)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("id")?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM customers WHERE business_id = $1 AND phone = $2")
+                .bind(business_id)
+                .bind(phone)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The name a customer gave on any channel (by business and phone).
@@ -736,23 +691,22 @@ impl Store {
         business_id: &str,
         phone: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT name FROM customers WHERE business_id = $1 AND phone = $2")
-            .bind(business_id)
-            .bind(phone)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<Option<String>, _>("name")?,
-            None => None,
-        })
+        let name: Option<Option<String>> =
+            sqlx::query_scalar("SELECT name FROM customers WHERE business_id = $1 AND phone = $2")
+                .bind(business_id)
+                .bind(phone)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(name.flatten())
     }
 
     pub async fn customer_count(&self, business_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM customers WHERE business_id = $1")
-            .bind(business_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) AS n FROM customers WHERE business_id = $1")
+                .bind(business_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_appointment_customer(
@@ -796,32 +750,13 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<ToolTraceRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT business_id, conversation_id, channel, turn, tool, args_json, ok, error, \
-             reason, latency_ms, at_ms FROM tool_traces WHERE conversation_id = $1 \
+        Ok(select::<ToolTraceRow>(
+            "FROM tool_traces WHERE conversation_id = $1 \
              ORDER BY at_ms, id",
         )
         .bind(conversation_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ToolTraceRow {
-                    business_id: r.try_get("business_id")?,
-                    conversation_id: r.try_get("conversation_id")?,
-                    channel: r.try_get("channel")?,
-                    turn: r.try_get("turn")?,
-                    tool: r.try_get("tool")?,
-                    args_json: r.try_get("args_json")?,
-                    ok: b(r.try_get("ok")?),
-                    error: r.try_get("error")?,
-                    reason: r.try_get("reason")?,
-                    latency_ms: r.try_get("latency_ms")?,
-                    at_ms: r.try_get("at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     pub async fn insert_message(&self, m: &ConversationMessage) -> Result<(), StoreError> {
@@ -847,15 +782,13 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<ConversationMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT business_id, customer_id, customer_phone, channel, conversation_id, role, \
-                    text, at_ms \
-             FROM conversation_messages WHERE conversation_id = $1 ORDER BY at_ms, id",
+        Ok(select::<ConversationMessage>(
+            "FROM conversation_messages WHERE conversation_id = $1 \
+             ORDER BY at_ms, id",
         )
         .bind(conversation_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(conversation_message).collect()
+        .await?)
     }
 
     /// The newest `limit` messages of one customer (by phone) with one business on one channel,
@@ -867,10 +800,8 @@ impl Store {
         channel: &str,
         limit: u32,
     ) -> Result<Vec<ConversationMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT business_id, customer_id, customer_phone, channel, conversation_id, role, \
-                    text, at_ms \
-             FROM conversation_messages \
+        let mut out: Vec<ConversationMessage> = select::<ConversationMessage>(
+            "FROM conversation_messages \
              WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
              ORDER BY at_ms DESC, id DESC LIMIT $4",
         )
@@ -880,10 +811,6 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(conversation_message)
-            .collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
@@ -894,22 +821,14 @@ impl Store {
         conversation_id: &str,
         kind: &str,
     ) -> Result<Option<(i64, String, i64)>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT version, state_json, updated_at_ms FROM conversation_state \
              WHERE conversation_id = $1 AND kind = $2",
         )
         .bind(conversation_id)
         .bind(kind)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get::<i64, _>("version")?,
-                r.try_get("state_json")?,
-                r.try_get("updated_at_ms")?,
-            ))
-        })
-        .transpose()
+        .await?)
     }
 
     /// Saves (inserts or replaces) a conversation's state of one kind.
@@ -980,12 +899,12 @@ impl Store {
     }
 
     pub async fn summary(&self, conversation_id: &str) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT summary FROM conversation_summaries WHERE conversation_id = $1")
-                .bind(conversation_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| r.try_get("summary")).transpose()?)
+        Ok(sqlx::query_scalar(
+            "SELECT summary FROM conversation_summaries WHERE conversation_id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Enqueues an event on its own (not tied to other data). A duplicate key is a no-op.
@@ -997,36 +916,33 @@ impl Store {
     }
 
     pub async fn outbox_by_key(&self, key: &str) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = $1"
-        )))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(outbox_row).transpose()?)
+        Ok(
+            select::<OutboxRow>("FROM outbox WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn outbox_all(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY created_at_ms, id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+        Ok(
+            select::<OutboxRow>("FROM outbox ORDER BY created_at_ms, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Pending events due at `now_ms` and not leased by another worker.
     pub async fn outbox_due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' \
+        Ok(select::<OutboxRow>(
+            "FROM outbox WHERE status = 'pending' \
              AND next_attempt_at_ms <= $1 AND locked_until_ms <= $1 \
-             ORDER BY next_attempt_at_ms, id LIMIT $2"
-        )))
+             ORDER BY next_attempt_at_ms, id LIMIT $2",
+        )
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// Leases an event for delivery until `now_ms + lease_ms`. False if someone else holds it or
@@ -1076,14 +992,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let (status, next, done) = match next_attempt_at_ms {
-            Some(at) => ("pending", at, None),
-            None => ("dead", now_ms, Some(now_ms)),
+            Some(at) => (OutboxStatus::Pending, at, None),
+            None => (OutboxStatus::Dead, now_ms, Some(now_ms)),
         };
         sqlx::query(
             "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2, \
              next_attempt_at_ms = $3, done_at_ms = $4, locked_until_ms = 0 WHERE id = $5",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(next)
         .bind(done)
@@ -1125,17 +1041,4 @@ async fn insert_outbox(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn conversation_message(r: &AnyRow) -> Result<ConversationMessage, StoreError> {
-    Ok(ConversationMessage {
-        business_id: r.try_get("business_id")?,
-        customer_id: r.try_get("customer_id")?,
-        customer_phone: r.try_get("customer_phone")?,
-        channel: r.try_get("channel")?,
-        conversation_id: r.try_get("conversation_id")?,
-        role: r.try_get("role")?,
-        text: r.try_get("text")?,
-        at_ms: r.try_get("at_ms")?,
-    })
 }

@@ -9,13 +9,13 @@
 //! editor's input is kept). A successful edit moves `updated_at_ms`, which also makes the agent's
 //! settings cache rebuild on its next turn.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use super::booking::{Business, OutboxRow};
+use super::value::Flag;
+use super::whatsapp::{StoredMessage, ThreadMessage};
+use super::{Columns, Store, StoreError, select};
+use crate::booking::policy::ConcurrencyScope;
 
-use super::booking::{Business, OUTBOX_COLUMNS, OutboxRow, business_row, outbox_row};
-use super::{Store, StoreError};
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: String,
     pub email: String,
@@ -23,19 +23,21 @@ pub struct AccountRow {
     pub password_hash: String,
     pub role: String,
     pub business_id: Option<String>,
+    #[sqlx(try_from = "Flag")]
     pub disabled: bool,
     pub created_at_ms: i64,
 }
 
 /// A live session joined with its account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
+    #[sqlx(flatten)]
     pub account: AccountRow,
     pub csrf_token: String,
     pub expires_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ApiTokenRow {
     pub id: String,
     pub account_id: String,
@@ -54,28 +56,7 @@ pub enum EditOutcome {
     NotFound,
 }
 
-/// One customer of a business (one per phone, across channels).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CustomerRow {
-    pub id: String,
-    pub phone: String,
-    pub name: Option<String>,
-    pub status: String,
-    pub first_channel: String,
-    pub last_channel: String,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-/// One message of a WhatsApp thread; `reply_to` ties our replies to their outbound rows
-/// (`<reply_to>:<part>`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ThreadMessage {
-    pub role: String,
-    pub text: String,
-    pub at_ms: i64,
-    pub reply_to: Option<String>,
-}
+pub use super::booking::CustomerRow;
 
 /// What adding a number or WhatsApp id did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +86,7 @@ pub struct PolicyColumns {
     pub min_notice_min: i64,
     pub booking_window_days: i64,
     pub require_phone_before_booking: bool,
-    pub concurrency_scope: String,
+    pub concurrency_scope: ConcurrencyScope,
     pub concurrency_limit: i64,
 }
 
@@ -118,25 +99,16 @@ impl PolicyColumns {
             min_notice_min: b.min_notice_min,
             booking_window_days: b.booking_window_days,
             require_phone_before_booking: b.require_phone_before_booking,
-            concurrency_scope: b.concurrency_scope.clone(),
+            concurrency_scope: b.concurrency_scope,
             concurrency_limit: b.concurrency_limit,
         }
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "a.id, a.email, a.password_hash, a.role, a.business_id, a.disabled, a.created_at_ms";
-
-fn account_row(r: &AnyRow) -> Result<AccountRow, sqlx::Error> {
-    Ok(AccountRow {
-        id: r.try_get("id")?,
-        email: r.try_get("email")?,
-        password_hash: r.try_get("password_hash")?,
-        role: r.try_get("role")?,
-        business_id: r.try_get("business_id")?,
-        disabled: r.try_get::<i64, _>("disabled")? != 0,
-        created_at_ms: r.try_get("created_at_ms")?,
-    })
+/// Of `console_accounts a` (joins name the table `a`).
+impl Columns for AccountRow {
+    const COLUMNS: &'static str =
+        "a.id, a.email, a.password_hash, a.role, a.business_id, a.disabled, a.created_at_ms";
 }
 
 impl Store {
@@ -160,13 +132,12 @@ impl Store {
     }
 
     pub async fn account_by_email(&self, email: &str) -> Result<Option<AccountRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_accounts a WHERE a.email = $1"
-        )))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(account_row).transpose()?)
+        Ok(
+            select::<AccountRow>("FROM console_accounts a WHERE a.email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn insert_session(
@@ -198,21 +169,16 @@ impl Store {
         id_hash: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS}, s.csrf_token, s.expires_at_ms \
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {}, s.csrf_token, s.expires_at_ms \
              FROM console_sessions s JOIN console_accounts a ON a.id = s.account_id \
-             WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = 0"
+             WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = 0",
+            AccountRow::COLUMNS
         )))
         .bind(id_hash)
         .bind(now_ms)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(SessionRow {
-            account: account_row(&r)?,
-            csrf_token: r.try_get("csrf_token")?,
-            expires_at_ms: r.try_get("expires_at_ms")?,
-        }))
+        .await?)
     }
 
     /// Logout: the session is gone server-side, whatever the browser keeps.
@@ -257,15 +223,14 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<AccountRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM console_api_tokens t \
+        Ok(select::<AccountRow>(
+            "FROM console_api_tokens t \
              JOIN console_accounts a ON a.id = t.account_id \
-             WHERE t.token_hash = $1 AND t.revoked_at_ms IS NULL AND a.disabled = 0"
-        )))
+             WHERE t.token_hash = $1 AND t.revoked_at_ms IS NULL AND a.disabled = 0",
+        )
         .bind(token_hash)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(account_row).transpose()?)
+        .await?)
     }
 
     /// Revokes a token of this account (`account_id` None: any account's, for the platform
@@ -289,33 +254,20 @@ impl Store {
     }
 
     pub async fn api_tokens(&self, account_id: &str) -> Result<Vec<ApiTokenRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, account_id, label, created_at_ms, revoked_at_ms FROM console_api_tokens \
              WHERE account_id = $1 ORDER BY created_at_ms, id",
         )
         .bind(account_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApiTokenRow {
-                    id: r.try_get("id")?,
-                    account_id: r.try_get("account_id")?,
-                    label: r.try_get("label")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    revoked_at_ms: r.try_get("revoked_at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// Every business, by name (the platform admin's list).
     pub async fn businesses(&self) -> Result<Vec<Business>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM businesses ORDER BY name, id")
+        Ok(sqlx::query_as("SELECT * FROM businesses ORDER BY name, id")
             .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(business_row).collect::<Result<_, _>>()?)
+            .await?)
     }
 
     /// Name, timezone and language, if the business is still at `expected_version`.
@@ -347,11 +299,7 @@ impl Store {
         prompt: &str,
         now_ms: i64,
     ) -> Result<EditOutcome, StoreError> {
-        let column = match channel {
-            Some("phone") => "prompt_phone",
-            Some("whatsapp") => "prompt_whatsapp",
-            _ => "prompt_default",
-        };
+        let column = super::booking::prompt_column(channel);
         let sql = format!(
             "UPDATE businesses SET {column} = $1, updated_at_ms = $2 \
              WHERE id = $3 AND updated_at_ms = $4"
@@ -381,7 +329,7 @@ impl Store {
         .bind(p.min_notice_min)
         .bind(p.booking_window_days)
         .bind(i64::from(p.require_phone_before_booking))
-        .bind(p.concurrency_scope.clone())
+        .bind(p.concurrency_scope.as_str())
         .bind(p.concurrency_limit);
         self.versioned(q, id, expected_version, now_ms).await
     }
@@ -545,7 +493,7 @@ impl Store {
             self.touch_business(business_id, now_ms).await?;
             return Ok(RoomRemoval::Removed);
         }
-        let row = sqlx::query(
+        let (live, future): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM resources WHERE id = $1 AND business_id = $2 \
              AND active = 1) AS live, (SELECT COUNT(*) FROM appointments WHERE resource_id = $1 \
              AND business_id = $2 AND status = 'booked' AND end_ms > $3) AS future",
@@ -555,7 +503,6 @@ impl Store {
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
-        let (live, future): (i64, i64) = (row.try_get("live")?, row.try_get("future")?);
         Ok(if live == 0 {
             RoomRemoval::NotFound
         } else {
@@ -619,15 +566,14 @@ impl Store {
         business_id: &str,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE business_id = $1 \
-             ORDER BY created_at_ms DESC, id DESC LIMIT $2"
-        )))
+        Ok(select::<OutboxRow>(
+            "FROM outbox WHERE business_id = $1 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $2",
+        )
         .bind(business_id)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// Puts a failed event (pending, waiting out its backoff) or a dead one back in the queue,
@@ -673,9 +619,8 @@ impl Store {
         } else {
             format!("%{digits}%")
         };
-        let rows = sqlx::query(
-            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
-             updated_at_ms FROM customers WHERE business_id = $1 AND ($2 = '' \
+        Ok(select::<CustomerRow>(
+            "FROM customers WHERE business_id = $1 AND ($2 = '' \
              OR LOWER(COALESCE(name, '')) LIKE $3 OR ($4 <> '' AND phone LIKE $4)) \
              ORDER BY updated_at_ms DESC, id LIMIT $5",
         )
@@ -685,8 +630,7 @@ impl Store {
         .bind(phone_like)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(customer_row).collect()
+        .await?)
     }
 
     /// One of the business's customers.
@@ -695,15 +639,13 @@ impl Store {
         business_id: &str,
         id: &str,
     ) -> Result<Option<CustomerRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, phone, name, status, first_channel, last_channel, created_at_ms, \
-             updated_at_ms FROM customers WHERE business_id = $1 AND id = $2",
+        Ok(
+            select::<CustomerRow>("FROM customers WHERE business_id = $1 AND id = $2")
+                .bind(business_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(business_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(customer_row).transpose()
     }
 
     /// Every appointment of a customer (by phone) with a business, any status, newest first.
@@ -726,19 +668,16 @@ impl Store {
         phone: &str,
         channel: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT conversation_id, MAX(at_ms) AS last_at FROM conversation_messages \
+        Ok(sqlx::query_scalar(
+            "SELECT conversation_id FROM conversation_messages \
              WHERE business_id = $1 AND customer_phone = $2 AND channel = $3 \
-             GROUP BY conversation_id ORDER BY last_at DESC",
+             GROUP BY conversation_id ORDER BY MAX(at_ms) DESC",
         )
         .bind(business_id)
         .bind(phone)
         .bind(channel)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("conversation_id")?))
-            .collect()
+        .await?)
     }
 
     /// The WhatsApp threads of a customer (by phone, with or without `+`) with a business.
@@ -747,7 +686,7 @@ impl Store {
         business_id: &str,
         phone: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM whatsapp_conversations WHERE business_id = $1 \
              AND (customer_phone = $2 OR customer_phone = $3 OR customer_key = $3) \
              ORDER BY last_at_ms DESC, id",
@@ -756,8 +695,7 @@ impl Store {
         .bind(phone)
         .bind(phone.trim_start_matches('+'))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+        .await?)
     }
 
     /// A WhatsApp thread's messages, oldest first.
@@ -765,35 +703,13 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<ThreadMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT role, text, at_ms, reply_to FROM whatsapp_messages \
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {}, reply_to FROM whatsapp_messages \
              WHERE conversation_id = $1 ORDER BY at_ms, id",
-        )
+            StoredMessage::COLUMNS
+        )))
         .bind(conversation_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ThreadMessage {
-                    role: r.try_get("role")?,
-                    text: r.try_get("text")?,
-                    at_ms: r.try_get("at_ms")?,
-                    reply_to: r.try_get("reply_to")?,
-                })
-            })
-            .collect()
+        .await?)
     }
-}
-
-fn customer_row(r: &AnyRow) -> Result<CustomerRow, StoreError> {
-    Ok(CustomerRow {
-        id: r.try_get("id")?,
-        phone: r.try_get("phone")?,
-        name: r.try_get("name")?,
-        status: r.try_get("status")?,
-        first_channel: r.try_get("first_channel")?,
-        last_channel: r.try_get("last_channel")?,
-        created_at_ms: r.try_get("created_at_ms")?,
-        updated_at_ms: r.try_get("updated_at_ms")?,
-    })
 }

@@ -26,6 +26,7 @@ pub mod privacy;
 pub mod staff;
 /// Staff assistant chat and prompts (migration 0016).
 pub mod staff_chat;
+pub mod value;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -33,12 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::MigrateDatabase;
-use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::voice::events::{CallEvent, LatencyMarks, TurnRecord};
+use crate::voice::events::{CallEvent, InputKind, LatencyMarks, TurnRecord};
+use value::{Count, Flag};
 
 /// WhatsApp channel tables (migration 0003).
 pub mod whatsapp;
@@ -51,11 +53,46 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unexpected value in store column {column}: {value}")]
-    BadValue { column: &'static str, value: String },
+    /// A value read from (or meant for) a column that its type cannot hold, e.g. an appointment
+    /// status the code does not know.
+    #[error("unexpected value in store column {column}: {value:?} is not {expected}")]
+    BadValue {
+        column: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// A decode error that carries a [`value::UnexpectedValue`] becomes [`StoreError::BadValue`]
+/// with its column; every other sqlx error is [`StoreError::Db`].
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match value::unexpected_in(&e) {
+            Some((column, bad)) => StoreError::BadValue {
+                column,
+                value: bad.value.clone(),
+                expected: bad.expected,
+            },
+            None => StoreError::Db(e),
+        }
+    }
+}
+
+/// A row type with its one column list: every module reads the shape through
+/// `select::<T>("FROM …")`, so two readers of one table cannot drift apart.
+pub(crate) trait Columns: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> {
+    /// The `SELECT` list, in the names the row's `FromRow` reads.
+    const COLUMNS: &'static str;
+}
+
+/// `SELECT {T::COLUMNS} {rest}`, ready for binds.
+pub(crate) fn select<'q, T: Columns>(
+    rest: &str,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {} {rest}", T::COLUMNS)))
 }
 
 /// Handle to the database. Cheap to clone (a connection pool inside).
@@ -65,7 +102,7 @@ pub struct Store {
 }
 
 /// One row of `calls`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct CallRow {
     pub id: String,
     pub call_sid: String,
@@ -78,23 +115,64 @@ pub struct CallRow {
     pub counters_json: Option<String>,
 }
 
+impl Columns for CallRow {
+    const COLUMNS: &'static str = "id, call_sid, stream_sid, account_sid, started_at_ms, \
+         ended_at_ms, end_reason, parameters_json, counters_json";
+}
+
 /// One row of `turns`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct TurnRow {
     pub call_id: String,
+    #[sqlx(try_from = "Count")]
     pub turn: u32,
-    /// `InputKind::as_str`: `speech`, `digits`, `greeting` or `notice`.
-    pub input_kind: String,
+    pub input_kind: InputKind,
     pub user_text: String,
     pub bot_text: String,
+    #[sqlx(try_from = "Flag")]
     pub interrupted: bool,
     #[serde(flatten)]
+    #[sqlx(flatten, try_from = "MarkColumns")]
     pub marks: LatencyMarks,
     pub at_ms: i64,
 }
 
+/// Of `turns t` (joins name the table `t`).
+impl Columns for TurnRow {
+    const COLUMNS: &'static str = "t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, \
+         t.interrupted, t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
+         t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms";
+}
+
+/// The latency mark columns of `turns` (the engine's [`LatencyMarks`] knows no database).
+#[derive(sqlx::FromRow)]
+struct MarkColumns {
+    stt_first_partial_ms: Option<Count>,
+    stt_final_ms: Option<Count>,
+    ai_latency_ms: Option<Count>,
+    tts_ready_ms: Option<Count>,
+    total_ms: Option<Count>,
+    ai_total_ms: Option<Count>,
+    tts_total_ms: Option<Count>,
+}
+
+impl From<MarkColumns> for LatencyMarks {
+    fn from(m: MarkColumns) -> Self {
+        let ms = |c: Option<Count>| c.map(u32::from);
+        LatencyMarks {
+            stt_first_partial_ms: ms(m.stt_first_partial_ms),
+            stt_final_ms: ms(m.stt_final_ms),
+            ai_latency_ms: ms(m.ai_latency_ms),
+            tts_ready_ms: ms(m.tts_ready_ms),
+            total_ms: ms(m.total_ms),
+            ai_total_ms: ms(m.ai_total_ms),
+            tts_total_ms: ms(m.tts_total_ms),
+        }
+    }
+}
+
 /// One row of `call_events` (everything but turns).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct EventRow {
     pub call_id: String,
     pub at_ms: i64,
@@ -229,123 +307,56 @@ impl Store {
         )
     }
 
-    /// Turns of every stream of this call sid, in call start then turn order.
     /// One round trip to the database (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
+    /// Turns of every stream of this call sid, in call start then turn order.
     pub async fn call_turns(&self, call_sid: &str) -> Result<Vec<TurnRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, t.interrupted, \
-                    t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
-                    t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms \
-             FROM turns t JOIN calls c ON c.id = t.call_id \
-             WHERE c.call_sid = $1 \
-             ORDER BY c.started_at_ms, c.id, t.turn",
+        Ok(select::<TurnRow>(
+            "FROM turns t JOIN calls c ON c.id = t.call_id \
+             WHERE c.call_sid = $1 ORDER BY c.started_at_ms, c.id, t.turn",
         )
         .bind(call_sid)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(turn_row).collect()
+        .await?)
     }
 
     /// The `limit` most recent turns of any call, newest first.
     pub async fn recent_turns(&self, limit: u32) -> Result<Vec<TurnRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT call_id, turn, input_kind, user_text, bot_text, interrupted, \
-                    stt_first_partial_ms, stt_final_ms, ai_latency_ms, tts_ready_ms, total_ms, \
-                    ai_total_ms, tts_total_ms, at_ms \
-             FROM turns ORDER BY at_ms DESC, call_id, turn DESC LIMIT $1",
+        Ok(select::<TurnRow>(
+            "FROM turns t ORDER BY t.at_ms DESC, t.call_id, t.turn DESC \
+             LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(turn_row).collect()
+        .await?)
     }
 
     /// The call with this sid (the most recently started stream if there were several).
     pub async fn call(&self, call_sid: &str) -> Result<Option<CallRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, call_sid, stream_sid, account_sid, started_at_ms, ended_at_ms, end_reason, \
-                    parameters_json, counters_json \
-             FROM calls WHERE call_sid = $1 ORDER BY started_at_ms DESC, id DESC LIMIT 1",
+        Ok(select::<CallRow>(
+            "FROM calls WHERE call_sid = $1 \
+             ORDER BY started_at_ms DESC, id DESC LIMIT 1",
         )
         .bind(call_sid)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(CallRow {
-            id: r.try_get("id")?,
-            call_sid: r.try_get("call_sid")?,
-            stream_sid: r.try_get("stream_sid")?,
-            account_sid: r.try_get("account_sid")?,
-            started_at_ms: r.try_get("started_at_ms")?,
-            ended_at_ms: r.try_get("ended_at_ms")?,
-            end_reason: r.try_get("end_reason")?,
-            parameters_json: r.try_get("parameters_json")?,
-            counters_json: r.try_get("counters_json")?,
-        }))
+        .await?)
     }
 
     /// Non-turn events of every stream of this call sid, oldest first.
     pub async fn call_events(&self, call_sid: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT e.call_id, e.at_ms, e.kind, e.detail_json \
              FROM call_events e JOIN calls c ON c.id = e.call_id \
              WHERE c.call_sid = $1 ORDER BY e.at_ms, e.id",
         )
         .bind(call_sid)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    call_id: r.try_get("call_id")?,
-                    at_ms: r.try_get("at_ms")?,
-                    kind: r.try_get("kind")?,
-                    detail_json: r.try_get("detail_json")?,
-                })
-            })
-            .collect()
+        .await?)
     }
-}
-
-pub(crate) fn turn_row(r: &AnyRow) -> Result<TurnRow, StoreError> {
-    let mark = |column: &'static str| -> Result<Option<u32>, StoreError> {
-        let v: Option<i64> = r.try_get(column)?;
-        v.map(|v| {
-            u32::try_from(v).map_err(|_| StoreError::BadValue {
-                column,
-                value: v.to_string(),
-            })
-        })
-        .transpose()
-    };
-    let turn: i64 = r.try_get("turn")?;
-    let interrupted: i64 = r.try_get("interrupted")?;
-    Ok(TurnRow {
-        call_id: r.try_get("call_id")?,
-        turn: u32::try_from(turn).map_err(|_| StoreError::BadValue {
-            column: "turn",
-            value: turn.to_string(),
-        })?,
-        input_kind: r.try_get("input_kind")?,
-        user_text: r.try_get("user_text")?,
-        bot_text: r.try_get("bot_text")?,
-        interrupted: interrupted != 0,
-        marks: LatencyMarks {
-            stt_first_partial_ms: mark("stt_first_partial_ms")?,
-            stt_final_ms: mark("stt_final_ms")?,
-            ai_latency_ms: mark("ai_latency_ms")?,
-            tts_ready_ms: mark("tts_ready_ms")?,
-            total_ms: mark("total_ms")?,
-            ai_total_ms: mark("ai_total_ms")?,
-            tts_total_ms: mark("tts_total_ms")?,
-        },
-        at_ms: r.try_get("at_ms")?,
-    })
 }
 
 /// Hands records to the writer task. Cheap to clone; `record` never blocks.

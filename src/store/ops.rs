@@ -3,18 +3,17 @@
 //! percentiles are computed by the caller over the rows, so no backend-specific percentile
 //! function is needed; the window read is bounded by a row limit (newest first).
 
-use sqlx::Row;
-
-use super::{Store, StoreError, TurnRow, turn_row};
+use super::{Columns, Store, StoreError, TurnRow};
 
 /// A turn in a window, with what the ops view groups it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WindowTurn {
     /// The call's `<Parameter>`s (the business is resolved from them); `{}` when the call's start
     /// was never stored.
     pub parameters_json: String,
     /// `stt/agent/tts` names (migration 0013); `None` for calls recorded before it.
     pub providers: Option<String>,
+    #[sqlx(flatten)]
     pub turn: TurnRow,
 }
 
@@ -38,27 +37,17 @@ impl Store {
         since_ms: i64,
         limit: u32,
     ) -> Result<Vec<WindowTurn>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.call_id, t.turn, t.input_kind, t.user_text, t.bot_text, t.interrupted, \
-                    t.stt_first_partial_ms, t.stt_final_ms, t.ai_latency_ms, t.tts_ready_ms, \
-                    t.total_ms, t.ai_total_ms, t.tts_total_ms, t.at_ms, \
-                    COALESCE(c.parameters_json, '{}') AS parameters_json, c.providers \
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {}, COALESCE(c.parameters_json, '{{}}') AS parameters_json, \
+                    c.providers \
              FROM turns t LEFT JOIN calls c ON c.id = t.call_id \
              WHERE t.at_ms >= $1 ORDER BY t.at_ms DESC LIMIT $2",
-        )
+            TurnRow::COLUMNS
+        )))
         .bind(since_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WindowTurn {
-                    parameters_json: r.try_get("parameters_json")?,
-                    providers: r.try_get("providers")?,
-                    turn: turn_row(r)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Backlog and failure counts of the WhatsApp channel, for one business or (`None`) all.
@@ -71,8 +60,8 @@ impl Store {
         let count = |sql: &'static str| {
             let pool = self.pool.clone();
             async move {
-                let row = sqlx::query(sql).bind(biz).fetch_one(&pool).await?;
-                Ok::<i64, StoreError>(row.try_get("n")?)
+                let n: i64 = sqlx::query_scalar(sql).bind(biz).fetch_one(&pool).await?;
+                Ok::<i64, StoreError>(n)
             }
         };
         Ok(WhatsAppHealth {

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::{Store, StoreError};
 use crate::config::RetentionConfig;
@@ -85,8 +85,9 @@ fn phone_forms(phone: &str) -> Result<(String, String), StoreError> {
     let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
     if digits.len() < 7 {
         return Err(StoreError::BadValue {
-            column: "phone",
+            column: "phone".into(),
             value: phone.to_string(),
+            expected: "a phone number",
         });
     }
     Ok((format!("+{digits}"), digits))
@@ -121,15 +122,11 @@ async fn strings(
     sql: &'static str,
     binds: &[&str],
 ) -> Result<Vec<String>, StoreError> {
-    let mut q = sqlx::query(sql);
+    let mut q = sqlx::query_scalar(sql);
     for b in binds {
         q = q.bind(*b);
     }
-    q.fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-        .collect()
+    Ok(q.fetch_all(&mut **tx).await?)
 }
 
 impl Store {

@@ -2,14 +2,11 @@
 //! of large batches, plus the business-wide reads the staff tools need (appointments in a range,
 //! customers with their WhatsApp ids, message counts). Every query is scoped by `business_id`.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
-use super::booking::{APPOINTMENT_COLUMNS, Appointment, appointment_row};
-use super::{Store, StoreError};
+use super::booking::{Appointment, CustomerRow};
+use super::{Store, StoreError, select};
 
 /// One staff batch call as recorded (see the migration for `outcome`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: String,
     pub business_id: String,
@@ -52,28 +49,19 @@ pub enum TokenUse {
     Mismatch,
 }
 
-/// A customer of a business as the customers table knows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CustomerRow {
-    pub id: String,
-    pub phone: String,
-    pub name: Option<String>,
-    pub status: String,
-    pub first_channel: String,
-    pub last_channel: String,
-}
-
 /// A WhatsApp conversation's customer: phone and/or business-scoped user id (BSUID).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct WhatsAppContact {
     pub customer_key: String,
+    #[sqlx(rename = "customer_phone")]
     pub phone: Option<String>,
+    #[sqlx(rename = "customer_user_id")]
     pub user_id: Option<String>,
     pub profile_name: Option<String>,
 }
 
 /// Conversation messages of one customer (by phone; `None` = unknown) on one channel.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct MessageCount {
     pub customer_phone: Option<String>,
     pub channel: String,
@@ -81,23 +69,6 @@ pub struct MessageCount {
     pub messages: i64,
     /// The customer's own.
     pub from_customer: i64,
-}
-
-fn audit_row(r: &AnyRow) -> Result<AuditRow, sqlx::Error> {
-    Ok(AuditRow {
-        id: r.try_get("id")?,
-        business_id: r.try_get("business_id")?,
-        account_id: r.try_get("account_id")?,
-        tool: r.try_get("tool")?,
-        args_json: r.try_get("args_json")?,
-        items_json: r.try_get("items_json")?,
-        outcome: r.try_get("outcome")?,
-        succeeded: r.try_get("succeeded")?,
-        failed: r.try_get("failed")?,
-        error: r.try_get("error")?,
-        reason: r.try_get("reason")?,
-        at_ms: r.try_get("at_ms")?,
-    })
 }
 
 impl Store {
@@ -130,14 +101,13 @@ impl Store {
         business_id: &str,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT * FROM staff_audit WHERE business_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(business_id)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(audit_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     pub async fn insert_staff_confirmation(&self, c: &ConfirmationRow) -> Result<(), StoreError> {
@@ -185,17 +155,15 @@ impl Store {
         if done.rows_affected() == 1 {
             return Ok(TokenUse::Spent);
         }
-        let row = sqlx::query(
+        let row: Option<(Option<i64>, i64)> = sqlx::query_as(
             "SELECT used_at_ms, expires_at_ms FROM staff_confirmations WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else {
+        let Some((used, expires)) = row else {
             return Ok(TokenUse::Unknown);
         };
-        let used: Option<i64> = row.try_get("used_at_ms")?;
-        let expires: i64 = row.try_get("expires_at_ms")?;
         Ok(if used.is_some() {
             TokenUse::Used
         } else if expires <= now_ms {
@@ -212,16 +180,15 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Appointment>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE business_id = $1 \
-             AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, created_at_ms, id"
-        )))
+        Ok(select::<Appointment>(
+            "FROM appointments WHERE business_id = $1 \
+             AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms, created_at_ms, id",
+        )
         .bind(business_id)
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(appointment_row).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// Changes the name and/or phone an appointment is booked under.
@@ -247,50 +214,25 @@ impl Store {
     }
 
     pub async fn customers_of(&self, business_id: &str) -> Result<Vec<CustomerRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, phone, name, status, first_channel, last_channel FROM customers \
-             WHERE business_id = $1 ORDER BY phone",
+        Ok(
+            select::<CustomerRow>("FROM customers WHERE business_id = $1 ORDER BY phone")
+                .bind(business_id)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(business_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CustomerRow {
-                    id: r.try_get("id")?,
-                    phone: r.try_get("phone")?,
-                    name: r.try_get("name")?,
-                    status: r.try_get("status")?,
-                    first_channel: r.try_get("first_channel")?,
-                    last_channel: r.try_get("last_channel")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
     }
 
     pub async fn whatsapp_contacts(
         &self,
         business_id: &str,
     ) -> Result<Vec<WhatsAppContact>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT customer_key, customer_phone, customer_user_id, profile_name \
              FROM whatsapp_conversations WHERE business_id = $1 ORDER BY customer_key",
         )
         .bind(business_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WhatsAppContact {
-                    customer_key: r.try_get("customer_key")?,
-                    phone: r.try_get("customer_phone")?,
-                    user_id: r.try_get("customer_user_id")?,
-                    profile_name: r.try_get("profile_name")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 
     /// Conversation messages per (customer phone, channel) in `[from_ms, to_ms)`.
@@ -300,9 +242,9 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<MessageCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT customer_phone, channel, COUNT(*) AS n, \
-             SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END) AS u \
+        Ok(sqlx::query_as(
+            "SELECT customer_phone, channel, COUNT(*) AS messages, \
+             SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END) AS from_customer \
              FROM conversation_messages WHERE business_id = $1 AND at_ms >= $2 AND at_ms < $3 \
              GROUP BY customer_phone, channel ORDER BY customer_phone, channel",
         )
@@ -310,17 +252,6 @@ impl Store {
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageCount {
-                    customer_phone: r.try_get("customer_phone")?,
-                    channel: r.try_get("channel")?,
-                    messages: r.try_get("n")?,
-                    from_customer: r.try_get("u")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        .await?)
     }
 }

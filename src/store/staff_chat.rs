@@ -2,12 +2,10 @@
 //! each business's own staff-assistant prompt. Only the console's staff panel reads or writes
 //! them; no customer channel does.
 
-use sqlx::Row;
-
 use super::{Store, StoreError};
 
 /// One message of a business's staff chat.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct StaffChatMessage {
     pub business_id: String,
     /// Who typed it (`user`), or who the reply was for.
@@ -25,7 +23,7 @@ pub struct StaffChatMessage {
 }
 
 /// A business's own staff-assistant prompt.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct StaffPromptRow {
     pub prompt: String,
     pub updated_at_ms: i64,
@@ -39,12 +37,12 @@ impl Store {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
-        let last: Option<i64> =
-            sqlx::query("SELECT MAX(seq) AS seq FROM staff_chat_messages WHERE business_id = $1")
-                .bind(&first.business_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("seq")?;
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) AS seq FROM staff_chat_messages WHERE business_id = $1",
+        )
+        .bind(&first.business_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let mut seq = last.unwrap_or(0);
         for m in messages {
             seq += 1;
@@ -78,7 +76,7 @@ impl Store {
         account_email: &str,
         limit: usize,
     ) -> Result<Vec<StaffChatMessage>, StoreError> {
-        let rows = sqlx::query(
+        let mut out: Vec<StaffChatMessage> = sqlx::query_as(
             "SELECT business_id, account_email, role, text, tool_name, arguments_json, call_id, \
              mode, at_ms FROM staff_chat_messages WHERE business_id = $1 AND account_email = $2 \
              ORDER BY seq DESC LIMIT $3",
@@ -88,22 +86,6 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(StaffChatMessage {
-                    business_id: r.try_get("business_id")?,
-                    account_email: r.try_get("account_email")?,
-                    role: r.try_get("role")?,
-                    text: r.try_get("text")?,
-                    tool_name: r.try_get("tool_name")?,
-                    arguments_json: r.try_get("arguments_json")?,
-                    call_id: r.try_get("call_id")?,
-                    mode: r.try_get("mode")?,
-                    at_ms: r.try_get("at_ms")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         out.reverse();
         Ok(out)
     }
@@ -113,20 +95,12 @@ impl Store {
         &self,
         business_id: &str,
     ) -> Result<Option<StaffPromptRow>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT prompt, updated_at_ms, updated_by FROM staff_agent_prompts WHERE business_id = $1",
         )
         .bind(business_id)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(StaffPromptRow {
-                prompt: r.try_get("prompt")?,
-                updated_at_ms: r.try_get("updated_at_ms")?,
-                updated_by: r.try_get("updated_by")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     /// Sets (or, with an empty prompt, removes) a business's staff-assistant prompt.

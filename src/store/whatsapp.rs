@@ -8,9 +8,7 @@
 //! idempotency-key id, so reprocessing after a crash does not ask the agent twice nor resend what
 //! was already accepted by the provider.
 
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{Columns, Store, StoreError, select};
 
 /// Delivery state of one of our outbound messages, ordered by progress.
 #[derive(
@@ -18,6 +16,8 @@ use super::{Store, StoreError};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
+    /// Recorded before the send; not yet accepted by the provider (never in a webhook).
+    Pending,
     /// Accepted by our sender, no webhook yet.
     Accepted,
     Sent,
@@ -29,6 +29,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// A status as a webhook reports it (`pending` is ours alone, so it is not one).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "accepted" => Self::Accepted,
@@ -43,6 +44,7 @@ impl DeliveryStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Accepted => "accepted",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
@@ -57,12 +59,13 @@ impl DeliveryStatus {
     /// (the customer saw it; a late failure cannot undo that).
     pub fn rank(self) -> u8 {
         match self {
-            Self::Accepted => 0,
-            Self::Sent => 1,
-            Self::Delivered => 2,
-            Self::Failed => 3,
-            Self::Read => 4,
-            Self::Played => 5,
+            Self::Pending => 0,
+            Self::Accepted => 1,
+            Self::Sent => 2,
+            Self::Delivered => 3,
+            Self::Failed => 4,
+            Self::Read => 5,
+            Self::Played => 6,
         }
     }
 
@@ -76,19 +79,22 @@ impl DeliveryStatus {
     }
 }
 
-/// One claimed inbox row.
-/// `SELECT` of the columns [`outbound_row`] reads, followed by `$rest` (sqlx wants literal SQL).
-macro_rules! select_outbound {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, conversation_id, recipient, body_json, provider_message_id, status, \
-             error_code, error_detail FROM whatsapp_outbound ",
-            $rest
-        )
-    };
-}
+super::value::text_column!(
+    DeliveryStatus,
+    "a WhatsApp delivery status",
+    [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Accepted,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Read,
+        DeliveryStatus::Played,
+        DeliveryStatus::Failed,
+    ]
+);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One claimed inbox row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InboxItem {
     pub id: String,
     pub provider: String,
@@ -98,7 +104,7 @@ pub struct InboxItem {
     pub attempts: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ConversationSummary {
     pub id: String,
     pub business_id: String,
@@ -107,27 +113,49 @@ pub struct ConversationSummary {
     pub customer_user_id: Option<String>,
     pub profile_name: Option<String>,
     pub channel: String,
+    #[sqlx(rename = "n")]
     pub message_count: i64,
+    #[sqlx(rename = "last_text")]
     pub last_message: Option<String>,
     pub last_role: Option<String>,
     pub last_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct StoredMessage {
     pub role: String,
     pub text: String,
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// Of `whatsapp_messages`.
+impl Columns for StoredMessage {
+    const COLUMNS: &'static str = "role, text, at_ms";
+}
+
+/// A message of a WhatsApp thread as the console shows it: `reply_to` ties our replies to their
+/// outbound rows (`<reply_to>:<part>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct ThreadMessage {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub message: StoredMessage,
+    pub reply_to: Option<String>,
+}
+
+impl Columns for OutboundRow {
+    const COLUMNS: &'static str = "id, conversation_id, recipient, body_json, provider_message_id, \
+         status, error_code, error_detail";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct OutboundRow {
     pub id: String,
     pub conversation_id: String,
     pub recipient: String,
     pub body_json: String,
     pub provider_message_id: Option<String>,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub error_code: Option<i64>,
     pub error_detail: Option<String>,
 }
@@ -217,7 +245,7 @@ impl Store {
         max_attempts: i64,
     ) -> Result<Option<InboxItem>, StoreError> {
         let expired = now_ms - lease_ms;
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "UPDATE whatsapp_inbox SET state = 'working', claimed_at_ms = $1, attempts = attempts + 1 \
              WHERE id = ( \
                  SELECT i.id FROM whatsapp_inbox i \
@@ -238,16 +266,7 @@ impl Store {
         .bind(expired)
         .bind(max_attempts)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(InboxItem {
-            id: r.try_get("id")?,
-            provider: r.try_get("provider")?,
-            business_id: r.try_get("business_id")?,
-            conversation_id: r.try_get("conversation_id")?,
-            payload_json: r.try_get("payload_json")?,
-            attempts: r.try_get("attempts")?,
-        }))
+        .await?)
     }
 
     /// Marks a claimed row finished: `done`, or `failed` with the reason (kept for operators).
@@ -283,14 +302,11 @@ impl Store {
 
     /// Inbox rows by state (operators, tests).
     pub async fn whatsapp_inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT state, COUNT(*) AS n FROM whatsapp_inbox GROUP BY state ORDER BY state",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
-            .collect()
+        .await?)
     }
 
     /// Creates the conversation if new, bumps `last_at_ms`; returns its id.
@@ -361,14 +377,12 @@ impl Store {
 
     /// The stored reply to inbound message `reply_to`, if one was produced already.
     pub async fn whatsapp_reply_for(&self, reply_to: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT text FROM whatsapp_messages WHERE reply_to = $1")
-            .bind(reply_to)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("text")?),
-            None => None,
-        })
+        Ok(
+            sqlx::query_scalar("SELECT text FROM whatsapp_messages WHERE reply_to = $1")
+                .bind(reply_to)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The last `limit` messages of a conversation, oldest first.
@@ -377,24 +391,14 @@ impl Store {
         conversation_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT role, text, at_ms FROM whatsapp_messages WHERE conversation_id = $1 \
+        let mut out: Vec<StoredMessage> = select::<StoredMessage>(
+            "FROM whatsapp_messages WHERE conversation_id = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(conversation_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(StoredMessage {
-                    role: r.try_get("role")?,
-                    text: r.try_get("text")?,
-                    at_ms: r.try_get("at_ms")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
         out.reverse();
         Ok(out)
     }
@@ -404,7 +408,7 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Vec<ConversationSummary>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT c.id, c.business_id, c.customer_key, c.customer_phone, c.customer_user_id, \
                     c.profile_name, c.channel, c.last_at_ms, \
                     (SELECT COUNT(*) FROM whatsapp_messages m WHERE m.conversation_id = c.id) AS n, \
@@ -416,24 +420,7 @@ impl Store {
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConversationSummary {
-                    id: r.try_get("id")?,
-                    business_id: r.try_get("business_id")?,
-                    customer_key: r.try_get("customer_key")?,
-                    customer_phone: r.try_get("customer_phone")?,
-                    customer_user_id: r.try_get("customer_user_id")?,
-                    profile_name: r.try_get("profile_name")?,
-                    channel: r.try_get("channel")?,
-                    message_count: r.try_get("n")?,
-                    last_message: r.try_get("last_text")?,
-                    last_role: r.try_get("last_role")?,
-                    last_at_ms: r.try_get("last_at_ms")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Deletes a conversation and its messages. Returns whether it existed.
@@ -481,17 +468,19 @@ impl Store {
         self.whatsapp_outbound(id)
             .await?
             .ok_or(StoreError::BadValue {
-                column: "whatsapp_outbound.id",
+                column: "whatsapp_outbound.id".into(),
                 value: id.to_string(),
+                expected: "the id of the row just written",
             })
     }
 
     pub async fn whatsapp_outbound(&self, id: &str) -> Result<Option<OutboundRow>, StoreError> {
-        let row = sqlx::query(select_outbound!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(outbound_row).transpose()
+        Ok(
+            select::<OutboundRow>("FROM whatsapp_outbound WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The provider accepted the part (or refused it for good).
@@ -503,14 +492,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let (status, provider_id, code, detail) = match result {
-            Ok(pid) => ("accepted", Some(pid), None, None),
-            Err((code, detail)) => ("failed", None, Some(code), Some(detail)),
+            Ok(pid) => (DeliveryStatus::Accepted, Some(pid), None, None),
+            Err((code, detail)) => (DeliveryStatus::Failed, None, Some(code), Some(detail)),
         };
         sqlx::query(
             "UPDATE whatsapp_outbound SET status = $1, provider_message_id = $2, error_code = $3, \
                  error_detail = $4, body_json = $5, updated_at_ms = $6 WHERE id = $7",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(provider_id)
         .bind(code)
         .bind(detail)
@@ -544,21 +533,23 @@ impl Store {
         .bind(error_code)
         .execute(&mut *tx)
         .await?;
-        let row =
-            sqlx::query("SELECT id, status FROM whatsapp_outbound WHERE provider_message_id = $1")
+        let row: Option<OutboundRow> =
+            select::<OutboundRow>("FROM whatsapp_outbound WHERE provider_message_id = $1")
                 .bind(provider_message_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(row) = row else {
+        let Some(OutboundRow {
+            id,
+            status: current,
+            ..
+        }) = row
+        else {
             tx.commit().await?;
             return Ok(None);
         };
-        let id: String = row.try_get("id")?;
-        let current_text: String = row.try_get("status")?;
-        let current = DeliveryStatus::parse(&current_text).unwrap_or(DeliveryStatus::Accepted);
         let Some(incoming) = DeliveryStatus::parse(status) else {
             tx.commit().await?;
-            return Ok(Some(current_text));
+            return Ok(Some(current.as_str().to_string()));
         };
         let merged = current.merge(incoming);
         if merged != current || incoming == DeliveryStatus::Failed {
@@ -590,13 +581,12 @@ impl Store {
         &self,
         conversation_id: &str,
     ) -> Result<Vec<OutboundRow>, StoreError> {
-        let rows = sqlx::query(select_outbound!(
-            "WHERE conversation_id = $1 ORDER BY created_at_ms, id"
-        ))
+        Ok(select::<OutboundRow>(
+            "FROM whatsapp_outbound WHERE conversation_id = $1 ORDER BY created_at_ms, id",
+        )
         .bind(conversation_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(outbound_row).collect()
+        .await?)
     }
 
     /// Distinct statuses recorded for one provider message, in arrival order.
@@ -604,14 +594,13 @@ impl Store {
         &self,
         provider_message_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT status FROM whatsapp_status_history WHERE provider_message_id = $1 \
              ORDER BY at_ms, status",
         )
         .bind(provider_message_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("status")?)).collect()
+        .await?)
     }
 }
 
@@ -621,17 +610,4 @@ pub enum InboxOutcome<'a> {
     Done,
     Failed(&'a str),
     Retry { error: &'a str, not_before_ms: i64 },
-}
-
-fn outbound_row(r: &sqlx::any::AnyRow) -> Result<OutboundRow, StoreError> {
-    Ok(OutboundRow {
-        id: r.try_get("id")?,
-        conversation_id: r.try_get("conversation_id")?,
-        recipient: r.try_get("recipient")?,
-        body_json: r.try_get("body_json")?,
-        provider_message_id: r.try_get("provider_message_id")?,
-        status: r.try_get("status")?,
-        error_code: r.try_get("error_code")?,
-        error_detail: r.try_get("error_detail")?,
-    })
 }

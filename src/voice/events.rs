@@ -26,7 +26,8 @@ pub struct LatencyMarks {
 }
 
 /// How the caller's side of a turn reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InputKind {
     Speech,
     Digits,

@@ -11,7 +11,7 @@ use crate::booking::outbox::{self, Delivery};
 use crate::booking::parse::normalize_phone;
 use crate::booking::policy::Refusal;
 use crate::providers::Channel;
-use crate::store::booking::Appointment;
+use crate::store::booking::{Appointment, OutboxStatus};
 
 impl ToolContext {
     fn slot_json(&self, start_ms: i64, end_ms: i64, resource_ids: &[String]) -> Value {
@@ -232,7 +232,7 @@ impl ToolContext {
             .outbox_by_key(&format!("confirm:{}", a.id))
             .await
         {
-            Ok(Some(row)) if row.status == "delivered" => self.sent_status(),
+            Ok(Some(row)) if row.status == OutboxStatus::Delivered => self.sent_status(),
             Ok(Some(_)) => "failed",
             _ => "pending",
         }

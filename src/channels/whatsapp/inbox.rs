@@ -1009,7 +1009,7 @@ impl WhatsAppService {
                 self.now_ms(),
             )
             .await?;
-        if row.status != "pending" {
+        if row.status != crate::store::whatsapp::DeliveryStatus::Pending {
             return Ok(());
         }
         let (sender, from) = if provider == PROVIDER_TWILIO {
