@@ -13,6 +13,7 @@ use kav::booking::outbox;
 use kav::config::BookingConfig;
 use kav::providers::{Agent, AgentEvent, AgentRequest, CallContext, Channel, Message, Role};
 use kav::store::Store;
+use kav::store::booking::OutboxStatus;
 use kav::testing::clock::{ManualClock, monday_noon_ms};
 use kav::testing::switchable_sender::SwitchableSender;
 use serde_json::{Value, json};
@@ -232,7 +233,7 @@ async fn phone_booking_while_whatsapp_is_down_is_confirmed_once_after_recovery()
     assert_eq!(delivered[0].phone_number_id, "100200300400500");
     assert_eq!(
         f.store.outbox_by_key(&key).await.unwrap().unwrap().status,
-        kav::store::booking::OutboxStatus::Delivered
+        OutboxStatus::Delivered
     );
     assert_eq!(f.sender.attempts(), 3);
 
@@ -837,7 +838,7 @@ async fn two_workers_over_one_outbox_deliver_every_event_exactly_once() {
         .collect();
     for _ in 0..1_000 {
         let rows = store.outbox_all().await.unwrap();
-        if rows.iter().all(|r| r.status == "delivered") {
+        if rows.iter().all(|r| r.status == OutboxStatus::Delivered) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -849,7 +850,7 @@ async fn two_workers_over_one_outbox_deliver_every_event_exactly_once() {
     let rows = store.outbox_all().await.unwrap();
     assert!(
         rows.iter()
-            .all(|r| r.status == "delivered" && r.attempts == 1),
+            .all(|r| r.status == OutboxStatus::Delivered && r.attempts == 1),
         "{rows:?}"
     );
     let mut sent: Vec<String> = sender

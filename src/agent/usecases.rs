@@ -17,8 +17,7 @@ use crate::booking::temporal::{self, Ambiguity};
 use crate::providers::{OutboundBody, OutboundMessage};
 use crate::store::StoreError;
 use crate::store::booking::{
-    Appointment, AppointmentStatus, CapacityRule, CreateOutcome, DEDUPE_WINDOW_MS, NewOutboxEvent,
-    Resource,
+    Appointment, AppointmentStatus, CapacityRule, CreateOutcome, NewOutboxEvent, Resource,
 };
 
 /// Why a use case did not change anything. `code()` is the `error` of a tool's
@@ -315,17 +314,11 @@ impl<'a> Bookings<'a> {
     }
 
     async fn existing_duplicate(&self, key: &str, now: i64) -> Option<Appointment> {
-        let all = self
-            .rt
-            .store
-            .appointments_for_business(self.business_id())
-            .await
-            .ok()?;
-        all.into_iter().find(|a| {
-            a.request_key == key
-                && a.status == AppointmentStatus::Booked
-                && a.created_at_ms >= now - DEDUPE_WINDOW_MS
-        })
+        let found = self.rt.store.recent_booking_for_request(key, now).await;
+        found
+            .ok()
+            .flatten()
+            .filter(|a| a.business_id == self.business_id())
     }
 
     /// The policy's verdict on `start` in `resource_id` against the calendar as it stands, not

@@ -281,6 +281,20 @@ pub(super) fn prompt_column(channel: Option<&str>) -> &'static str {
 /// Appointments created by the same request within this window are one appointment.
 pub const DEDUPE_WINDOW_MS: i64 = 5 * 60_000;
 
+/// The one duplicate-request query: booked for `request_key` within the window before `now_ms`.
+fn same_request_booked(
+    request_key: &str,
+    now_ms: i64,
+) -> sqlx::query::QueryAs<'_, sqlx::Any, Appointment, sqlx::any::AnyArguments> {
+    select::<Appointment>(
+        "FROM appointments \
+         WHERE request_key = $1 AND status = 'booked' AND created_at_ms >= $2 \
+         ORDER BY created_at_ms LIMIT 1",
+    )
+    .bind(request_key)
+    .bind(now_ms - DEDUPE_WINDOW_MS)
+}
+
 impl Store {
     pub fn is_postgres(&self) -> bool {
         self.pool
@@ -462,6 +476,19 @@ impl Store {
             .collect())
     }
 
+    /// The appointment booked for the same request (`request_key`) within [`DEDUPE_WINDOW_MS`]
+    /// before `now_ms`, if any. One indexed query; `create_appointment` repeats it inside its
+    /// transaction, so this is only the early answer (before the policy is consulted).
+    pub async fn recent_booking_for_request(
+        &self,
+        request_key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Appointment>, StoreError> {
+        Ok(same_request_booked(request_key, now_ms)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Inserts an appointment and its outbox events in one transaction, unless the same request
     /// was booked within [`DEDUPE_WINDOW_MS`] (then that one is returned) or capacity ran out.
     /// `outbox` events get `{appointment_id}` in their payload and key replaced by the new id.
@@ -478,15 +505,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let existing: Option<Appointment> = select::<Appointment>(
-            "FROM appointments \
-             WHERE request_key = $1 AND status = 'booked' AND created_at_ms >= $2 \
-             ORDER BY created_at_ms LIMIT 1",
-        )
-        .bind(&appt.request_key)
-        .bind(appt.created_at_ms - DEDUPE_WINDOW_MS)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing = same_request_booked(&appt.request_key, appt.created_at_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(existing) = existing {
             tx.rollback().await?;
             return Ok(CreateOutcome::Existing(existing));
