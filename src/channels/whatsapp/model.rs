@@ -5,9 +5,16 @@
 //! `from_user_id` (a business-scoped user id, BSUID). Every inbound event has a stable dedup key
 //! (the wamid for messages, wamid + status for statuses) because Meta retries for up to 7 days.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+
+mod format;
+mod twilio;
+
+pub use format::{markdown_to_whatsapp, split_message};
+pub use twilio::{
+    TwilioFormError, is_twilio_status_callback, parse_twilio_form, parse_twilio_status,
+    strip_whatsapp_address,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -360,142 +367,10 @@ fn message_content(m: &RawMessage) -> MessageContent {
     }
 }
 
-// ------------------------------------------------------------------ Twilio WhatsApp form
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TwilioFormError {
-    #[error("Twilio WhatsApp webhook lacks {0}")]
-    Missing(&'static str),
-}
-
-/// Parses Twilio's `application/x-www-form-urlencoded` WhatsApp webhook.
-pub fn parse_twilio_form(params: &[(String, String)]) -> Result<InboundMessage, TwilioFormError> {
-    let map: BTreeMap<&str, &str> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let message_id = map
-        .get("MessageSid")
-        .or_else(|| map.get("SmsMessageSid"))
-        .ok_or(TwilioFormError::Missing("MessageSid"))?
-        .to_string();
-    let from = map.get("From").ok_or(TwilioFormError::Missing("From"))?;
-    let to = map.get("To").copied().unwrap_or("");
-    let phone = map
-        .get("WaId")
-        .map(|s| s.to_string())
-        .filter(|s| is_phone_digits(s))
-        .or_else(|| Some(strip_whatsapp_address(from)).filter(|s| is_phone_digits(s)));
-    let sender = Sender {
-        phone,
-        user_id: None,
-        profile_name: map.get("ProfileName").map(|s| s.to_string()),
-    };
-    if sender.customer_key().is_none() {
-        return Err(TwilioFormError::Missing("From"));
-    }
-    let num_media: usize = map
-        .get("NumMedia")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let body = map.get("Body").copied().unwrap_or("");
-    let content = if num_media > 0 {
-        let mime = map.get("MediaContentType0").map(|s| s.to_string());
-        let is_audio = mime.as_deref().is_some_and(|m| m.starts_with("audio/"));
-        if is_audio {
-            MessageContent::Audio {
-                media_id: None,
-                url: map.get("MediaUrl0").map(|s| s.to_string()),
-                mime_type: mime,
-                sha256: None,
-                voice: true,
-            }
-        } else {
-            MessageContent::Unsupported {
-                message_type: mime.unwrap_or_else(|| "media".into()),
-            }
-        }
-    } else if let Some(payload) = map.get("ButtonPayload").filter(|p| !p.is_empty()) {
-        MessageContent::Choice {
-            id: payload.to_string(),
-            title: map.get("ButtonText").copied().unwrap_or(body).to_string(),
-        }
-    } else {
-        MessageContent::Text {
-            body: body.to_string(),
-        }
-    };
-    Ok(InboundMessage {
-        message_id,
-        phone_number_id: String::new(),
-        business_number: strip_whatsapp_address(to),
-        sender,
-        timestamp_s: 0,
-        content,
-    })
-}
-
-/// Twilio's delivery report for one of our outbound messages (the `StatusCallback` request).
-/// Returns the update and the business number it was sent from (the status's routing key).
-/// Twilio's vocabulary is mapped onto Meta's (`undelivered` is a failure); stages before `sent`
-/// (`queued`, `sending`, …) are kept raw, so they reach the history but move nothing.
-pub fn parse_twilio_status(
-    params: &[(String, String)],
-) -> Result<(StatusUpdate, String), TwilioFormError> {
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let message_id = get("MessageSid")
-        .or_else(|| get("SmsSid"))
-        .filter(|s| !s.is_empty())
-        .ok_or(TwilioFormError::Missing("MessageSid"))?;
-    let raw = get("MessageStatus")
-        .or_else(|| get("SmsStatus"))
-        .filter(|s| !s.is_empty())
-        .ok_or(TwilioFormError::Missing("MessageStatus"))?;
-    let status = match raw {
-        "undelivered" | "failed" => "failed",
-        other => other,
-    };
-    let error_code = get("ErrorCode").and_then(|c| c.trim().parse::<i64>().ok());
-    let recipient = get("To").map(strip_whatsapp_address);
-    let update = StatusUpdate {
-        message_id: message_id.to_string(),
-        status: status.to_string(),
-        timestamp_s: 0,
-        recipient_id: recipient.filter(|r| is_phone_digits(r)),
-        recipient_user_id: None,
-        error_code: error_code.filter(|_| status == "failed"),
-        error_title: get("ErrorMessage")
-            .filter(|m| !m.is_empty())
-            .map(str::to_string)
-            .or_else(|| (raw == "undelivered").then(|| "undelivered".to_string())),
-        phone_number_id: String::new(),
-    };
-    Ok((update, strip_whatsapp_address(get("From").unwrap_or(""))))
-}
-
-/// Twilio posts status callbacks with the same form shape as inbound messages; they carry a
-/// `MessageStatus` other than `received` and no message content.
-pub fn is_twilio_status_callback(params: &[(String, String)]) -> bool {
-    params
-        .iter()
-        .any(|(k, v)| k == "MessageStatus" && v != "received" && v != "receiving")
-}
-
 /// A phone as WhatsApp sends it: E.164 digits without `+`. Anything else is not used as a phone
 /// (it would flow into agent parameters and lead lookups).
 pub fn is_phone_digits(s: &str) -> bool {
     (6..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `whatsapp:+14155238886` → `14155238886`.
-pub fn strip_whatsapp_address(address: &str) -> String {
-    let a = address.strip_prefix("whatsapp:").unwrap_or(address);
-    a.trim().trim_start_matches('+').to_string()
 }
 
 // ------------------------------------------------------------------ Graph API errors
@@ -538,144 +413,6 @@ pub fn classify_graph_error(code: i64) -> GraphErrorClass {
         131047 => GraphErrorClass::OutsideWindow,
         _ => GraphErrorClass::Permanent,
     }
-}
-
-// ------------------------------------------------------------------ reply formatting
-
-/// Converts the agent's markdown to WhatsApp formatting: `**b**`/`__b__` → `*b*`, `*i*` → `_i_`,
-/// `~~s~~` → `~s~`, headings → bold lines, `*`/`+` bullets → `-`, links `[t](u)` → `t (u)`.
-pub fn markdown_to_whatsapp(markdown: &str) -> String {
-    let mut out = String::with_capacity(markdown.len());
-    let mut in_code = false;
-    for (i, line) in markdown.lines().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            out.push_str(line);
-            continue;
-        }
-        if in_code {
-            out.push_str(line);
-            continue;
-        }
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        if let Some(heading) = strip_heading(trimmed) {
-            out.push('*');
-            out.push_str(&inline_markdown(heading));
-            out.push('*');
-            continue;
-        }
-        out.push_str(indent);
-        let rest = if let Some(item) = trimmed
-            .strip_prefix("* ")
-            .or_else(|| trimmed.strip_prefix("+ "))
-        {
-            out.push_str("- ");
-            item
-        } else {
-            trimmed
-        };
-        out.push_str(&inline_markdown(rest));
-    }
-    out
-}
-
-fn strip_heading(line: &str) -> Option<&str> {
-    let hashes = line.chars().take_while(|c| *c == '#').count();
-    if (1..=6).contains(&hashes) {
-        line[hashes..].strip_prefix(' ').map(str::trim)
-    } else {
-        None
-    }
-}
-
-fn inline_markdown(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match (c, next) {
-            ('*', Some('*')) | ('_', Some('_')) => {
-                out.push('*');
-                i += 2;
-            }
-            ('~', Some('~')) => {
-                out.push('~');
-                i += 2;
-            }
-            ('*', _) => {
-                out.push('_');
-                i += 1;
-            }
-            ('[', _) => {
-                // [text](url) → text (url)
-                if let Some((label, url, len)) = parse_link(&chars[i..]) {
-                    out.push_str(&label);
-                    out.push_str(" (");
-                    out.push_str(&url);
-                    out.push(')');
-                    i += len;
-                } else {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-fn parse_link(chars: &[char]) -> Option<(String, String, usize)> {
-    let close = chars.iter().position(|c| *c == ']')?;
-    if chars.get(close + 1) != Some(&'(') {
-        return None;
-    }
-    let end = chars[close + 2..].iter().position(|c| *c == ')')? + close + 2;
-    let label: String = chars[1..close].iter().collect();
-    let url: String = chars[close + 2..end].iter().collect();
-    Some((label, url, end + 1))
-}
-
-/// Splits `text` into parts of at most `max_chars` characters, preferring paragraph, then line,
-/// then sentence, then word boundaries; a single over-long word is cut hard.
-pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
-    let max_chars = max_chars.max(1);
-    let mut parts = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        if rest.chars().count() <= max_chars {
-            parts.push(rest.to_string());
-            break;
-        }
-        // Byte index just past the `max_chars`-th character.
-        let limit = rest
-            .char_indices()
-            .nth(max_chars)
-            .map(|(b, _)| b)
-            .unwrap_or(rest.len());
-        let window = &rest[..limit];
-        let cut = ["\n\n", "\n", ". ", "! ", "? ", " "]
-            .iter()
-            .find_map(|sep| {
-                window
-                    .rfind(sep)
-                    .filter(|&at| at > 0)
-                    .map(|at| at + sep.len())
-            })
-            .unwrap_or(limit);
-        parts.push(rest[..cut].trim_end().to_string());
-        rest = rest[cut..].trim_start();
-    }
-    parts
 }
 
 /// Shortens an identifier for logs unless PII logging is on: first 12 hex chars of its SHA-256.
