@@ -1,5 +1,5 @@
-use super::*;
 use super::intent::intent;
+use super::*;
 
 /// The state is plain data: it survives a round trip through JSON, so it can be stored.
 #[test]
