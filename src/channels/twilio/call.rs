@@ -33,6 +33,15 @@ use crate::voice::session::{
 };
 use crate::voice::twilio::{self, Inbound};
 
+mod measure;
+mod workers;
+mod writer;
+
+use measure::{ClearTiming, fold_wire};
+use workers::{AgentMsg, TtsMsg, TtsWorker, run_agent, spawn_stt, tts_worker};
+pub use writer::SocketError;
+use writer::{stop_writer, write_loop};
+
 /// Everything a call needs from the process, shared by all calls.
 pub struct CallDeps {
     pub config: Arc<Config>,
@@ -110,47 +119,6 @@ pub struct WireCounters {
     pub send_dropped: u64,
     pub stt_dropped: u64,
     pub stt_errors: u64,
-}
-
-enum AgentMsg {
-    Event(AgentEvent),
-    Done(Result<(), AgentError>),
-}
-
-/// (turn, sentence queue, task) of the synthesiser working on the current reply.
-type TtsWorker = (u32, mpsc::Sender<(u32, String)>, JoinHandle<()>);
-
-struct TtsMsg {
-    turn: u32,
-    segment: u32,
-    audio: Option<Bytes>,
-    done: Option<Result<(), TtsError>>,
-}
-
-/// A WebSocket read error, classified by kind rather than by its text.
-pub trait SocketError: Display {
-    /// The peer sent a message or frame over the configured size limit.
-    fn is_oversized(&self) -> bool;
-}
-
-impl SocketError for axum::Error {
-    fn is_oversized(&self) -> bool {
-        use tokio_tungstenite::tungstenite::Error as WsError;
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(error) = source {
-            if let Some(WsError::Capacity(_)) = error.downcast_ref::<WsError>() {
-                return true;
-            }
-            source = error.source();
-        }
-        false
-    }
-}
-
-impl SocketError for std::convert::Infallible {
-    fn is_oversized(&self) -> bool {
-        match *self {}
-    }
 }
 
 /// Chars of base64 decoded per step: a multiple of 4, so pieces decode independently into a
@@ -247,117 +215,6 @@ async fn finish_unstarted(
     drop(out_tx);
     stop_writer(writer, Duration::from_secs(1)).await;
     summary
-}
-
-/// Gives the writer `limit` to flush and close the socket. If the peer is not reading, the writer
-/// is aborted so the socket is dropped: a detached writer would hold the connection open for ever.
-async fn stop_writer(writer: JoinHandle<()>, limit: Duration) {
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(limit, writer).await.is_err() {
-        abort.abort();
-    }
-}
-
-fn fold_wire(m: &Metrics, w: &WireCounters) {
-    m.add(Counter::MalformedMessages, w.malformed);
-    m.add(Counter::InvalidPayloads, w.invalid_payloads);
-    m.add(Counter::OversizedMessages, w.oversized);
-    m.add(Counter::EventsBeforeStart, w.before_start);
-    m.add(Counter::UnknownStreamSid, w.unknown_stream);
-    m.add(Counter::UnknownEvents, w.unknown_events);
-    m.add(Counter::BinaryFrames, w.binary);
-    m.add(Counter::WsSendDropped, w.send_dropped);
-    m.add(Counter::SttAudioDropped, w.stt_dropped);
-    m.add(Counter::SttErrors, w.stt_errors);
-}
-
-/// Server-side barge-in reaction: the session's decision → the writer has flushed the `clear`
-/// onto the socket. Both sides only store plain numbers here; the driver folds the measurements
-/// into `/metrics` with its other counters, off the frame path.
-struct ClearTiming {
-    epoch: std::time::Instant,
-    /// Decision instant of the `clear` in the queue, µs after `epoch`, plus one (0: none).
-    decided: AtomicU64,
-    /// Reactions measured and not folded yet, µs plus one (0: free). A call cannot barge in
-    /// more than a few times between two folds (one second); a sample with no free slot is lost.
-    measured: [AtomicU64; 4],
-}
-
-impl ClearTiming {
-    fn new() -> Self {
-        Self {
-            epoch: std::time::Instant::now(),
-            decided: AtomicU64::new(0),
-            measured: Default::default(),
-        }
-    }
-
-    fn micros(&self, at: std::time::Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_micros() as u64
-    }
-
-    /// The driver, before queueing the `clear`.
-    fn decided(&self, at: std::time::Instant) {
-        self.decided.store(self.micros(at) + 1, Ordering::Release);
-    }
-
-    /// The writer, once a batch holding a `clear` is flushed.
-    fn sent(&self, at: std::time::Instant) {
-        let decided = self.decided.swap(0, Ordering::AcqRel);
-        if decided == 0 {
-            return;
-        }
-        let took = self.micros(at).saturating_sub(decided - 1) + 1;
-        for slot in &self.measured {
-            if slot
-                .compare_exchange(0, took, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
-    }
-
-    /// Takes the measurements not folded yet (µs).
-    fn take(&self) -> impl Iterator<Item = u64> + '_ {
-        self.measured
-            .iter()
-            .filter_map(|slot| slot.swap(0, Ordering::AcqRel).checked_sub(1))
-    }
-}
-
-fn is_clear(msg: &Message) -> bool {
-    matches!(msg, Message::Text(t) if t.as_bytes().starts_with(twilio::CLEAR_PREFIX))
-}
-
-async fn write_loop<K>(
-    mut sink: futures_util::stream::SplitSink<K, Message>,
-    mut rx: mpsc::Receiver<Message>,
-    clear_timing: Arc<ClearTiming>,
-) where
-    K: Sink<Message> + Send,
-    <K as Sink<Message>>::Error: Display,
-{
-    while let Some(msg) = rx.recv().await {
-        let mut clear = is_clear(&msg);
-        if sink.feed(msg).await.is_err() {
-            return;
-        }
-        // Batch whatever else is ready into one flush.
-        while let Ok(msg) = rx.try_recv() {
-            clear |= is_clear(&msg);
-            if sink.feed(msg).await.is_err() {
-                return;
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-        if clear {
-            clear_timing.sent(std::time::Instant::now());
-        }
-    }
-    let _ = sink.close().await;
 }
 
 struct CallDriver {
@@ -856,128 +713,6 @@ impl CallDriver {
         }
     }
 
-    fn record_event(&mut self, event: CallEvent) {
-        if let CallEvent::Turn(t) = &event {
-            self.deps.metrics.record_turn(&t.marks);
-            let m = t.marks;
-            tracing::info!(
-                call_sid = %self.ctx.call_sid,
-                turn = t.turn,
-                input = t.input.as_str(),
-                interrupted = t.interrupted,
-                stt_first_partial_ms = m.stt_first_partial_ms,
-                stt_final_ms = m.stt_final_ms,
-                ai_latency_ms = m.ai_latency_ms,
-                tts_ready_ms = m.tts_ready_ms,
-                total_ms = m.total_ms,
-                ai_total_ms = m.ai_total_ms,
-                tts_total_ms = m.tts_total_ms,
-                rtt_ms = t.rtt_ms,
-                "turn"
-            );
-        } else if let CallEvent::Warning { kind, detail } = &event {
-            tracing::warn!(call_sid = %self.ctx.call_sid, kind, detail, "call warning");
-        }
-        if let Some(rec) = &self.deps.recorder {
-            rec.record(Record::Event {
-                call_id: self.call_id.clone(),
-                at_ms: unix_ms(),
-                event,
-            });
-        }
-    }
-
-    /// Adds what happened since the last fold to the process-wide counters.
-    fn fold_metrics(&mut self) {
-        let m = &self.deps.metrics;
-        let c = self.session.counters();
-        let p = self.session.pacer_stats();
-        let f = self.folded;
-        let fp = self.folded_pacer;
-        m.add(Counter::FramesIn, c.frames_in - f.frames_in);
-        m.add(Counter::Turns, c.turns - f.turns);
-        m.add(Counter::BargeIns, c.barge_ins - f.barge_ins);
-        m.add(
-            Counter::FalseBargeIns,
-            c.false_barge_ins - f.false_barge_ins,
-        );
-        m.add(
-            Counter::ShortUtterances,
-            c.short_utterances - f.short_utterances,
-        );
-        m.add(Counter::SttTimeouts, c.stt_timeouts - f.stt_timeouts);
-        m.add(Counter::AgentTimeouts, c.agent_timeouts - f.agent_timeouts);
-        m.add(Counter::AgentErrors, c.agent_errors - f.agent_errors);
-        m.add(Counter::TtsErrors, c.tts_errors - f.tts_errors);
-        m.add(
-            Counter::StaleProviderEvents,
-            c.stale_provider_events - f.stale_provider_events,
-        );
-        m.add(Counter::UnknownMarks, c.unknown_marks - f.unknown_marks);
-        m.add(Counter::Digits, c.digits - f.digits);
-        m.add(
-            Counter::DuplicateDigits,
-            c.duplicate_digits - f.duplicate_digits,
-        );
-        m.add(Counter::SpeechIgnored, c.speech_ignored - f.speech_ignored);
-        m.add(
-            Counter::StrayTranscripts,
-            c.stray_transcripts - f.stray_transcripts,
-        );
-        m.add(Counter::FramesOut, p.frames_sent - fp.frames_sent);
-        m.add(Counter::Underruns, p.underrun_events - fp.underrun_events);
-        m.add(Counter::UnderrunMs, p.underrun_ms - fp.underrun_ms);
-        m.add(Counter::LeadHolds, p.lead_holds - fp.lead_holds);
-        m.add(Counter::PrimingFrames, p.priming_frames - fp.priming_frames);
-        m.add(Counter::FramesLate5ms, p.late_5ms - fp.late_5ms);
-        m.add(Counter::FramesLate20ms, p.late_20ms - fp.late_20ms);
-        m.add(Counter::StaleMarkEchoes, p.stale_echoes - fp.stale_echoes);
-        m.add(
-            Counter::MissingMarkEchoes,
-            p.missing_echoes - fp.missing_echoes,
-        );
-        m.add(
-            Counter::TtsOverflowBytes,
-            p.overflow_bytes - fp.overflow_bytes,
-        );
-        self.folded = c;
-        self.folded_pacer = p;
-        for us in self.clear_timing.take() {
-            m.record_barge_in_clear_us(us);
-        }
-        self.publish_live();
-    }
-
-    /// This call's numbers into the live-call registry (with the metrics fold, once a second).
-    fn publish_live(&self) {
-        let Some(live) = &self.live else { return };
-        let c = self.session.counters();
-        let p = self.session.pacer_stats();
-        let w = &self.summary.wire;
-        live.publish(
-            unix_ms(),
-            LiveSnapshot {
-                phase: phase_name(self.session.phase(), c.turns),
-                turn: c.turns,
-                rtt_ms: self
-                    .session
-                    .pacer_rtt()
-                    .srtt()
-                    .map(|d| d.as_millis() as u64),
-                lead_max_ms: p.lead_max_ms,
-                barge_ins: c.barge_ins,
-                frames_late_5ms: p.late_5ms,
-                frames_late_20ms: p.late_20ms,
-                underruns: p.underrun_events,
-                frames_dropped: w.stt_dropped + w.send_dropped,
-                frames_in: c.frames_in,
-                frames_out: p.frames_sent,
-                fallbacks: c.stt_timeouts + c.agent_timeouts + c.agent_errors,
-                tts_errors: c.tts_errors,
-            },
-        );
-    }
-
     async fn finish(mut self, writer: JoinHandle<()>) -> CallSummary {
         if let Some((_, task)) = self.agent_task.take() {
             task.abort();
@@ -1021,97 +756,6 @@ impl CallDriver {
         drop(self.out_tx);
         stop_writer(writer, Duration::from_secs(2)).await;
         self.summary
-    }
-}
-
-/// Opens a recogniser stream after `delay` (frames meanwhile queue, then drop counted).
-fn spawn_stt(
-    deps: &CallDeps,
-    ctx: &CallContext,
-    delay: Duration,
-) -> (
-    mpsc::Sender<SttInput>,
-    mpsc::Receiver<SttEvent>,
-    JoinHandle<Result<(), SttError>>,
-) {
-    // ~1.3 s of audio may queue for a slow recogniser before frames are dropped and counted.
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (ev_tx, ev_rx) = mpsc::channel(16);
-    let stream = deps.stt.stream(ctx.clone(), in_rx, ev_tx);
-    let task = tokio::spawn(async move {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        stream.await
-    });
-    (in_tx, ev_rx, task)
-}
-
-/// Runs a provider future while forwarding what it produces; `None` if the call went away.
-async fn pump<T, U, R>(
-    fut: BoxFuture<'static, R>,
-    mut items: mpsc::Receiver<T>,
-    out: &mpsc::Sender<U>,
-    wrap: impl Fn(T) -> U,
-) -> Option<R> {
-    tokio::pin!(fut);
-    let mut result = None;
-    loop {
-        tokio::select! {
-            r = &mut fut, if result.is_none() => result = Some(r),
-            item = items.recv() => match item {
-                Some(item) => out.send(wrap(item)).await.ok()?,
-                None => break,
-            },
-        }
-    }
-    Some(match result {
-        Some(r) => r,
-        None => fut.await,
-    })
-}
-
-async fn run_agent(
-    agent: Arc<dyn Agent>,
-    request: AgentRequest,
-    out: mpsc::Sender<(u32, AgentMsg)>,
-) {
-    let turn = request.turn;
-    let (tx, rx) = mpsc::channel(32);
-    let fut = agent.respond(request, tx);
-    if let Some(result) = pump(fut, rx, &out, |e| (turn, AgentMsg::Event(e))).await {
-        let _ = out.send((turn, AgentMsg::Done(result))).await;
-    }
-}
-
-async fn tts_worker(
-    tts: Arc<dyn TextToSpeech>,
-    language: String,
-    turn: u32,
-    mut segments: mpsc::Receiver<(u32, String)>,
-    out: mpsc::Sender<TtsMsg>,
-) {
-    while let Some((segment, text)) = segments.recv().await {
-        let (tx, rx) = mpsc::channel(1);
-        let fut = tts.synthesize(text, language.clone(), tx);
-        let wrap = |audio| TtsMsg {
-            turn,
-            segment,
-            audio: Some(audio),
-            done: None,
-        };
-        let Some(result) = pump(fut, rx, &out, wrap).await else {
-            return;
-        };
-        let done = TtsMsg {
-            turn,
-            segment,
-            audio: None,
-            done: Some(result),
-        };
-        if out.send(done).await.is_err() {
-            return;
-        }
     }
 }
 
