@@ -38,7 +38,7 @@ impl ClearTiming {
         }
     }
 
-    pub(super) fn micros(&self, at: std::time::Instant) -> u64 {
+    fn micros(&self, at: std::time::Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
