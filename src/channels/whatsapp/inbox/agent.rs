@@ -174,20 +174,34 @@ impl WhatsAppService {
         let reply = self
             .agent_turn(business, &conversation, &customer, &message, text)
             .await?;
+        self.record_reply(&message_id, &conversation, &business.id, &customer, &reply)
+            .await?;
+        Ok((conversation, markdown_to_whatsapp(&reply)))
+    }
+
+    /// Stores our reply to inbound message `message_id` in the conversation (`out:<id>`).
+    pub(super) async fn record_reply(
+        &self,
+        message_id: &str,
+        conversation: &str,
+        business_id: &str,
+        customer: &str,
+        reply: &str,
+    ) -> Result<(), crate::store::StoreError> {
         self.store
             .whatsapp_append_message(
                 &format!("out:{message_id}"),
-                &conversation,
-                &business.id,
-                &customer,
+                conversation,
+                business_id,
+                customer,
                 "assistant",
-                &reply,
+                reply,
                 self.now_ms(),
                 None,
-                Some(&message_id),
+                Some(message_id),
             )
             .await?;
-        Ok((conversation, markdown_to_whatsapp(&reply)))
+        Ok(())
     }
 }
 

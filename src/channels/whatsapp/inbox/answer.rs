@@ -107,19 +107,14 @@ impl WhatsAppService {
                     }
                     None => self.config.unsupported_reply.clone(),
                 };
-                self.store
-                    .whatsapp_append_message(
-                        &format!("out:{}", message.message_id),
-                        &conversation,
-                        &business.id,
-                        &customer,
-                        "assistant",
-                        &reply,
-                        self.now_ms(),
-                        None,
-                        Some(&message.message_id),
-                    )
-                    .await?;
+                self.record_reply(
+                    &message.message_id,
+                    &conversation,
+                    &business.id,
+                    &customer,
+                    &reply,
+                )
+                .await?;
                 reply
             }
         };
