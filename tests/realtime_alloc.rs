@@ -2,47 +2,14 @@
 //! VAD, DTMF, segmentation, STT forwarding) and paced bot frames and marks out. Proven with a
 //! counting global allocator over many frames of speech, silence and playout.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod alloc_count;
+use alloc_count::allocations_during;
 
 use kav::config::Config;
 use kav::providers::{AgentEvent, SttAudioFormat, SttEvent};
 use kav::voice::session::{CallSession, Output, SessionConfig};
-
-struct Counting;
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns how many allocations it made.
-fn count(f: impl FnOnce()) -> u64 {
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    f();
-    COUNTING.store(false, Ordering::SeqCst);
-    ALLOCS.load(Ordering::SeqCst)
-}
 
 fn drain(s: &mut CallSession, marks: &mut Vec<u64>) -> (u64, bool) {
     let (mut media, mut utterance_end) = (0, false);
@@ -70,7 +37,7 @@ fn caller_frames_and_paced_playout_allocate_nothing() {
 
         // Inbound: speech (VAD start, STT forwarding) then silence (hangover, utterance end).
         let mut ended = false;
-        let inbound = count(|| {
+        let (inbound, ()) = allocations_during(|| {
             for chunk in speech.chunks(160).chain(silence.chunks(160)) {
                 now += Duration::from_millis(20);
                 s.handle_media(now, chunk);
@@ -102,7 +69,7 @@ fn caller_frames_and_paced_playout_allocate_nothing() {
 
         // Outbound: paced frames, marks and their echoes, with caller silence still flowing in.
         let mut sent = 0;
-        let outbound = count(|| {
+        let (outbound, ()) = allocations_during(|| {
             for _ in 0..40 {
                 now += Duration::from_millis(20);
                 s.handle_timeout(now);
