@@ -907,3 +907,62 @@ async fn a_long_conversation_stays_under_the_cap_and_an_early_booking_stays_know
     );
     assert!(prompt.contains("status cancelled"), "{prompt}");
 }
+
+/// When the model fails, the offline dialog answers and may book. That booking is the
+/// conversation's as much as one the model made: once the model is back, its prompt lists it
+/// (id, time, room, name, status), so "move it to 11" or "cancel it" has the id to act on.
+#[tokio::test]
+async fn a_booking_the_offline_fallback_made_is_known_to_the_model_next_turn() {
+    let down = || FakeReply::error(500, "upstream exploded");
+    let f = fixture(vec![
+        down(),
+        down(),
+        down(),
+        FakeReply::text("Of course. What would you like to change?", 2),
+    ])
+    .await;
+    let said = [
+        "tomorrow at 10 in the Dubai room",
+        "Noa",
+        "yes",
+        "actually can we make it a bit later",
+    ];
+    let mut history = Vec::new();
+    let mut replies = Vec::new();
+    for user in said {
+        history.push(message(Role::User, user));
+        let heard = respond(&f.agent, "CA_fallback", Some(CALLER), history.clone()).await;
+        history.push(message(Role::Assistant, &heard.text));
+        replies.push(heard.text);
+    }
+    assert!(
+        replies[2].starts_with("You're booked for"),
+        "the offline dialog booked on the third turn: {replies:?}"
+    );
+    let booked = f
+        .store
+        .appointments_for_business(BUSINESS)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.customer_name == "Noa")
+        .collect::<Vec<_>>();
+    assert_eq!(booked.len(), 1, "one booking: {booked:?}");
+
+    let prompts = system_prompts(&f);
+    assert_eq!(prompts.len(), 4, "one request per turn (no retries)");
+    for before in &prompts[..3] {
+        assert!(
+            !before.contains("Appointments this conversation"),
+            "{before}"
+        );
+    }
+    let known = prompts[3]
+        .split_once("Appointments this conversation booked, moved or cancelled")
+        .expect("the fallback's booking is listed for the model")
+        .1;
+    assert!(known.contains(&booked[0].id), "{known}");
+    assert!(known.contains("10:00, room Dubai"), "{known}");
+    assert!(known.contains(r#"under the name "Noa""#), "{known}");
+    assert_eq!(replies[3], "Of course. What would you like to change?");
+}

@@ -105,6 +105,7 @@ impl Fx {
             conversation_id: format!("wa-{phone}"),
             turn: 1,
             caller_phone: Some(phone.into()),
+            touched: Default::default(),
         }
     }
 

@@ -277,8 +277,6 @@ struct CustomerTools<'a> {
     speaker: Speaker<'a>,
     user: &'a str,
     this_turn_tools: Vec<String>,
-    /// Appointments this turn's tools booked, moved or cancelled.
-    this_turn_bookings: Vec<String>,
     /// If the model fails after a booking was made this turn, we still say so truthfully.
     booked_reply: Option<String>,
     collect_digits: bool,
@@ -302,12 +300,6 @@ impl ToolHost for CustomerTools<'_> {
             &out.value.to_string(),
         ));
         out.add_evidence(&mut self.speaker.evidence);
-        if out.ok
-            && [tools::CREATE, tools::UPDATE, tools::CANCEL].contains(&out.tool.as_str())
-            && let Some(id) = out.value["appointment_id"].as_str()
-        {
-            self.this_turn_bookings.push(id.to_string());
-        }
         if out.ok && out.tool == tools::CREATE {
             let v = &out.value;
             let when = format!(
@@ -455,7 +447,6 @@ impl BookingAgent {
             speaker,
             user: &user,
             this_turn_tools: Vec::new(),
-            this_turn_bookings: Vec::new(),
             booked_reply: None,
             collect_digits: false,
         };
@@ -469,31 +460,47 @@ impl BookingAgent {
         let CustomerTools {
             mut speaker,
             this_turn_tools,
-            this_turn_bookings,
             booked_reply,
             collect_digits,
             ..
         } = host;
-        if !this_turn_tools.is_empty() {
-            memory.add(this_turn_tools, this_turn_bookings);
+        if let LoopEnd::Failed(reason) = &end {
+            tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
+        }
+        // Nothing was said and nothing booked: the offline dialog answers this turn.
+        let fallback = if matches!(end, LoopEnd::Failed(_))
+            && booked_reply.is_none()
+            && speaker.spoken.trim().is_empty()
+        {
+            Some(self.offline.turn_with_bookings(&request).await)
+        } else {
+            None
+        };
+        // What the fallback booked is remembered like the model's own bookings, so the next
+        // turn's prompt lists it.
+        let mut bookings = ctx.touched.take();
+        if let Some(Ok((_, offline_bookings))) = &fallback {
+            bookings.extend(offline_bookings.iter().cloned());
+        }
+        if !this_turn_tools.is_empty() || !bookings.is_empty() {
+            memory.add(this_turn_tools, bookings);
             self.rt.save_state(&memory_key, TOOL_MEMORY, &memory).await;
+        }
+        if let Some(answer) = fallback {
+            let (reply, _) = answer?;
+            emit(&reply, &events).await;
+            return Ok(());
         }
         match end {
             LoopEnd::Done => {
                 // Held claims the turn's tools never backed: replaced by one truthful reply.
                 speaker.release(&ctx, true).await;
             }
-            LoopEnd::Failed(reason) => {
-                tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
+            LoopEnd::Failed(_) => {
                 if let Some(reply) = booked_reply {
                     // The booking stands; tell the caller instead of starting over.
                     let lead = if speaker.spoken.is_empty() { "" } else { " " };
                     speaker.say(&format!("{lead}{reply}")).await;
-                } else if speaker.spoken.trim().is_empty() {
-                    // Nothing was said: the offline dialog answers this turn.
-                    let reply = self.offline.turn(&request).await?;
-                    emit(&reply, &events).await;
-                    return Ok(());
                 }
             }
         }

@@ -49,6 +49,36 @@ pub struct ToolContext {
     pub turn: u32,
     /// The customer's phone as the channel knows it (caller id, WhatsApp sender), E.164.
     pub caller_phone: Option<String>,
+    /// Appointments this turn's tools booked, moved or cancelled (shared by clones of the
+    /// context, so whichever agent ran the tools, the turn knows what it changed).
+    pub touched: TouchedBookings,
+}
+
+/// The appointments one turn's tools changed, in order, each once. Recorded by
+/// [`ToolContext::call`] (the one place every customer tool runs), read by the agent at the end
+/// of the turn to remember them across turns and instances (the LLM agent's tool memory).
+#[derive(Debug, Clone, Default)]
+pub struct TouchedBookings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl TouchedBookings {
+    fn record(&self, outcome: &ToolOutcome) {
+        if !outcome.ok || ![CREATE, UPDATE, CANCEL].contains(&outcome.tool.as_str()) {
+            return;
+        }
+        let Some(id) = outcome.value["appointment_id"].as_str() else {
+            return;
+        };
+        // A poisoned lock only means another holder panicked mid-push; the list is still valid.
+        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_string());
+        }
+    }
+
+    /// The ids recorded so far, oldest first; the list is left empty.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Result of one tool call.
@@ -197,11 +227,13 @@ impl ToolContext {
             at_ms,
         )
         .await;
-        ToolOutcome {
+        let outcome = ToolOutcome {
             tool: tool.into(),
             ok,
             value,
-        }
+        };
+        self.touched.record(&outcome);
+        outcome
     }
 
     #[allow(clippy::too_many_arguments)]
