@@ -250,3 +250,84 @@ async fn over_capacity_new_calls_get_the_overflow_twiml() {
     })
     .await;
 }
+
+/// A call counts from the webhook that admits it, not from when its stream opens: webhooks that
+/// arrive together cannot all pass before their streams do and overshoot `max_calls` (`kav
+/// loadgen` at 120 % of capacity had 202 calls live under `max_calls = 200`). A place whose
+/// stream never opens (the caller hung up while it rang) lapses after `admission_hold_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitted_calls_hold_their_place_until_their_stream_opens() {
+    bounded(60, async {
+        let srv = TestServer::start(|cfg, _| {
+            cfg.limits.max_calls = 2;
+            cfg.limits.admission_hold_ms = 1_500;
+        })
+        .await;
+        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
+        let webhook = |sid: &'static str| {
+            let body = form(&voice_params(sid));
+            async move {
+                http(srv.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
+                    .await
+                    .expect("POST")
+                    .body
+            }
+        };
+        // Three calls ring at once; no stream has opened yet.
+        assert!(
+            webhook("CA000000000000000000000000000000h1")
+                .await
+                .contains("<Stream")
+        );
+        assert!(
+            webhook("CA000000000000000000000000000000h2")
+                .await
+                .contains("<Stream")
+        );
+        let third = webhook("CA000000000000000000000000000000h3").await;
+        assert!(
+            third.contains("<Say"),
+            "the third is over capacity: {third}"
+        );
+        assert!(!third.contains("<Stream"), "{third}");
+        let ready = srv.get("/readyz").await;
+        assert_eq!(ready.status, 503, "{ready:?}");
+        let ready: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
+        assert_eq!(ready["calls_active"], 0, "{ready}");
+        assert_eq!(ready["calls_admitted_pending"], 2, "{ready}");
+
+        // The first call's stream opens: one live call and one place still held.
+        let mut live = RawCall::open(srv.addr, "CA000000000000000000000000000000h1", &[]).await;
+        eventually("one live call", Duration::from_secs(5), || {
+            let state = srv.state.clone();
+            async move { state.live_calls() == 1 }
+        })
+        .await;
+        assert_eq!(srv.state.calls_admitted_pending(), 1);
+        assert!(
+            webhook("CA000000000000000000000000000000h4")
+                .await
+                .contains("<Say")
+        );
+
+        // The second caller never streams: its place lapses and a new call is taken.
+        eventually("the unused place lapses", Duration::from_secs(5), || {
+            let state = srv.state.clone();
+            async move { state.calls_admitted_pending() == 0 }
+        })
+        .await;
+        assert_eq!(srv.get("/readyz").await.status, 200);
+        assert!(
+            webhook("CA000000000000000000000000000000h5")
+                .await
+                .contains("<Stream")
+        );
+        let text = srv.metrics().await;
+        assert_eq!(metric(&text, "kav_calls_refused_total"), 2.0, "{text}");
+
+        // The live call was never disturbed.
+        live.speak(&synthetic_speech(ms(700)), 400).await;
+        live.stop().await;
+    })
+    .await;
+}

@@ -54,7 +54,12 @@ pub struct LimitsConfig {
     /// Open TCP connections (calls included); beyond this new connections are closed at once.
     pub max_connections: usize,
     /// Live calls; beyond this the voice webhook answers the overflow TwiML. 0 = no limit.
+    /// A call counts from the webhook that admits it, not only once its stream is open.
     pub max_calls: usize,
+    /// How long a call admitted at the webhook holds its place while its Media Stream has not
+    /// opened yet (Twilio opens it about a second after the TwiML; a caller who hangs up while
+    /// it rings never does).
+    pub admission_hold_ms: u64,
     /// Event-loop lag (a sampler's timer lateness, ms) above which new calls are refused. 0 = off.
     pub max_loop_lag_ms: u64,
     /// How often the lag sampler wakes up.
@@ -76,6 +81,7 @@ impl Default for LimitsConfig {
             request_timeout_ms: 30_000,
             max_connections: 10_000,
             max_calls: 1_000,
+            admission_hold_ms: 10_000,
             max_loop_lag_ms: 50,
             lag_sample_ms: 100,
             overflow_dial: String::new(),

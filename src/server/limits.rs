@@ -10,13 +10,16 @@
 //!   the reusable piece (the console login can hold its own).
 //! * Admission: [`admission`] decides from the live calls and the event-loop lag measured by
 //!   [`sample_loop_lag`] whether a new call is taken; a refused call gets [`overflow_twiml`]
-//!   instead of degrading the calls already live.
+//!   instead of degrading the calls already live. A call counts from the webhook that admits it:
+//!   [`Admitted`] holds its place until its stream opens (or `admission_hold_ms` passes), so a
+//!   burst of webhooks cannot all pass before their streams arrive and overshoot `max_calls`.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -29,6 +32,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub lag: LoopLag,
     pub webhook_rate: Option<RateLimit>,
+    /// Calls admitted whose stream has not opened yet.
+    pub admitted: Admitted,
 }
 
 impl Limits {
@@ -39,6 +44,7 @@ impl Limits {
             max_connections,
             lag: LoopLag::default(),
             webhook_rate: RateLimit::per_ip(cfg.webhook_rate_per_s, cfg.webhook_burst),
+            admitted: Admitted::default(),
         }
     }
 
@@ -118,6 +124,58 @@ pub fn admission(
         });
     }
     Ok(())
+}
+
+/// Calls the webhook admitted whose Media Stream has not opened yet, as the deadlines of their
+/// held places (oldest first; one hold for all, so the queue is in deadline order). Sans-IO: the
+/// caller passes `now`. At most `max_calls` places are held, so it is bounded.
+///
+/// The stream's handshake does not say which webhook it follows (the call SID comes later, in
+/// its `start` message), so an opening stream releases the oldest place: the count stays right,
+/// and a place whose call never streams (hung up while ringing) lapses at its deadline.
+#[derive(Debug, Default)]
+pub struct Admitted(std::sync::Mutex<VecDeque<Instant>>);
+
+impl Admitted {
+    /// Admission at the webhook (see [`admission`]), counting the held places as live calls;
+    /// an admitted call holds a place until `now + hold` or until a stream opens.
+    pub fn admit(
+        &self,
+        now: Instant,
+        draining: bool,
+        live: usize,
+        lag_ms: u64,
+        cfg: &LimitsConfig,
+    ) -> Result<(), Refusal> {
+        // Check and hold under one lock, so two webhooks cannot both take the last place.
+        let mut held = self.lock(now);
+        admission(draining, live + held.len(), lag_ms, cfg)?;
+        if cfg.max_calls > 0 {
+            held.push_back(now + Duration::from_millis(cfg.admission_hold_ms));
+        }
+        Ok(())
+    }
+
+    /// Places held at `now`.
+    pub fn held(&self, now: Instant) -> usize {
+        self.lock(now).len()
+    }
+
+    /// A call's stream opened (it is now a live call): the oldest held place is released.
+    pub fn stream_opened(&self, now: Instant) {
+        self.lock(now).pop_front();
+    }
+
+    /// The queue with the places that lapsed by `now` removed.
+    fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
+        // A poisoned lock only means a holder panicked between two queue operations, each of
+        // which leaves the queue valid.
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while held.front().is_some_and(|deadline| *deadline <= now) {
+            held.pop_front();
+        }
+        held
+    }
 }
 
 /// Built-in sentence for refused calls, in the call's language.
@@ -222,6 +280,56 @@ mod tests {
             ..cfg()
         };
         assert_eq!(admission(false, 1_000_000, 10_000, &off), Ok(()));
+    }
+
+    /// The overshoot `kav loadgen` showed (240 calls against `max_calls = 200` → 202 live): a
+    /// burst of webhooks all passed before their streams opened. Held places close that gap.
+    #[test]
+    fn a_call_holds_its_place_from_the_webhook_until_its_stream_opens_or_the_hold_lapses() {
+        let cfg = LimitsConfig {
+            max_calls: 2,
+            admission_hold_ms: 10_000,
+            ..cfg()
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let admitted = Admitted::default();
+        // Two webhooks, no stream yet: the third is refused though no call is live.
+        assert_eq!(admitted.admit(at(0), false, 0, 0, &cfg), Ok(()));
+        assert_eq!(admitted.admit(at(10), false, 0, 0, &cfg), Ok(()));
+        assert_eq!(
+            admitted.admit(at(20), false, 0, 0, &cfg),
+            Err(Refusal::Calls { live: 2, max: 2 })
+        );
+        assert_eq!(admitted.held(at(20)), 2);
+        // The first stream opens: one live call plus one held place, still full.
+        admitted.stream_opened(at(900));
+        assert_eq!(admitted.held(at(900)), 1);
+        assert!(admitted.admit(at(900), false, 1, 0, &cfg).is_err());
+        // The second caller hung up while it rang: its place lapses at its deadline, not before.
+        assert!(admitted.admit(at(10_009), false, 1, 0, &cfg).is_err());
+        assert_eq!(admitted.admit(at(10_010), false, 1, 0, &cfg), Ok(()));
+        // A stream with no held place (the webhook's hold lapsed, or none) is not an error.
+        admitted.stream_opened(at(10_020));
+        admitted.stream_opened(at(10_020));
+        assert_eq!(admitted.held(at(10_020)), 0);
+        // Refused calls hold nothing, and with no call limit nothing is held at all.
+        let unlimited = LimitsConfig {
+            max_calls: 0,
+            ..cfg.clone()
+        };
+        for ms in 0..100 {
+            assert_eq!(
+                admitted.admit(at(20_000 + ms), false, 5, 0, &unlimited),
+                Ok(())
+            );
+        }
+        assert_eq!(admitted.held(at(20_100)), 0);
+        assert_eq!(
+            admitted.admit(at(20_100), true, 0, 0, &cfg),
+            Err(Refusal::Draining)
+        );
+        assert_eq!(admitted.held(at(20_100)), 0);
     }
 
     #[test]

@@ -81,15 +81,37 @@ impl AppState {
         self.live_calls.load(Ordering::Relaxed)
     }
 
-    /// Whether a new call may start now (see [`limits::admission`]).
+    /// Calls admitted at the webhook whose stream has not opened yet.
+    pub fn calls_admitted_pending(&self) -> usize {
+        self.limits.admitted.held(monotonic_now())
+    }
+
+    /// Whether a new call may start now (see [`limits::admission`]); admitted calls whose
+    /// stream has not opened yet count as live.
     pub fn admission(&self) -> Result<(), limits::Refusal> {
         limits::admission(
+            self.is_draining(),
+            self.live_calls() + self.calls_admitted_pending(),
+            self.limits.lag.ms(),
+            &self.deps.config.limits,
+        )
+    }
+
+    /// Admits a new call at its webhook, holding its place until its stream opens.
+    fn admit_call(&self) -> Result<(), limits::Refusal> {
+        self.limits.admitted.admit(
+            monotonic_now(),
             self.is_draining(),
             self.live_calls(),
             self.limits.lag.ms(),
             &self.deps.config.limits,
         )
     }
+}
+
+/// The shell's monotonic now for the admission machine: tokio's, so paused-time tests drive it.
+fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Errors a handler can answer with; one place maps them to HTTP.
@@ -487,7 +509,7 @@ async fn voice_webhook(
     check_signature(&state, &headers, &url, &params)?;
     // Near capacity: this call hears a short message (or is dialled elsewhere) so the calls
     // already live keep their audio.
-    if let Err(refusal) = state.admission() {
+    if let Err(refusal) = state.admit_call() {
         state
             .deps
             .metrics
@@ -542,7 +564,9 @@ async fn media_stream(
     check_signature(&state, &headers, &url, &[])?;
     let max = state.deps.config.server.max_message_bytes;
     let hard_stop = state.hard_stop.subscribe();
+    // Live first, then release the held place: the call is never counted zero times.
     state.live_calls.fetch_add(1, Ordering::SeqCst);
+    state.limits.admitted.stream_opened(monotonic_now());
     let guard = LiveCall(state.clone());
     // Twilio messages are a few hundred bytes: tungstenite's 128 KiB default buffers would be most
     // of a call's memory. The write buffer cap bounds what a non-reading peer can pin.
@@ -614,6 +638,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "ready": ready,
         "reason": reason,
         "calls_active": state.live_calls(),
+        "calls_admitted_pending": state.calls_admitted_pending(),
         "max_calls": state.deps.config.limits.max_calls,
         "loop_lag_ms": state.limits.lag.ms(),
         "connections_open": state.limits.open_connections(),
