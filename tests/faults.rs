@@ -162,6 +162,31 @@ async fn booking_survives(fault: DbFault) {
     }
 }
 
+/// Waits until `n` inbox rows are `done` and no reply part is still pending.
+async fn wait_inbox_done(side: &AnyPool, n: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let done = count(
+            side,
+            "SELECT COUNT(*) FROM whatsapp_inbox WHERE state = 'done'",
+        )
+        .await;
+        let pending = count(
+            side,
+            "SELECT COUNT(*) FROM whatsapp_outbound WHERE status = 'pending'",
+        )
+        .await;
+        if done >= n && pending == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbox not finished: {done} of {n} done, {pending} parts pending"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// PostgreSQL's full disk, on every table of the test's schema (`on` false: cleared).
 async fn postgres_disk_full(side: &AnyPool, on: bool) {
     if on {
@@ -251,6 +276,10 @@ async fn booking_survives_on(backend: &backends::Backend, fault: DbFault, disk: 
         );
         graph.wait_accepted(i + 1, WAIT).await;
     }
+    // The Graph API has the reply a moment before the instance records it: restarting inside
+    // that moment would be a crash mid-send (`faults_kill.rs`), not this test's fault. Wait until
+    // both messages are finished.
+    wait_inbox_done(&side, 2).await;
     // On a real disk the event must need more pages than a page's free space or a table's
     // free pages can give (TOAST chunks of a 64 KB name).
     let padding = if fault == DbFault::RealDiskFull {
