@@ -647,3 +647,81 @@ async fn unknown_values_in_rows_are_typed_errors_naming_column_and_value() {
         b.cleanup().await;
     }
 }
+
+fn appointment(id: &str, start_ms: i64, request_key: &str) -> kav::store::booking::Appointment {
+    kav::store::booking::Appointment {
+        id: id.into(),
+        business_id: "biz_race".into(),
+        resource_id: None,
+        customer_id: None,
+        customer_name: "Noa".into(),
+        customer_phone: Some("+972501234567".into()),
+        start_ms,
+        end_ms: start_ms + 3_600_000,
+        status: AppointmentStatus::Booked,
+        channel: "whatsapp".into(),
+        conversation_id: id.into(),
+        request_key: request_key.into(),
+        created_at_ms: T0,
+    }
+}
+
+/// Eight customers ask for the last place at once while other writers (the WhatsApp inbox, the
+/// call recorder's kind of traffic) commit beside them: exactly one is booked, the other seven are
+/// told it is full, and none meets a database error. On SQLite a read-then-write transaction that
+/// began deferred fails at once with "database is locked" when another connection committed
+/// after its read (the busy timeout does not apply), so every write transaction begins
+/// IMMEDIATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_bookings_for_the_last_place_are_full_not_errors() {
+    use kav::store::booking::{CapacityRule, CreateOutcome};
+    for b in backends().await {
+        let store = Store::connect(&b.url).await.unwrap();
+        let n = b.name;
+        for round in 0..5i64 {
+            let start = T0 + 86_400_000 * (round + 1);
+            let mut tasks = Vec::new();
+            for i in 0..8 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .create_appointment(
+                            appointment(
+                                &format!("appt_{round}_{i}"),
+                                start,
+                                &format!("k{round}{i}"),
+                            ),
+                            CapacityRule::Business { limit: 1 },
+                            vec![],
+                        )
+                        .await
+                }));
+            }
+            for i in 0..4 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let id = format!("msg:{round}:{i}");
+                    store
+                        .whatsapp_enqueue(&id, "meta", "biz_race", &id, "{}", T0)
+                        .await
+                        .map(|_| CreateOutcome::Full)?;
+                    store.whatsapp_claim(T0 + 1, 10_000, 5).await?;
+                    Ok(CreateOutcome::Full)
+                }));
+            }
+            let mut created = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(CreateOutcome::Created(_)) => created += 1,
+                    Ok(_) => {}
+                    Err(e) => panic!("{n}, round {round}: a racing write failed: {e}"),
+                }
+            }
+            assert_eq!(
+                created, 1,
+                "{n}, round {round}: one booking for the last place"
+            );
+        }
+        b.cleanup().await;
+    }
+}

@@ -40,10 +40,13 @@ pub fn new_id(prefix: &str) -> String {
 
 impl Store {
     pub fn is_postgres(&self) -> bool {
-        self.pool
-            .connect_options()
-            .database_url
-            .scheme()
-            .starts_with("postgres")
+        super::is_postgres(&self.pool)
+    }
+
+    /// A transaction that writes: see [`super::begin_write`].
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        super::begin_write(&self.pool).await
     }
 }

@@ -487,6 +487,25 @@ struct Writer {
     ids: EventIds,
 }
 
+/// Begins a transaction that writes. On SQLite it takes the write lock at the start (`BEGIN
+/// IMMEDIATE`, which waits up to the busy timeout): a deferred transaction that reads and then
+/// writes fails at once with "database is locked" when another connection committed after its
+/// read, and the busy timeout does not cover that case. PostgreSQL's `BEGIN` is right as is.
+async fn begin_write(pool: &AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if is_postgres(pool) {
+        pool.begin().await
+    } else {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+fn is_postgres(pool: &AnyPool) -> bool {
+    pool.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres")
+}
+
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut msgs = Vec::with_capacity(MAX_BATCH);
@@ -559,7 +578,9 @@ impl Writer {
     }
 
     async fn try_batch(&self, batch: &[Pending]) -> Result<Outcome, BatchError> {
-        let mut tx = self.pool.begin().await.map_err(BatchError::Transaction)?;
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(BatchError::Transaction)?;
         let mut outcome = Outcome::default();
         for pending in batch {
             match write_one(&mut tx, pending)

@@ -136,7 +136,7 @@ impl Store {
         if plan.is_empty() {
             return Ok(report);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(t) = plan.transcripts_before_ms {
             for (what, sql) in [
                 ("turns.deleted", "DELETE FROM turns WHERE at_ms < $1"),
@@ -210,7 +210,7 @@ impl Store {
         let biz = business.unwrap_or("");
         let like = format!("%{digits}%");
         let mut report = PrivacyReport::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let who = [e164.as_str(), digits.as_str(), biz];
 
         // Every conversation of theirs: WhatsApp threads, calls that stored messages or made a

@@ -36,7 +36,7 @@ impl Store {
         let Some(first) = messages.first() else {
             return Ok(());
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let last: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(seq) AS seq FROM staff_chat_messages WHERE business_id = $1",
         )

@@ -425,7 +425,7 @@ impl Store {
 
     /// Deletes a conversation and its messages. Returns whether it existed.
     pub async fn whatsapp_delete_conversation(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM whatsapp_messages WHERE conversation_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -522,7 +522,7 @@ impl Store {
         error_detail: Option<&str>,
         at_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO whatsapp_status_history (provider_message_id, status, at_ms, error_code) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",

@@ -128,7 +128,7 @@ impl Store {
         capacity: CapacityRule,
         outbox: Vec<NewOutboxEvent>,
     ) -> Result<CreateOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.is_postgres() {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind(&appt.business_id)
@@ -260,7 +260,7 @@ impl Store {
         capacity: CapacityRule,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (sql, limit, resource) = match &capacity {
             CapacityRule::Resource { resource_id, limit } => (
                 "SELECT COUNT(*) AS n FROM appointments WHERE id <> $1 AND status = 'booked' \

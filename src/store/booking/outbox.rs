@@ -49,7 +49,7 @@ impl Columns for OutboxRow {
 impl Store {
     /// Enqueues an event on its own (not tied to other data). A duplicate key is a no-op.
     pub async fn enqueue(&self, ev: &NewOutboxEvent, now_ms: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_outbox(&mut tx, ev, now_ms).await?;
         tx.commit().await?;
         Ok(())
