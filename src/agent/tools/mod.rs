@@ -215,6 +215,11 @@ impl ToolContext {
             other => fail("unknown_tool", format!("no tool named {other:?}")),
         };
         let ok = value.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        if value.get("error").and_then(Value::as_str) == Some("internal") {
+            // A refusal is the customer's business; a store failure is the operator's.
+            let reason = value.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+            tracing::warn!(tool, reason, "tool failed on an internal error");
+        }
         let args_value: Value = serde_json::from_str(raw_args)
             .unwrap_or_else(|_| json!({"unparsed_chars": raw_args.len()}));
         self.trace(
