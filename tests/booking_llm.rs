@@ -910,7 +910,8 @@ async fn a_long_conversation_stays_under_the_cap_and_an_early_booking_stays_know
 
 /// When the model fails, the offline dialog answers and may book. That booking is the
 /// conversation's as much as one the model made: once the model is back, its prompt lists it
-/// (id, time, room, name, status), so "move it to 11" or "cancel it" has the id to act on.
+/// (id, time, room, name, status), so "move it to 11" or "cancel it" has the id to act on, and
+/// the fallback's tool calls are among the remembered tool lines.
 #[tokio::test]
 async fn a_booking_the_offline_fallback_made_is_known_to_the_model_next_turn() {
     let down = || FakeReply::error(500, "upstream exploded");
@@ -964,5 +965,22 @@ async fn a_booking_the_offline_fallback_made_is_known_to_the_model_next_turn() {
     assert!(known.contains(&booked[0].id), "{known}");
     assert!(known.contains("10:00, room Dubai"), "{known}");
     assert!(known.contains(r#"under the name "Noa""#), "{known}");
+    // The fallback's tool calls are remembered as the model's own are: the create call with the
+    // id it returned, in the "earlier tool calls" lines.
+    let earlier = prompts[3]
+        .split_once("Your tool calls in earlier turns")
+        .expect("the fallback's tool calls are listed for the model")
+        .1;
+    let create = earlier
+        .lines()
+        .find(|l| l.starts_with("- calendar_create_appointment {"))
+        .unwrap_or_else(|| panic!("no create line: {earlier}"));
+    assert!(create.contains(&booked[0].id), "{create}");
+    assert!(create.contains("\"ok\":true"), "{create}");
+    assert!(
+        !prompts[0].contains("Your tool calls in earlier turns"),
+        "{}",
+        prompts[0]
+    );
     assert_eq!(replies[3], "Of course. What would you like to change?");
 }

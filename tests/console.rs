@@ -1229,7 +1229,7 @@ async fn agent_documents(s: &Server) -> Value {
         conversation_id: "docs-check".into(),
         turn: 1,
         caller_phone: None,
-        touched: Default::default(),
+        this_turn: Default::default(),
     };
     let out = tools
         .call(kav::agent::tools::BUSINESS_INFO, r#"{"topic": "all"}"#)

@@ -360,7 +360,7 @@ impl Fx {
             conversation_id: format!("wa-{phone}"),
             turn: 1,
             caller_phone: Some(phone.into()),
-            touched: Default::default(),
+            this_turn: Default::default(),
         };
         let args = json!({"start_iso": start, "resource": room, "customer_name": name});
         let out = ctx.call(tools::CREATE, &args.to_string()).await;

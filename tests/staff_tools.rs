@@ -105,7 +105,7 @@ impl Fx {
             conversation_id: format!("wa-{phone}"),
             turn: 1,
             caller_phone: Some(phone.into()),
-            touched: Default::default(),
+            this_turn: Default::default(),
         }
     }
 

@@ -37,8 +37,6 @@ pub struct BookingAgent {
 
 /// Earlier tool calls remembered per conversation, newest kept.
 const TOOL_MEMORY_LINES: usize = 8;
-/// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
-const TOOL_MEMORY_RESULT_CHARS: usize = 600;
 /// Bookings a conversation made or changed that the agent is reminded of, newest kept.
 const TOOL_MEMORY_BOOKINGS: usize = 8;
 
@@ -56,7 +54,8 @@ struct ToolMemory {
 
 impl ToolMemory {
     /// Adds one turn's tool lines and touched appointments; forgets the oldest beyond the caps.
-    fn add(&mut self, lines: Vec<String>, bookings: Vec<String>) {
+    fn add(&mut self, used: tools::ToolsUsed) {
+        let tools::ToolsUsed { lines, bookings } = used;
         self.lines.extend(lines);
         let excess = self.lines.len().saturating_sub(TOOL_MEMORY_LINES);
         self.lines.drain(..excess);
@@ -67,17 +66,6 @@ impl ToolMemory {
         let excess = self.bookings.len().saturating_sub(TOOL_MEMORY_BOOKINGS);
         self.bookings.drain(..excess);
     }
-}
-
-/// One remembered call: `tool {args} -> {result}`. The history carries only text, so without this
-/// the model would see its own "21:00 is free, shall I book?" on the next turn but not the slot,
-/// room id or appointment id it was built from.
-fn memory_line(tool: &str, arguments: &str, result: &str) -> String {
-    let mut kept: String = result.chars().take(TOOL_MEMORY_RESULT_CHARS).collect();
-    if kept.len() < result.len() {
-        kept.push('…');
-    }
-    format!("{tool} {} -> {kept}", arguments.trim())
 }
 
 /// Per-turn output state: what was spoken, what waits for evidence.
@@ -276,7 +264,6 @@ struct CustomerTools<'a> {
     ctx: &'a ToolContext,
     speaker: Speaker<'a>,
     user: &'a str,
-    this_turn_tools: Vec<String>,
     /// If the model fails after a booking was made this turn, we still say so truthfully.
     booked_reply: Option<String>,
     collect_digits: bool,
@@ -294,11 +281,6 @@ impl ToolHost for CustomerTools<'_> {
     async fn call(&mut self, call: &ToolCall) -> String {
         let ctx = self.ctx;
         let out = ctx.call(&call.name, &call.arguments).await;
-        self.this_turn_tools.push(memory_line(
-            &call.name,
-            &call.arguments,
-            &out.value.to_string(),
-        ));
         out.add_evidence(&mut self.speaker.evidence);
         if out.ok && out.tool == tools::CREATE {
             let v = &out.value;
@@ -446,7 +428,6 @@ impl BookingAgent {
             ctx: &ctx,
             speaker,
             user: &user,
-            this_turn_tools: Vec::new(),
             booked_reply: None,
             collect_digits: false,
         };
@@ -459,7 +440,6 @@ impl BookingAgent {
         let end = run_tool_loop(self.model.as_ref(), messages, &limits, &mut host).await;
         let CustomerTools {
             mut speaker,
-            this_turn_tools,
             booked_reply,
             collect_digits,
             ..
@@ -468,22 +448,22 @@ impl BookingAgent {
             tracing::warn!(conversation = %ctx.conversation_id, %reason, "LLM turn failed");
         }
         // Nothing was said and nothing booked: the offline dialog answers this turn.
-        let fallback = if matches!(end, LoopEnd::Failed(_))
+        let mut fallback = if matches!(end, LoopEnd::Failed(_))
             && booked_reply.is_none()
             && speaker.spoken.trim().is_empty()
         {
-            Some(self.offline.turn_with_bookings(&request).await)
+            Some(self.offline.turn_with_tools(&request).await)
         } else {
             None
         };
-        // What the fallback booked is remembered like the model's own bookings, so the next
-        // turn's prompt lists it.
-        let mut bookings = ctx.touched.take();
-        if let Some(Ok((_, offline_bookings))) = &fallback {
-            bookings.extend(offline_bookings.iter().cloned());
+        // What the fallback's tools did is remembered like the model's own calls, so the next
+        // turn's prompt lists its bookings and its tool lines.
+        let mut used = ctx.this_turn.take();
+        if let Some(Ok((_, offline))) = &mut fallback {
+            used.extend(std::mem::take(offline));
         }
-        if !this_turn_tools.is_empty() || !bookings.is_empty() {
-            memory.add(this_turn_tools, bookings);
+        if !used.is_empty() {
+            memory.add(used);
             self.rt.save_state(&memory_key, TOOL_MEMORY, &memory).await;
         }
         if let Some(answer) = fallback {

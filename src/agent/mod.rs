@@ -285,7 +285,7 @@ impl BookingRuntime {
             conversation_id: request.call.call_sid.clone(),
             turn: request.turn,
             caller_phone: caller_phone(request),
-            touched: Default::default(),
+            this_turn: Default::default(),
         })
     }
 

@@ -150,7 +150,7 @@ async fn staff_tools(
         ),
         turn: 0,
         caller_phone: customer_phone,
-        touched: Default::default(),
+        this_turn: Default::default(),
     })
 }
 

@@ -120,15 +120,16 @@ impl OfflineBookingAgent {
 
     /// One turn, tools included; the reply has passed the truthfulness guard and is stored.
     pub async fn turn(&self, request: &AgentRequest) -> Result<OfflineReply, AgentError> {
-        Ok(self.turn_with_bookings(request).await?.0)
+        Ok(self.turn_with_tools(request).await?.0)
     }
 
-    /// [`Self::turn`], plus the appointments its tools booked, moved or cancelled: the LLM agent
-    /// answers with this turn when the model fails, and remembers those like its own.
-    pub async fn turn_with_bookings(
+    /// [`Self::turn`], plus what its tools did (calls, and appointments booked, moved or
+    /// cancelled): the LLM agent answers with this turn when the model fails, and remembers
+    /// those like its own.
+    pub async fn turn_with_tools(
         &self,
         request: &AgentRequest,
-    ) -> Result<(OfflineReply, Vec<String>), AgentError> {
+    ) -> Result<(OfflineReply, super::tools::ToolsUsed), AgentError> {
         let ctx = self.rt.turn_context(request).await?;
         let key = request.call.call_sid.clone();
         let mut state = self
@@ -153,7 +154,7 @@ impl OfflineBookingAgent {
         } else {
             self.rt.save_state(&key, OFFLINE_DIALOG, &state).await;
         }
-        Ok((OfflineReply { text, ..reply }, ctx.touched.take()))
+        Ok((OfflineReply { text, ..reply }, ctx.this_turn.take()))
     }
 }
 

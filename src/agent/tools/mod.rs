@@ -49,34 +49,73 @@ pub struct ToolContext {
     pub turn: u32,
     /// The customer's phone as the channel knows it (caller id, WhatsApp sender), E.164.
     pub caller_phone: Option<String>,
-    /// Appointments this turn's tools booked, moved or cancelled (shared by clones of the
-    /// context, so whichever agent ran the tools, the turn knows what it changed).
-    pub touched: TouchedBookings,
+    /// What this turn's tools did (shared by clones of the context, so whichever agent ran the
+    /// tools, the turn knows what was called and what it changed).
+    pub this_turn: TurnTools,
 }
 
-/// The appointments one turn's tools changed, in order, each once. Recorded by
-/// [`ToolContext::call`] (the one place every customer tool runs), read by the agent at the end
-/// of the turn to remember them across turns and instances (the LLM agent's tool memory).
-#[derive(Debug, Clone, Default)]
-pub struct TouchedBookings(Arc<std::sync::Mutex<Vec<String>>>);
+/// Longest tool result remembered (characters); a 30-slot answer is cut, its head is what matters.
+const MEMORY_RESULT_CHARS: usize = 600;
 
-impl TouchedBookings {
-    fn record(&self, outcome: &ToolOutcome) {
-        if !outcome.ok || ![CREATE, UPDATE, CANCEL].contains(&outcome.tool.as_str()) {
-            return;
-        }
-        let Some(id) = outcome.value["appointment_id"].as_str() else {
-            return;
-        };
-        // A poisoned lock only means another holder panicked mid-push; the list is still valid.
-        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !ids.iter().any(|known| known == id) {
-            ids.push(id.to_string());
+/// One remembered call: `tool {args} -> {result}`. The history carries only text, so without this
+/// a model would see its own "21:00 is free, shall I book?" on the next turn but not the slot,
+/// room id or appointment id it was built from.
+pub fn memory_line(tool: &str, arguments: &str, result: &str) -> String {
+    let mut kept: String = result.chars().take(MEMORY_RESULT_CHARS).collect();
+    if kept.len() < result.len() {
+        kept.push('…');
+    }
+    format!("{tool} {} -> {kept}", arguments.trim())
+}
+
+/// What one turn's tools did: every call as a [`memory_line`], and the appointments they booked,
+/// moved or cancelled (in order, each once).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolsUsed {
+    pub lines: Vec<String>,
+    pub bookings: Vec<String>,
+}
+
+impl ToolsUsed {
+    /// Appends `later` (another agent's calls in the same turn).
+    pub fn extend(&mut self, later: ToolsUsed) {
+        self.lines.extend(later.lines);
+        for id in later.bookings {
+            if !self.bookings.contains(&id) {
+                self.bookings.push(id);
+            }
         }
     }
 
-    /// The ids recorded so far, oldest first; the list is left empty.
-    pub fn take(&self) -> Vec<String> {
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.bookings.is_empty()
+    }
+}
+
+/// One turn's [`ToolsUsed`], recorded by [`ToolContext::call`] (the one place every customer
+/// tool runs) and read by the agent at the end of the turn, to remember it across turns and
+/// instances (the LLM agent's tool memory), whether the model or the offline fallback called.
+#[derive(Debug, Clone, Default)]
+pub struct TurnTools(Arc<std::sync::Mutex<ToolsUsed>>);
+
+impl TurnTools {
+    fn record(&self, raw_args: &str, outcome: &ToolOutcome) {
+        let line = memory_line(&outcome.tool, raw_args, &outcome.value.to_string());
+        // A poisoned lock only means another holder panicked mid-push; the lists are still valid.
+        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        used.lines.push(line);
+        if !outcome.ok || ![CREATE, UPDATE, CANCEL].contains(&outcome.tool.as_str()) {
+            return;
+        }
+        if let Some(id) = outcome.value["appointment_id"].as_str()
+            && !used.bookings.iter().any(|known| known == id)
+        {
+            used.bookings.push(id.to_string());
+        }
+    }
+
+    /// What was recorded so far; the record is left empty.
+    pub fn take(&self) -> ToolsUsed {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -237,7 +276,7 @@ impl ToolContext {
             ok,
             value,
         };
-        self.touched.record(&outcome);
+        self.this_turn.record(raw_args, &outcome);
         outcome
     }
 
