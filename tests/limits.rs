@@ -176,13 +176,11 @@ async fn webhooks_are_rate_limited_per_ip() {
             cfg.limits.webhook_burst = 5;
         })
         .await;
-        let body = form(&voice_params("CA000000000000000000000000000000b1"));
-        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
         let mut statuses = Vec::new();
         for _ in 0..7 {
-            let r = http(srv.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
-                .await
-                .expect("POST");
+            let r = srv
+                .voice_webhook("CA000000000000000000000000000000b1")
+                .await;
             statuses.push(r.status);
         }
         assert_eq!(statuses[..5], [200; 5], "{statuses:?}");
@@ -215,11 +213,9 @@ async fn over_capacity_new_calls_get_the_overflow_twiml() {
         })
         .await;
 
-        let body = form(&voice_params("CA000000000000000000000000000000c2"));
-        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
-        let r = http(srv.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
-            .await
-            .expect("POST");
+        let r = srv
+            .voice_webhook("CA000000000000000000000000000000c2")
+            .await;
         assert_eq!(r.status, 200);
         assert!(r.body.contains("<Say language=\"he-IL\">"), "{}", r.body);
         assert!(!r.body.contains("<Stream"), "{}", r.body);
@@ -241,9 +237,9 @@ async fn over_capacity_new_calls_get_the_overflow_twiml() {
         live.stop().await;
         srv.wait_idle(Duration::from_secs(5)).await;
         assert_eq!(srv.get("/readyz").await.status, 200);
-        let r = http(srv.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
-            .await
-            .expect("POST");
+        let r = srv
+            .voice_webhook("CA000000000000000000000000000000c2")
+            .await;
         assert!(r.body.contains("<Stream"), "{}", r.body);
         let text = srv.metrics().await;
         assert_eq!(metric(&text, "kav_calls_refused_total"), 2.0, "{text}");
@@ -263,16 +259,8 @@ async fn admitted_calls_hold_their_place_until_their_stream_opens() {
             cfg.limits.admission_hold_ms = 1_500;
         })
         .await;
-        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
-        let webhook = |sid: &'static str| {
-            let body = form(&voice_params(sid));
-            async move {
-                http(srv.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
-                    .await
-                    .expect("POST")
-                    .body
-            }
-        };
+        let srv = &srv;
+        let webhook = |sid: &'static str| async move { srv.voice_webhook(sid).await.body };
         // Three calls ring at once; no stream has opened yet.
         assert!(
             webhook("CA000000000000000000000000000000h1")

@@ -152,6 +152,15 @@ impl TestServer {
         http(self.addr, "GET", path, &[], "").await.expect("GET")
     }
 
+    /// Twilio's voice webhook for a new call `call_sid` (unsigned, as when no token is set).
+    pub async fn voice_webhook(&self, call_sid: &str) -> HttpResponse {
+        let body = form(&voice_params(call_sid));
+        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
+        http(self.addr, "POST", kav::server::VOICE_PATH, &ct, &body)
+            .await
+            .expect("POST")
+    }
+
     pub async fn metrics(&self) -> String {
         let r = self.get("/metrics").await;
         assert_eq!(r.status, 200, "{r:?}");
