@@ -27,8 +27,6 @@ pub use customers::CustomerRow;
 pub use outbox::{NewOutboxEvent, OutboxRow, OutboxStatus};
 pub use traces::ToolTraceRow;
 
-use super::Store;
-
 /// A fresh unique id: `prefix_<process-random>-<counter>`.
 pub fn new_id(prefix: &str) -> String {
     static PROCESS: OnceLock<String> = OnceLock::new();
@@ -36,17 +34,4 @@ pub fn new_id(prefix: &str) -> String {
     let process = PROCESS.get_or_init(|| format!("{:012x}", super::id_random() & 0xffff_ffff_ffff));
     let n = NEXT.fetch_add(1, Ordering::Relaxed) + 1;
     format!("{prefix}_{process}{n:06x}")
-}
-
-impl Store {
-    pub fn is_postgres(&self) -> bool {
-        super::is_postgres(&self.pool)
-    }
-
-    /// A transaction that writes: see [`super::begin_write`].
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        super::begin_write(&self.pool).await
-    }
 }

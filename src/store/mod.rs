@@ -221,6 +221,17 @@ const SQLITE_PRAGMAS: &[&str] = &[
 const POSTGRES_SESSION: &[&str] = &["SET lock_timeout = '5s'"];
 
 impl Store {
+    pub fn is_postgres(&self) -> bool {
+        is_postgres(&self.pool)
+    }
+
+    /// A transaction that writes: see [`begin_write`].
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        begin_write(&self.pool).await
+    }
+
     /// Connects (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and runs the migrations.
     /// A missing SQLite file is created. SQLite runs in WAL mode, `synchronous=NORMAL`, with a
     /// 5 s busy timeout; PostgreSQL with a 5 s `lock_timeout`. Migrations are idempotent and safe

@@ -80,10 +80,14 @@ impl ToolsUsed {
     /// Appends `later` (another agent's calls in the same turn).
     pub fn extend(&mut self, later: ToolsUsed) {
         self.lines.extend(later.lines);
-        for id in later.bookings {
-            if !self.bookings.contains(&id) {
-                self.bookings.push(id);
-            }
+        for id in &later.bookings {
+            self.add_booking(id);
+        }
+    }
+
+    fn add_booking(&mut self, id: &str) {
+        if !self.bookings.iter().any(|known| known == id) {
+            self.bookings.push(id.to_string());
         }
     }
 
@@ -107,10 +111,8 @@ impl TurnTools {
         if !outcome.ok || ![CREATE, UPDATE, CANCEL].contains(&outcome.tool.as_str()) {
             return;
         }
-        if let Some(id) = outcome.value["appointment_id"].as_str()
-            && !used.bookings.iter().any(|known| known == id)
-        {
-            used.bookings.push(id.to_string());
+        if let Some(id) = outcome.value["appointment_id"].as_str() {
+            used.add_booking(id);
         }
     }
 
